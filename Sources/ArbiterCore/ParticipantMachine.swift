@@ -1,0 +1,353 @@
+/// A participant's half of two-phase commit, as a pure state machine.
+///
+/// The rules it keeps:
+/// - It votes yes only after the `prepared` record (and the staged work written with it) is durable,
+///   and acknowledges a commit only after the `committed` record is durable.
+/// - It never decides a prepared transaction alone: without a decision it asks the coordinator,
+///   with backoff, until it learns the outcome. Only ``ParticipantEvent/decideHeuristically(_:_:)``,
+///   an operator's command, decides alone, and the records say so.
+/// - An abort for a transaction it does not know leaves a tombstone, so that a `prepare` overtaken
+///   by its abort votes no instead of holding locks until an inquiry.
+/// - A repeated message gets the same answer; a decision never changes.
+public struct ParticipantMachine: Sendable {
+    public let config: ParticipantConfig
+    private var random: SplitMix64
+    private var transactions: [TxID: Transaction] = [:]
+
+    /// - Parameter seed: seeds the jitter of inquiry retries.
+    public init(config: ParticipantConfig = .init(), seed: UInt64) {
+        self.config = config
+        self.random = SplitMix64(seed: seed)
+    }
+
+    /// Where `txid` stands here, or `nil` when nothing is known of it.
+    public func state(of txid: TxID) -> ParticipantState? {
+        transactions[txid].map { ParticipantState($0.state) }
+    }
+
+    /// The transactions this participant remembers (in progress, or ended and within retention).
+    public var knownCount: Int { transactions.count }
+
+    /// Feeds one event and returns what the driver must do, in order.
+    public mutating func handle(_ event: ParticipantEvent) -> [ParticipantEffect] {
+        var effects: [ParticipantEffect] = []
+        switch event {
+        case .received(let coordinator, let message):
+            receive(message, from: coordinator, into: &effects)
+        case .staged(let txid, let vote):
+            staged(txid, vote, into: &effects)
+        case .forced(let txid):
+            forced(txid, into: &effects)
+        case .timerFired(let timer):
+            timerFired(timer, into: &effects)
+        case .recovered(let records):
+            recover(records, into: &effects)
+        case .decideHeuristically(let txid, let outcome):
+            decideHeuristically(txid, outcome, into: &effects)
+        }
+        return effects
+    }
+
+    // MARK: - Messages from the coordinator
+
+    private mutating func receive(
+        _ message: CoordinatorMessage, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]
+    ) {
+        switch message {
+        case .prepare(let request):
+            prepare(request, into: &effects)
+        case .commit(let txid):
+            commit(txid, from: coordinator, into: &effects)
+        case .abort(let txid):
+            abort(txid, from: coordinator, into: &effects)
+        case .outcome(let txid, let answer):
+            learned(answer, for: txid, from: coordinator, into: &effects)
+        }
+    }
+
+    private mutating func prepare(_ request: PrepareRequest, into effects: inout [ParticipantEffect]) {
+        let txid = request.txid
+        let coordinator = request.coordinator
+        guard let transaction = transactions[txid] else {
+            transactions[txid] = Transaction(coordinator: coordinator, state: .staging(
+                payload: request.payload, onePhase: request.onePhase, abortRequested: false))
+            effects.append(.stage(txid, payload: request.payload, onePhase: request.onePhase))
+            return
+        }
+        // A repeated prepare gets the answer the first one got (or will get).
+        let reply: ParticipantMessage?
+        switch transaction.state {
+        case .staging, .preparing, .committing:
+            reply = nil  // The answer follows when the work in flight is durable.
+        case .prepared(let payload, _):
+            reply = payload == request.payload
+                ? .vote(txid, .yes)
+                : .vote(txid, .no(reason: "already prepared with a different payload under this transaction id"))
+        case .committed:
+            reply = request.onePhase ? .onePhaseOutcome(txid, .committed) : .vote(txid, .yes)
+        case .aborted:
+            reply = request.onePhase
+                ? .onePhaseOutcome(txid, .aborted)
+                : .vote(txid, .no(reason: "transaction already aborted here"))
+        case .readOnly:
+            reply = request.onePhase ? .onePhaseOutcome(txid, .committed) : .vote(txid, .readOnly)
+        }
+        if let reply { effects.append(.send(coordinator, reply)) }
+    }
+
+    private mutating func commit(_ txid: TxID, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]) {
+        guard var transaction = transactions[txid] else {
+            // Either the records were cleaned up after retention (a late duplicate) or they were
+            // never written, which only a broken deployment causes. There is nothing to apply.
+            effects.append(.anomaly(txid, "commit for a transaction unknown here; acknowledging as unknown"))
+            effects.append(.send(coordinator, .acknowledge(txid, .unknown)))
+            return
+        }
+        switch transaction.state {
+        case .prepared:
+            transaction.state = .committing(onePhase: false, heuristic: false)
+            transactions[txid] = transaction
+            effects.append(.cancelTimer(TimerID(.inquiry, txid)))
+            effects.append(.force([.committed(txid, heuristic: false)]))
+        case .committed:
+            effects.append(.send(coordinator, .acknowledge(txid, .committed)))
+        case .aborted(let heuristic):
+            effects.append(.anomaly(txid, heuristic
+                ? "commit for a transaction an operator aborted heuristically"
+                : "commit for a transaction aborted here"))
+            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
+        case .readOnly:
+            effects.append(.send(coordinator, .acknowledge(txid, .unknown)))
+        case .staging, .preparing, .committing:
+            return  // Nothing durable to acknowledge yet; the coordinator resends.
+        }
+    }
+
+    private mutating func abort(_ txid: TxID, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]) {
+        guard var transaction = transactions[txid] else {
+            // The abort overtook its prepare (or the prepare never came): leave a tombstone.
+            transactions[txid] = Transaction(coordinator: coordinator, state: .aborted(heuristic: false))
+            effects.append(.write([.aborted(txid, heuristic: false)]))
+            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            return
+        }
+        switch transaction.state {
+        case .staging(let payload, let onePhase, _):
+            // The resource is staging right now; abort when it reports its vote.
+            transaction.state = .staging(payload: payload, onePhase: onePhase, abortRequested: true)
+            transactions[txid] = transaction
+        case .preparing, .prepared:
+            discard(txid, into: &effects)
+            effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
+        case .committing:
+            return  // Only a one-phase or heuristic commit is in flight here; it will answer.
+        case .committed(let heuristic):
+            effects.append(.anomaly(txid, heuristic
+                ? "abort for a transaction an operator committed heuristically"
+                : "abort for a transaction committed here"))
+            effects.append(.send(coordinator, .acknowledge(txid, .committed)))
+        case .aborted:
+            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
+        case .readOnly:
+            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
+        }
+    }
+
+    /// The coordinator answered an inquiry.
+    private mutating func learned(
+        _ answer: InquiryAnswer, for txid: TxID, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]
+    ) {
+        // Only a prepared transaction is in doubt; a stale answer for any other is ignored.
+        guard let transaction = transactions[txid], case .prepared = transaction.state else { return }
+        switch answer {
+        case .committed: commit(txid, from: coordinator, into: &effects)
+        case .aborted: abort(txid, from: coordinator, into: &effects)
+        case .pending: return  // The inquiry timer is still set.
+        }
+    }
+
+    // MARK: - Local work
+
+    private mutating func staged(_ txid: TxID, _ vote: Vote, into effects: inout [ParticipantEffect]) {
+        guard var transaction = transactions[txid],
+              case .staging(let payload, let onePhase, let abortRequested) = transaction.state
+        else { return }
+        let coordinator = transaction.coordinator
+        if abortRequested {
+            // Written in the staging transaction, so the staged work is discarded with it.
+            transaction.state = .aborted(heuristic: false)
+            transactions[txid] = transaction
+            effects.append(.write([.aborted(txid, heuristic: false)]))
+            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            return
+        }
+        switch (vote, onePhase) {
+        case (.yes, true):
+            transaction.state = .committing(onePhase: true, heuristic: false)
+            transactions[txid] = transaction
+            effects.append(.force([.committed(txid, heuristic: false)]))
+        case (.yes, false):
+            transaction.state = .preparing(payload: payload)
+            transactions[txid] = transaction
+            effects.append(.force([.prepared(txid, coordinator: coordinator, payload: payload)]))
+        case (.no, _):
+            transaction.state = .aborted(heuristic: false)
+            transactions[txid] = transaction
+            effects.append(.write([.aborted(txid, heuristic: false)]))
+            effects.append(.send(coordinator, onePhase ? .onePhaseOutcome(txid, .aborted) : .vote(txid, vote)))
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+        case (.readOnly, _):
+            transaction.state = .readOnly
+            transactions[txid] = transaction
+            effects.append(.send(coordinator, onePhase ? .onePhaseOutcome(txid, .committed) : .vote(txid, .readOnly)))
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+        }
+    }
+
+    private mutating func forced(_ txid: TxID, into effects: inout [ParticipantEffect]) {
+        guard var transaction = transactions[txid] else { return }
+        switch transaction.state {
+        case .preparing(let payload):
+            transaction.state = .prepared(payload: payload, inquiries: 0)
+            transactions[txid] = transaction
+            effects.append(.send(transaction.coordinator, .vote(txid, .yes)))
+            effects.append(.setTimer(TimerID(.inquiry, txid), after: config.inquiryTimeout))
+        case .committing(let onePhase, let heuristic):
+            transaction.state = .committed(heuristic: heuristic)
+            transactions[txid] = transaction
+            if !heuristic {
+                let reply: ParticipantMessage = onePhase ? .onePhaseOutcome(txid, .committed) : .acknowledge(txid, .committed)
+                effects.append(.send(transaction.coordinator, reply))
+            }
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+        case .staging, .prepared, .committed, .aborted, .readOnly:
+            return  // E.g. an abort overtook the force of the prepared record.
+        }
+    }
+
+    private mutating func timerFired(_ timer: TimerID, into effects: inout [ParticipantEffect]) {
+        let txid = timer.txid
+        guard var transaction = transactions[txid] else { return }
+        switch (timer.kind, transaction.state) {
+        case (.inquiry, .prepared(let payload, let inquiries)):
+            transaction.state = .prepared(payload: payload, inquiries: inquiries + 1)
+            transactions[txid] = transaction
+            effects.append(.send(transaction.coordinator, .inquire(txid)))
+            let delay = config.inquiryRetry.delay(attempt: inquiries, random: &random)
+            effects.append(.setTimer(TimerID(.inquiry, txid), after: delay))
+        case (.retention, .committed), (.retention, .aborted), (.retention, .readOnly):
+            transactions[txid] = nil
+            effects.append(.forget(txid))
+        default:
+            return
+        }
+    }
+
+    private mutating func decideHeuristically(_ txid: TxID, _ outcome: Outcome, into effects: inout [ParticipantEffect]) {
+        guard var transaction = transactions[txid], case .prepared = transaction.state else { return }
+        effects.append(.cancelTimer(TimerID(.inquiry, txid)))
+        switch outcome {
+        case .committed:
+            transaction.state = .committing(onePhase: false, heuristic: true)
+            transactions[txid] = transaction
+            effects.append(.force([.committed(txid, heuristic: true)]))
+        case .aborted:
+            transaction.state = .aborted(heuristic: true)
+            transactions[txid] = transaction
+            effects.append(.force([.aborted(txid, heuristic: true)]))
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+        }
+    }
+
+    /// Abort a staged transaction: not forced, because a lost abort record leaves the transaction
+    /// prepared, and its inquiry learns the abort again.
+    private mutating func discard(_ txid: TxID, into effects: inout [ParticipantEffect]) {
+        transactions[txid]?.state = .aborted(heuristic: false)
+        effects.append(.cancelTimer(TimerID(.inquiry, txid)))
+        effects.append(.write([.aborted(txid, heuristic: false)]))
+        effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+    }
+
+    // MARK: - Recovery
+
+    /// Rebuilds state from the records: a prepared transaction asks the coordinator at once; ended
+    /// ones are kept to answer duplicates until their retention passes.
+    private mutating func recover(_ records: [ParticipantRecord], into effects: inout [ParticipantEffect]) {
+        var order: [TxID] = []
+        var folded: [TxID: Transaction] = [:]
+        for record in records {
+            let txid = record.txid
+            if folded[txid] == nil { order.append(txid) }
+            switch record {
+            case .prepared(_, let coordinator, let payload):
+                // A decision read earlier in the log wins over a prepared record.
+                if folded[txid] == nil {
+                    folded[txid] = Transaction(coordinator: coordinator, state: .prepared(payload: payload, inquiries: 0))
+                }
+            case .committed(_, let heuristic):
+                folded[txid] = Transaction(coordinator: folded[txid]?.coordinator ?? CoordinatorID(""), state: .committed(heuristic: heuristic))
+            case .aborted(_, let heuristic):
+                // A commit is never undone by an abort record (records may come back out of order).
+                if case .committed = folded[txid]?.state { continue }
+                folded[txid] = Transaction(coordinator: folded[txid]?.coordinator ?? CoordinatorID(""), state: .aborted(heuristic: heuristic))
+            }
+        }
+        for txid in order where transactions[txid] == nil {
+            let transaction = folded[txid]!
+            transactions[txid] = transaction
+            switch transaction.state {
+            case .prepared:
+                effects.append(.setTimer(TimerID(.inquiry, txid), after: .zero))
+            default:
+                effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            }
+        }
+    }
+}
+
+/// Where a transaction stands at a participant, for drivers, operators and tests.
+public enum ParticipantState: String, Hashable, Sendable {
+    /// The resource is staging the branch.
+    case staging
+    /// The prepared record is being forced.
+    case preparing
+    /// Prepared and durable: in doubt until the decision arrives.
+    case prepared
+    /// The committed record is being forced.
+    case committing
+    case committed
+    case aborted
+    /// Voted read-only; holds nothing.
+    case readOnly
+
+    init(_ state: ParticipantMachine.State) {
+        switch state {
+        case .staging: self = .staging
+        case .preparing: self = .preparing
+        case .prepared: self = .prepared
+        case .committing: self = .committing
+        case .committed: self = .committed
+        case .aborted: self = .aborted
+        case .readOnly: self = .readOnly
+        }
+    }
+}
+
+extension ParticipantMachine {
+    struct Transaction: Sendable {
+        var coordinator: CoordinatorID
+        var state: State
+    }
+
+    enum State: Sendable {
+        case staging(payload: Payload, onePhase: Bool, abortRequested: Bool)
+        case preparing(payload: Payload)
+        case prepared(payload: Payload, inquiries: Int)
+        case committing(onePhase: Bool, heuristic: Bool)
+        case committed(heuristic: Bool)
+        case aborted(heuristic: Bool)
+        case readOnly
+    }
+}
