@@ -112,9 +112,9 @@ public struct ParticipantMachine: Sendable {
         case .committed:
             effects.append(.send(coordinator, .acknowledge(txid, .committed)))
         case .aborted(let heuristic):
-            effects.append(.anomaly(txid, heuristic
-                ? "commit for a transaction an operator aborted heuristically"
-                : "commit for a transaction aborted here"))
+            // The coordinator judges a mismatch (it knows why it asks); only an operator's decision
+            // is worth a loud line here.
+            if heuristic { effects.append(.anomaly(txid, "commit for a transaction an operator aborted heuristically")) }
             effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
         case .readOnly:
             effects.append(.send(coordinator, .acknowledge(txid, .unknown)))
@@ -143,9 +143,9 @@ public struct ParticipantMachine: Sendable {
         case .committing:
             return  // Only a one-phase or heuristic commit is in flight here; it will answer.
         case .committed(let heuristic):
-            effects.append(.anomaly(txid, heuristic
-                ? "abort for a transaction an operator committed heuristically"
-                : "abort for a transaction committed here"))
+            // A coordinator asks a one-phase participant this way what it decided; a mismatch in
+            // two-phase commit is the coordinator's to judge.
+            if heuristic { effects.append(.anomaly(txid, "abort for a transaction an operator committed heuristically")) }
             effects.append(.send(coordinator, .acknowledge(txid, .committed)))
         case .aborted:
             effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
@@ -184,7 +184,10 @@ public struct ParticipantMachine: Sendable {
             return
         }
         switch (vote, onePhase) {
-        case (.yes, true):
+        case (.yes, true), (.readOnly, true):
+            // A one-phase read-only branch is a commit of nothing, but its record must still be
+            // durable: the client is told "committed", and a coordinator that lost its own lazy
+            // record after a crash asks this participant what the outcome was.
             transaction.state = .committing(onePhase: true, heuristic: false)
             transactions[txid] = transaction
             effects.append(.force([.committed(txid, heuristic: false)]))
@@ -198,10 +201,10 @@ public struct ParticipantMachine: Sendable {
             effects.append(.write([.aborted(txid, heuristic: false)]))
             effects.append(.send(coordinator, onePhase ? .onePhaseOutcome(txid, .aborted) : .vote(txid, vote)))
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
-        case (.readOnly, _):
+        case (.readOnly, false):
             transaction.state = .readOnly
             transactions[txid] = transaction
-            effects.append(.send(coordinator, onePhase ? .onePhaseOutcome(txid, .committed) : .vote(txid, .readOnly)))
+            effects.append(.send(coordinator, .vote(txid, .readOnly)))
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
         }
     }

@@ -1,0 +1,61 @@
+/// A min-heap of scheduled items ordered by time, then by insertion, so that two items due at the
+/// same instant run in the order they were scheduled (determinism).
+struct EventQueue<Item> {
+    private struct Entry {
+        var time: SimTime
+        var sequence: UInt64
+        var item: Item
+        func precedes(_ other: Entry) -> Bool { (time, sequence) < (other.time, other.sequence) }
+    }
+
+    private var heap: [Entry] = []
+    private var nextSequence: UInt64 = 0
+
+    var isEmpty: Bool { heap.isEmpty }
+    var count: Int { heap.count }
+    var nextTime: SimTime? { heap.first?.time }
+
+    mutating func schedule(_ item: Item, at time: SimTime) {
+        heap.append(Entry(time: time, sequence: nextSequence, item: item))
+        nextSequence += 1
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].precedes(heap[parent]) else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (time: SimTime, item: Item)? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let entry = heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var first = parent
+            if left < heap.count && heap[left].precedes(heap[first]) { first = left }
+            if right < heap.count && heap[right].precedes(heap[first]) { first = right }
+            if first == parent { break }
+            heap.swapAt(parent, first)
+            parent = first
+        }
+        return (entry.time, entry.item)
+    }
+
+    /// Removes every item that `shouldRemove` selects (scripted scenarios drop messages with this).
+    mutating func removeAll(where shouldRemove: (Item) -> Bool) -> Int {
+        let before = heap.count
+        let kept = heap.filter { !shouldRemove($0.item) }
+        heap = []
+        for entry in kept.sorted(by: { $0.precedes($1) }) {
+            heap.append(entry)  // A sorted array is a valid heap.
+        }
+        return before - heap.count
+    }
+
+    /// The scheduled items in the order they will run.
+    var ordered: [Item] { heap.sorted(by: { $0.precedes($1) }).map(\.item) }
+}

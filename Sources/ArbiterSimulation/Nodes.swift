@@ -1,0 +1,157 @@
+import ArbiterCore
+
+/// What a participant's records say about a transaction (the last record wins).
+public enum RecordedState: Hashable, Sendable {
+    case prepared, committed, aborted
+}
+
+/// The simulated coordinator process: its machine (memory), its log (disk) and its timers.
+struct CoordinatorNode {
+    var logic: any CoordinatorLogic
+    var disk = SimulatedDisk<CoordinatorRecord>()
+    var up = true
+    var epoch = 0
+    var isolated = false
+    var timers: [TimerID: UInt64] = [:]
+
+    init(logic: any CoordinatorLogic) { self.logic = logic }
+
+    /// The last decision in the log for `txid`, durable or not.
+    func decision(_ txid: TxID) -> Outcome? {
+        var outcome: Outcome?
+        for entry in disk.entries {
+            for case .decided(txid, let decided, _, _) in entry.records { outcome = decided }
+        }
+        return outcome
+    }
+
+    /// The decision for `txid` that would survive a crash now.
+    func durableDecision(_ txid: TxID) -> Outcome? {
+        var outcome: Outcome?
+        for entry in disk.entries where entry.durable {
+            for case .decided(txid, let decided, _, _) in entry.records { outcome = decided }
+        }
+        return outcome
+    }
+
+    mutating func crash(random: inout SplitMix64, variant: ProtocolVariant, config: CoordinatorConfig) -> Int {
+        up = false
+        epoch += 1
+        timers = [:]
+        let lost = disk.crash(random: &random)
+        logic = variant.makeCoordinator(identity: Simulation.coordinatorID, config: config, seed: random.next())
+        return lost
+    }
+}
+
+/// The simulated participant process, with a toy resource: each branch's payload names one key to
+/// lock and the vote to give (`k=KEY;v=y|n|r`).
+struct ParticipantNode {
+    var logic: any ParticipantLogic
+    var disk = SimulatedDisk<ParticipantRecord>()
+    var up = true
+    var epoch = 0
+    var isolated = false
+    var timers: [TimerID: UInt64] = [:]
+    /// Derived from the records, as the participant library's lock table is written with them.
+    var locks: [String: TxID] = [:]
+    var recorded: [TxID: RecordedState] = [:]
+    /// Committed transactions whose records retention has since removed.
+    var forgottenCommits: Set<TxID> = []
+
+    init(logic: any ParticipantLogic) { self.logic = logic }
+
+    /// The resource's stage: refuse, stay read-only, or lock the key and vote yes.
+    func stage(_ txid: TxID, _ payload: Payload) -> Vote {
+        let (key, vote) = SimulatedResource.parse(payload)
+        switch vote {
+        case "n": return .no(reason: "the resource refused")
+        case "r": return .readOnly
+        default:
+            if let holder = locks[key], holder != txid { return .no(reason: "key \(key) is locked by \(holder)") }
+            return .yes
+        }
+    }
+
+    /// Applies a record's effect on the derived state (locks and the per-transaction view).
+    mutating func apply(_ record: ParticipantRecord) {
+        switch record {
+        case .prepared(let txid, _, let payload):
+            locks[SimulatedResource.parse(payload).key] = txid
+            recorded[txid] = .prepared
+        case .committed(let txid, _):
+            release(txid)
+            recorded[txid] = .committed
+        case .aborted(let txid, _):
+            release(txid)
+            // A commit is never undone: an abort record after it would be a bug the checker sees.
+            recorded[txid] = .aborted
+        }
+    }
+
+    private mutating func release(_ txid: TxID) {
+        for (key, holder) in locks where holder == txid { locks[key] = nil }
+    }
+
+    mutating func forget(_ txid: TxID) {
+        if recorded[txid] == .committed { forgottenCommits.insert(txid) }
+        disk.remove { $0.txid == txid }
+        recorded[txid] = nil
+        release(txid)
+    }
+
+    mutating func crash(random: inout SplitMix64, variant: ProtocolVariant, config: ParticipantConfig) -> Int {
+        up = false
+        epoch += 1
+        timers = [:]
+        let lost = disk.crash(random: &random)
+        logic = variant.makeParticipant(config: config, seed: random.next())
+        locks = [:]
+        recorded = [:]
+        for record in disk.records { apply(record) }
+        return lost
+    }
+}
+
+enum SimulatedResource {
+    static func parse(_ payload: Payload) -> (key: String, vote: Character) {
+        let text = String(decoding: payload.bytes, as: UTF8.self)
+        var key = ""
+        var vote: Character = "y"
+        for field in text.split(separator: ";") {
+            if field.hasPrefix("k=") { key = String(field.dropFirst(2)) }
+            if field.hasPrefix("v="), let character = field.dropFirst(2).first { vote = character }
+        }
+        return (key, vote)
+    }
+
+    static func intendedVote(_ payload: Payload) -> Character { parse(payload).vote }
+}
+
+/// The simulated clients: every transaction they submit and what they were told.
+struct ClientState {
+    struct Transaction {
+        var branches: [Branch]
+        var report: Outcome?
+    }
+
+    var transactions: [TxID: Transaction] = [:]
+    /// Submission order, for deterministic iteration.
+    var order: [TxID] = []
+
+    mutating func add(_ txid: TxID, branches: [Branch]) {
+        precondition(transactions[txid] == nil, "duplicate simulated transaction id \(txid)")
+        transactions[txid] = Transaction(branches: branches)
+        order.append(txid)
+    }
+
+    func isOnePhase(_ txid: TxID) -> Bool { transactions[txid]?.branches.count == 1 }
+
+    /// Whether `participant`'s branch of `txid` votes read-only in a two-phase transaction.
+    func isReadOnly(_ txid: TxID, at participant: ParticipantID) -> Bool {
+        guard let branches = transactions[txid]?.branches, branches.count > 1,
+              let branch = branches.first(where: { $0.participant == participant })
+        else { return false }
+        return SimulatedResource.intendedVote(branch.payload) == "r"
+    }
+}

@@ -1,0 +1,758 @@
+public import ArbiterCore
+
+/// A deterministic simulation of one coordinator and several participants running the protocol
+/// core over a faulty network, faulty disks and a simulated clock.
+///
+/// One seed drives everything — the fault mix, the load, every delay, drop and crash — so a run
+/// that finds a violation replays exactly from its seed. After every step the invariants of two-phase
+/// commit are checked; after the fault phase, faults stop, every node is
+/// restarted and reconnected, and every transaction must end (liveness).
+///
+/// Scripted scenarios use the same type with ``SimulationOptions/calm(participants:)`` and drive it
+/// by hand: ``submit(_:votes:)``, ``run(until:)``, ``crash(_:)``, ``restart(_:)``, ``stabilize()``.
+public final class Simulation {
+    public let seed: UInt64
+    public let options: SimulationOptions
+    public let variant: ProtocolVariant
+    public private(set) var now: SimTime = 0
+    /// Events processed so far.
+    public private(set) var steps = 0
+    public private(set) var faults: [FaultKind: Int] = [:]
+    public private(set) var violations: [String] = []
+
+    var random: SplitMix64
+    private var queue = EventQueue<Scheduled>()
+    private var faultsActive: Bool
+    private var trace: TraceBuffer
+    private var lastEvent: TraceEvent?
+    private var nextTimerGeneration: UInt64 = 0
+    private var linkSequence: [Link: (sent: UInt64, delivered: UInt64)] = [:]
+    /// Set to crash a node between two effects of its next multi-effect step.
+    private var crashMidStepArmed: SimNode?
+
+    static let coordinatorID = CoordinatorID("C")
+    static let clientRetryInterval: SimTime = 3_000_000
+    static let stepsMax = 5_000_000
+
+    var coordinator: CoordinatorNode
+    var participants: [ParticipantNode]
+    var client = ClientState()
+
+    /// - Parameters:
+    ///   - seed: drives every random choice of the run.
+    ///   - options: the run's shape; by default the swarm options the seed picks.
+    ///   - variant: the protocol logic to run (a broken variant proves the checker can fail).
+    ///   - traceLines: how many of the last events a failure report shows.
+    public init(seed: UInt64, options: SimulationOptions? = nil, variant: ProtocolVariant = .correct, traceLines: Int = 60) {
+        self.trace = TraceBuffer(capacity: max(traceLines, 1))
+        let options = options ?? .swarm(seed: seed)
+        var random = SplitMix64(seed: seed)
+        self.seed = seed
+        self.options = options
+        self.variant = variant
+        self.faultsActive = options.faultPhase > 0
+        coordinator = CoordinatorNode(logic: variant.makeCoordinator(
+            identity: Self.coordinatorID, config: options.coordinator, seed: random.next()))
+        var participants: [ParticipantNode] = []
+        for _ in 0..<options.participantCount {
+            participants.append(ParticipantNode(logic: variant.makeParticipant(config: options.participant, seed: random.next())))
+        }
+        self.participants = participants
+        self.random = random
+        scheduleLoad()
+    }
+
+    // MARK: - Running
+
+    /// Runs the whole simulation (load, faults, settling) and the final liveness checks.
+    public func run() -> SimulationReport {
+        let end = options.faultPhase + options.settlePhase
+        while violations.isEmpty, let time = queue.nextTime, time <= end, steps < Self.stepsMax {
+            step()
+        }
+        if violations.isEmpty {
+            if steps >= Self.stepsMax {
+                violate("the run did not settle within \(Self.stepsMax) steps")
+            } else {
+                checkSettled()
+            }
+        }
+        return report()
+    }
+
+    /// Processes events until one matches `predicate` (it is processed too). Returns whether one
+    /// did before the queue ran dry or a violation stopped the run.
+    @discardableResult
+    public func run(until predicate: (TraceEvent) -> Bool) -> Bool {
+        while violations.isEmpty, !queue.isEmpty, steps < Self.stepsMax {
+            lastEvent = nil
+            step()
+            if let event = lastEvent, predicate(event) { return true }
+        }
+        return false
+    }
+
+    /// Runs until nothing is left to do within the settle phase, then checks liveness: every
+    /// transaction reported, ended at the coordinator, and holding no prepared record or lock.
+    public func stabilize() {
+        let end = now + options.settlePhase
+        while violations.isEmpty, let time = queue.nextTime, time <= end, steps < Self.stepsMax {
+            step()
+        }
+        if violations.isEmpty { checkSettled() }
+    }
+
+    private func step() {
+        guard let (time, item) = queue.pop() else { return }
+        now = max(now, time)
+        steps += 1
+        perform(item)
+    }
+
+    // MARK: - Scripted control
+
+    /// Submits a transaction with one branch per entry of `votes`, to participants 0, 1, …; each
+    /// character is the vote that participant's resource will give: `y`, `n` or `r` (read-only).
+    /// Every branch locks its own key, so scripted transactions never conflict unless they share a
+    /// `key`.
+    @discardableResult
+    public func submit(_ id: String, votes: String, key: String? = nil) -> TxID {
+        let txid = try! TxID(id)
+        let branches = votes.enumerated().map { index, vote in
+            Branch(participant: Self.participantID(index), payload: Payload("k=\(key ?? id);v=\(vote)"))
+        }
+        client.add(txid, branches: branches)
+        schedule(.submit(txid), after: 0)
+        return txid
+    }
+
+    /// Crashes `node` now: it loses its memory, its timers, and each record that was not forced
+    /// with probability ½.
+    public func crash(_ node: SimNode) {
+        guard isUp(node) else { return }
+        crashNow(node)
+    }
+
+    /// Restarts `node` now from the records it kept.
+    public func restart(_ node: SimNode) {
+        guard !isUp(node) else { return }
+        restartNow(node)
+    }
+
+    /// Drops the in-flight messages that `predicate` selects; returns how many.
+    @discardableResult
+    public func dropInFlight(where predicate: (TraceEvent) -> Bool) -> Int {
+        queue.removeAll { item in
+            switch item {
+            case .toParticipant(let index, let message, _): return predicate(.toParticipant(index, message))
+            case .toCoordinator(let index, let message, _): return predicate(.toCoordinator(from: index, message))
+            default: return false
+            }
+        }
+    }
+
+    /// The messages in flight, in the order they will arrive.
+    public var inFlight: [TraceEvent] {
+        queue.ordered.compactMap { item in
+            switch item {
+            case .toParticipant(let index, let message, _): return .toParticipant(index, message)
+            case .toCoordinator(let index, let message, _): return .toCoordinator(from: index, message)
+            default: return nil
+            }
+        }
+    }
+
+    /// What the client was told about `txid`, if anything.
+    public func reported(_ txid: TxID) -> Outcome? { client.transactions[txid]?.report }
+
+    /// What participant `index` holds in its records for `txid` (`nil`: nothing).
+    public func recordedState(_ txid: TxID, at index: Int) -> RecordedState? { participants[index].recorded[txid] }
+
+    /// The participant machine's view of `txid`.
+    public func participantState(_ txid: TxID, at index: Int) -> ParticipantState? { participants[index].logic.state(of: txid) }
+
+    /// The coordinator machine's view of `txid`.
+    public func coordinatorPhase(_ txid: TxID) -> CoordinatorPhase? { coordinator.logic.phase(of: txid) }
+
+    /// The keys participant `index` holds locked, with their holders.
+    public func locks(at index: Int) -> [String: TxID] { participants[index].locks }
+
+    /// Whether the coordinator's log holds a durable decision for `txid`.
+    public func durableDecision(_ txid: TxID) -> Outcome? { coordinator.durableDecision(txid) }
+
+    // MARK: - Load and fault schedule
+
+    private func scheduleLoad() {
+        for number in 0..<options.transactionCount {
+            let txid = try! TxID("s\(seed)-t\(number)")
+            let width = Int.random(in: 1...min(3, options.participantCount), using: &random)
+            var indices = Array(0..<options.participantCount)
+            indices.shuffle(using: &random)
+            let branches = indices.prefix(width).sorted().map { index in
+                Branch(participant: Self.participantID(index), payload: randomPayload())
+            }
+            client.add(txid, branches: branches)
+            schedule(.submit(txid), after: SimTime.random(in: 0...max(options.submitWindow, 0), using: &random))
+        }
+        guard faultsActive else { return }
+        if options.crashInterval > 0 { schedule(.crash, after: interval(options.crashInterval)) }
+        if options.partitionInterval > 0 { schedule(.partition, after: interval(options.partitionInterval)) }
+        schedule(.endFaults, after: options.faultPhase)
+    }
+
+    private func randomPayload() -> Payload {
+        let roll = Double.random(in: 0..<1, using: &random)
+        let vote = roll < options.noVoteRate ? "n" : roll < options.noVoteRate + options.readOnlyRate ? "r" : "y"
+        return Payload("k=k\(Int.random(in: 0..<options.keyCount, using: &random));v=\(vote)")
+    }
+
+    private func interval(_ mean: SimTime) -> SimTime { SimTime.random(in: 1...(2 * mean), using: &random) }
+
+    private func chance(_ probability: Double) -> Bool {
+        probability > 0 && Double.random(in: 0..<1, using: &random) < probability
+    }
+
+    private func count(_ fault: FaultKind) { faults[fault, default: 0] += 1 }
+
+    // MARK: - Events
+
+    enum Scheduled {
+        case toParticipant(Int, CoordinatorMessage, sequence: UInt64)
+        case toCoordinator(Int, ParticipantMessage, sequence: UInt64)
+        case refused(Int, TxID, epoch: Int)
+        case timer(SimNode, TimerID, generation: UInt64, epoch: Int)
+        case forceDone(SimNode, TxID, epoch: Int)
+        case submit(TxID)
+        case clientCheck(TxID)
+        case crash
+        case restart(SimNode, epoch: Int)
+        case partition
+        case heal(SimNode)
+        case endFaults
+    }
+
+    private func schedule(_ item: Scheduled, after delay: SimTime) {
+        queue.schedule(item, at: now + delay)
+    }
+
+    private func perform(_ item: Scheduled) {
+        switch item {
+        case .toParticipant(let index, let message, let sequence):
+            guard arrives(from: .coordinator, to: .participant(index), sequence: sequence) else { return }
+            record(.toParticipant(index, message))
+            stepParticipant(index, .received(from: Self.coordinatorID, message))
+        case .toCoordinator(let index, let message, let sequence):
+            guard arrives(from: .participant(index), to: .coordinator, sequence: sequence) else { return }
+            record(.toCoordinator(from: index, message))
+            stepCoordinator(.received(from: Self.participantID(index), message))
+        case .refused(let index, let txid, let epoch):
+            guard coordinator.up, coordinator.epoch == epoch else { return }
+            record(.refused(index, txid))
+            stepCoordinator(.unreachable(Self.participantID(index), txid, reason: "connection refused"))
+        case .timer(let node, let timer, let generation, let epoch):
+            fireTimer(node, timer, generation: generation, epoch: epoch)
+        case .forceDone(let node, let txid, let epoch):
+            forceDone(node, txid, epoch: epoch)
+        case .submit(let txid):
+            clientSubmit(txid)
+        case .clientCheck(let txid):
+            clientCheck(txid)
+        case .crash:
+            randomCrash()
+        case .restart(let node, let epoch):
+            if !isUp(node), self.epoch(of: node) == epoch { restartNow(node) }
+        case .partition:
+            randomPartition()
+        case .heal(let node):
+            setIsolated(node, false)
+        case .endFaults:
+            endFaults()
+        }
+    }
+
+    private func record(_ event: TraceEvent) {
+        trace.append(event, at: now)
+        lastEvent = event
+    }
+
+    // MARK: - Network
+
+    private struct Link: Hashable {
+        var from: SimNode
+        var to: SimNode
+    }
+
+    private func send(_ item: Scheduled, from: SimNode, to: SimNode) {
+        if faultsActive {
+            if isIsolated(from) || isIsolated(to) {
+                record(.lost(from: from, to: to, why: "partition"))
+                return
+            }
+            if chance(options.dropRate) {
+                count(.drop)
+                record(.lost(from: from, to: to, why: "dropped"))
+                return
+            }
+            if case .toParticipant(let index, let message, _) = item, !participants[index].up, chance(options.refuseRate) {
+                count(.refuse)
+                schedule(.refused(index, message.txid, epoch: coordinator.epoch), after: 100)
+                return
+            }
+        }
+        let copies = faultsActive && chance(options.duplicateRate) ? 2 : 1
+        if copies == 2 { count(.duplicate) }
+        for _ in 0..<copies {
+            let link = Link(from: from, to: to)
+            let sequence = (linkSequence[link]?.sent ?? 0) + 1
+            linkSequence[link, default: (0, 0)].sent = sequence
+            var delay = SimTime.random(in: 100...2_000, using: &random)
+            if faultsActive && chance(options.reorderRate) { delay += SimTime.random(in: 0...20_000, using: &random) }
+            if faultsActive && chance(options.delayRate) {
+                count(.delay)
+                delay += SimTime.random(in: 100_000...800_000, using: &random)
+            }
+            queue.schedule(item.withSequence(sequence), at: now + delay)
+        }
+    }
+
+    /// Whether a message arrives: its receiver must be up and reachable. Counts reordering.
+    private func arrives(from: SimNode, to: SimNode, sequence: UInt64) -> Bool {
+        guard isUp(to) else {
+            record(.lost(from: from, to: to, why: "\(to) is down"))
+            return false
+        }
+        if faultsActive && (isIsolated(from) || isIsolated(to)) {
+            record(.lost(from: from, to: to, why: "partition"))
+            return false
+        }
+        let link = Link(from: from, to: to)
+        if let delivered = linkSequence[link]?.delivered, sequence < delivered {
+            count(.reorder)
+        } else {
+            linkSequence[link, default: (0, 0)].delivered = sequence
+        }
+        return true
+    }
+
+    // MARK: - Coordinator driver
+
+    private func stepCoordinator(_ event: CoordinatorEvent) {
+        guard coordinator.up else { return }
+        let effects = coordinator.logic.handle(event)
+        let cut = midStepCrashPoint(for: .coordinator, effectCount: effects.count)
+        for (index, effect) in effects.enumerated() {
+            if index == cut {
+                count(.crashMidStep)
+                crashNow(.coordinator)
+                return
+            }
+            apply(effect)
+        }
+    }
+
+    private func apply(_ effect: CoordinatorEffect) {
+        switch effect {
+        case .send(let participant, let message):
+            let index = Self.participantIndex(participant)
+            send(.toParticipant(index, message, sequence: 0), from: .coordinator, to: .participant(index))
+        case .write(let records):
+            appendCoordinator(records)
+        case .force(let records):
+            appendCoordinator(records)
+            if let txid = records.first?.txid {
+                schedule(.forceDone(.coordinator, txid, epoch: coordinator.epoch), after: fsyncDelay())
+            }
+        case .setTimer(let timer, let delay):
+            setTimer(timer, on: .coordinator, after: delay)
+        case .cancelTimer(let timer):
+            coordinator.timers[timer] = nil
+        case .report(let txid, let outcome, _):
+            clientTold(txid, outcome)
+        case .complete:
+            break  // Liveness is judged on the participants' records at the end.
+        case .reject(let txid, let rejection):
+            violate("coordinator rejected \(txid): \(rejection)")
+        case .anomaly(let txid, let text):
+            violate("coordinator anomaly for \(txid): \(text)")
+        }
+    }
+
+    private func appendCoordinator(_ records: [CoordinatorRecord]) {
+        for record in records {
+            if case .decided(let txid, let outcome, _, _) = record,
+               let earlier = coordinator.decision(txid), earlier != outcome {
+                violate("coordinator decided \(txid) \(outcome) after deciding it \(earlier)")
+            }
+        }
+        coordinator.disk.append(records)
+    }
+
+    // MARK: - Participant driver
+
+    private func stepParticipant(_ index: Int, _ event: ParticipantEvent) {
+        guard participants[index].up else { return }
+        let effects = participants[index].logic.handle(event)
+        let cut = midStepCrashPoint(for: .participant(index), effectCount: effects.count)
+        for (position, effect) in effects.enumerated() {
+            if position == cut {
+                count(.crashMidStep)
+                crashNow(.participant(index))
+                return
+            }
+            apply(effect, at: index)
+        }
+    }
+
+    private func apply(_ effect: ParticipantEffect, at index: Int) {
+        switch effect {
+        case .stage(let txid, let payload, _):
+            // The resource stages and votes; the machine's answer is written in the same local
+            // transaction, which the simulated disk models as the entries its effects append.
+            let vote = participants[index].stage(txid, payload)
+            for effect in participants[index].logic.handle(.staged(txid, vote)) { apply(effect, at: index) }
+        case .write(let records):
+            appendParticipant(records, at: index)
+        case .force(let records):
+            appendParticipant(records, at: index)
+            if let txid = records.first?.txid {
+                schedule(.forceDone(.participant(index), txid, epoch: participants[index].epoch), after: fsyncDelay())
+            }
+        case .send(_, let message):
+            send(.toCoordinator(index, message, sequence: 0), from: .participant(index), to: .coordinator)
+        case .setTimer(let timer, let delay):
+            setTimer(timer, on: .participant(index), after: delay)
+        case .cancelTimer(let timer):
+            participants[index].timers[timer] = nil
+        case .forget(let txid):
+            participants[index].forget(txid)
+        case .anomaly(let txid, let text):
+            violate("P\(index) anomaly for \(txid): \(text)")
+        }
+    }
+
+    private func appendParticipant(_ records: [ParticipantRecord], at index: Int) {
+        participants[index].disk.append(records)
+        for record in records {
+            participants[index].apply(record)
+            let txid = record.txid
+            if case .committed = record, !client.isOnePhase(txid), coordinator.durableDecision(txid) != .committed {
+                violate("P\(index) committed \(txid) before the coordinator's commit decision was durable")
+            }
+            checkAgreement(txid)
+        }
+    }
+
+    // MARK: - Timers and durability
+
+    private func setTimer(_ timer: TimerID, on node: SimNode, after delay: Duration) {
+        nextTimerGeneration += 1
+        let generation = nextTimerGeneration
+        switch node {
+        case .coordinator: coordinator.timers[timer] = generation
+        case .participant(let index): participants[index].timers[timer] = generation
+        }
+        schedule(.timer(node, timer, generation: generation, epoch: epoch(of: node)), after: max(delay.microseconds, 0))
+    }
+
+    private func fireTimer(_ node: SimNode, _ timer: TimerID, generation: UInt64, epoch: Int) {
+        guard isUp(node), self.epoch(of: node) == epoch else { return }
+        switch node {
+        case .coordinator:
+            guard coordinator.timers[timer] == generation else { return }
+            coordinator.timers[timer] = nil
+            record(.timer(node, timer))
+            stepCoordinator(.timerFired(timer))
+        case .participant(let index):
+            guard participants[index].timers[timer] == generation else { return }
+            participants[index].timers[timer] = nil
+            record(.timer(node, timer))
+            stepParticipant(index, .timerFired(timer))
+        }
+    }
+
+    private func fsyncDelay() -> SimTime { SimTime.random(in: 50...2_000, using: &random) }
+
+    private func forceDone(_ node: SimNode, _ txid: TxID, epoch: Int) {
+        guard isUp(node), self.epoch(of: node) == epoch else { return }  // Lost in a crash.
+        record(.forced(node, txid))
+        switch node {
+        case .coordinator:
+            coordinator.disk.sync()
+            stepCoordinator(.forced(txid))
+        case .participant(let index):
+            participants[index].disk.sync()
+            stepParticipant(index, .forced(txid))
+        }
+    }
+
+    // MARK: - Crashes and partitions
+
+    private func isUp(_ node: SimNode) -> Bool {
+        switch node {
+        case .coordinator: return coordinator.up
+        case .participant(let index): return participants[index].up
+        }
+    }
+
+    private func epoch(of node: SimNode) -> Int {
+        switch node {
+        case .coordinator: return coordinator.epoch
+        case .participant(let index): return participants[index].epoch
+        }
+    }
+
+    private func isIsolated(_ node: SimNode) -> Bool {
+        switch node {
+        case .coordinator: return coordinator.isolated
+        case .participant(let index): return participants[index].isolated
+        }
+    }
+
+    private func setIsolated(_ node: SimNode, _ isolated: Bool) {
+        switch node {
+        case .coordinator: coordinator.isolated = isolated
+        case .participant(let index): participants[index].isolated = isolated
+        }
+    }
+
+    private var allNodes: [SimNode] { [.coordinator] + participants.indices.map { .participant($0) } }
+
+    private func randomCrash() {
+        guard faultsActive else { return }
+        schedule(.crash, after: interval(options.crashInterval))
+        let candidates = allNodes.filter(isUp)
+        guard !candidates.isEmpty else { return }
+        let node = candidates[Int.random(in: 0..<candidates.count, using: &random)]
+        if chance(options.crashMidStepRate) {
+            crashMidStepArmed = node  // Crash between two effects of its next step instead.
+        } else {
+            crashNow(node)
+        }
+    }
+
+    private func midStepCrashPoint(for node: SimNode, effectCount: Int) -> Int? {
+        guard crashMidStepArmed == node, effectCount >= 2 else { return nil }
+        crashMidStepArmed = nil
+        return Int.random(in: 1..<effectCount, using: &random)
+    }
+
+    private func crashNow(_ node: SimNode) {
+        let lost: Int
+        switch node {
+        case .coordinator:
+            count(.coordinatorCrash)
+            lost = coordinator.crash(random: &random, variant: variant, config: options.coordinator)
+        case .participant(let index):
+            count(.participantCrash)
+            lost = participants[index].crash(random: &random, variant: variant, config: options.participant)
+            for txid in participants[index].recorded.keys.sorted() { checkAgreement(txid) }
+        }
+        faults[.lostRecord, default: 0] += lost
+        record(.crashed(node, lostRecords: lost))
+        if faultsActive {
+            schedule(.restart(node, epoch: epoch(of: node)), after: SimTime.random(in: 10_000...1_000_000, using: &random))
+        }
+    }
+
+    private func restartNow(_ node: SimNode) {
+        record(.restarted(node))
+        switch node {
+        case .coordinator:
+            coordinator.up = true
+            stepCoordinator(.recovered(coordinator.disk.records))
+        case .participant(let index):
+            participants[index].up = true
+            stepParticipant(index, .recovered(participants[index].disk.records))
+        }
+    }
+
+    private func randomPartition() {
+        guard faultsActive else { return }
+        schedule(.partition, after: interval(options.partitionInterval))
+        let nodes = allNodes
+        let node = nodes[Int.random(in: 0..<nodes.count, using: &random)]
+        guard !isIsolated(node) else { return }
+        count(.partition)
+        setIsolated(node, true)
+        schedule(.heal(node), after: SimTime.random(in: 50_000...2_000_000, using: &random))
+    }
+
+    private func endFaults() {
+        faultsActive = false
+        crashMidStepArmed = nil
+        record(.faultsEnded)
+        for node in allNodes {
+            setIsolated(node, false)
+            if !isUp(node) { restartNow(node) }
+        }
+    }
+
+    // MARK: - Client
+
+    private func clientSubmit(_ txid: TxID) {
+        guard let transaction = client.transactions[txid], transaction.report == nil else { return }
+        schedule(.clientCheck(txid), after: Self.clientRetryInterval)
+        guard coordinator.up, !(faultsActive && coordinator.isolated) else { return }
+        record(.submitted(txid))
+        // The coordinator service answers a resubmission of a transaction its machine no longer
+        // drives from its log; only unknown ids reach the machine as new.
+        if coordinator.logic.phase(of: txid) == nil, let outcome = coordinator.decision(txid) {
+            clientTold(txid, outcome)
+            return
+        }
+        stepCoordinator(.submit(txid, branches: transaction.branches, timeout: nil))
+    }
+
+    private func clientCheck(_ txid: TxID) {
+        guard let transaction = client.transactions[txid], transaction.report == nil else { return }
+        count(.clientRetry)
+        clientSubmit(txid)
+    }
+
+    private func clientTold(_ txid: TxID, _ outcome: Outcome) {
+        guard let earlier = client.transactions[txid]?.report else {
+            client.transactions[txid]?.report = outcome
+            record(.reported(txid, outcome))
+            checkAgreement(txid)
+            return
+        }
+        if earlier != outcome { violate("client was told \(txid) \(earlier), then \(outcome)") }
+    }
+
+    // MARK: - Invariants
+
+    /// Consistency: no two participants hold different outcomes, and none holds an outcome other
+    /// than the one the client was told.
+    ///
+    /// A read-only branch is left out: it changes nothing, so commit and abort are the same to it.
+    /// (When every branch is read-only the coordinator logs nothing durable, so after a crash its
+    /// recovery may tell those participants to abort a transaction the client was told committed.)
+    private func checkAgreement(_ txid: TxID) {
+        var committed: [Int] = []
+        var aborted: [Int] = []
+        for index in participants.indices where !client.isReadOnly(txid, at: Self.participantID(index)) {
+            switch participants[index].recorded[txid] {
+            case .committed?: committed.append(index)
+            case .aborted?: aborted.append(index)
+            case .prepared?, nil: break
+            }
+        }
+        if let c = committed.first, let a = aborted.first {
+            violate("participants disagree on \(txid): P\(c) committed, P\(a) aborted")
+        }
+        switch client.transactions[txid]?.report {
+        case .committed?:
+            if let a = aborted.first { violate("client was told \(txid) committed, but P\(a) aborted it") }
+        case .aborted?:
+            if let c = committed.first { violate("client was told \(txid) aborted, but P\(c) committed it") }
+        case nil:
+            break
+        }
+    }
+
+    /// Liveness, once faults have stopped: every transaction reported and ended, nothing left
+    /// prepared or locked, and every yes-voter of a committed transaction holding the commit.
+    private func checkSettled() {
+        for txid in client.order {
+            let transaction = client.transactions[txid]!
+            guard let outcome = transaction.report else {
+                violate("\(txid) was never reported to the client")
+                return
+            }
+            if let phase = coordinator.logic.phase(of: txid) {
+                violate("\(txid) is still \(phase) at the coordinator after faults stopped")
+                return
+            }
+            for branch in transaction.branches {
+                let index = Self.participantIndex(branch.participant)
+                if let state = participants[index].logic.state(of: txid),
+                   [.staging, .preparing, .prepared, .committing].contains(state) {
+                    violate("\(txid) is still \(state) at P\(index) after faults stopped")
+                    return
+                }
+                if outcome == .committed, SimulatedResource.intendedVote(branch.payload) == "y",
+                   participants[index].recorded[txid] != .committed,
+                   !participants[index].forgottenCommits.contains(txid) {
+                    violate("\(txid) committed, but P\(index), which voted yes, does not hold the commit")
+                    return
+                }
+            }
+        }
+        for index in participants.indices where !participants[index].locks.isEmpty {
+            let held = participants[index].locks.sorted { $0.key < $1.key }.map { "\($0.key) by \($0.value)" }
+            violate("P\(index) still holds locks after faults stopped: \(held.joined(separator: ", "))")
+            return
+        }
+    }
+
+    private func violate(_ text: String) {
+        guard violations.isEmpty else { return }
+        violations.append(text)
+        record(.violation(text))
+    }
+
+    // MARK: - Report
+
+    private func report() -> SimulationReport {
+        var committed = 0
+        var aborted = 0
+        for txid in client.order {
+            switch client.transactions[txid]?.report {
+            case .committed?: committed += 1
+            case .aborted?: aborted += 1
+            case nil: break
+            }
+        }
+        return SimulationReport(
+            seed: seed, variant: variant, transactions: client.order.count,
+            committed: committed, aborted: aborted, steps: steps, simulatedTime: now,
+            faults: faults, violations: violations, trace: violations.isEmpty ? [] : trace.lines)
+    }
+
+    static func participantID(_ index: Int) -> ParticipantID { ParticipantID("P\(index)") }
+
+    static func participantIndex(_ participant: ParticipantID) -> Int {
+        Int(participant.rawValue.dropFirst())!
+    }
+}
+
+extension Simulation.Scheduled {
+    func withSequence(_ sequence: UInt64) -> Self {
+        switch self {
+        case .toParticipant(let index, let message, _): return .toParticipant(index, message, sequence: sequence)
+        case .toCoordinator(let index, let message, _): return .toCoordinator(index, message, sequence: sequence)
+        default: return self
+        }
+    }
+}
+
+/// The result of one simulated run.
+public struct SimulationReport: Sendable, CustomStringConvertible {
+    public var seed: UInt64
+    public var variant: ProtocolVariant
+    public var transactions: Int
+    public var committed: Int
+    public var aborted: Int
+    public var steps: Int
+    public var simulatedTime: SimTime
+    public var faults: [FaultKind: Int]
+    /// Empty when every invariant held.
+    public var violations: [String]
+    /// The last events before the violation (empty when there is none).
+    public var trace: [String]
+
+    public var passed: Bool { violations.isEmpty }
+
+    /// The seed, the violation, the command that replays it, and the trace.
+    public var description: String {
+        guard !passed else {
+            return "seed \(seed) (\(variant)): \(transactions) transactions, \(committed) committed, \(aborted) aborted, \(steps) steps"
+        }
+        return """
+            seed \(seed) (\(variant)) FAILED: \(violations.joined(separator: "; "))
+            replay: ARBITER_SIM_SEED=\(seed) swift test --filter SimulationTests/replay   (or: swift run arbiter simulate --seed \(seed)\(variant == .correct ? "" : " --variant \(variant.rawValue)") --trace)
+            last events:
+            \(trace.joined(separator: "\n"))
+            """
+    }
+}

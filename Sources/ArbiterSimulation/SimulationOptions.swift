@@ -1,0 +1,107 @@
+public import ArbiterCore
+
+/// Simulated time in microseconds since the start of a run.
+public typealias SimTime = Int64
+
+extension Duration {
+    /// This duration in whole microseconds, rounded down.
+    var microseconds: SimTime {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
+}
+
+/// The shape of one simulated run: cluster size, load, and the fault mix.
+///
+/// Each seed picks its own mix ("swarm testing"): some runs lose many messages and never crash,
+/// others crash often on a clean network, so that rare interleavings of one kind are not drowned by
+/// noise of another.
+public struct SimulationOptions: Hashable, Sendable {
+    public var participantCount: Int
+    public var transactionCount: Int
+    /// Client submissions are spread uniformly over this window.
+    public var submitWindow: SimTime
+    /// After this, faults stop and every node is restarted and reconnected.
+    public var faultPhase: SimTime
+    /// How long the run may take after the fault phase for every transaction to end (liveness).
+    public var settlePhase: SimTime
+
+    public var dropRate: Double
+    public var duplicateRate: Double
+    /// Chance that a message takes an extra random path delay that lets later ones overtake it.
+    public var reorderRate: Double
+    /// Chance that a message is held up for a long time (hundreds of milliseconds).
+    public var delayRate: Double
+    /// Mean time between partitions (0: none).
+    public var partitionInterval: SimTime
+    /// Mean time between crashes (0: none).
+    public var crashInterval: SimTime
+    /// Chance that a crash lands in the middle of a step, between two of its effects.
+    public var crashMidStepRate: Double
+    /// Chance that a send to a node that is down fails fast (connection refused) instead of vanishing.
+    public var refuseRate: Double
+
+    /// Chance of a `no` vote, and of a read-only vote, in a branch's payload.
+    public var noVoteRate: Double
+    public var readOnlyRate: Double
+    /// Keys per participant: fewer keys, more lock conflicts.
+    public var keyCount: Int
+
+    public var coordinator: CoordinatorConfig
+    public var participant: ParticipantConfig
+
+    /// A calm, fault-free cluster: the starting point for scripted scenarios.
+    public static func calm(participants: Int = 2) -> SimulationOptions {
+        SimulationOptions(
+            participantCount: participants, transactionCount: 0, submitWindow: 0,
+            faultPhase: 0, settlePhase: 600_000_000,
+            dropRate: 0, duplicateRate: 0, reorderRate: 0, delayRate: 0,
+            partitionInterval: 0, crashInterval: 0, crashMidStepRate: 0, refuseRate: 0,
+            noVoteRate: 0, readOnlyRate: 0, keyCount: 1_000_000,
+            coordinator: CoordinatorConfig(
+                prepareTimeout: .seconds(1),
+                phaseTwoRetry: Backoff(initial: .milliseconds(50), max: .seconds(2))),
+            participant: ParticipantConfig(
+                inquiryTimeout: .milliseconds(500),
+                inquiryRetry: Backoff(initial: .milliseconds(200), max: .seconds(4)),
+                retention: .seconds(60))
+        )
+    }
+
+    /// The options that `seed` picks. A seed always picks the same ones.
+    public static func swarm(seed: UInt64, transactions: Int? = nil) -> SimulationOptions {
+        var random = SplitMix64(seed: seed ^ 0x5157_4152_4D00_0000)
+        func pick<T>(_ choices: [T]) -> T { choices[Int.random(in: 0..<choices.count, using: &random)] }
+        var options = SimulationOptions.calm(participants: Int.random(in: 2...5, using: &random))
+        options.transactionCount = transactions ?? Int.random(in: 8...16, using: &random)
+        options.submitWindow = pick([200_000, 1_000_000, 3_000_000])
+        options.faultPhase = options.submitWindow + pick([1_000_000, 4_000_000])
+        options.settlePhase = 300_000_000
+        options.dropRate = pick([0, 0.01, 0.05, 0.2])
+        options.duplicateRate = pick([0, 0.02, 0.1])
+        options.reorderRate = pick([0, 0.1, 0.5])
+        options.delayRate = pick([0, 0.01, 0.05])
+        options.partitionInterval = pick([0, 0, 500_000, 2_000_000])
+        options.crashInterval = pick([0, 150_000, 500_000, 2_000_000])
+        options.crashMidStepRate = pick([0, 0.3])
+        options.refuseRate = pick([0, 0.5])
+        options.noVoteRate = pick([0, 0.05, 0.15])
+        options.readOnlyRate = pick([0, 0.05, 0.2])
+        options.keyCount = pick([2, 8, 64])
+        options.coordinator.prepareTimeout = pick([.milliseconds(200), .seconds(1)])
+        options.participant.inquiryTimeout = pick([.milliseconds(100), .milliseconds(500), .seconds(2)])
+        return options
+    }
+}
+
+/// The kinds of fault the simulator injects; each run counts how many of each it injected.
+public enum FaultKind: String, CaseIterable, Hashable, Sendable, Comparable {
+    case drop, duplicate, reorder, delay, partition, refuse
+    case coordinatorCrash, participantCrash, crashMidStep
+    /// A record that was written but not forced, lost in a crash.
+    case lostRecord
+    /// A client resubmitted a transaction because it had no answer yet.
+    case clientRetry
+
+    public static func < (lhs: FaultKind, rhs: FaultKind) -> Bool { lhs.rawValue < rhs.rawValue }
+}

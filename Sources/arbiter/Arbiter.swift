@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `arbiter` command-line tool.
+@main
+struct Arbiter: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "arbiter",
+        abstract: "Arbiter: a two-phase-commit transaction coordinator.",
+        subcommands: [Simulate.self]
+    )
+}
