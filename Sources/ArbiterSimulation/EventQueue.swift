@@ -45,15 +45,12 @@ struct EventQueue<Item> {
         return (entry.time, entry.item)
     }
 
-    /// Removes every item that `shouldRemove` selects (scripted scenarios drop messages with this).
-    mutating func removeAll(where shouldRemove: (Item) -> Bool) -> Int {
-        let before = heap.count
-        let kept = heap.filter { !shouldRemove($0.item) }
-        heap = []
-        for entry in kept.sorted(by: { $0.precedes($1) }) {
-            heap.append(entry)  // A sorted array is a valid heap.
-        }
-        return before - heap.count
+    /// Removes and returns, in order, every item that `shouldRemove` selects (scripted scenarios
+    /// drop or hold back messages with this).
+    mutating func removeAll(where shouldRemove: (Item) -> Bool) -> [(time: SimTime, item: Item)] {
+        let ordered = heap.sorted(by: { $0.precedes($1) })
+        heap = ordered.filter { !shouldRemove($0.item) }  // A sorted array is a valid heap.
+        return ordered.filter { shouldRemove($0.item) }.map { ($0.time, $0.item) }
     }
 
     /// The scheduled items in the order they will run.

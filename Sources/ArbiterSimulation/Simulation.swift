@@ -24,7 +24,8 @@ public final class Simulation {
     private var queue = EventQueue<Scheduled>()
     private var faultsActive: Bool
     private var trace: TraceBuffer
-    private var lastEvent: TraceEvent?
+    /// What the current step recorded, for ``run(until:)``.
+    private var stepEvents: [TraceEvent] = []
     private var nextTimerGeneration: UInt64 = 0
     private var linkSequence: [Link: (sent: UInt64, delivered: UInt64)] = [:]
     /// Set to crash a node between two effects of its next multi-effect step.
@@ -85,9 +86,9 @@ public final class Simulation {
     @discardableResult
     public func run(until predicate: (TraceEvent) -> Bool) -> Bool {
         while violations.isEmpty, !queue.isEmpty, steps < Self.stepsMax {
-            lastEvent = nil
+            stepEvents.removeAll(keepingCapacity: true)
             step()
-            if let event = lastEvent, predicate(event) { return true }
+            if stepEvents.contains(where: predicate) { return true }
         }
         return false
     }
@@ -103,6 +104,7 @@ public final class Simulation {
     }
 
     private func step() {
+        if stepEvents.count > 64 { stepEvents.removeAll(keepingCapacity: true) }
         guard let (time, item) = queue.pop() else { return }
         now = max(now, time)
         steps += 1
@@ -142,25 +144,31 @@ public final class Simulation {
     /// Drops the in-flight messages that `predicate` selects; returns how many.
     @discardableResult
     public func dropInFlight(where predicate: (TraceEvent) -> Bool) -> Int {
-        queue.removeAll { item in
-            switch item {
-            case .toParticipant(let index, let message, _): return predicate(.toParticipant(index, message))
-            case .toCoordinator(let index, let message, _): return predicate(.toCoordinator(from: index, message))
-            default: return false
-            }
+        queue.removeAll { Self.message($0).map(predicate) ?? false }.count
+    }
+
+    /// Holds back the in-flight messages that `predicate` selects by `delay` microseconds more;
+    /// returns how many.
+    @discardableResult
+    public func delayInFlight(by delay: SimTime, where predicate: (TraceEvent) -> Bool) -> Int {
+        let held = queue.removeAll { Self.message($0).map(predicate) ?? false }
+        for (time, item) in held { queue.schedule(item, at: time + delay) }
+        return held.count
+    }
+
+    private static func message(_ item: Scheduled) -> TraceEvent? {
+        switch item {
+        case .toParticipant(let index, let message, _): return .toParticipant(index, message)
+        case .toCoordinator(let index, let message, _): return .toCoordinator(from: index, message)
+        default: return nil
         }
     }
 
     /// The messages in flight, in the order they will arrive.
-    public var inFlight: [TraceEvent] {
-        queue.ordered.compactMap { item in
-            switch item {
-            case .toParticipant(let index, let message, _): return .toParticipant(index, message)
-            case .toCoordinator(let index, let message, _): return .toCoordinator(from: index, message)
-            default: return nil
-            }
-        }
-    }
+    public var inFlight: [TraceEvent] { queue.ordered.compactMap(Self.message) }
+
+    /// The last events, oldest first, as readable lines.
+    public var recentEvents: [String] { trace.lines }
 
     /// What the client was told about `txid`, if anything.
     public func reported(_ txid: TxID) -> Outcome? { client.transactions[txid]?.report }
@@ -272,7 +280,7 @@ public final class Simulation {
 
     private func record(_ event: TraceEvent) {
         trace.append(event, at: now)
-        lastEvent = event
+        stepEvents.append(event)
     }
 
     // MARK: - Network
@@ -750,7 +758,7 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
         }
         return """
             seed \(seed) (\(variant)) FAILED: \(violations.joined(separator: "; "))
-            replay: ARBITER_SIM_SEED=\(seed) swift test --filter SimulationTests/replay   (or: swift run arbiter simulate --seed \(seed)\(variant == .correct ? "" : " --variant \(variant.rawValue)") --trace)
+            replay: swift run arbiter simulate --seed \(seed)\(variant == .correct ? "" : " --variant \(variant.rawValue)") --trace-lines 500
             last events:
             \(trace.joined(separator: "\n"))
             """

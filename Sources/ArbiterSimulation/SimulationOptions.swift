@@ -64,7 +64,7 @@ public struct SimulationOptions: Hashable, Sendable {
             participant: ParticipantConfig(
                 inquiryTimeout: .milliseconds(500),
                 inquiryRetry: Backoff(initial: .milliseconds(200), max: .seconds(4)),
-                retention: .seconds(60))
+                retention: .seconds(3600))
         )
     }
 
@@ -90,6 +90,9 @@ public struct SimulationOptions: Hashable, Sendable {
         options.keyCount = pick([2, 8, 64])
         options.coordinator.prepareTimeout = pick([.milliseconds(200), .seconds(1)])
         options.participant.inquiryTimeout = pick([.milliseconds(100), .milliseconds(500), .seconds(2)])
+        // Short enough that settling exercises the cleanup of ended records, far longer than any
+        // message can stay in flight.
+        options.participant.retention = .seconds(60)
         return options
     }
 }

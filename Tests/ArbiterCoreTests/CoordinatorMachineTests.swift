@@ -1,0 +1,177 @@
+import ArbiterCore
+import Testing
+
+/// Step-by-step checks of the coordinator machine's contract, effect by effect.
+@Suite("Coordinator machine")
+struct CoordinatorMachineTests {
+    let t = try! TxID("t1")
+    let p0 = ParticipantID("P0")
+    let p1 = ParticipantID("P1")
+    var branches: [Branch] { [Branch(participant: p0, payload: Payload("a")), Branch(participant: p1, payload: Payload("b"))] }
+
+    func machine() -> CoordinatorMachine {
+        CoordinatorMachine(identity: CoordinatorID("C"), config: CoordinatorConfig(), seed: 1)
+    }
+
+    func sends(_ effects: [CoordinatorEffect]) -> [(ParticipantID, CoordinatorMessage)] {
+        effects.compactMap { if case .send(let to, let message) = $0 { return (to, message) } else { return nil } }
+    }
+
+    @Test func submitRecordsLazilyAndPreparesEveryBranch() {
+        var coordinator = machine()
+        let effects = coordinator.handle(.submit(t, branches: branches, timeout: .seconds(2)))
+        #expect(effects.first == .write([.begun(t, branches: branches)]))
+        #expect(sends(effects).map(\.0) == [p0, p1])
+        #expect(sends(effects).allSatisfy { if case .prepare(let request) = $0.1 { !request.onePhase } else { false } })
+        #expect(effects.contains(.setTimer(TimerID(.prepareDeadline, t), after: .seconds(2))))
+        #expect(!effects.contains { if case .force = $0 { true } else { false } })
+    }
+
+    @Test func commitIsSentAndReportedOnlyAfterTheDecisionIsDurable() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
+        let decided = coordinator.handle(.received(from: p1, .vote(t, .yes)))
+        #expect(decided.contains(.force([.decided(t, .committed, notify: [p0, p1], reason: nil)])))
+        #expect(sends(decided).isEmpty)
+        #expect(!decided.contains { if case .report = $0 { true } else { false } })
+
+        // Not durable yet: an inquiry must not learn the commit.
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.send(p0, .outcome(t, .pending))])
+
+        let durable = coordinator.handle(.forced(t))
+        #expect(durable.first == .report(t, .committed, reason: nil))
+        #expect(sends(durable).map(\.1) == [.commit(t), .commit(t)])
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.send(p0, .outcome(t, .committed))])
+
+        _ = coordinator.handle(.received(from: p0, .acknowledge(t, .committed)))
+        let ended = coordinator.handle(.received(from: p1, .acknowledge(t, .committed)))
+        #expect(ended.contains(.write([.ended(t)])))
+        #expect(ended.contains(.complete(t, .committed)))
+        #expect(coordinator.phase(of: t) == nil)
+        // Presumed abort: once forgotten, an inquiry hears "aborted" (nobody is left in doubt).
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.send(p0, .outcome(t, .aborted))])
+    }
+
+    @Test func aNoVoteAbortsWithoutForcingAndSparesTheNoVoter() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        let effects = coordinator.handle(.received(from: p1, .vote(t, .no(reason: "insufficient funds"))))
+        #expect(!effects.contains { if case .force = $0 { true } else { false } })
+        #expect(effects.contains { if case .report(t, .aborted, let reason?) = $0 { reason.contains("insufficient funds") } else { false } })
+        #expect(sends(effects).map(\.0) == [p0])
+        // A late yes changes nothing.
+        #expect(sends(coordinator.handle(.received(from: p0, .vote(t, .yes)))).isEmpty)
+    }
+
+    @Test func theDeadlineAbortsAndNamesTheSilentParticipants() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
+        let effects = coordinator.handle(.timerFired(TimerID(.prepareDeadline, t)))
+        #expect(effects.contains { if case .report(t, .aborted, let reason?) = $0 { reason.contains("P1") } else { false } })
+        #expect(Set(sends(effects).map(\.0)) == [p0, p1])
+    }
+
+    @Test func readOnlyVotersLeavePhaseTwo() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = coordinator.handle(.received(from: p0, .vote(t, .readOnly)))
+        let effects = coordinator.handle(.received(from: p1, .vote(t, .yes)))
+        #expect(effects.contains(.force([.decided(t, .committed, notify: [p1], reason: nil)])))
+        #expect(sends(coordinator.handle(.forced(t))).map(\.0) == [p1])
+    }
+
+    @Test func allReadOnlyCommitsWithNothingForced() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = coordinator.handle(.received(from: p0, .vote(t, .readOnly)))
+        let effects = coordinator.handle(.received(from: p1, .vote(t, .readOnly)))
+        #expect(!effects.contains { if case .force = $0 { true } else { false } })
+        #expect(effects.contains(.report(t, .committed, reason: nil)))
+        #expect(coordinator.phase(of: t) == nil)
+    }
+
+    @Test func aSingleBranchCommitsInOnePhase() {
+        var coordinator = machine()
+        let effects = coordinator.handle(.submit(t, branches: [branches[0]], timeout: nil))
+        #expect(sends(effects).allSatisfy { if case .prepare(let request) = $0.1 { request.onePhase } else { false } })
+        let outcome = coordinator.handle(.received(from: p0, .onePhaseOutcome(t, .committed)))
+        #expect(outcome.contains(.report(t, .committed, reason: nil)))
+        #expect(!outcome.contains { if case .force = $0 { true } else { false } })
+    }
+
+    @Test func aOnePhaseTimeoutAsksInsteadOfPresumingAbort() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: [branches[0]], timeout: nil))
+        let asked = coordinator.handle(.timerFired(TimerID(.prepareDeadline, t)))
+        #expect(sends(asked).map(\.1) == [.abort(t)])
+        #expect(!asked.contains { if case .report = $0 { true } else { false } })
+        // The participant had committed alone: that is the outcome.
+        let learned = coordinator.handle(.received(from: p0, .acknowledge(t, .committed)))
+        #expect(learned.contains(.report(t, .committed, reason: nil)))
+    }
+
+    @Test func resubmissionIsIdempotentAndAConflictingOneIsRejected() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)).isEmpty)
+        #expect(coordinator.handle(.submit(t, branches: [branches[1]], timeout: nil)) == [.reject(t, .idInUse)])
+        _ = coordinator.handle(.received(from: p1, .vote(t, .no(reason: "x"))))
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)).contains {
+            if case .report(t, .aborted, _) = $0 { true } else { false }
+        })
+    }
+
+    @Test func badSubmissionsAreRejectedAndNothingIsRecorded() {
+        var coordinator = machine()
+        #expect(coordinator.handle(.submit(t, branches: [], timeout: nil)) == [.reject(t, .noBranches)])
+        #expect(coordinator.handle(.submit(t, branches: [branches[0], branches[0]], timeout: nil))
+            == [.reject(t, .duplicateParticipant(p0))])
+        #expect(coordinator.activeCount == 0)
+    }
+
+    @Test func recoveryResendsACommitToParticipantsThatHaveNotAcknowledged() {
+        var coordinator = machine()
+        let effects = coordinator.handle(.recovered([
+            .begun(t, branches: branches),
+            .decided(t, .committed, notify: [p0, p1], reason: nil),
+            .acknowledged(t, p0),
+        ]))
+        #expect(sends(effects).map(\.0) == [p1])
+        #expect(sends(effects).map(\.1) == [.commit(t)])
+        #expect(coordinator.phase(of: t) == .committing)
+    }
+
+    @Test func recoveryAbortsATransactionThatWasNeverDecided() {
+        var coordinator = machine()
+        let effects = coordinator.handle(.recovered([.begun(t, branches: branches)]))
+        #expect(effects.contains { effect in
+            guard case .write(let records) = effect, case .decided(t, .aborted, _, _)? = records.first else { return false }
+            return true
+        })
+        #expect(sends(effects).map(\.1) == [.abort(t), .abort(t)])
+    }
+
+    @Test func recoveryIgnoresEndedTransactions() {
+        var coordinator = machine()
+        let effects = coordinator.handle(.recovered([
+            .begun(t, branches: branches), .decided(t, .committed, notify: [p0, p1], reason: nil), .ended(t),
+        ]))
+        #expect(effects.isEmpty)
+        #expect(coordinator.activeCount == 0)
+    }
+
+    @Test func phaseTwoRetriesBackOff() {
+        var coordinator = machine()
+        _ = coordinator.handle(.recovered([.decided(t, .committed, notify: [p0], reason: nil)]))
+        var delays: [Duration] = []
+        for _ in 0..<8 {
+            let effects = coordinator.handle(.timerFired(TimerID(.phaseTwoRetry, t)))
+            #expect(sends(effects).map(\.1) == [.commit(t)])
+            for case .setTimer(_, let delay) in effects { delays.append(delay) }
+        }
+        #expect(delays.last! > delays.first!)
+        #expect(delays.allSatisfy { $0 <= CoordinatorConfig().phaseTwoRetry.max })
+    }
+}

@@ -1,0 +1,124 @@
+import ArbiterCore
+import Testing
+
+/// Step-by-step checks of the participant machine's contract, effect by effect.
+@Suite("Participant machine")
+struct ParticipantMachineTests {
+    let t = try! TxID("t1")
+    let c = CoordinatorID("C")
+    let payload = Payload("debit 5")
+
+    func prepare(onePhase: Bool = false, payload: Payload? = nil) -> ParticipantEvent {
+        .received(from: c, .prepare(PrepareRequest(txid: t, coordinator: c, payload: payload ?? self.payload, onePhase: onePhase)))
+    }
+
+    func prepared() -> ParticipantMachine {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare())
+        _ = machine.handle(.staged(t, .yes))
+        _ = machine.handle(.forced(t))
+        return machine
+    }
+
+    @Test func votesYesOnlyAfterThePreparedRecordIsDurable() {
+        var machine = ParticipantMachine(seed: 1)
+        #expect(machine.handle(prepare()) == [.stage(t, payload: payload, onePhase: false)])
+        let staged = machine.handle(.staged(t, .yes))
+        #expect(staged == [.force([.prepared(t, coordinator: c, payload: payload)])])
+        let forced = machine.handle(.forced(t))
+        #expect(forced.first == .send(c, .vote(t, .yes)))
+        #expect(forced.contains(.setTimer(TimerID(.inquiry, t), after: ParticipantConfig().inquiryTimeout)))
+    }
+
+    @Test func aRepeatedPrepareGetsTheSameAnswer() {
+        var machine = prepared()
+        #expect(machine.handle(prepare()) == [.send(c, .vote(t, .yes))])
+        let conflicting = machine.handle(prepare(payload: Payload("other")))
+        #expect(conflicting.count == 1)
+        #expect(conflicting.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
+        #expect(machine.state(of: t) == .prepared)
+    }
+
+    @Test func anAbortThatOvertakesItsPrepareLeavesATombstone() {
+        var machine = ParticipantMachine(seed: 1)
+        let aborted = machine.handle(.received(from: c, .abort(t)))
+        #expect(aborted.contains(.write([.aborted(t, heuristic: false)])))
+        #expect(aborted.contains(.send(c, .acknowledge(t, .aborted))))
+        let late = machine.handle(prepare())
+        #expect(late.count == 1)
+        #expect(late.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
+    }
+
+    @Test func acknowledgesCommitOnlyAfterTheCommittedRecordIsDurable() {
+        var machine = prepared()
+        let commit = machine.handle(.received(from: c, .commit(t)))
+        #expect(commit.contains(.force([.committed(t, heuristic: false)])))
+        #expect(!commit.contains { if case .send = $0 { true } else { false } })
+        #expect(machine.handle(.forced(t)).first == .send(c, .acknowledge(t, .committed)))
+        #expect(machine.handle(.received(from: c, .commit(t))) == [.send(c, .acknowledge(t, .committed))])
+        // A decision never changes.
+        #expect(machine.handle(.received(from: c, .abort(t))) == [.send(c, .acknowledge(t, .committed))])
+        #expect(machine.state(of: t) == .committed)
+    }
+
+    @Test func aNoVoteAbortsAtOnce() {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare())
+        let effects = machine.handle(.staged(t, .no(reason: "insufficient funds")))
+        #expect(effects.contains(.write([.aborted(t, heuristic: false)])))
+        #expect(effects.contains(.send(c, .vote(t, .no(reason: "insufficient funds")))))
+    }
+
+    @Test func onePhaseCommitsDurablyBeforeAnswering() {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare(onePhase: true))
+        #expect(machine.handle(.staged(t, .yes)) == [.force([.committed(t, heuristic: false)])])
+        #expect(machine.handle(.forced(t)).first == .send(c, .onePhaseOutcome(t, .committed)))
+        #expect(machine.handle(prepare(onePhase: true)) == [.send(c, .onePhaseOutcome(t, .committed))])
+    }
+
+    @Test func inDoubtItAsksAndNeverDecidesAlone() {
+        var machine = prepared()
+        for _ in 0..<5 {
+            let effects = machine.handle(.timerFired(TimerID(.inquiry, t)))
+            #expect(effects.first == .send(c, .inquire(t)))
+            #expect(machine.handle(.received(from: c, .outcome(t, .pending))).isEmpty)
+            #expect(machine.state(of: t) == .prepared)
+        }
+        let committed = machine.handle(.received(from: c, .outcome(t, .committed)))
+        #expect(committed.contains(.force([.committed(t, heuristic: false)])))
+    }
+
+    @Test func aStaleInquiryAnswerIsIgnored() {
+        var machine = prepared()
+        _ = machine.handle(.received(from: c, .commit(t)))
+        _ = machine.handle(.forced(t))
+        #expect(machine.handle(.received(from: c, .outcome(t, .aborted))).isEmpty)
+        #expect(machine.state(of: t) == .committed)
+    }
+
+    @Test func restartWithAPreparedRecordAsksAtOnce() {
+        var machine = ParticipantMachine(seed: 1)
+        let effects = machine.handle(.recovered([.prepared(t, coordinator: c, payload: payload)]))
+        #expect(effects == [.setTimer(TimerID(.inquiry, t), after: .zero)])
+        #expect(machine.handle(.timerFired(TimerID(.inquiry, t))).first == .send(c, .inquire(t)))
+    }
+
+    @Test func heuristicDecisionsAreRecordedAsSuchAndOnlyWhenInDoubt() {
+        var idle = ParticipantMachine(seed: 1)
+        #expect(idle.handle(.decideHeuristically(t, .committed)).isEmpty)
+        var machine = prepared()
+        let effects = machine.handle(.decideHeuristically(t, .aborted))
+        #expect(effects.contains(.force([.aborted(t, heuristic: true)])))
+        let commit = machine.handle(.received(from: c, .commit(t)))
+        #expect(commit.contains(.send(c, .acknowledge(t, .aborted))))
+        #expect(commit.contains { if case .anomaly = $0 { true } else { false } })
+    }
+
+    @Test func endedTransactionsAreForgottenAfterRetention() {
+        var machine = prepared()
+        _ = machine.handle(.received(from: c, .abort(t)))
+        #expect(machine.handle(.timerFired(TimerID(.retention, t))) == [.forget(t)])
+        #expect(machine.state(of: t) == nil)
+    }
+}
