@@ -7,6 +7,7 @@
 //   ArbiterCore          pure protocol state machines; no I/O, no clock, no randomness of its own
 //   ArbiterSimulation    deterministic simulator that drives ArbiterCore under faults (test support)
 //   ArbiterStorage       SQLite (GRDB) decision log and participant store, group commit
+//   ArbiterRuntime       what every service needs besides storage and HTTP: timers, failpoints
 //   arbiter              the command-line tool
 import PackageDescription
 
@@ -49,6 +50,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ArbiterRuntime",
+            dependencies: ["ArbiterCore"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "arbiter",
             dependencies: [
@@ -61,6 +67,11 @@ let package = Package(
         .testTarget(
             name: "ArbiterCoreTests",
             dependencies: ["ArbiterCore", "ArbiterSimulation"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterRuntimeTests",
+            dependencies: ["ArbiterRuntime", "ArbiterCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

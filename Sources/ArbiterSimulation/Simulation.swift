@@ -21,7 +21,7 @@ public final class Simulation {
     public private(set) var violations: [String] = []
 
     var random: SplitMix64
-    private var queue = EventQueue<Scheduled>()
+    private var queue = ScheduleQueue<Scheduled>()
     private var faultsActive: Bool
     private var trace: TraceBuffer
     /// What the current step recorded, for ``run(until:)``.

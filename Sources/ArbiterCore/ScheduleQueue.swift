@@ -1,8 +1,11 @@
 /// A min-heap of scheduled items ordered by time, then by insertion, so that two items due at the
-/// same instant run in the order they were scheduled (determinism).
-struct EventQueue<Item> {
+/// same instant come out in the order they were scheduled (which keeps the simulator deterministic).
+///
+/// Time is an integer in whatever unit the owner chooses (microseconds in the simulator,
+/// nanoseconds in the services' timer loop).
+public struct ScheduleQueue<Item> {
     private struct Entry {
-        var time: SimTime
+        var time: Int64
         var sequence: UInt64
         var item: Item
         func precedes(_ other: Entry) -> Bool { (time, sequence) < (other.time, other.sequence) }
@@ -11,11 +14,14 @@ struct EventQueue<Item> {
     private var heap: [Entry] = []
     private var nextSequence: UInt64 = 0
 
-    var isEmpty: Bool { heap.isEmpty }
-    var count: Int { heap.count }
-    var nextTime: SimTime? { heap.first?.time }
+    public init() {}
 
-    mutating func schedule(_ item: Item, at time: SimTime) {
+    public var isEmpty: Bool { heap.isEmpty }
+    public var count: Int { heap.count }
+    /// When the earliest item is due.
+    public var nextTime: Int64? { heap.first?.time }
+
+    public mutating func schedule(_ item: Item, at time: Int64) {
         heap.append(Entry(time: time, sequence: nextSequence, item: item))
         nextSequence += 1
         var child = heap.count - 1
@@ -27,7 +33,8 @@ struct EventQueue<Item> {
         }
     }
 
-    mutating func pop() -> (time: SimTime, item: Item)? {
+    /// Removes and returns the earliest item.
+    public mutating func pop() -> (time: Int64, item: Item)? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let entry = heap.removeLast()
@@ -47,12 +54,12 @@ struct EventQueue<Item> {
 
     /// Removes and returns, in order, every item that `shouldRemove` selects (scripted scenarios
     /// drop or hold back messages with this).
-    mutating func removeAll(where shouldRemove: (Item) -> Bool) -> [(time: SimTime, item: Item)] {
+    public mutating func removeAll(where shouldRemove: (Item) -> Bool) -> [(time: Int64, item: Item)] {
         let ordered = heap.sorted(by: { $0.precedes($1) })
         heap = ordered.filter { !shouldRemove($0.item) }  // A sorted array is a valid heap.
         return ordered.filter { shouldRemove($0.item) }.map { ($0.time, $0.item) }
     }
 
     /// The scheduled items in the order they will run.
-    var ordered: [Item] { heap.sorted(by: { $0.precedes($1) }).map(\.item) }
+    public var ordered: [Item] { heap.sorted(by: { $0.precedes($1) }).map(\.item) }
 }

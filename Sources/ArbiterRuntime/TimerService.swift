@@ -1,0 +1,76 @@
+public import ArbiterCore
+import Synchronization
+
+/// Runs any number of protocol timers on one task.
+///
+/// The state machines set and cancel timers by id (thousands at a time under load: a deadline per
+/// transaction, a retry per unacknowledged decision); a task per timer would cost far more than one
+/// heap and one loop. Timers fire within ``resolution`` of their deadline, which is ample for
+/// protocol timeouts measured in hundreds of milliseconds.
+///
+/// Setting an id that is already set replaces it; a replaced or cancelled timer never fires.
+public final class TimerService<ID: Hashable & Sendable>: Sendable {
+    private struct State: ~Copyable {
+        var queue = ScheduleQueue<(id: ID, generation: UInt64)>()
+        var generations: [ID: UInt64] = [:]
+        var nextGeneration: UInt64 = 0
+    }
+
+    /// How late a timer may fire.
+    public let resolution: Duration
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
+    private let state = Mutex(State())
+
+    public init(resolution: Duration = .milliseconds(5)) {
+        precondition(resolution > .zero)
+        self.resolution = resolution
+        self.origin = clock.now
+    }
+
+    /// Sets (or replaces) timer `id` to fire after `delay`.
+    public func set(_ id: ID, after delay: Duration) {
+        let due = nanoseconds(clock.now + delay)
+        state.withLock { state in
+            state.nextGeneration += 1
+            state.generations[id] = state.nextGeneration
+            state.queue.schedule((id, state.nextGeneration), at: due)
+        }
+    }
+
+    /// Cancels timer `id`, if set.
+    public func cancel(_ id: ID) {
+        _ = state.withLock { $0.generations.removeValue(forKey: id) }
+    }
+
+    /// How many timers are set.
+    public var count: Int { state.withLock { $0.generations.count } }
+
+    /// Removes and returns the timers due by now, earliest first.
+    public func takeDue() -> [ID] {
+        let now = nanoseconds(clock.now)
+        return state.withLock { state in
+            var due: [ID] = []
+            while let next = state.queue.nextTime, next <= now, let (_, entry) = state.queue.pop() {
+                // Skip entries that were cancelled or replaced since they were scheduled.
+                guard state.generations[entry.id] == entry.generation else { continue }
+                state.generations[entry.id] = nil
+                due.append(entry.id)
+            }
+            return due
+        }
+    }
+
+    /// Fires due timers until the calling task is cancelled.
+    public func run(_ fire: (ID) async -> Void) async {
+        while !Task.isCancelled {
+            for id in takeDue() { await fire(id) }
+            try? await Task.sleep(for: resolution)
+        }
+    }
+
+    private func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 {
+        let (seconds, attoseconds) = (instant - origin).components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
