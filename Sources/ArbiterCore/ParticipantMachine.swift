@@ -6,8 +6,9 @@
 /// - It never decides a prepared transaction alone: without a decision it asks the coordinator,
 ///   with backoff, until it learns the outcome. Only ``ParticipantEvent/decideHeuristically(_:_:)``,
 ///   an operator's command, decides alone, and the records say so.
-/// - An abort for a transaction it does not know leaves a tombstone, so that a `prepare` overtaken
-///   by its abort votes no instead of holding locks until an inquiry.
+/// - An abort for a transaction it does not know leaves a tombstone, forced before it is
+///   acknowledged, so that a `prepare` overtaken by its abort votes no instead of holding locks
+///   until an inquiry — and, in one-phase commit, can never commit after the abort was reported.
 /// - A repeated message gets the same answer; a decision never changes.
 public struct ParticipantMachine: Sendable {
     public let config: ParticipantConfig
@@ -77,7 +78,7 @@ public struct ParticipantMachine: Sendable {
         // A repeated prepare gets the answer the first one got (or will get).
         let reply: ParticipantMessage?
         switch transaction.state {
-        case .staging, .preparing, .committing:
+        case .staging, .preparing, .committing, .aborting:
             reply = nil  // The answer follows when the work in flight is durable.
         case .prepared(let payload, _):
             reply = payload == request.payload
@@ -118,18 +119,20 @@ public struct ParticipantMachine: Sendable {
             effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
         case .readOnly:
             effects.append(.send(coordinator, .acknowledge(txid, .unknown)))
-        case .staging, .preparing, .committing:
+        case .staging, .preparing, .committing, .aborting:
             return  // Nothing durable to acknowledge yet; the coordinator resends.
         }
     }
 
     private mutating func abort(_ txid: TxID, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]) {
         guard var transaction = transactions[txid] else {
-            // The abort overtook its prepare (or the prepare never came): leave a tombstone.
-            transactions[txid] = Transaction(coordinator: coordinator, state: .aborted(heuristic: false))
-            effects.append(.write([.aborted(txid, heuristic: false)]))
-            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            // The abort overtook its prepare (or the prepare never came): leave a tombstone. It is
+            // forced before the acknowledgement because for a one-phase transaction this answer
+            // *is* the outcome the client is told; a lost tombstone would let the late prepare
+            // commit.
+            transactions[txid] = Transaction(coordinator: coordinator, state: .aborting(
+                heuristic: false, reply: .acknowledge(txid, .aborted)))
+            effects.append(.force([.aborted(txid, heuristic: false)]))
             return
         }
         switch transaction.state {
@@ -140,8 +143,8 @@ public struct ParticipantMachine: Sendable {
         case .preparing, .prepared:
             discard(txid, into: &effects)
             effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
-        case .committing:
-            return  // Only a one-phase or heuristic commit is in flight here; it will answer.
+        case .committing, .aborting:
+            return  // A decision is being forced here; its answer follows.
         case .committed(let heuristic):
             // A coordinator asks a one-phase participant this way what it decided; a mismatch in
             // two-phase commit is the coordinator's to judge.
@@ -175,12 +178,11 @@ public struct ParticipantMachine: Sendable {
         else { return }
         let coordinator = transaction.coordinator
         if abortRequested {
-            // Written in the staging transaction, so the staged work is discarded with it.
-            transaction.state = .aborted(heuristic: false)
+            // Written in the staging transaction, so the staged work is discarded with it; forced,
+            // because the abort may be a one-phase coordinator asking for the outcome.
+            transaction.state = .aborting(heuristic: false, reply: .acknowledge(txid, .aborted))
             transactions[txid] = transaction
-            effects.append(.write([.aborted(txid, heuristic: false)]))
-            effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            effects.append(.force([.aborted(txid, heuristic: false)]))
             return
         }
         switch (vote, onePhase) {
@@ -195,11 +197,20 @@ public struct ParticipantMachine: Sendable {
             transaction.state = .preparing(payload: payload)
             transactions[txid] = transaction
             effects.append(.force([.prepared(txid, coordinator: coordinator, payload: payload)]))
-        case (.no, _):
+        case (.no, true):
+            // The participant decides a one-phase transaction: its abort is the outcome, so it is
+            // forced before it is told (a lost record would let a duplicate prepare commit).
+            transaction.state = .aborting(heuristic: false, reply: .onePhaseOutcome(txid, .aborted))
+            transactions[txid] = transaction
+            effects.append(.force([.aborted(txid, heuristic: false)]))
+        case (.no, false):
+            // Not forced: the coordinator aborts on this vote whatever happens here, and a
+            // participant that loses this record and prepares a duplicate learns the abort by
+            // inquiry.
             transaction.state = .aborted(heuristic: false)
             transactions[txid] = transaction
             effects.append(.write([.aborted(txid, heuristic: false)]))
-            effects.append(.send(coordinator, onePhase ? .onePhaseOutcome(txid, .aborted) : .vote(txid, vote)))
+            effects.append(.send(coordinator, .vote(txid, vote)))
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
         case (.readOnly, false):
             transaction.state = .readOnly
@@ -224,6 +235,11 @@ public struct ParticipantMachine: Sendable {
                 let reply: ParticipantMessage = onePhase ? .onePhaseOutcome(txid, .committed) : .acknowledge(txid, .committed)
                 effects.append(.send(transaction.coordinator, reply))
             }
+            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+        case .aborting(let heuristic, let reply):
+            transaction.state = .aborted(heuristic: heuristic)
+            transactions[txid] = transaction
+            if let reply { effects.append(.send(transaction.coordinator, reply)) }
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
         case .staging, .prepared, .committed, .aborted, .readOnly:
             return  // E.g. an abort overtook the force of the prepared record.
@@ -257,10 +273,9 @@ public struct ParticipantMachine: Sendable {
             transactions[txid] = transaction
             effects.append(.force([.committed(txid, heuristic: true)]))
         case .aborted:
-            transaction.state = .aborted(heuristic: true)
+            transaction.state = .aborting(heuristic: true, reply: nil)
             transactions[txid] = transaction
             effects.append(.force([.aborted(txid, heuristic: true)]))
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
         }
     }
 
@@ -320,6 +335,8 @@ public enum ParticipantState: String, Hashable, Sendable {
     case prepared
     /// The committed record is being forced.
     case committing
+    /// An aborted record is being forced (a tombstone, a one-phase refusal, an operator's abort).
+    case aborting
     case committed
     case aborted
     /// Voted read-only; holds nothing.
@@ -331,6 +348,7 @@ public enum ParticipantState: String, Hashable, Sendable {
         case .preparing: self = .preparing
         case .prepared: self = .prepared
         case .committing: self = .committing
+        case .aborting: self = .aborting
         case .committed: self = .committed
         case .aborted: self = .aborted
         case .readOnly: self = .readOnly
@@ -349,6 +367,8 @@ extension ParticipantMachine {
         case preparing(payload: Payload)
         case prepared(payload: Payload, inquiries: Int)
         case committing(onePhase: Bool, heuristic: Bool)
+        /// An aborted record is being forced; `reply` is sent once it is durable.
+        case aborting(heuristic: Bool, reply: ParticipantMessage?)
         case committed(heuristic: Bool)
         case aborted(heuristic: Bool)
         case readOnly

@@ -674,7 +674,7 @@ public final class Simulation {
             for branch in transaction.branches {
                 let index = Self.participantIndex(branch.participant)
                 if let state = participants[index].logic.state(of: txid),
-                   [.staging, .preparing, .prepared, .committing].contains(state) {
+                   [.staging, .preparing, .prepared, .committing, .aborting].contains(state) {
                     violate("\(txid) is still \(state) at P\(index) after faults stopped")
                     return
                 }

@@ -41,9 +41,9 @@ struct ParticipantMachineTests {
 
     @Test func anAbortThatOvertakesItsPrepareLeavesATombstone() {
         var machine = ParticipantMachine(seed: 1)
-        let aborted = machine.handle(.received(from: c, .abort(t)))
-        #expect(aborted.contains(.write([.aborted(t, heuristic: false)])))
-        #expect(aborted.contains(.send(c, .acknowledge(t, .aborted))))
+        // Forced before the acknowledgement: for a one-phase transaction it is the outcome.
+        #expect(machine.handle(.received(from: c, .abort(t))) == [.force([.aborted(t, heuristic: false)])])
+        #expect(machine.handle(.forced(t)).first == .send(c, .acknowledge(t, .aborted)))
         let late = machine.handle(prepare())
         #expect(late.count == 1)
         #expect(late.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
@@ -67,6 +67,13 @@ struct ParticipantMachineTests {
         let effects = machine.handle(.staged(t, .no(reason: "insufficient funds")))
         #expect(effects.contains(.write([.aborted(t, heuristic: false)])))
         #expect(effects.contains(.send(c, .vote(t, .no(reason: "insufficient funds")))))
+    }
+
+    @Test func aOnePhaseRefusalIsDurableBeforeItIsTheOutcome() {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare(onePhase: true))
+        #expect(machine.handle(.staged(t, .no(reason: "insufficient funds"))) == [.force([.aborted(t, heuristic: false)])])
+        #expect(machine.handle(.forced(t)).first == .send(c, .onePhaseOutcome(t, .aborted)))
     }
 
     @Test func onePhaseCommitsDurablyBeforeAnswering() {
@@ -110,6 +117,7 @@ struct ParticipantMachineTests {
         var machine = prepared()
         let effects = machine.handle(.decideHeuristically(t, .aborted))
         #expect(effects.contains(.force([.aborted(t, heuristic: true)])))
+        #expect(machine.handle(.forced(t)).allSatisfy { if case .send = $0 { false } else { true } })
         let commit = machine.handle(.received(from: c, .commit(t)))
         #expect(commit.contains(.send(c, .acknowledge(t, .aborted))))
         #expect(commit.contains { if case .anomaly = $0 { true } else { false } })

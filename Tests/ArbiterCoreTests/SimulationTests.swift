@@ -1,6 +1,7 @@
 import ArbiterCore
 import ArbiterSimulation
 import Foundation
+import Synchronization
 import Testing
 
 /// The deterministic simulation sweep: many seeds, each with its own fault mix, every invariant
@@ -63,24 +64,29 @@ struct SimulationTests {
         #expect(mixes.count > 40)
     }
 
+    /// Runs seeds `start..<start+count` on dedicated threads, not on Swift's cooperative pool,
+    /// so that a long CPU-bound sweep never starves the other tests' tasks.
     static func runParallel(from start: UInt64, count: UInt64) async -> SweepSummary {
-        let lanes = UInt64(max(ProcessInfo.processInfo.activeProcessorCount, 1) * 2)
-        return await withTaskGroup(of: SweepSummary.self) { group in
+        let lanes = UInt64(max(ProcessInfo.processInfo.activeProcessorCount, 1))
+        let results = Mutex<[SweepSummary]>([])
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             for lane in 0..<lanes {
-                group.addTask {
+                Thread {
                     var summary = SweepSummary()
                     var seed = start + lane
                     while seed < start + count {
                         summary.add(Simulation(seed: seed).run())
                         seed += lanes
                     }
-                    return summary
-                }
+                    let finished = results.withLock { results in
+                        results.append(summary)
+                        return results.count == Int(lanes)
+                    }
+                    if finished { done.resume() }
+                }.start()
             }
-            var total = SweepSummary()
-            for await summary in group { total.merge(summary) }
-            return total
         }
+        return results.withLock { $0.reduce(into: SweepSummary()) { $0.merge($1) } }
     }
 }
 

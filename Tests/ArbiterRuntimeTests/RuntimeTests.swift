@@ -13,10 +13,10 @@ struct RuntimeTests {
         timers.cancel("cancelled")
         var fired: [String] = []
         let deadline = ContinuousClock.now + .seconds(10)
-        while fired.count < 3 && ContinuousClock.now < deadline {
-            fired += timers.takeDue()
+        repeat {
             try await Task.sleep(for: .milliseconds(1))
-        }
+            fired += timers.takeDue()
+        } while fired.count < 3 && ContinuousClock.now < deadline
         #expect(fired == ["early", "replaced", "late"])
         #expect(timers.count == 0)
         #expect(timers.takeDue().isEmpty)
