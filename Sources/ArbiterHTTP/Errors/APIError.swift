@@ -42,6 +42,13 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let unavailable: Code = "unavailable"
         /// The outcome was not known before the deadline; ask again with the same id. 504.
         public static let outcomeUnknown: Code = "outcome_unknown"
+
+        /// Every code the API sends, as `schemas/openapi.yaml` lists them.
+        public static let all: [Code] = [
+            .invalidJSON, .missingField, .wrongType, .invalidValue, .limitExceeded, .duplicateParticipant,
+            .unauthorized, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge, .internal, .unavailable,
+            .outcomeUnknown,
+        ]
     }
 
     /// The HTTP status of the response.
