@@ -199,11 +199,14 @@ public struct ArbiterClient: Sendable {
 
 /// A transaction's id and outcome, as ``ArbiterClient/submit(branches:id:timeout:wait:)`` returns it.
 public struct SubmitResult: Hashable, Sendable {
+    /// The transaction id.
     public var id: TxID
+    /// The transaction's outcome.
     public var outcome: Outcome
     /// Why the transaction aborted, for people.
     public var reason: String?
 
+    /// Makes a result.
     public init(id: TxID, outcome: Outcome, reason: String? = nil) {
         self.id = id
         self.outcome = outcome
@@ -218,6 +221,7 @@ public struct RetryPolicy: Hashable, Sendable {
     /// The delay before each retry. Default 50 ms doubling to 2 s, 20 % jitter.
     public var backoff: Backoff
 
+    /// Makes a policy; the defaults are documented on the properties.
     public init(attemptCountMax: Int = 4, backoff: Backoff = Backoff(initial: .milliseconds(50), max: .seconds(2))) {
         precondition(attemptCountMax >= 1, "attemptCountMax must be at least 1")
         self.attemptCountMax = attemptCountMax

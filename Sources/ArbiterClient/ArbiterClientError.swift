@@ -8,8 +8,11 @@ public import ArbiterHTTP
 public struct ArbiterClientError: Error, CustomStringConvertible {
     /// A machine-readable error code; compare with the constants here or with ``APIError/Code``'s.
     public struct Code: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+        /// The code's text.
         public var rawValue: String
+        /// Wraps a code's text.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// Wraps a code's text.
         public init(stringLiteral value: String) { self.rawValue = value }
         public var description: String { rawValue }
 
@@ -30,6 +33,7 @@ public struct ArbiterClientError: Error, CustomStringConvertible {
         public init(_ code: APIError.Code) { self.rawValue = code.rawValue }
     }
 
+    /// The machine-readable code.
     public var code: Code
     /// What went wrong, for people.
     public var message: String
@@ -42,6 +46,7 @@ public struct ArbiterClientError: Error, CustomStringConvertible {
     /// The underlying error, when there is one.
     public var cause: (any Error)?
 
+    /// Makes an error.
     public init(code: Code, message: String, status: Int? = nil, field: String? = nil, attemptCount: Int = 1, cause: (any Error)? = nil) {
         self.code = code
         self.message = message

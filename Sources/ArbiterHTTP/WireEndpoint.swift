@@ -23,12 +23,16 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
         case protocolOrOperatorToken
     }
 
+    /// The service that serves the endpoint.
     public var service: Service
+    /// The HTTP method.
     public var method: HTTPRequest.Method
     /// The path in OpenAPI form: `/v1/transactions/{id}`.
     public var path: String
+    /// The token the endpoint needs.
     public var access: Access
 
+    /// Describes an endpoint; `path` is in OpenAPI form.
     public init(_ service: Service, _ method: HTTPRequest.Method, _ path: String, access: Access) {
         self.service = service
         self.method = method

@@ -140,3 +140,18 @@ struct ProtocolClientTests {
         try await http.shutdown()
     }
 }
+
+@Suite("Shared HTTP client settings")
+struct HTTPClientSettingsTests {
+    @Test("the pool's per-host limit is raised, redirects refused, connect failures reported at once")
+    func configuration() {
+        let configuration = HTTPClientSettings().configuration()
+        #expect(configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit == 256)
+        #expect(configuration.connectionPool.retryConnectionEstablishment == false)
+        #expect(configuration.timeout.connect == .seconds(1))
+        #expect(configuration.connectionPool.idleTimeout == .seconds(60))
+        let custom = HTTPClientSettings(connectionsPerHostMax: 32, connectTimeout: .milliseconds(250)).configuration()
+        #expect(custom.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit == 32)
+        #expect(custom.timeout.connect == .milliseconds(250))
+    }
+}

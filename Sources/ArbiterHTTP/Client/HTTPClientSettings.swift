@@ -15,13 +15,24 @@ public struct HTTPClientSettings: Hashable, Sendable {
     public var connectTimeout: Duration
     /// How long an idle pooled connection is kept. Default 60 s.
     public var idleTimeout: Duration
+    /// Whether AsyncHTTPClient itself retries a failed connection attempt until the request's
+    /// deadline. Default `false`: a refused connection fails the call at once, because the
+    /// protocol machines and `ArbiterClient` own retries and backoff, and a participant that is
+    /// down should be noticed now rather than at the deadline.
+    public var retriesConnectionEstablishment: Bool
 
     /// Makes settings; every argument defaults to the documented default.
-    public init(connectionsPerHostMax: Int = 256, connectTimeout: Duration = .seconds(1), idleTimeout: Duration = .seconds(60)) {
+    public init(
+        connectionsPerHostMax: Int = 256,
+        connectTimeout: Duration = .seconds(1),
+        idleTimeout: Duration = .seconds(60),
+        retriesConnectionEstablishment: Bool = false
+    ) {
         precondition(connectionsPerHostMax > 0, "connectionsPerHostMax must be positive")
         self.connectionsPerHostMax = connectionsPerHostMax
         self.connectTimeout = connectTimeout
         self.idleTimeout = idleTimeout
+        self.retriesConnectionEstablishment = retriesConnectionEstablishment
     }
 
     /// The AsyncHTTPClient configuration these settings stand for.
@@ -36,6 +47,7 @@ public struct HTTPClientSettings: Hashable, Sendable {
             decompression: .disabled
         )
         configuration.httpVersion = .automatic
+        configuration.connectionPool.retryConnectionEstablishment = retriesConnectionEstablishment
         return configuration
     }
 

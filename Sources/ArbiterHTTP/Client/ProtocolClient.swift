@@ -8,6 +8,7 @@ public import Logging
 /// It translates between core messages and the wire, and checks that every answer is for the
 /// transaction asked about. It does not retry: the protocol machines own retries and deadlines.
 public struct ProtocolClient: Sendable {
+    /// The client that carries the requests; its owner shuts it down.
     public let httpClient: HTTPClient
     private let secret: BearerSecret
     private let limits: WireLimits

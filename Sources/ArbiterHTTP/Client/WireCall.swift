@@ -21,6 +21,7 @@ public struct WireCallError: Error, CustomStringConvertible {
         case cancelled
     }
 
+    /// The class of failure.
     public var kind: Kind
     /// What went wrong, for people.
     public var message: String
@@ -31,6 +32,7 @@ public struct WireCallError: Error, CustomStringConvertible {
     /// The underlying error, when there is one.
     public var cause: (any Error)?
 
+    /// Makes an error.
     public init(kind: Kind, message: String, status: Int? = nil, detail: ErrorDetail? = nil, cause: (any Error)? = nil) {
         self.kind = kind
         self.message = message
@@ -62,7 +64,9 @@ public struct WireCallError: Error, CustomStringConvertible {
 public enum WireCall {
     /// A raw answer.
     public struct Reply: Sendable {
+        /// The HTTP status.
         public var status: Int
+        /// The response body.
         public var body: [UInt8]
     }
 

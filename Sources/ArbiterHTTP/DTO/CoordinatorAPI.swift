@@ -11,6 +11,7 @@ public struct BranchBody: Codable, Hashable, Sendable {
     /// The participant's instructions, any JSON value, kept byte for byte.
     public var payload: RawJSON
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(participant: String, payload: RawJSON) {
         self.participant = participant
         self.payload = payload
@@ -29,12 +30,14 @@ public struct BranchBody: Codable, Hashable, Sendable {
 public struct SubmitRequest: Codable, Hashable, Sendable {
     /// The transaction id; an idempotency key when given. The coordinator makes one when absent.
     public var id: String?
+    /// The branches, one per participant (1...``WireLimits/branchCountMax``).
     public var branches: [BranchBody]
     /// How long the coordinator may take to collect the votes, in milliseconds.
     public var timeoutMs: Int?
     /// When to answer; `decision` when absent.
     public var wait: WaitMode?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(id: String? = nil, branches: [BranchBody], timeoutMs: Int? = nil, wait: WaitMode? = nil) {
         self.id = id
         self.branches = branches
@@ -115,8 +118,10 @@ public struct Submission: Hashable, Sendable {
     public var branches: [Branch]
     /// The client's timeout, or `nil` for the coordinator's default.
     public var timeout: Duration?
+    /// When the client wants its answer.
     public var wait: WaitMode
 
+    /// Makes a submission from core values.
     public init(id: TxID?, branches: [Branch], timeout: Duration?, wait: WaitMode) {
         self.id = id
         self.branches = branches
@@ -127,11 +132,14 @@ public struct Submission: Hashable, Sendable {
 
 /// `POST /v1/transactions` response: `{id, outcome, reason?}`.
 public struct SubmitResponse: Codable, Hashable, Sendable {
+    /// The transaction id.
     public var id: String
+    /// The transaction's outcome.
     public var outcome: WireOutcome
     /// Why the transaction aborted, for people (absent when committed).
     public var reason: String?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(id: String, outcome: WireOutcome, reason: String? = nil) {
         self.id = id
         self.outcome = outcome
@@ -146,7 +154,9 @@ public struct SubmitResponse: Codable, Hashable, Sendable {
 
 /// One branch as `GET /v1/transactions/{id}` shows it.
 public struct BranchView: Codable, Hashable, Sendable {
+    /// The participant's base URL.
     public var participant: String
+    /// The branch's payload, byte for byte.
     public var payload: RawJSON
     /// The participant's vote, once known.
     public var vote: WireVote?
@@ -155,6 +165,7 @@ public struct BranchView: Codable, Hashable, Sendable {
     /// What the participant acknowledged in phase 2, once it has.
     public var acknowledgement: WireLocalOutcome?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(
         participant: String,
         payload: RawJSON,
@@ -172,12 +183,15 @@ public struct BranchView: Codable, Hashable, Sendable {
 
 /// `GET /v1/transactions/{id}` response, and one item of the listing.
 public struct TransactionView: Codable, Hashable, Sendable {
+    /// The transaction id.
     public var id: String
+    /// Where the transaction stands.
     public var state: TransactionState
     /// The outcome once decided.
     public var outcome: WireOutcome?
     /// Why it aborted, for people.
     public var reason: String?
+    /// The branches, in the order they were submitted.
     public var branches: [BranchView]
     /// When the coordinator recorded the transaction (RFC 3339, UTC; see ``WireTimestamp``).
     public var createdAt: String
@@ -186,6 +200,7 @@ public struct TransactionView: Codable, Hashable, Sendable {
     /// When every participant had acknowledged the outcome.
     public var endedAt: String?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(
         id: String,
         state: TransactionState,
@@ -209,10 +224,12 @@ public struct TransactionView: Codable, Hashable, Sendable {
 
 /// `GET /v1/transactions` response: a page of transactions in ascending id order.
 public struct TransactionPage: Codable, Hashable, Sendable {
+    /// The page's transactions, in ascending id order.
     public var transactions: [TransactionView]
     /// Pass as `after` to get the next page; absent on the last page.
     public var next: String?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(transactions: [TransactionView], next: String? = nil) {
         self.transactions = transactions
         self.next = next
@@ -221,9 +238,12 @@ public struct TransactionPage: Codable, Hashable, Sendable {
 
 /// `GET /v1/transactions/{id}/outcome` response: `{id, outcome: committed|aborted|pending}`.
 public struct OutcomeResponse: Codable, Hashable, Sendable {
+    /// The transaction id.
     public var id: String
+    /// The coordinator's answer: committed, aborted or pending.
     public var outcome: WireInquiryAnswer
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(id: String, outcome: WireInquiryAnswer) {
         self.id = id
         self.outcome = outcome
@@ -244,7 +264,9 @@ public struct OutcomeResponse: Codable, Hashable, Sendable {
 
 /// `GET /healthz` response: `{"status": "ok"}`.
 public struct HealthResponse: Codable, Hashable, Sendable {
+    /// Always `ok` when the service answers.
     public var status: String
+    /// Makes a value from its members, as they travel on the wire.
     public init(status: String = "ok") { self.status = status }
 }
 
@@ -257,6 +279,7 @@ public struct ListQuery: Hashable, Sendable {
     /// Only transactions whose id sorts after this one (the previous page's `next`).
     public var after: TxID?
 
+    /// Makes a query from its parts.
     public init(state: TransactionState? = nil, limit: Int, after: TxID? = nil) {
         self.state = state
         self.limit = limit

@@ -6,14 +6,17 @@ public import ArbiterCore
 
 /// `POST /v1/prepare` request: `{txid, coordinator, payload, onePhase?}`.
 public struct PrepareBody: Codable, Hashable, Sendable {
+    /// The transaction id.
     public var txid: String
     /// The coordinator's base URL, where the participant sends its in-doubt inquiries.
     public var coordinator: String
+    /// The branch's payload, byte for byte.
     public var payload: RawJSON
     /// `true` when the transaction has this one participant: prepare and commit in one local
     /// transaction and answer with the outcome. Absent means `false`.
     public var onePhase: Bool?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(txid: String, coordinator: String, payload: RawJSON, onePhase: Bool? = nil) {
         self.txid = txid
         self.coordinator = coordinator
@@ -59,6 +62,7 @@ public enum PrepareReply: Codable, Hashable, Sendable {
         case txid, vote, reason, outcome
     }
 
+    /// The transaction id.
     public var txid: String {
         switch self {
         case .vote(let txid, _, _), .outcome(let txid, _): return txid
@@ -135,9 +139,12 @@ public enum PrepareReply: Codable, Hashable, Sendable {
 
 /// `POST /v1/commit` and `POST /v1/abort` request: `{txid}`.
 public struct DecisionBody: Codable, Hashable, Sendable {
+    /// The transaction id.
     public var txid: String
 
+    /// A body for the transaction id `txid`.
     public init(txid: String) { self.txid = txid }
+    /// A body for a core transaction id.
     public init(_ txid: TxID) { self.txid = txid.rawValue }
 
     /// Checks the id.
@@ -148,9 +155,12 @@ public struct DecisionBody: Codable, Hashable, Sendable {
 
 /// `POST /v1/commit` and `POST /v1/abort` response: `{txid, state}`, what the participant durably holds.
 public struct AcknowledgeReply: Codable, Hashable, Sendable {
+    /// The transaction id.
     public var txid: String
+    /// What the participant durably holds for the transaction.
     public var state: WireLocalOutcome
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(txid: String, state: WireLocalOutcome) {
         self.txid = txid
         self.state = state
@@ -170,10 +180,14 @@ public struct AcknowledgeReply: Codable, Hashable, Sendable {
 
 /// The `error` member of every error response: `{code, message, field?}`.
 public struct ErrorDetail: Codable, Hashable, Sendable {
+    /// The stable, machine-readable error code (see ``APIError/Code``).
     public var code: String
+    /// What is wrong, for people.
     public var message: String
+    /// The offending field's path, or a path or query parameter's name.
     public var field: String?
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(code: String, message: String, field: String? = nil) {
         self.code = code
         self.message = message
@@ -188,9 +202,12 @@ public struct ErrorDetail: Codable, Hashable, Sendable {
 
 /// Every error response's body: `{"error": {"code", "message", "field"?}}`.
 public struct ErrorResponse: Codable, Hashable, Sendable {
+    /// The error.
     public var error: ErrorDetail
 
+    /// Wraps an error detail.
     public init(error: ErrorDetail) { self.error = error }
+    /// The body of an ``APIError``.
     public init(_ error: APIError) { self.error = ErrorDetail(error) }
 }
 
@@ -211,6 +228,7 @@ public enum BatchMessage: Codable, Hashable, Sendable {
 
     private enum CodingKeys: String, CodingKey { case type }
 
+    /// The message's `type` member.
     public var type: BatchMessageType {
         switch self {
         case .prepare: return .prepare
@@ -262,8 +280,10 @@ public enum BatchMessage: Codable, Hashable, Sendable {
 
 /// `POST /v1/batch` request: `{messages: [...]}`, many transactions' messages to one participant.
 public struct BatchRequest: Codable, Hashable, Sendable {
+    /// The messages, handled in order.
     public var messages: [BatchMessage]
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(messages: [BatchMessage]) { self.messages = messages }
 
     /// The wire form of core messages.
@@ -319,6 +339,7 @@ public enum BatchReply: Codable, Hashable, Sendable {
 
     private enum CodingKeys: String, CodingKey { case type, txid, error }
 
+    /// The reply's `type` member.
     public var type: ReplyType {
         switch self {
         case .prepare: return .prepare
@@ -328,6 +349,7 @@ public enum BatchReply: Codable, Hashable, Sendable {
         }
     }
 
+    /// The transaction id.
     public var txid: String {
         switch self {
         case .prepare(let reply): return reply.txid
@@ -410,7 +432,9 @@ extension ErrorDetail: Error {}
 
 /// `POST /v1/batch` response: `{replies: [...]}`, one reply per message, in order.
 public struct BatchResponse: Codable, Hashable, Sendable {
+    /// One reply per message, in the messages' order.
     public var replies: [BatchReply]
 
+    /// Makes a value from its members, as they travel on the wire.
     public init(replies: [BatchReply]) { self.replies = replies }
 }

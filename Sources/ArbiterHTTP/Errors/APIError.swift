@@ -9,8 +9,11 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A stable, machine-readable error code (`snake_case`). Clients branch on the code, people
     /// read the message.
     public struct Code: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+        /// The code's text.
         public var rawValue: String
+        /// Wraps a code's text.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// Wraps a code's text.
         public init(stringLiteral value: String) { self.rawValue = value }
         public var description: String { rawValue }
 
@@ -53,6 +56,7 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// The HTTP status of the response.
     public var status: HTTPResponse.Status
+    /// The machine-readable code.
     public var code: Code
     /// What is wrong, for people: names the limit or the allowed values where there are some.
     public var message: String

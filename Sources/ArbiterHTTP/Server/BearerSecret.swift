@@ -88,6 +88,7 @@ public struct BearerSecret: Sendable, CustomStringConvertible, CustomDebugString
 
 /// Why a secret could not be loaded. The message names the file but never shows its content.
 public struct SecretError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What is wrong with a secret.
     public enum Reason: Hashable, Sendable {
         case missing
         case unreadable(String)
@@ -97,8 +98,10 @@ public struct SecretError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// The file the secret was read from, when it came from one.
     public var path: String?
+    /// What is wrong with the secret.
     public var reason: Reason
 
+    /// Makes an error.
     public init(path: String?, reason: Reason) {
         self.path = path
         self.reason = reason

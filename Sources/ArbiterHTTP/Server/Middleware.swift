@@ -73,6 +73,7 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Add it to the router before any route or other middleware so that it covers them all,
 /// including the router's 404.
 public struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Makes the middleware.
     public init() {}
 
     public func handle(
