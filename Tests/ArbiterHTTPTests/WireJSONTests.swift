@@ -147,4 +147,29 @@ struct WireJSONTests {
         #expect(WireTimestamp.milliseconds(from: "2025-01-02 03:04:05Z") == nil)
         #expect(WireTimestamp.milliseconds(from: "2025-13-02T03:04:05Z") == nil)
     }
+
+    @Test("mutated bodies never crash the decoder or the validation")
+    func mutationsNeverCrash() {
+        let seed = Array(#"{"id":"t-1","branches":[{"participant":"http://a:1","payload":{"op":"debit","n":[1,2.5e3,"\u00e9",null,true]}},{"participant":"https://b","payload":"x"}],"timeoutMs":100,"wait":"completion"}"#.utf8)
+        let alphabet = Array(#"{}[]:,"\ -0123456789.eE+truefalsnl/\u"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xFF]
+        var random = SplitMix64(seed: 42)
+        var decoded = 0
+        for _ in 0..<3000 {
+            var bytes = seed
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                let position = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[position] = alphabet.randomElement(using: &random)!
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet.randomElement(using: &random)!, at: position)
+                }
+                if bytes.isEmpty { bytes = [0x7B] }
+            }
+            if let request = try? WireJSON.decode(SubmitRequest.self, from: bytes), (try? request.validated(limits: .default)) != nil {
+                decoded += 1
+            }
+        }
+        // Some mutations (inside strings, say) stay valid; the point is that none crashed.
+        #expect(decoded < 3000)
+    }
 }
