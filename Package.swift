@@ -24,12 +24,19 @@ let package = Package(
         .library(name: "ArbiterCore", targets: ["ArbiterCore"]),
         .library(name: "ArbiterSimulation", targets: ["ArbiterSimulation"]),
         .library(name: "ArbiterStorage", targets: ["ArbiterStorage"]),
+        .library(name: "ArbiterHTTP", targets: ["ArbiterHTTP"]),
+        .library(name: "ArbiterClient", targets: ["ArbiterClient"]),
         .executable(name: "arbiter", targets: ["arbiter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(
@@ -77,6 +84,46 @@ let package = Package(
         .testTarget(
             name: "ArbiterStorageTests",
             dependencies: ["ArbiterStorage", "ArbiterCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ArbiterHTTP",
+            dependencies: [
+                "ArbiterCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ArbiterClient",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterHTTPTests",
+            dependencies: [
+                "ArbiterHTTP",
+                "ArbiterClient",
+                "ArbiterCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

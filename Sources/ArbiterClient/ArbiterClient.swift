@@ -1,0 +1,233 @@
+public import ArbiterCore
+public import ArbiterHTTP
+public import AsyncHTTPClient
+public import Logging
+import NIOHTTP1
+
+/// A typed client for the coordinator's HTTP API.
+///
+/// ```swift
+/// let http = HTTPClientSettings().makeClient()
+/// defer { try? await http.shutdown() }   // or shut it down when your service stops
+/// let client = ArbiterClient(
+///     coordinator: "http://127.0.0.1:8080",
+///     secret: try BearerSecret.read(fromFile: "/etc/arbiter/secret"),
+///     httpClient: http
+/// )
+/// let result = try await client.submit(branches: [
+///     Branch(participant: ParticipantID("http://bank-a:9001"), payload: Payload(#"{"op":"debit","account":"alice","amount":100}"#)),
+///     Branch(participant: ParticipantID("http://bank-b:9001"), payload: Payload(#"{"op":"credit","account":"bob","amount":100}"#)),
+/// ])
+/// ```
+///
+/// Calls that fail for want of an answer (connection errors, timeouts, 5xx) are retried with
+/// backoff per ``RetryPolicy``. A submit always carries a transaction id, made here when the caller
+/// gives none, so that a retry is the same transaction and not a second one.
+public struct ArbiterClient: Sendable {
+    /// The coordinator's base URL, without a trailing slash.
+    public let coordinator: String
+    private let secret: BearerSecret
+    private let operatorSecret: BearerSecret?
+    private let httpClient: HTTPClient
+    private let retry: RetryPolicy
+    private let requestTimeout: Duration
+    private let responseSizeMax: Int
+    private let logger: Logger?
+
+    /// - Parameters:
+    ///   - coordinator: The coordinator's base URL (`http://host:port`).
+    ///   - secret: The protocol secret.
+    ///   - operatorSecret: The operator secret, needed by ``list(state:limit:after:)`` only.
+    ///   - httpClient: Made with ``HTTPClientSettings``; the caller shuts it down.
+    ///   - retry: How failures without an answer are retried.
+    ///   - requestTimeout: The deadline of one attempt. A submit's attempt is given at least its
+    ///     transaction timeout plus 5 s, so that the coordinator can answer before the client gives up.
+    ///   - responseSizeMax: The largest answer read, in bytes. Default 16 MiB.
+    public init(
+        coordinator: String,
+        secret: BearerSecret,
+        operatorSecret: BearerSecret? = nil,
+        httpClient: HTTPClient,
+        retry: RetryPolicy = RetryPolicy(),
+        requestTimeout: Duration = .seconds(30),
+        responseSizeMax: Int = 16 << 20,
+        logger: Logger? = nil
+    ) {
+        var base = Substring(coordinator)
+        while base.hasSuffix("/") { base = base.dropLast() }
+        self.coordinator = String(base)
+        self.secret = secret
+        self.operatorSecret = operatorSecret
+        self.httpClient = httpClient
+        self.retry = retry
+        self.requestTimeout = requestTimeout
+        self.responseSizeMax = responseSizeMax
+        self.logger = logger
+    }
+
+    /// Runs a transaction and returns its outcome.
+    ///
+    /// - Parameters:
+    ///   - branches: One per participant; each payload must be one JSON value.
+    ///   - id: The transaction id, an idempotency key: submitting an id again returns the recorded
+    ///     outcome. When `nil`, the client makes a random one (``makeTransactionID()``).
+    ///   - timeout: How long the coordinator may collect votes; its default when `nil`.
+    ///   - wait: Answer at the decision (default) or once phase 2 has completed.
+    /// - Throws: ``ArbiterClientError``; `invalid_request` without sending anything when a payload is
+    ///   not JSON. When ``ArbiterClientError/isOutcomeUncertain`` holds, submit the same id again.
+    public func submit(
+        branches: [Branch],
+        id: TxID? = nil,
+        timeout: Duration? = nil,
+        wait: WaitMode = .decision
+    ) async throws(ArbiterClientError) -> SubmitResult {
+        let txid = id ?? ArbiterClient.makeTransactionID()
+        let body: SubmitRequest
+        do {
+            body = try SubmitRequest(id: txid, branches: branches, timeout: timeout, wait: wait)
+        } catch {
+            throw ArbiterClientError(code: .invalidRequest, message: error.message, field: error.field, cause: error)
+        }
+        let attemptTimeout = max(requestTimeout, (timeout ?? .seconds(5)) + .seconds(5))
+        let response = try await withRetries { () async throws(WireCallError) -> SubmitResponse in
+            try await WireCall.call(
+                httpClient, method: .POST, url: coordinator + WireEndpoint.submit.path, body: body, secret: secret,
+                timeout: attemptTimeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, logger: logger
+            )
+        }
+        guard response.id == txid.rawValue else {
+            throw ArbiterClientError(
+                code: .invalidResponse,
+                message: "the coordinator answered about transaction \(response.id), not \(txid)"
+            )
+        }
+        return SubmitResult(id: txid, outcome: response.outcome.outcome, reason: response.reason)
+    }
+
+    /// A transaction's state, branches, votes, acknowledgements and times.
+    ///
+    /// - Throws: ``ArbiterClientError`` `not_found` when the coordinator does not know the id.
+    public func transaction(_ id: TxID) async throws(ArbiterClientError) -> TransactionView {
+        try await withRetries { () async throws(WireCallError) -> TransactionView in
+            try await WireCall.call(
+                httpClient, method: .GET, url: coordinator + "/v1/transactions/\(id.rawValue)", body: nil,
+                secret: secret, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: TransactionView.self,
+                logger: logger
+            )
+        }
+    }
+
+    /// One page of the operators' listing, in ascending id order. Needs the operator secret.
+    ///
+    /// - Parameters:
+    ///   - state: Only transactions in this state.
+    ///   - limit: The page size; the coordinator's default (100) when `nil`.
+    ///   - after: The previous page's ``TransactionPage/next``.
+    public func list(state: TransactionState? = nil, limit: Int? = nil, after: TxID? = nil) async throws(ArbiterClientError) -> TransactionPage {
+        var items: [String] = []
+        if let state { items.append("state=\(state.rawValue)") }
+        if let limit { items.append("limit=\(limit)") }
+        if let after { items.append("after=\(after.rawValue)") }
+        let query = items.isEmpty ? "" : "?" + items.joined(separator: "&")
+        let token = operatorSecret ?? secret
+        return try await withRetries { () async throws(WireCallError) -> TransactionPage in
+            try await WireCall.call(
+                httpClient, method: .GET, url: coordinator + WireEndpoint.list.path + query, body: nil,
+                secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: TransactionPage.self,
+                logger: logger
+            )
+        }
+    }
+
+    /// The coordinator's answer to an in-doubt inquiry: `committed`, `aborted` (also for an
+    /// unknown id: presumed abort) or `pending`.
+    public func outcome(_ id: TxID) async throws(ArbiterClientError) -> InquiryAnswer {
+        let response = try await withRetries { () async throws(WireCallError) -> OutcomeResponse in
+            try await WireCall.call(
+                httpClient, method: .GET, url: coordinator + "/v1/transactions/\(id.rawValue)/outcome", body: nil,
+                secret: secret, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: OutcomeResponse.self,
+                logger: logger
+            )
+        }
+        guard response.id == id.rawValue else {
+            throw ArbiterClientError(code: .invalidResponse, message: "the coordinator answered about transaction \(response.id), not \(id)")
+        }
+        return response.outcome.answer
+    }
+
+    /// A fresh random transaction id: `c-` and 32 hex digits (128 random bits), unique without
+    /// coordination.
+    public static func makeTransactionID() -> TxID {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        func hex(_ value: UInt64) -> String {
+            let digits = String(value, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }
+        // Only [0-9a-f-] characters: always a valid id.
+        return try! TxID("c-" + hex(high) + hex(low))
+    }
+
+    /// Runs `attempt` until it succeeds, fails in a way a retry cannot fix, or the policy's
+    /// attempts are used up.
+    private func withRetries<T>(_ attempt: () async throws(WireCallError) -> T) async throws(ArbiterClientError) -> T {
+        var random = SystemRandomNumberGenerator()
+        var attemptCount = 0
+        while true {
+            attemptCount += 1
+            do {
+                return try await attempt()
+            } catch {
+                guard error.isRetryable, attemptCount < retry.attemptCountMax else {
+                    throw ArbiterClientError(error, attemptCount: attemptCount)
+                }
+                let delay = retry.backoff.delay(attempt: attemptCount - 1, random: &random)
+                logger?.debug(
+                    "retrying a call to the coordinator",
+                    metadata: ["attempt": "\(attemptCount)", "delay": "\(delay)", "error": "\(error.message)"]
+                )
+                do {
+                    try await Task.sleep(for: delay)
+                } catch {
+                    throw ArbiterClientError(code: .cancelled, message: "cancelled while waiting to retry", attemptCount: attemptCount, cause: error)
+                }
+            }
+        }
+    }
+}
+
+/// A transaction's id and outcome, as ``ArbiterClient/submit(branches:id:timeout:wait:)`` returns it.
+public struct SubmitResult: Hashable, Sendable {
+    /// The transaction id.
+    public var id: TxID
+    /// The transaction's outcome.
+    public var outcome: Outcome
+    /// Why the transaction aborted, for people.
+    public var reason: String?
+
+    /// Makes a result.
+    public init(id: TxID, outcome: Outcome, reason: String? = nil) {
+        self.id = id
+        self.outcome = outcome
+        self.reason = reason
+    }
+}
+
+/// How ``ArbiterClient`` retries a call that got no usable answer (connection error, timeout, 5xx).
+public struct RetryPolicy: Hashable, Sendable {
+    /// The most attempts per call, the first included. 1 disables retries. Default 4.
+    public var attemptCountMax: Int
+    /// The delay before each retry. Default 50 ms doubling to 2 s, 20 % jitter.
+    public var backoff: Backoff
+
+    /// Makes a policy; the defaults are documented on the properties.
+    public init(attemptCountMax: Int = 4, backoff: Backoff = Backoff(initial: .milliseconds(50), max: .seconds(2))) {
+        precondition(attemptCountMax >= 1, "attemptCountMax must be at least 1")
+        self.attemptCountMax = attemptCountMax
+        self.backoff = backoff
+    }
+
+    /// No retries.
+    public static let none = RetryPolicy(attemptCountMax: 1)
+}

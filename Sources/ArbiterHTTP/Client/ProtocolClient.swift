@@ -1,0 +1,158 @@
+public import ArbiterCore
+public import AsyncHTTPClient
+public import Logging
+
+/// The protocol's messages over HTTP: the coordinator's prepare, commit and abort to participants
+/// (one at a time or batched), and a participant's in-doubt inquiry to the coordinator.
+///
+/// It translates between core messages and the wire, and checks that every answer is for the
+/// transaction asked about. It does not retry: the protocol machines own retries and deadlines.
+public struct ProtocolClient: Sendable {
+    /// The client that carries the requests; its owner shuts it down.
+    public let httpClient: HTTPClient
+    private let secret: BearerSecret
+    private let limits: WireLimits
+    private let logger: Logger?
+
+    /// - Parameters:
+    ///   - httpClient: Made with ``HTTPClientSettings``; the caller shuts it down.
+    ///   - secret: The protocol secret sent as the bearer token.
+    ///   - limits: Bounds the size of the answers read (``WireLimits/bodySizeMax``, and
+    ///     ``WireLimits/batchBodySizeMax`` for batches).
+    public init(httpClient: HTTPClient, secret: BearerSecret, limits: WireLimits = .default, logger: Logger? = nil) {
+        self.httpClient = httpClient
+        self.secret = secret
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Sends one message to `participant` on its single-message endpoint and returns its answer:
+    /// a vote or one-phase outcome for `prepare`, an acknowledgement for `commit` and `abort`.
+    ///
+    /// - Precondition: `message` is not ``CoordinatorMessage/outcome(_:_:)``.
+    public func send(_ message: CoordinatorMessage, to participant: ParticipantID, timeout: Duration) async throws(WireCallError) -> ParticipantMessage {
+        let base = participant.rawValue
+        switch message {
+        case .prepare(let request):
+            let body = try wireBody { () throws(APIError) in try PrepareBody(request) }
+            let reply = try await WireCall.call(
+                httpClient, method: .POST, url: base + WireEndpoint.prepare.path, body: body, secret: secret,
+                timeout: timeout, responseSizeMax: limits.bodySizeMax, as: PrepareReply.self, logger: logger
+            )
+            return try check({ () throws(APIError) in try reply.message() }, for: message, url: base)
+        case .commit(let txid), .abort(let txid):
+            let endpoint = message.isCommit ? WireEndpoint.commit : WireEndpoint.abort
+            let reply = try await WireCall.call(
+                httpClient, method: .POST, url: base + endpoint.path, body: DecisionBody(txid), secret: secret,
+                timeout: timeout, responseSizeMax: limits.bodySizeMax, as: AcknowledgeReply.self, logger: logger
+            )
+            return try check({ () throws(APIError) in try reply.message() }, for: message, url: base)
+        case .outcome:
+            preconditionFailure("an outcome message answers an inquiry; it is not sent to a participant's endpoints")
+        }
+    }
+
+    /// Sends many messages to `participant` in one `POST /v1/batch` and returns one result per
+    /// message, in order: the participant's answer, or the error it reported for that message.
+    ///
+    /// - Precondition: `messages` holds 1...``WireLimits/batchMessageCountMax`` messages, none an
+    ///   ``CoordinatorMessage/outcome(_:_:)``.
+    public func sendBatch(
+        _ messages: [CoordinatorMessage],
+        to participant: ParticipantID,
+        timeout: Duration
+    ) async throws(WireCallError) -> [Result<ParticipantMessage, ErrorDetail>] {
+        precondition(!messages.isEmpty && messages.count <= limits.batchMessageCountMax, "a batch holds 1...\(limits.batchMessageCountMax) messages")
+        let base = participant.rawValue
+        let body = try wireBody { () throws(APIError) in try BatchRequest(messages) }
+        let response = try await WireCall.call(
+            httpClient, method: .POST, url: base + WireEndpoint.batch.path, body: body, secret: secret,
+            timeout: timeout, responseSizeMax: limits.batchBodySizeMax, as: BatchResponse.self, logger: logger
+        )
+        guard response.replies.count == messages.count else {
+            throw WireCallError(
+                kind: .invalidResponse,
+                message: "\(base) answered \(response.replies.count) replies to \(messages.count) messages"
+            )
+        }
+        var results: [Result<ParticipantMessage, ErrorDetail>] = []
+        results.reserveCapacity(messages.count)
+        for (index, reply) in response.replies.enumerated() {
+            let message = messages[index]
+            let result = try decoded { () throws(APIError) in try reply.result(fieldPrefix: "replies[\(index)].") }
+            switch result {
+            case .success(let answer):
+                results.append(.success(try check({ () throws(APIError) in answer }, for: message, url: base)))
+            case .failure(let detail):
+                guard reply.txid == message.txid.rawValue else {
+                    throw mismatch(url: base, index: index, message: message)
+                }
+                results.append(.failure(detail))
+            }
+        }
+        return results
+    }
+
+    /// Asks the coordinator at `coordinator` about an in-doubt transaction
+    /// (`GET /v1/transactions/{id}/outcome`).
+    public func inquire(_ txid: TxID, coordinator: CoordinatorID, timeout: Duration) async throws(WireCallError) -> InquiryAnswer {
+        let base = coordinator.rawValue
+        let response = try await WireCall.call(
+            httpClient, method: .GET, url: base + "/v1/transactions/\(txid.rawValue)/outcome", body: nil, secret: secret,
+            timeout: timeout, responseSizeMax: limits.bodySizeMax, as: OutcomeResponse.self, logger: logger
+        )
+        guard response.id == txid.rawValue else {
+            throw WireCallError(kind: .invalidResponse, message: "\(base) answered about transaction \(response.id), not \(txid)")
+        }
+        return response.outcome.answer
+    }
+
+    // MARK: Helpers
+
+    private func wireBody<T>(_ make: () throws(APIError) -> T) throws(WireCallError) -> T {
+        do {
+            return try make()
+        } catch {
+            throw WireCallError(kind: .invalidResponse, message: "cannot send the message: \(error.message)", cause: error)
+        }
+    }
+
+    private func decoded<T>(_ make: () throws(APIError) -> T) throws(WireCallError) -> T {
+        do {
+            return try make()
+        } catch {
+            throw WireCallError(kind: .invalidResponse, message: "the answer does not follow the protocol: \(error.message)", cause: error)
+        }
+    }
+
+    /// Converts an answer and checks that it answers `message`: same transaction, right kind.
+    private func check(
+        _ convert: () throws(APIError) -> ParticipantMessage,
+        for message: CoordinatorMessage,
+        url: String
+    ) throws(WireCallError) -> ParticipantMessage {
+        let answer = try decoded(convert)
+        let fits: Bool
+        switch (message, answer) {
+        case (.prepare(let request), .vote): fits = !request.onePhase
+        case (.prepare(let request), .onePhaseOutcome): fits = request.onePhase
+        case (.commit, .acknowledge), (.abort, .acknowledge): fits = true
+        default: fits = false
+        }
+        guard fits, answer.txid == message.txid else {
+            throw WireCallError(kind: .invalidResponse, message: "\(url) answered \(answer) to \(message)")
+        }
+        return answer
+    }
+
+    private func mismatch(url: String, index: Int, message: CoordinatorMessage) -> WireCallError {
+        WireCallError(kind: .invalidResponse, message: "\(url)'s reply \(index) is not about transaction \(message.txid)")
+    }
+}
+
+extension CoordinatorMessage {
+    fileprivate var isCommit: Bool {
+        if case .commit = self { return true }
+        return false
+    }
+}

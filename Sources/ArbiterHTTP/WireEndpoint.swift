@@ -1,0 +1,86 @@
+public import HTTPTypes
+
+/// One endpoint of the wire protocol, as `schemas/openapi.yaml` describes it.
+///
+/// The services register their routes from these values, and the contract test checks that this
+/// list and the OpenAPI document name the same paths and methods.
+public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
+    /// Which service serves the endpoint.
+    public enum Service: String, Hashable, Sendable {
+        case coordinator
+        case participant
+    }
+
+    /// Which bearer token the endpoint needs.
+    public enum Access: String, Hashable, Sendable {
+        /// None: health and metrics, for load balancers and scrapers.
+        case open
+        /// The protocol secret shared by clients, the coordinator and participants.
+        case protocolToken
+        /// The operator secret.
+        case operatorToken
+        /// Either secret (a transaction's state is for clients and operators).
+        case protocolOrOperatorToken
+    }
+
+    /// The service that serves the endpoint.
+    public var service: Service
+    /// The HTTP method.
+    public var method: HTTPRequest.Method
+    /// The path in OpenAPI form: `/v1/transactions/{id}`.
+    public var path: String
+    /// The token the endpoint needs.
+    public var access: Access
+
+    /// Describes an endpoint; `path` is in OpenAPI form.
+    public init(_ service: Service, _ method: HTTPRequest.Method, _ path: String, access: Access) {
+        self.service = service
+        self.method = method
+        self.path = path
+        self.access = access
+    }
+
+    /// The path in Hummingbird's router form: `/v1/transactions/:id`.
+    public var routerPath: String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+            segment.hasPrefix("{") && segment.hasSuffix("}") ? ":" + segment.dropFirst().dropLast() : segment
+        }.joined(separator: "/")
+    }
+
+    public var description: String { "\(method.rawValue) \(path)" }
+
+    // MARK: Coordinator
+
+    /// `POST /v1/transactions`: run a transaction.
+    public static let submit = WireEndpoint(.coordinator, .post, "/v1/transactions", access: .protocolToken)
+    /// `GET /v1/transactions/{id}`: a transaction's state.
+    public static let transaction = WireEndpoint(.coordinator, .get, "/v1/transactions/{id}", access: .protocolOrOperatorToken)
+    /// `GET /v1/transactions`: the operators' listing.
+    public static let list = WireEndpoint(.coordinator, .get, "/v1/transactions", access: .operatorToken)
+    /// `GET /v1/transactions/{id}/outcome`: the participants' in-doubt inquiry.
+    public static let outcome = WireEndpoint(.coordinator, .get, "/v1/transactions/{id}/outcome", access: .protocolToken)
+    /// `GET /healthz` on the coordinator.
+    public static let coordinatorHealth = WireEndpoint(.coordinator, .get, "/healthz", access: .open)
+    /// `GET /metrics`: Prometheus text.
+    public static let metrics = WireEndpoint(.coordinator, .get, "/metrics", access: .open)
+
+    // MARK: Participant
+
+    /// `POST /v1/prepare`.
+    public static let prepare = WireEndpoint(.participant, .post, "/v1/prepare", access: .protocolToken)
+    /// `POST /v1/commit`.
+    public static let commit = WireEndpoint(.participant, .post, "/v1/commit", access: .protocolToken)
+    /// `POST /v1/abort`.
+    public static let abort = WireEndpoint(.participant, .post, "/v1/abort", access: .protocolToken)
+    /// `POST /v1/batch`: many messages in one request.
+    public static let batch = WireEndpoint(.participant, .post, "/v1/batch", access: .protocolToken)
+    /// `GET /healthz` on a participant.
+    public static let participantHealth = WireEndpoint(.participant, .get, "/healthz", access: .open)
+
+    /// Every endpoint of the coordinator.
+    public static let coordinatorEndpoints: [WireEndpoint] = [submit, transaction, list, outcome, coordinatorHealth, metrics]
+    /// Every endpoint of a participant.
+    public static let participantEndpoints: [WireEndpoint] = [prepare, commit, abort, batch, participantHealth]
+    /// Every endpoint of the protocol.
+    public static let all: [WireEndpoint] = coordinatorEndpoints + participantEndpoints
+}

@@ -1,0 +1,250 @@
+import ArbiterClient
+import ArbiterCore
+@testable import ArbiterHTTP
+import AsyncHTTPClient
+import HTTPTypes
+import Hummingbird
+import Testing
+
+/// A tiny coordinator for client tests: `submit` answers from `decide`, which may throw an
+/// `APIError` to answer an error.
+func makeCoordinatorStub(
+    seenIDs: Recorder<String>,
+    decide: @escaping @Sendable (Submission, Int) throws -> SubmitResponse
+) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.add(middleware: APIErrorMiddleware())
+    let attempts = Counter()
+    router.group("/v1/transactions").add(middleware: BearerTokenMiddleware(secret: TestSecrets.operatorSecret)).get { request, _ in
+        let query = try request.listQuery(limits: .default)
+        return TransactionPage(
+            transactions: [TransactionView(id: "t-1", state: query.state ?? .committed, branches: [], createdAt: WireTimestamp.string(millisecondsSinceEpoch: 0))],
+            next: query.limit == 1 ? "t-1" : nil
+        )
+    }
+    let protected = router.group("/v1").add(middleware: BearerTokenMiddleware(accepting: [TestSecrets.protocolSecret, TestSecrets.operatorSecret]))
+    protected.post("/transactions") { request, _ in
+        let submission = try await request.decodeWire(SubmitRequest.self, bodySizeMax: WireLimits.default.bodySizeMax).validated(limits: .default)
+        seenIDs.append(submission.id?.rawValue ?? "<none>")
+        attempts.increment()
+        return try decide(submission, attempts.count)
+    }
+    protected.get("/transactions/:id") { request, context in
+        let id = try request.txid(context: context)
+        guard id.rawValue == "known" else { throw APIError.notFound("no transaction \(id)", field: "id") }
+        return TransactionView(
+            id: id.rawValue,
+            state: .committing,
+            outcome: .committed,
+            branches: [BranchView(participant: "http://p", payload: try RawJSON(validating: #"{"a": 1}"#), vote: .yes)],
+            createdAt: WireTimestamp.string(millisecondsSinceEpoch: 1000),
+            decidedAt: WireTimestamp.string(millisecondsSinceEpoch: 2000)
+        )
+    }
+    protected.get("/transactions/:id/outcome") { request, context in
+        let id = try request.txid(context: context)
+        return OutcomeResponse(id: id, answer: id.rawValue == "decided" ? .committed : .pending)
+    }
+    return router
+}
+
+let bankBranches = [
+    Branch(participant: ParticipantID("http://bank-a:9001"), payload: Payload(#"{"op":"debit","account":"alice","amount":100}"#)),
+    Branch(participant: ParticipantID("http://bank-b:9001"), payload: Payload(#"{"op":"credit","account":"bob","amount":100}"#)),
+]
+
+let fastRetry = RetryPolicy(attemptCountMax: 3, backoff: Backoff(initial: .milliseconds(1), max: .milliseconds(5)))
+
+func withClient<T: Sendable>(port: Int, retry: RetryPolicy = fastRetry, _ body: (ArbiterClient) async throws -> T) async throws -> T {
+    let http = HTTPClientSettings().makeClient()
+    let client = ArbiterClient(
+        coordinator: "http://127.0.0.1:\(port)/",
+        secret: TestSecrets.protocolSecret,
+        operatorSecret: TestSecrets.operatorSecret,
+        httpClient: http,
+        retry: retry,
+        requestTimeout: .seconds(10)
+    )
+    do {
+        let result = try await body(client)
+        try await http.shutdown()
+        return result
+    } catch {
+        try await http.shutdown()
+        throw error
+    }
+}
+
+@Suite("ArbiterClient against a test coordinator on 127.0.0.1")
+struct ClientTests {
+    @Test("submit returns the outcome under a client-made id")
+    func submitReturnsOutcome() async throws {
+        let seen = Recorder<String>()
+        let router = makeCoordinatorStub(seenIDs: seen) { submission, _ in
+            #expect(submission.branches == bankBranches)
+            #expect(submission.wait == .completion)
+            #expect(submission.timeout == .milliseconds(2500))
+            return SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+        }
+        let result = try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                try await client.submit(branches: bankBranches, timeout: .milliseconds(2500), wait: .completion)
+            }
+        }
+        #expect(result.outcome == .committed)
+        #expect(result.id.rawValue.hasPrefix("c-"))
+        #expect(seen.all == [result.id.rawValue])
+    }
+
+    @Test("a retry after a 503 reuses the transaction id")
+    func retryReusesID() async throws {
+        let seen = Recorder<String>()
+        let router = makeCoordinatorStub(seenIDs: seen) { submission, attempt in
+            if attempt == 1 { throw APIError.unavailable("starting up") }
+            return SubmitResponse(id: submission.id!, outcome: .aborted, reason: "bank-a voted no")
+        }
+        let result = try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                try await client.submit(branches: bankBranches)
+            }
+        }
+        #expect(result.outcome == .aborted)
+        #expect(result.reason == "bank-a voted no")
+        #expect(seen.all.count == 2)
+        #expect(Set(seen.all) == [result.id.rawValue], "both attempts carry the same id")
+    }
+
+    @Test("a caller's id is sent as it is, and a 504 is retried with it")
+    func callerIDAndOutcomeUnknown() async throws {
+        let seen = Recorder<String>()
+        let router = makeCoordinatorStub(seenIDs: seen) { submission, attempt in
+            if attempt < 3 { throw APIError.outcomeUnknown(submission.id!.rawValue) }
+            return SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+        }
+        let result = try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                try await client.submit(branches: bankBranches, id: txid("transfer-42"))
+            }
+        }
+        #expect(result == SubmitResult(id: txid("transfer-42"), outcome: .committed))
+        #expect(seen.all == ["transfer-42", "transfer-42", "transfer-42"])
+    }
+
+    @Test("the server's JSON error maps to the typed error, without retrying a 4xx")
+    func errorBodyMaps() async throws {
+        let seen = Recorder<String>()
+        let router = makeCoordinatorStub(seenIDs: seen) { submission, _ in
+            throw APIError.idInUse(submission.id!.rawValue)
+        }
+        let error = try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                await #expect(throws: ArbiterClientError.self) {
+                    try await client.submit(branches: bankBranches, id: txid("taken"))
+                }
+            }
+        }
+        let typed = try #require(error)
+        #expect(typed.code == ArbiterClientError.Code(.idInUse))
+        #expect(typed.status == 409)
+        #expect(typed.field == "id")
+        #expect(typed.message.contains("already in use"))
+        #expect(typed.attemptCount == 1)
+        #expect(!typed.isOutcomeUncertain)
+        #expect(seen.all == ["taken"])
+    }
+
+    @Test("validation errors name the field")
+    func validationError() async throws {
+        let router = makeCoordinatorStub(seenIDs: Recorder()) { submission, _ in
+            SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+        }
+        let error = try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                await #expect(throws: ArbiterClientError.self) {
+                    try await client.submit(branches: [Branch(participant: ParticipantID("ftp://bank"), payload: Payload("1"))])
+                }
+            }
+        }
+        #expect(error?.code == ArbiterClientError.Code(.invalidValue))
+        #expect(error?.field == "branches[0].participant")
+        #expect(error?.status == 400)
+    }
+
+    @Test("a payload that is not JSON is refused before anything is sent")
+    func invalidPayload() async throws {
+        let seen = Recorder<String>()
+        let router = makeCoordinatorStub(seenIDs: seen) { submission, _ in
+            SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+        }
+        let error = try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                await #expect(throws: ArbiterClientError.self) {
+                    try await client.submit(branches: [Branch(participant: ParticipantID("http://p"), payload: Payload("{not json"))])
+                }
+            }
+        }
+        #expect(error?.code == .invalidRequest)
+        #expect(seen.all.isEmpty)
+    }
+
+    @Test("reads: transaction, outcome and the operator listing")
+    func reads() async throws {
+        let router = makeCoordinatorStub(seenIDs: Recorder()) { submission, _ in
+            SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+        }
+        try await withLiveServer(router) { port in
+            try await withClient(port: port) { client in
+                let view = try await client.transaction(txid("known"))
+                #expect(view.state == .committing)
+                #expect(view.branches.first?.payload.bytes == #"{"a": 1}"#.bytes)
+                #expect(WireTimestamp.milliseconds(from: view.decidedAt ?? "") == 2000)
+
+                await #expect {
+                    try await client.transaction(txid("unknown"))
+                } throws: { error in
+                    (error as? ArbiterClientError)?.code == ArbiterClientError.Code(.notFound)
+                }
+
+                #expect(try await client.outcome(txid("decided")) == .committed)
+                #expect(try await client.outcome(txid("other")) == .pending)
+
+                let page = try await client.list(state: .aborting, limit: 1, after: txid("t-0"))
+                #expect(page.transactions.map(\.state) == [.aborting])
+                #expect(page.next == "t-1")
+            }
+        }
+    }
+
+    @Test("the listing without the operator secret is refused")
+    func listNeedsOperator() async throws {
+        let router = makeCoordinatorStub(seenIDs: Recorder()) { submission, _ in
+            SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+        }
+        try await withLiveServer(router) { port in
+            let http = HTTPClientSettings().makeClient()
+            let client = ArbiterClient(coordinator: "http://127.0.0.1:\(port)", secret: TestSecrets.protocolSecret, httpClient: http, retry: .none)
+            await #expect {
+                try await client.list()
+            } throws: { error in
+                let error = error as? ArbiterClientError
+                return error?.code == ArbiterClientError.Code(.unauthorized) && error?.status == 401
+            }
+            try await http.shutdown()
+        }
+    }
+
+    @Test("an unreachable coordinator is retried, then reported as unreachable")
+    func unreachable() async throws {
+        // Find a port nobody listens on: run a server, note its port, stop it.
+        let port = try await withLiveServer(Router()) { port in port }
+        let error = try await withClient(port: port) { client in
+            await #expect(throws: ArbiterClientError.self) {
+                try await client.submit(branches: bankBranches)
+            }
+        }
+        #expect(error?.code == .unreachable)
+        #expect(error?.attemptCount == fastRetry.attemptCountMax)
+        #expect(error?.isOutcomeUncertain == true)
+        #expect(error?.cause != nil)
+    }
+}

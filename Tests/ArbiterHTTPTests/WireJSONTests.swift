@@ -1,0 +1,175 @@
+import ArbiterCore
+@testable import ArbiterHTTP
+import Foundation
+import Testing
+
+@Suite("Wire JSON codec")
+struct WireJSONTests {
+    @Test("payload bytes survive decode and encode exactly, whitespace and key order included")
+    func payloadBytesRoundTrip() throws {
+        let payload = #"{ "op" : "debit",  "account":"alice", "amount": 100, "note": "caf\u00e9 \"x\" é", "big": 123456789012345678901234567890, "f": 1.50e+2, "z": [ ] }"#
+        let body = #"{"branches": [ {"participant": "http://a:1", "payload": "# + payload + #" } ]}"#
+        let request = try WireJSON.decode(SubmitRequest.self, from: body.bytes)
+        #expect(request.branches[0].payload.bytes == payload.bytes)
+
+        let submission = try request.validated(limits: .default)
+        #expect(submission.branches[0].payload == Payload(payload))
+
+        // Coordinator → participant: the same bytes inside a prepare.
+        let prepare = try PrepareBody(PrepareRequest(txid: txid("t1"), coordinator: CoordinatorID("http://c:1"), payload: submission.branches[0].payload, onePhase: false))
+        let encoded = try WireJSON.encode(prepare)
+        let text = String(decoding: encoded, as: UTF8.self)
+        #expect(text.contains(payload))
+        let received = try WireJSON.decode(PrepareBody.self, from: encoded).validated(limits: .default)
+        #expect(received.payload.bytes == payload.bytes)
+    }
+
+    @Test("scalar and array payloads keep their bytes", arguments: ["1", "-0.5e-3", "\"text\"", "null", "true", "[1, {\"a\": [ ]}]", "{}"])
+    func scalarPayloads(payload: String) throws {
+        let decoded = try WireJSON.decode(BranchBody.self, from: (#"{"participant":"http://p","payload":"# + payload + "}").bytes)
+        #expect(decoded.payload.bytes == payload.bytes)
+        let again = try WireJSON.decode(BranchBody.self, from: WireJSON.encode(decoded))
+        #expect(again == decoded)
+    }
+
+    @Test("RawJSON validation trims surrounding whitespace and refuses non-JSON")
+    func rawJSONValidation() throws {
+        #expect(try RawJSON(validating: "  {\"a\":1}\n").bytes == "{\"a\":1}".bytes)
+        #expect(throws: APIError.self) { try RawJSON(validating: "{a:1}") }
+        #expect(throws: APIError.self) { try RawJSON(Payload("not json")) }
+        #expect(throws: APIError.self) { try RawJSON(validating: "1 2") }
+    }
+
+    @Test(
+        "the parser refuses what RFC 8259 refuses",
+        arguments: [
+            "", "   ", "{", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{'a':1}", "{a:1}", "01", "1.", ".5", "-", "1e", "+1",
+            "NaN", "Infinity", "tru", "nul", "\"unterminated", "\"bad \\x escape\"", "\"\\u12\"", "\"\\ud800\"",
+            "\"tab\there\"", "{\"a\":1}{}", "[1] x", "/* c */ 1", "{\"a\":1,\"a\":2}",
+        ]
+    )
+    func parserRefuses(text: String) {
+        #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(text.bytes) }
+    }
+
+    @Test("the parser accepts valid JSON", arguments: ["0", "-0", "1.25e-10", "\"\\ud83d\\ude00\"", "\"é\"", "[]", "{}", " [ null , true , false ] ", "{\"\":\"\"}"])
+    func parserAccepts(text: String) throws {
+        _ = try JSONParser.parse(text.bytes)
+    }
+
+    @Test("escapes decode to the right characters")
+    func escapes() throws {
+        let value = try WireJSON.decode(DecisionBody.self, from: #"{"txid":"a\u0062\/c\n\"\ud83d\ude00"}"#.bytes)
+        #expect(value.txid == "ab/c\n\"😀")
+        let encoded = String(decoding: try WireJSON.encode(value), as: UTF8.self)
+        #expect(encoded == #"{"txid":"ab/c\n\"😀"}"#)
+    }
+
+    @Test("invalid UTF-8 in a string is refused")
+    func invalidUTF8() {
+        let bytes: [UInt8] = Array(#"{"txid":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)
+        #expect(throws: APIError.self) { try WireJSON.decode(DecisionBody.self, from: bytes) }
+    }
+
+    @Test("deep nesting is refused without exhausting the stack")
+    func deepNesting() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(deep.bytes) }
+        let within = String(repeating: "[", count: JSONParser.depthMax) + String(repeating: "]", count: JSONParser.depthMax)
+        #expect(throws: Never.self) { try JSONParser.parse(within.bytes) }
+    }
+
+    @Test("integers must be written as integers and fit")
+    func strictIntegers() throws {
+        for text in ["1.0", "1e3", "\"5\"", "true", "99999999999999999999"] {
+            let body = #"{"branches":[{"participant":"http://p","payload":1}],"timeoutMs":"# + text + "}"
+            #expect(throws: APIError.self) { try WireJSON.decode(SubmitRequest.self, from: body.bytes) }
+        }
+        let ok = try WireJSON.decode(SubmitRequest.self, from: #"{"branches":[{"participant":"http://p","payload":1}],"timeoutMs":250}"#.bytes)
+        #expect(ok.timeoutMs == 250)
+    }
+
+    @Test("unknown members are ignored and null optionals are absent")
+    func tolerantReader() throws {
+        let request = try WireJSON.decode(
+            SubmitRequest.self,
+            from: #"{"id":null,"future":{"x":1},"branches":[{"participant":"http://p","payload":1,"extra":true}]}"#.bytes
+        )
+        #expect(request.id == nil)
+        #expect(request.branches.count == 1)
+    }
+
+    @Test("encoding is compact, in declared order, and omits nil optionals")
+    func encodingShape() throws {
+        let response = SubmitResponse(id: "t1", outcome: .committed)
+        #expect(String(decoding: try WireJSON.encode(response), as: UTF8.self) == #"{"id":"t1","outcome":"committed"}"#)
+        let error = ErrorResponse(APIError.missingField("branches"))
+        #expect(
+            String(decoding: try WireJSON.encode(error), as: UTF8.self)
+                == #"{"error":{"code":"missing_field","message":"required field `branches` is missing","field":"branches"}}"#
+        )
+    }
+
+    @Test("control characters are escaped on output")
+    func controlCharacters() throws {
+        let text = "a\u{01}b\u{1F}c\td"
+        let encoded = try WireJSON.encode(HealthResponse(status: text))
+        #expect(String(decoding: encoded, as: UTF8.self) == #"{"status":"a\u0001b\u001fc\td"}"#)
+        #expect(try WireJSON.decode(HealthResponse.self, from: encoded).status == text)
+    }
+
+    @Test("Foundation's coders see the payload as the same JSON value")
+    func foundationFallback() throws {
+        let body = BranchBody(participant: "http://p", payload: try RawJSON(validating: #"{"b":[1,2.5,"x",null,true],"a":-3}"#))
+        let data = try JSONEncoder().encode(body)
+        let back = try WireJSON.decode(BranchBody.self, from: Array(data))
+        let node = try JSONParser.parse(back.payload.bytes)
+        guard case .object(let members) = node.kind else {
+            Issue.record("payload is not an object")
+            return
+        }
+        #expect(Set(members.map(\.key)) == ["a", "b"])
+        let decoded = try JSONDecoder().decode(BranchBody.self, from: data)
+        #expect(try JSONParser.parse(decoded.payload.bytes).range.count > 0)
+    }
+
+    @Test("timestamps format and parse as RFC 3339 UTC with milliseconds")
+    func timestamps() {
+        #expect(WireTimestamp.string(millisecondsSinceEpoch: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(WireTimestamp.string(millisecondsSinceEpoch: 1_735_787_045_678) == "2025-01-02T03:04:05.678Z")
+        #expect(WireTimestamp.string(millisecondsSinceEpoch: 951_782_400_000) == "2000-02-29T00:00:00.000Z")
+        #expect(WireTimestamp.string(millisecondsSinceEpoch: -1) == "1969-12-31T23:59:59.999Z")
+        for ms: Int64 in [0, 1, 951_782_400_000, 1_735_787_045_678, 4_102_444_800_123, -86_400_001] {
+            #expect(WireTimestamp.milliseconds(from: WireTimestamp.string(millisecondsSinceEpoch: ms)) == ms)
+        }
+        #expect(WireTimestamp.milliseconds(from: "2025-01-02T03:04:05Z") == 1_735_787_045_000)
+        #expect(WireTimestamp.milliseconds(from: "2025-01-02T03:04:05.6Z") == 1_735_787_045_600)
+        #expect(WireTimestamp.milliseconds(from: "2025-01-02 03:04:05Z") == nil)
+        #expect(WireTimestamp.milliseconds(from: "2025-13-02T03:04:05Z") == nil)
+    }
+
+    @Test("mutated bodies never crash the decoder or the validation")
+    func mutationsNeverCrash() {
+        let seed = Array(#"{"id":"t-1","branches":[{"participant":"http://a:1","payload":{"op":"debit","n":[1,2.5e3,"\u00e9",null,true]}},{"participant":"https://b","payload":"x"}],"timeoutMs":100,"wait":"completion"}"#.utf8)
+        let alphabet = Array(#"{}[]:,"\ -0123456789.eE+truefalsnl/\u"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xFF]
+        var random = SplitMix64(seed: 42)
+        var decoded = 0
+        for _ in 0..<3000 {
+            var bytes = seed
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                let position = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[position] = alphabet.randomElement(using: &random)!
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet.randomElement(using: &random)!, at: position)
+                }
+                if bytes.isEmpty { bytes = [0x7B] }
+            }
+            if let request = try? WireJSON.decode(SubmitRequest.self, from: bytes), (try? request.validated(limits: .default)) != nil {
+                decoded += 1
+            }
+        }
+        // Some mutations (inside strings, say) stay valid; the point is that none crashed.
+        #expect(decoded < 3000)
+    }
+}
