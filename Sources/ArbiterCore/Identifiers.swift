@@ -33,6 +33,8 @@ public struct TxID: Hashable, Comparable, Sendable, CustomStringConvertible {
         for byte in utf8 where !isAllowed(byte) {
             return .forbiddenCharacter(Character(Unicode.Scalar(byte)))
         }
+        // "." and ".." are dot-segments: a URL such as /v1/transactions/.. would be rewritten.
+        if utf8.allSatisfy({ $0 == UInt8(ascii: ".") }) { return .onlyDots }
         return nil
     }
 
@@ -56,6 +58,7 @@ public enum InvalidTxID: Error, Hashable, Sendable, CustomStringConvertible {
     case empty
     case tooLong(length: Int)
     case forbiddenCharacter(Character)
+    case onlyDots
 
     public var description: String {
         switch self {
@@ -66,6 +69,8 @@ public enum InvalidTxID: Error, Hashable, Sendable, CustomStringConvertible {
         case .forbiddenCharacter(let character):
             let shown = character.isASCII && !character.isWhitespace ? "'\(character)'" : "a non-printing or non-ASCII character"
             return "transaction id contains \(shown); only [A-Za-z0-9._:-] are allowed"
+        case .onlyDots:
+            return "transaction id is made only of dots, which URLs treat as path segments; add another character"
         }
     }
 }

@@ -14,6 +14,8 @@ struct IdentifierTests {
         #expect(TxID.problem(with: "a b") == .forbiddenCharacter(" "))
         #expect(TxID.problem(with: "a/b") == .forbiddenCharacter("/"))
         #expect(TxID.problem(with: "é") != nil)
+        #expect(TxID.problem(with: "..") == .onlyDots)
+        #expect(TxID.problem(with: "a..") == nil)
         #expect(throws: InvalidTxID.self) { try TxID("no spaces") }
         #expect(InvalidTxID.forbiddenCharacter("/").description.contains("[A-Za-z0-9._:-]"))
     }
