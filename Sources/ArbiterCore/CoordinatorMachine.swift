@@ -33,6 +33,13 @@ public struct CoordinatorMachine: Sendable {
         transactions[txid].map { CoordinatorPhase($0.phase) }
     }
 
+    /// What an in-doubt participant asking about `txid` is told: `nil` when the machine does not
+    /// know it — a service then answers from its log (committed if the log says so, otherwise
+    /// aborted: presumed abort).
+    public func inquiryAnswer(for txid: TxID) -> InquiryAnswer? {
+        transactions[txid] == nil ? nil : answer(for: txid)
+    }
+
     /// Feeds one event and returns what the driver must do, in order.
     public mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
         var effects: [CoordinatorEffect] = []
