@@ -99,6 +99,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ArbiterCoordinatorTests",
+            dependencies: [
+                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "arbiter",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ArbiterStorageTests",
             dependencies: ["ArbiterStorage", "ArbiterCore"],
             swiftSettings: swiftSettings

@@ -35,7 +35,7 @@ public final class CoordinatorEngine: Sendable {
     private struct Waiter {
         var id: UInt64
         var wait: Wait
-        var continuation: CheckedContinuation<SubmitResult, Never>
+        var slot: OutcomeSlot
     }
 
     private struct PendingWrite {
@@ -51,7 +51,8 @@ public final class CoordinatorEngine: Sendable {
         var nextWaiterID: UInt64 = 0
         /// When each active transaction was submitted, for the phase latency metrics.
         var started: [TxID: ContinuousClock.Instant] = [:]
-        var draining = false
+        /// The reason given with a reported abort, kept for clients that wait for completion.
+        var reasons: [TxID: String] = [:]
     }
 
     public let log: DecisionLog
@@ -103,13 +104,15 @@ public final class CoordinatorEngine: Sendable {
                 timers.cancel(timer)
             case .report(let txid, let outcome, let reason):
                 if let started = state.started[txid] { metrics.decisionLatency.recordNanoseconds((clock.now - started).nanoseconds) }
+                if let reason, state.waiters[txid] != nil { state.reasons[txid] = reason }
                 resume(txid, .outcome(txid, outcome, reason: reason), waiting: .decision, &state)
             case .complete(let txid, let outcome):
                 if let started = state.started.removeValue(forKey: txid) {
                     metrics.completionLatency.recordNanoseconds((clock.now - started).nanoseconds)
                 }
                 metrics.transactions(outcome).increment()
-                resume(txid, .outcome(txid, outcome, reason: nil), waiting: nil, &state)
+                let reason = state.reasons.removeValue(forKey: txid)
+                resume(txid, .outcome(txid, outcome, reason: reason), waiting: nil, &state)
             case .reject(let txid, let rejection):
                 resume(txid, .rejected(txid, rejection), waiting: nil, &state)
             case .anomaly(let txid, let text):
@@ -117,7 +120,7 @@ public final class CoordinatorEngine: Sendable {
                 logger.error("protocol anomaly", metadata: ["txid": "\(txid)", "anomaly": "\(text)"])
             }
         }
-        metrics.active.set(state.machine.activeCount)
+        metrics.active.set(Int64(state.machine.activeCount))
         if wroteRecords { storageWake.yield() }
     }
 
@@ -127,7 +130,7 @@ public final class CoordinatorEngine: Sendable {
         waiters.removeAll { waiter in
             // A decision answers `decision` waiters; a completion, rejection answers everyone.
             guard wait == nil || waiter.wait == wait else { return false }
-            waiter.continuation.resume(returning: result)
+            waiter.slot.fulfil(result)
             return true
         }
         state.waiters[txid] = waiters.isEmpty ? nil : waiters
@@ -165,36 +168,29 @@ public final class CoordinatorEngine: Sendable {
     private func waitForOutcome(
         of txid: TxID, wait: Wait, waitMax: Duration, start: (inout State) -> Void
     ) async -> SubmitResult {
+        let slot = OutcomeSlot()
         let id = state.withLock { state -> UInt64 in
             state.nextWaiterID += 1
+            state.waiters[txid, default: []].append(Waiter(id: state.nextWaiterID, wait: wait, slot: slot))
+            start(&state)
             return state.nextWaiterID
         }
-        return await withTaskGroup(of: SubmitResult?.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (continuation: CheckedContinuation<SubmitResult, Never>) in
-                        self.state.withLock { state in
-                            state.waiters[txid, default: []].append(Waiter(id: id, wait: wait, continuation: continuation))
-                            start(&state)
-                        }
-                    }
-                } onCancel: {
-                    self.state.withLock { state in
-                        guard var waiters = state.waiters[txid], let index = waiters.firstIndex(where: { $0.id == id }) else { return }
-                        waiters.remove(at: index).continuation.resume(returning: .pending(txid))
-                        state.waiters[txid] = waiters.isEmpty ? nil : waiters
-                    }
-                }
-            }
+        let result = await withTaskGroup(of: SubmitResult.self) { group in
+            group.addTask { await slot.value() }
             group.addTask {
                 try? await Task.sleep(for: waitMax)
-                return nil
+                slot.fulfil(.pending(txid))  // No effect when the outcome came first.
+                return .pending(txid)
             }
             let first = await group.next()!
             group.cancelAll()
-            if let first { return first }
-            return await group.next()! ?? .pending(txid)
+            return first
         }
+        state.withLock { state in
+            state.waiters[txid]?.removeAll { $0.id == id }
+            if state.waiters[txid]?.isEmpty == true { state.waiters[txid] = nil }
+        }
+        return result
     }
 
     /// What a participant asking about `txid` is told (`GET /v1/transactions/{id}/outcome`).
@@ -202,6 +198,11 @@ public final class CoordinatorEngine: Sendable {
         if let answer = state.withLock({ $0.machine.inquiryAnswer(for: txid) }) { return answer }
         // Not driven any more (or never seen): the log has the last word; presumed abort otherwise.
         return try await log.transaction(txid)?.outcome == .committed ? .committed : .aborted
+    }
+
+    /// Sets the URL that travels in every `prepare` as where to send inquiries.
+    func advertise(_ identity: CoordinatorID) {
+        state.withLock { $0.machine.identity = identity }
     }
 
     /// Where the machine has `txid`, if it is still driving it.
@@ -293,6 +294,38 @@ public final class CoordinatorEngine: Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         logger.warning("shutdown: steps still in flight after \(timeout); recovery will finish them")
+    }
+}
+
+/// One client's answer, filled once: by the engine, or by the client's own deadline.
+final class OutcomeSlot: Sendable {
+    private struct State {
+        var result: CoordinatorEngine.SubmitResult?
+        var continuation: CheckedContinuation<CoordinatorEngine.SubmitResult, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Sets the result unless one is set already, and wakes the waiting client.
+    func fulfil(_ result: CoordinatorEngine.SubmitResult) {
+        let continuation = state.withLock { state -> CheckedContinuation<CoordinatorEngine.SubmitResult, Never>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(returning: result)
+    }
+
+    func value() async -> CoordinatorEngine.SubmitResult {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> CoordinatorEngine.SubmitResult? in
+                if let result = state.result { return result }
+                state.continuation = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
     }
 }
 

@@ -45,10 +45,10 @@ final class CoordinatorMetrics: Sendable {
 
     /// The Prometheus text, with the log's counters read now.
     func exposition(log statistics: GroupCommitStatistics) -> String {
-        fsyncs.set(statistics.forcedBatchCount)
-        lazyCommits.set(statistics.lazyBatchCount)
-        logWrites.set(statistics.requestCount)
-        batchSizeLargest.set(statistics.batchSizeLargest)
+        fsyncs.set(Int64(statistics.forcedBatchCount))
+        lazyCommits.set(Int64(statistics.lazyBatchCount))
+        logWrites.set(Int64(statistics.requestCount))
+        batchSizeLargest.set(Int64(statistics.batchSizeLargest))
         batchSizeMean.set(statistics.batchSizeMean)
         return registry.emitToString()
     }

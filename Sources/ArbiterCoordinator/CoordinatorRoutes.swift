@@ -14,22 +14,22 @@ struct CoordinatorRoutes: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
-        router.get(WireEndpoint.coordinatorHealth.routerPath) { _, _ in HealthResponse() }
-        router.get(WireEndpoint.metrics.routerPath) { _, _ in
+        router.get(RouterPath(WireEndpoint.coordinatorHealth.routerPath)) { _, _ in HealthResponse() }
+        router.get(RouterPath(WireEndpoint.metrics.routerPath)) { _, _ in
             WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics))
         }
         // Operator listing: the operator token only.
         router.group()
             .add(middleware: BearerTokenMiddleware(accepting: options.operatorSecret.map { [$0] } ?? []))
-            .get(WireEndpoint.list.routerPath) { request, _ in try await list(request) }
+            .get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
         // One transaction: either token.
         router.group()
             .add(middleware: BearerTokenMiddleware(accepting: [options.secret] + (options.operatorSecret.map { [$0] } ?? [])))
-            .get(WireEndpoint.transaction.routerPath) { request, context in try await show(request, context) }
+            .get(RouterPath(WireEndpoint.transaction.routerPath)) { request, context in try await show(request, context) }
         // Protocol: the shared secret.
         let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware(secret: options.secret))
-        protocolRoutes.post(WireEndpoint.submit.routerPath) { request, _ in try await submit(request) }
-        protocolRoutes.get(WireEndpoint.outcome.routerPath) { request, context in
+        protocolRoutes.post(RouterPath(WireEndpoint.submit.routerPath)) { request, _ in try await submit(request) }
+        protocolRoutes.get(RouterPath(WireEndpoint.outcome.routerPath)) { request, context in
             let txid = try request.txid(context: context)
             return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
         }
@@ -103,12 +103,13 @@ struct CoordinatorRoutes: Sendable {
     }
 
     /// Runs a storage call, turning its typed error into a 503 the client can retry.
-    private func storage<T>(_ work: () async throws(StorageError) -> T) async throws(APIError) -> T {
+    private func storage<T>(_ work: () async throws -> T) async throws(APIError) -> T {
         do {
             return try await work()
         } catch {
             options.logger.error("storage error", metadata: ["error": "\(error)"])
-            throw APIError.unavailable("the decision log is unavailable (\(error.code)); retry later")
+            let code = (error as? StorageError)?.code.rawValue ?? "error"
+            throw APIError.unavailable("the decision log is unavailable (\(code)); retry later")
         }
     }
 

@@ -69,6 +69,7 @@ public final class CoordinatorService: Service, Sendable {
                 configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter"),
                 onServerRunning: { [self] channel in
                     let port = channel.localAddress?.port ?? options.port
+                    if options.advertisedURL == nil { engine.advertise(CoordinatorID("http://\(options.host):\(port)")) }
                     bound.withLock { $0 = port }
                     resumeWaiters(port)
                     logger.info("coordinator listening", metadata: ["address": "\(options.host):\(port)", "name": "\(options.name)"])

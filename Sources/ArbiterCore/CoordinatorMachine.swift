@@ -12,8 +12,9 @@
 /// - Nothing is iterated in hash order: transactions live in a dictionary only for lookup.
 public struct CoordinatorMachine: Sendable {
     public let config: CoordinatorConfig
-    /// Where participants send their inquiries; travels in every `prepare`.
-    public let identity: CoordinatorID
+    /// Where participants send their inquiries; travels in every `prepare`. A service that lets
+    /// the system choose its port sets it once the port is known, before it serves.
+    public var identity: CoordinatorID
     private var random: SplitMix64
     private var transactions: [TxID: Transaction] = [:]
 
