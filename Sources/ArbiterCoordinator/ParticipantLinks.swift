@@ -103,6 +103,10 @@ final class ParticipantLinks: Sendable {
             unreachable(batch, participant, reason: error.message)
             return
         }
+        if batch.contains(where: { if case .commit = $0 { true } else { false } }) {
+            // With several participants, the first hit is the first of several commits delivered.
+            try? await Failpoints.hit("coordinator.after-commit-sent")
+        }
         guard let engine else { return }
         for (message, result) in zip(batch, results) {
             switch result {
