@@ -1,5 +1,6 @@
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterRuntime
 import Logging
 import Synchronization
 
