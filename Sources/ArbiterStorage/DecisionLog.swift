@@ -136,24 +136,14 @@ public final class DecisionLog: Sendable {
     public func recover() async throws(StorageError) -> [CoordinatorRecord] {
         try await reading { db in
             var acknowledgements: [String: [ParticipantID]] = [:]
-            let acknowledgementRows = try Row.fetchCursor(db, sql: """
-                SELECT a.txid, a.participant
-                FROM coordinator_transaction t JOIN coordinator_acknowledgement a ON a.txid = t.txid
-                WHERE t.state IN ('active', 'committing', 'aborting')
-                ORDER BY a.seq
-                """)
+            let acknowledgementRows = try Row.fetchCursor(db, sql: Self.openAcknowledgementsSQL)
             while let row = try acknowledgementRows.next() {
                 acknowledgements[try row.decode(String.self, atIndex: 0), default: []]
                     .append(ParticipantID(try row.decode(String.self, atIndex: 1)))
             }
 
             var records: [CoordinatorRecord] = []
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT txid, branches, outcome, reason, notify
-                FROM coordinator_transaction
-                WHERE state IN ('active', 'committing', 'aborting')
-                ORDER BY seq
-                """)
+            let rows = try Row.fetchCursor(db, sql: Self.openTransactionsSQL)
             while let row = try rows.next() {
                 let text = try row.decode(String.self, atIndex: 0)
                 let txid = try Stored.txid(text)
@@ -273,6 +263,28 @@ public final class DecisionLog: Sendable {
     }
 
     // MARK: Reading rows
+
+    /// The open transactions, through the partial index coordinator_transaction_open, in log order:
+    /// recovery never reads ended rows. INDEXED BY pins the plan (SQLite's own choice varies with
+    /// ANALYZE statistics) and fails loudly if a schema change ever makes the index unusable; the
+    /// WHERE clause must stay the index's for SQLite to accept it.
+    static let openTransactionsSQL = """
+        SELECT txid, branches, outcome, reason, notify
+        FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+        WHERE state IN ('active', 'committing', 'aborting')
+        ORDER BY seq
+        """
+
+    /// The acknowledgements of the open transactions, found from those through the unique index
+    /// on (txid, participant). CROSS JOIN makes SQLite loop over the open transactions first, never
+    /// over every acknowledgement ever recorded.
+    static let openAcknowledgementsSQL = """
+        SELECT a.txid, a.participant
+        FROM coordinator_transaction t INDEXED BY coordinator_transaction_open
+        CROSS JOIN coordinator_acknowledgement a ON a.txid = t.txid
+        WHERE t.state IN ('active', 'committing', 'aborting')
+        ORDER BY a.seq
+        """
 
     private static let summarySelect = """
         SELECT seq, txid, state, branches, outcome, reason, notify, created_at_ms, decided_at_ms, ended_at_ms
