@@ -220,7 +220,7 @@ public final class DecisionLog: Sendable {
                 INSERT INTO coordinator_transaction (txid, state, branches, created_at_ms)
                 VALUES (?, 'active', ?, ?)
                 ON CONFLICT (txid) DO UPDATE SET branches = coalesce(branches, excluded.branches)
-                """).execute(arguments: [txid.rawValue, try encodeBranches(branches), now])
+                """).execute(arguments: [txid.rawValue, encodeBranches(branches), now])
 
         case .decided(let txid, let outcome, let notify, let reason):
             // The trigger coordinator_decision_is_final refuses a different outcome; a repeat of the
@@ -237,7 +237,7 @@ public final class DecisionLog: Sendable {
                     state = CASE WHEN ended_at_ms IS NULL THEN excluded.state ELSE state END
                 """).execute(arguments: [
                     txid.rawValue, state.rawValue, outcome.rawValue, reason,
-                    try Stored.encodeJSON(notify.map(\.rawValue)), now,
+                    Stored.jsonArray(notify.lazy.map(\.rawValue)), now,
                 ])
 
         case .acknowledged(let txid, let participant):
@@ -332,19 +332,20 @@ public final class DecisionLog: Sendable {
 
     /// A branch as stored in the `branches` JSON: the payload as text when it is UTF-8 (the usual
     /// JSON payload stays readable to an operator's `sqlite3`), as base64 otherwise.
-    private struct StoredBranch: Codable {
+    private struct StoredBranch: Decodable {
         var participant: String
         var payload: String?
         var payloadBase64: String?
     }
 
-    static func encodeBranches(_ branches: [Branch]) throws(StorageError) -> String {
-        try Stored.encodeJSON(branches.map { branch in
+    static func encodeBranches(_ branches: [Branch]) -> String {
+        "[" + branches.map { branch in
             if let text = String(validating: branch.payload.bytes, as: UTF8.self) {
-                return StoredBranch(participant: branch.participant.rawValue, payload: text)
+                return Stored.jsonObject(["participant": branch.participant.rawValue, "payload": text])
             }
-            return StoredBranch(participant: branch.participant.rawValue, payloadBase64: Data(branch.payload.bytes).base64EncodedString())
-        })
+            let encoded = Data(branch.payload.bytes).base64EncodedString()
+            return Stored.jsonObject(["participant": branch.participant.rawValue, "payloadBase64": encoded])
+        }.joined(separator: ",") + "]"
     }
 
     static func decodeBranches(_ text: String) throws(StorageError) -> [Branch] {

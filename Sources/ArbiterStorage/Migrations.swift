@@ -82,11 +82,54 @@ enum Stored {
         }
     }
 
-    static func encodeJSON<T: Encodable>(_ value: T) throws(StorageError) -> String {
-        do {
-            return String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
-        } catch {
-            throw StorageError(.invalidArgument, "cannot encode \(T.self) as JSON: \(error)", cause: error)
+    /// `strings` as a JSON array of strings.
+    ///
+    /// Written by hand, like ``jsonObject(_:)``: JSONEncoder cost more than the rest of a commit
+    /// decision's write (a perf profile of the forced-decision benchmark), and these columns only
+    /// ever hold strings. They are read back with JSONDecoder.
+    static func jsonArray(_ strings: some Sequence<String>) -> String {
+        var json = "["
+        for (index, string) in strings.enumerated() {
+            if index > 0 { json += "," }
+            appendJSONString(string, to: &json)
+        }
+        return json + "]"
+    }
+
+    /// `members` as a JSON object whose values are strings, in the order given.
+    static func jsonObject(_ members: KeyValuePairs<String, String>) -> String {
+        var json = "{"
+        for (index, (key, value)) in members.enumerated() {
+            if index > 0 { json += "," }
+            appendJSONString(key, to: &json)
+            json += ":"
+            appendJSONString(value, to: &json)
+        }
+        return json + "}"
+    }
+
+    /// Appends `string` as a JSON string literal (RFC 8259 §7: escape the quote, the backslash and
+    /// the control characters; everything else stays as it is, in UTF-8).
+    static func appendJSONString(_ string: String, to json: inout String) {
+        json += "\""
+        defer { json += "\"" }
+        // Ids and payloads rarely need escaping: copy them whole.
+        if !string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            json += string
+            return
+        }
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": json += "\\\""
+            case "\\": json += "\\\\"
+            case "\n": json += "\\n"
+            case "\r": json += "\\r"
+            case "\t": json += "\\t"
+            case "\u{00}"..."\u{1F}":
+                let hex = String(scalar.value, radix: 16)
+                json += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: json.unicodeScalars.append(scalar)
+            }
         }
     }
 }

@@ -51,6 +51,35 @@ struct DecisionLogTests {
         }
     }
 
+    @Test("ids, payloads and reasons with quotes, backslashes, control characters and non-ASCII text round-trip")
+    func awkwardText() async throws {
+        try await withTemporaryDirectory { directory in
+            let awkward = "q\"uote \\ back\nnew\tline \u{01}\u{1F}\u{7F} é 漢字 🏦 \u{2028}"
+            let participant = ParticipantID("http://bank/\(awkward)")
+            let branch = Branch(participant: participant, payload: Payload(#"{"note": "\#(awkward)"}"#))
+            let t = tx("t-awkward")
+            let log = try openLog(directory)
+            try await log.append([
+                .begun(t, branches: [branch, binaryBranch]),
+                .decided(t, .aborted, notify: [participant, bankB], reason: awkward),
+                .acknowledged(t, participant),
+            ], durability: .forced)
+            try await log.close()
+            let reopened = try openLog(directory)
+            #expect(try await reopened.recover() == [
+                .begun(t, branches: [branch, binaryBranch]),
+                .decided(t, .aborted, notify: [participant, bankB], reason: awkward),
+                .acknowledged(t, participant),
+            ])
+            // The JSON columns stay valid JSON for operators' tools.
+            let valid = try await reopened.writer.read { db in
+                try Bool.fetchOne(db, sql: "SELECT json_valid(branches) AND json_valid(notify) FROM coordinator_transaction")
+            }
+            #expect(valid == true)
+            try await reopened.close()
+        }
+    }
+
     @Test("an ended transaction is not recovered, and its summary shows the whole story")
     func endedTransactions() async throws {
         try await withTemporaryDirectory { directory in
