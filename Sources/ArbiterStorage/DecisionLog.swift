@@ -40,6 +40,7 @@ public struct TransactionCursor: Hashable, Sendable, LosslessStringConvertible {
         self.position = position
     }
 
+    /// The cursor's text form, a decimal number, which ``init(_:)`` parses back.
     public var description: String { String(position) }
 }
 
