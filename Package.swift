@@ -8,6 +8,7 @@
 //   ArbiterSimulation    deterministic simulator that drives ArbiterCore under faults (test support)
 //   ArbiterStorage       SQLite (GRDB) decision log and participant store, group commit
 //   ArbiterRuntime       what every service needs besides storage and HTTP: timers, failpoints
+//   ArbiterTesting       running real processes in tests, demos and benchmarks
 //   arbiter              the command-line tool
 import PackageDescription
 
@@ -77,6 +78,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ArbiterTesting",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "arbiter",
             dependencies: [
@@ -101,7 +106,7 @@ let package = Package(
         .testTarget(
             name: "ArbiterCoordinatorTests",
             dependencies: [
-                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "arbiter",
+                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "ArbiterTesting", "arbiter",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
