@@ -1,0 +1,470 @@
+public import GRDB
+public import Logging
+import Foundation
+import Synchronization
+
+/// How durable a write is when ``GroupCommitWriter/write(_:_:)`` returns.
+public enum Durability: Hashable, Sendable {
+    /// On disk: the write's batch committed with `synchronous = FULL`, one fsync of the WAL. The
+    /// fsync also makes every earlier lazy write durable, because the WAL is one ordered file.
+    case forced
+    /// Visible to reads, but not yet on disk: the batch committed with `synchronous = NORMAL` (no
+    /// fsync). A crash may lose it, together with every later lazy write (never an earlier one);
+    /// the next forced batch or WAL checkpoint makes it durable.
+    case lazy
+}
+
+/// The single writer of one SQLite database: it serialises every write and commits the writes that
+/// wait together in one SQLite transaction (group commit), so that many forced writes share one fsync.
+///
+/// Why a group: an fsync costs about as much for one transaction as for a thousand, and a forced
+/// write is on every distributed transaction's hot path (the coordinator's commit decision, the
+/// participant's prepared and committed records). While one batch commits, the writes that arrive
+/// queue up; the next batch takes them all (up to ``Options/batchSizeMax``) in arrival order. There
+/// is no timer: a lone write commits at once, and batches grow only under load.
+///
+/// Each write runs in its own savepoint inside the batch, so a write that throws is rolled back
+/// alone and its caller gets the error while the others commit. A batch that contains a forced write
+/// commits with `synchronous = FULL`; a batch of lazy writes only commits with `synchronous = NORMAL`.
+///
+/// The writer owns a GRDB `DatabasePool` in WAL mode: one writer connection, driven only by this
+/// type, plus reader connections for ``read(_:)``. The batches run on the pool's writer dispatch
+/// queue, which is the one serial queue that may touch the writer connection; no `Task` is spawned.
+public final class GroupCommitWriter: Sendable {
+    /// Limits and settings of a writer.
+    public struct Options: Sendable {
+        /// The most writes committed in one SQLite transaction. Bounds the latency one batch adds to
+        /// the writes queued behind it, and the memory of one batch.
+        public var batchSizeMax: Int
+        /// The most writes waiting for a batch. A write beyond it fails at once with
+        /// ``StorageError/Code/overloaded`` instead of queuing without bound.
+        public var queueLengthMax: Int
+        /// The most reader connections, each of which can read concurrently with the writer.
+        public var readerCountMax: Int
+        /// How long a write waits for another process (an operator's `sqlite3` shell, say) to release
+        /// the database's write lock before failing with ``StorageError/Code/busy``.
+        public var busyTimeout: Duration
+        /// Where the writer reports failed batches and its opening.
+        public var logger: Logger
+
+        /// Makes options; the defaults suit a coordinator or participant service.
+        public init(
+            batchSizeMax: Int = 1024,
+            queueLengthMax: Int = 65_536,
+            readerCountMax: Int = 4,
+            busyTimeout: Duration = .seconds(5),
+            logger: Logger = Logger(label: "arbiter.storage")
+        ) {
+            self.batchSizeMax = batchSizeMax
+            self.queueLengthMax = queueLengthMax
+            self.readerCountMax = readerCountMax
+            self.busyTimeout = busyTimeout
+            self.logger = logger
+        }
+    }
+
+    /// The database file.
+    public let path: String
+    private let pool: DatabasePool
+    private let options: Options
+    private let state: Mutex<State>
+
+    /// Opens (or creates) the database at `path`, runs `migrator`, and starts accepting writes.
+    ///
+    /// Opening never erases anything: a database that a newer version migrated is refused with
+    /// ``StorageError/Code/schemaTooNew``, and a file that is not SQLite with
+    /// ``StorageError/Code/notADatabase``.
+    ///
+    /// - Throws: ``StorageError`` saying what to fix (missing or unwritable directory, foreign file,
+    ///   failed migration, options out of range).
+    public init(path: String, migrator: DatabaseMigrator, options: Options = Options()) throws(StorageError) {
+        guard options.batchSizeMax >= 1, options.queueLengthMax >= 1, options.readerCountMax >= 1 else {
+            throw StorageError(.invalidArgument,
+                "batchSizeMax, queueLengthMax and readerCountMax must each be at least 1 (got \(options.batchSizeMax), \(options.queueLengthMax), \(options.readerCountMax))")
+        }
+        try FileLocation.check(path)
+        self.path = path
+        self.options = options
+        self.state = Mutex(State())
+
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(options.busyTimeout.seconds)
+        configuration.maximumReaderCount = options.readerCountMax
+        configuration.label = "arbiter.storage"
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StorageError.wrapping(error, doing: "opening", path: path)
+        }
+        try migrate(migrator)
+        options.logger.info("opened database", metadata: ["path": "\(path)"])
+    }
+
+    // MARK: Writing
+
+    /// Runs `work` in the next batch and returns its result once the batch has committed: durable
+    /// for ``Durability/forced``, visible to reads for ``Durability/lazy``.
+    ///
+    /// `work` runs on the writer's queue inside a savepoint of the batch's transaction; it must not
+    /// begin, commit or roll back transactions itself (nested `db.inSavepoint` is fine). If it
+    /// throws, only its own changes are rolled back and the error is thrown here. A task cancelled
+    /// before the call writes nothing; once queued, a write is not withdrawn, because its caller
+    /// could not tell whether it had been applied.
+    ///
+    /// - Throws: the error `work` throws (database errors as ``StorageError``), or ``StorageError``
+    ///   with code ``StorageError/Code/overloaded``, ``StorageError/Code/closed``, or one telling why
+    ///   the batch's transaction failed (nothing of this write was applied).
+    public func write<T: Sendable>(
+        _ durability: Durability,
+        _ work: @escaping @Sendable (Database) throws -> T
+    ) async throws -> T {
+        if Task.isCancelled {
+            throw StorageError(.cancelled, "the write to \(path) was not queued: its task was cancelled")
+        }
+        let path = self.path
+        return try await withCheckedThrowingContinuation { continuation in
+            let request = Request(
+                durability: durability,
+                perform: { db in
+                    let value = try work(db)
+                    return { continuation.resume(returning: value) }
+                },
+                fail: { error in
+                    continuation.resume(throwing: StorageError.surfacing(error, doing: "writing to", path: path))
+                }
+            )
+            if let refusal = submit(request) {
+                continuation.resume(throwing: refusal)
+            }
+        }
+    }
+
+    /// Queues `request`, starting a drain of the queue when none is running; returns why the request
+    /// was refused, if it was.
+    private func submit(_ request: Request) -> StorageError? {
+        let verdict = state.withLock { state -> Submission in
+            if state.isClosed { return .refused(.closed) }
+            if state.queue.count >= options.queueLengthMax { return .refused(.overloaded) }
+            state.queue.append(request)
+            if state.isDraining { return .queued }
+            state.isDraining = true
+            return .startDrain
+        }
+        switch verdict {
+        case .queued:
+            return nil
+        case .startDrain:
+            pool.asyncWriteWithoutTransaction { db in self.drain(db) }
+            return nil
+        case .refused(.closed):
+            return StorageError(.closed, "\(path) is closed; open it again to write")
+        case .refused(_):
+            return StorageError(.overloaded,
+                "\(options.queueLengthMax) writes are already waiting for \(path); retry later, or raise queueLengthMax if the disk keeps up")
+        }
+    }
+
+    /// Commits batches until the queue is empty. Runs on the pool's writer queue, and only one drain
+    /// runs at a time (``State/isDraining``), so batches commit strictly in order.
+    private func drain(_ db: Database) {
+        var report: BatchReport?
+        while let batch = takeBatch(recording: report) {
+            report = commit(batch, in: db)
+        }
+    }
+
+    /// Records the previous batch's figures, then takes the next batch, or ends the drain when the
+    /// queue is empty. One lock acquisition per batch does both.
+    private func takeBatch(recording report: BatchReport?) -> Batch? {
+        let (batch, idleWaiters) = state.withLock { state -> (Batch?, [CheckedContinuation<Void, Never>]) in
+            if let report { state.statistics.record(report) }
+            guard !state.queue.isEmpty else {
+                state.isDraining = false
+                defer { state.idleWaiters = [] }
+                return (nil, state.idleWaiters)
+            }
+            let requests: [Request]
+            if state.queue.count <= options.batchSizeMax {
+                requests = state.queue
+                state.queue.removeAll(keepingCapacity: true)
+            } else {
+                requests = Array(state.queue.prefix(options.batchSizeMax))
+                state.queue.removeFirst(options.batchSizeMax)
+            }
+            let synchronous: SynchronousLevel = requests.contains { $0.durability == .forced } ? .full : .normal
+            defer { state.synchronous = synchronous }
+            return (Batch(requests: requests, synchronous: synchronous, synchronousIsSet: state.synchronous == synchronous), [])
+        }
+        for waiter in idleWaiters { waiter.resume() }
+        return batch
+    }
+
+    /// Runs every request of `batch` in its own savepoint, commits, then hands each caller its result.
+    ///
+    /// Normally that is one SQLite transaction. If SQLite rolls the whole transaction back on a
+    /// request's error (disk full, I/O error), the requests already run in it fail too, and the rest
+    /// of the batch continues in a new transaction.
+    private func commit(_ batch: Batch, in db: Database) -> BatchReport {
+        let started = ContinuousClock.now
+        var report = BatchReport(size: batch.requests.count, isForced: batch.synchronous == .full)
+        func failAll(_ requests: some Sequence<Request>, _ error: any Error) {
+            for request in requests {
+                request.fail(error)
+                report.failedCount += 1
+            }
+        }
+        do {
+            if !batch.synchronousIsSet {
+                try db.execute(sql: batch.synchronous.pragma)
+            }
+        } catch {
+            state.withLock { $0.synchronous = nil }
+            failAll(batch.requests, error)
+            report.duration = .now - started
+            return report
+        }
+
+        var next = batch.requests.startIndex
+        while next < batch.requests.endIndex {
+            let changesBefore = db.totalChangesCount
+            do {
+                try db.beginTransaction(.immediate)
+            } catch {
+                failAll(batch.requests[next...], error)
+                break
+            }
+            var applied: [(request: Request, deliver: @Sendable () -> Void)] = []
+            applied.reserveCapacity(batch.requests.endIndex - next)
+            while next < batch.requests.endIndex {
+                let request = batch.requests[next]
+                next += 1
+                do {
+                    var deliver: (@Sendable () -> Void)?
+                    try db.inSavepoint {
+                        deliver = try request.perform(db)
+                        return .commit
+                    }
+                    applied.append((request, deliver!))
+                } catch {
+                    request.fail(error)
+                    report.failedCount += 1
+                    if !db.isInsideTransaction {
+                        options.logger.error("SQLite rolled back a batch", metadata: ["path": "\(path)", "error": "\(error)"])
+                        failAll(applied.map(\.request), StorageError(.ioError,
+                            "the write was rolled back with its batch after another write in it failed with \(error); retry it",
+                            cause: error))
+                        applied = []
+                        break
+                    }
+                }
+            }
+            guard db.isInsideTransaction else { continue }
+            do {
+                try db.commit()
+                if batch.synchronous == .full && db.totalChangesCount == changesBefore {
+                    // SQLite writes and syncs nothing for a transaction that changed no row, yet a
+                    // forced write promises that everything it read is durable, lazy writes included.
+                    try FileLocation.syncData(atPath: path + "-wal")
+                }
+                for (_, deliver) in applied { deliver() }
+            } catch {
+                options.logger.error("batch commit failed", metadata: ["path": "\(path)", "error": "\(error)"])
+                try? db.rollback()
+                failAll(applied.map(\.request), error)
+            }
+        }
+        report.duration = .now - started
+        return report
+    }
+
+    // MARK: Reading
+
+    /// Runs `work` in a read-only transaction on a reader connection, seeing the writes whose
+    /// ``write(_:_:)`` has returned (the last committed batch).
+    ///
+    /// Reads use the pool's reader connections rather than the writer's queue: in WAL mode a reader
+    /// sees a consistent snapshot while a batch commits, so an operator's listing or a recovery scan
+    /// neither waits behind a batch and its fsync nor delays one.
+    ///
+    /// - Throws: the error `work` throws (database errors as ``StorageError``).
+    public func read<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(work)
+        } catch {
+            throw StorageError.surfacing(error, doing: "reading", path: path)
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// What the writer has done since it opened.
+    public var statistics: GroupCommitStatistics {
+        state.withLock { $0.statistics }
+    }
+
+    /// Stops accepting writes, waits for the queued ones to commit, and closes the database.
+    ///
+    /// Writes queued before the call still commit; later ones fail with ``StorageError/Code/closed``.
+    /// Closing twice is harmless.
+    public func close() async throws(StorageError) {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isIdle = state.withLock { state -> Bool in
+                state.isClosed = true
+                guard state.isDraining else { return true }
+                state.idleWaiters.append(continuation)
+                return false
+            }
+            if isIdle { continuation.resume() }
+        }
+        do {
+            try pool.close()
+        } catch {
+            throw StorageError.wrapping(error, doing: "closing", path: path)
+        }
+        options.logger.info("closed database", metadata: ["path": "\(path)"])
+    }
+
+    /// Applies the unapplied migrations, first making the writer's commits durable (migrations are
+    /// rare and must survive a crash) and refusing a database migrated by a newer version.
+    private func migrate(_ migrator: DatabaseMigrator) throws(StorageError) {
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: SynchronousLevel.full.pragma)
+                if try migrator.hasBeenSuperseded(db) {
+                    let unknown = try migrator.appliedIdentifiers(db).subtracting(migrator.migrations).sorted()
+                    throw StorageError(.schemaTooNew,
+                        "\(path) was migrated by a newer version (unknown migrations: \(unknown.joined(separator: ", "))); run that version, or restore a backup made before the upgrade")
+                }
+            }
+            state.withLock { $0.synchronous = .full }
+            try migrator.migrate(pool)
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            let wrapped = StorageError.wrapping(error, doing: "migrating", path: path)
+            guard wrapped.code == .sqlite || wrapped.code == .conflict else { throw wrapped }
+            throw StorageError(.migrationFailed,
+                "creating or upgrading the tables of \(path) failed (\(wrapped.message)); if the file belongs to another program, choose another path",
+                cause: error)
+        }
+    }
+}
+
+/// Counts of what a ``GroupCommitWriter`` did, for metrics and tests.
+public struct GroupCommitStatistics: Hashable, Sendable {
+    /// The number of entries in ``batchSizeHistogram``.
+    public static let histogramBucketCount = 16
+
+    /// Write requests taken into batches (succeeded or failed).
+    public var requestCount = 0
+    /// Write requests that failed (their own error, or their batch's).
+    public var failedRequestCount = 0
+    /// Batches committed with `synchronous = FULL`: each costs one fsync of the WAL.
+    public var forcedBatchCount = 0
+    /// Batches of lazy writes only, committed with `synchronous = NORMAL` (no fsync).
+    public var lazyBatchCount = 0
+    /// The largest batch, in requests.
+    public var batchSizeLargest = 0
+    /// Batches by size: entry `i` counts batches of `2^i ..< 2^(i+1)` requests (the last entry also
+    /// counts larger ones).
+    public var batchSizeHistogram = [Int](repeating: 0, count: histogramBucketCount)
+    /// Time spent running and committing batches, fsyncs included.
+    public var batchDurationTotal = Duration.zero
+
+    /// Makes empty statistics.
+    public init() {}
+
+    /// All batches, forced and lazy.
+    public var batchCount: Int { forcedBatchCount + lazyBatchCount }
+
+    /// The mean number of requests per batch (0 before the first batch).
+    public var batchSizeMean: Double {
+        batchCount == 0 ? 0 : Double(requestCount) / Double(batchCount)
+    }
+
+    mutating func record(_ report: BatchReport) {
+        requestCount += report.size
+        failedRequestCount += report.failedCount
+        if report.isForced { forcedBatchCount += 1 } else { lazyBatchCount += 1 }
+        batchSizeLargest = max(batchSizeLargest, report.size)
+        let bucket = min(Int.bitWidth - report.size.leadingZeroBitCount - 1, Self.histogramBucketCount - 1)
+        batchSizeHistogram[bucket] += 1
+        batchDurationTotal += report.duration
+    }
+}
+
+// MARK: - Internals
+
+/// One caller's write, type-erased so that writes of any result type share one queue.
+private struct Request: Sendable {
+    let durability: Durability
+    /// Runs the caller's work; on success returns what hands the result to the caller, called only
+    /// after the batch commits (durable before visible).
+    let perform: @Sendable (Database) throws -> @Sendable () -> Void
+    let fail: @Sendable (any Error) -> Void
+}
+
+/// The value of `PRAGMA synchronous` a batch needs.
+private enum SynchronousLevel: Sendable {
+    case normal, full
+
+    var pragma: String {
+        switch self {
+        case .normal: "PRAGMA synchronous = NORMAL"
+        case .full: "PRAGMA synchronous = FULL"
+        }
+    }
+}
+
+private struct Batch {
+    var requests: [Request]
+    var synchronous: SynchronousLevel
+    /// Whether the connection already runs at `synchronous`, which saves a statement per batch.
+    var synchronousIsSet: Bool
+}
+
+struct BatchReport {
+    var size: Int
+    var isForced: Bool
+    var failedCount = 0
+    var duration = Duration.zero
+}
+
+private enum Submission {
+    case queued, startDrain, refused(StorageError.Code)
+}
+
+/// The writer's mutable state, guarded by its mutex.
+private struct State {
+    var queue: [Request] = []
+    /// True from the moment a drain is scheduled until it finds the queue empty.
+    var isDraining = false
+    var isClosed = false
+    /// The writer connection's current `synchronous` level; nil when unknown (before migrations).
+    var synchronous: SynchronousLevel?
+    var statistics = GroupCommitStatistics()
+    /// ``GroupCommitWriter/close()`` calls waiting for the drain to finish.
+    var idleWaiters: [CheckedContinuation<Void, Never>] = []
+}
+
+extension StorageError {
+    /// Turns an error met while running a caller's work into what the caller sees: database errors
+    /// become ``StorageError``; the caller's own errors pass unchanged.
+    static func surfacing(_ error: any Error, doing: String, path: String) -> any Error {
+        switch error {
+        case is DatabaseError, is CancellationError:
+            return StorageError.wrapping(error, doing: doing, path: path)
+        default:
+            return error
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as GRDB's busy timeout wants it.
+    var seconds: TimeInterval {
+        let (seconds, attoseconds) = components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}
