@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "ArbiterCore", targets: ["ArbiterCore"]),
         .library(name: "ArbiterSimulation", targets: ["ArbiterSimulation"]),
         .library(name: "ArbiterStorage", targets: ["ArbiterStorage"]),
+        .library(name: "ArbiterCoordinator", targets: ["ArbiterCoordinator"]),
         .library(name: "ArbiterHTTP", targets: ["ArbiterHTTP"]),
         .library(name: "ArbiterClient", targets: ["ArbiterClient"]),
         .executable(name: "arbiter", targets: ["arbiter"]),
@@ -40,6 +41,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -65,12 +67,26 @@ let package = Package(
             dependencies: ["ArbiterCore"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ArbiterCoordinator",
+            dependencies: [
+                "ArbiterCore", "ArbiterStorage", "ArbiterHTTP", "ArbiterRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "arbiter",
             dependencies: [
-                "ArbiterCore",
-                "ArbiterSimulation",
+                "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -82,6 +98,17 @@ let package = Package(
         .testTarget(
             name: "ArbiterRuntimeTests",
             dependencies: ["ArbiterRuntime", "ArbiterCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterCoordinatorTests",
+            dependencies: [
+                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "arbiter",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -12,8 +12,9 @@
 /// - Nothing is iterated in hash order: transactions live in a dictionary only for lookup.
 public struct CoordinatorMachine: Sendable {
     public let config: CoordinatorConfig
-    /// Where participants send their inquiries; travels in every `prepare`.
-    public let identity: CoordinatorID
+    /// Where participants send their inquiries; travels in every `prepare`. A service that lets
+    /// the system choose its port sets it once the port is known, before it serves.
+    public var identity: CoordinatorID
     private var random: SplitMix64
     private var transactions: [TxID: Transaction] = [:]
 
@@ -31,6 +32,13 @@ public struct CoordinatorMachine: Sendable {
     /// Where `txid` stands, or `nil` when the machine does not know it (never seen, or ended).
     public func phase(of txid: TxID) -> CoordinatorPhase? {
         transactions[txid].map { CoordinatorPhase($0.phase) }
+    }
+
+    /// What an in-doubt participant asking about `txid` is told: `nil` when the machine does not
+    /// know it — a service then answers from its log (committed if the log says so, otherwise
+    /// aborted: presumed abort).
+    public func inquiryAnswer(for txid: TxID) -> InquiryAnswer? {
+        transactions[txid] == nil ? nil : answer(for: txid)
     }
 
     /// Feeds one event and returns what the driver must do, in order.

@@ -22,10 +22,16 @@ enum FileLocation {
         if fileExists && isDirectory.boolValue {
             throw StorageError(.cannotOpen, "\(path) is a directory; give the path of a database file, such as \(path)/arbiter.sqlite")
         }
-        guard access(directory, W_OK | X_OK) == 0 else {
+        // A probe file rather than access(2): root passes access(2) everywhere, yet cannot create
+        // files in /proc or on a read-only mount, and SQLite must create the -wal and -shm files.
+        let probe = "\(directory)/.arbiter-write-probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let descriptor = open(probe, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard descriptor >= 0 else {
             throw StorageError(.notWritable,
                 "the directory \(directory) is not writable by this process (\(errnoText())); SQLite creates \(path)-wal and \(path)-shm beside the database, so fix its permissions or choose another directory")
         }
+        _ = close(descriptor)
+        _ = unlink(probe)
         if fileExists && access(path, R_OK | W_OK) != 0 {
             throw StorageError(.notWritable, "\(path) is not readable and writable by this process (\(errnoText())); fix its permissions")
         }

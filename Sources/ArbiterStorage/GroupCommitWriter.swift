@@ -167,10 +167,16 @@ public final class GroupCommitWriter: Sendable {
 
     /// Commits batches until the queue is empty. Runs on the pool's writer queue, and only one drain
     /// runs at a time (``State/isDraining``), so batches commit strictly in order.
+    ///
+    /// A batch's callers are answered after its figures are recorded, so that a caller that reads
+    /// ``statistics`` after its write returns sees its batch counted.
     private func drain(_ db: Database) {
-        var report: BatchReport?
-        while let batch = takeBatch(recording: report) {
-            report = commit(batch, in: db)
+        var finished: BatchResult?
+        while true {
+            let batch = takeBatch(recording: finished?.report)
+            finished?.answerCallers()
+            guard let batch else { return }
+            finished = commit(batch, in: db)
         }
     }
 
@@ -200,29 +206,26 @@ public final class GroupCommitWriter: Sendable {
         return batch
     }
 
-    /// Runs every request of `batch` in its own savepoint, commits, then hands each caller its result.
+    /// Runs every request of `batch` in its own savepoint and commits; returns the figures and the
+    /// callers' answers, to be given once the figures are recorded.
     ///
     /// Normally that is one SQLite transaction. If SQLite rolls the whole transaction back on a
     /// request's error (disk full, I/O error), the requests already run in it fail too, and the rest
     /// of the batch continues in a new transaction.
-    private func commit(_ batch: Batch, in db: Database) -> BatchReport {
+    private func commit(_ batch: Batch, in db: Database) -> BatchResult {
         let started = ContinuousClock.now
-        var report = BatchReport(size: batch.requests.count, isForced: batch.synchronous == .full)
-        func failAll(_ requests: some Sequence<Request>, _ error: any Error) {
-            for request in requests {
-                request.fail(error)
-                report.failedCount += 1
-            }
-        }
+        var result = BatchResult(report: BatchReport(size: batch.requests.count, isForced: batch.synchronous == .full))
+        result.answers.reserveCapacity(batch.requests.count)
+
         do {
             if !batch.synchronousIsSet {
                 try db.execute(sql: batch.synchronous.pragma)
             }
         } catch {
             state.withLock { $0.synchronous = nil }
-            failAll(batch.requests, error)
-            report.duration = .now - started
-            return report
+            result.fail(batch.requests, error)
+            result.report.duration = .now - started
+            return result
         }
 
         var next = batch.requests.startIndex
@@ -231,27 +234,26 @@ public final class GroupCommitWriter: Sendable {
             do {
                 try db.beginTransaction(.immediate)
             } catch {
-                failAll(batch.requests[next...], error)
+                result.fail(batch.requests[next...], error)
                 break
             }
-            var applied: [(request: Request, deliver: @Sendable () -> Void)] = []
+            var applied: [(request: Request, answer: @Sendable () -> Void)] = []
             applied.reserveCapacity(batch.requests.endIndex - next)
             while next < batch.requests.endIndex {
                 let request = batch.requests[next]
                 next += 1
                 do {
-                    var deliver: (@Sendable () -> Void)?
+                    var answer: (@Sendable () -> Void)?
                     try db.inSavepoint {
-                        deliver = try request.perform(db)
+                        answer = try request.perform(db)
                         return .commit
                     }
-                    applied.append((request, deliver!))
+                    applied.append((request, answer!))
                 } catch {
-                    request.fail(error)
-                    report.failedCount += 1
+                    result.fail(CollectionOfOne(request), error)
                     if !db.isInsideTransaction {
                         options.logger.error("SQLite rolled back a batch", metadata: ["path": "\(path)", "error": "\(error)"])
-                        failAll(applied.map(\.request), StorageError(.ioError,
+                        result.fail(applied.map(\.request), StorageError(.ioError,
                             "the write was rolled back with its batch after another write in it failed with \(error); retry it",
                             cause: error))
                         applied = []
@@ -267,15 +269,15 @@ public final class GroupCommitWriter: Sendable {
                     // forced write promises that everything it read is durable, lazy writes included.
                     try FileLocation.syncData(atPath: path + "-wal")
                 }
-                for (_, deliver) in applied { deliver() }
+                result.answers.append(contentsOf: applied.map(\.answer))
             } catch {
                 options.logger.error("batch commit failed", metadata: ["path": "\(path)", "error": "\(error)"])
                 try? db.rollback()
-                failAll(applied.map(\.request), error)
+                result.fail(applied.map(\.request), error)
             }
         }
-        report.duration = .now - started
-        return report
+        result.report.duration = .now - started
+        return result
     }
 
     // MARK: Reading
@@ -300,7 +302,11 @@ public final class GroupCommitWriter: Sendable {
 
     /// What the writer has done since it opened.
     public var statistics: GroupCommitStatistics {
-        state.withLock { $0.statistics }
+        state.withLock { state in
+            var statistics = state.statistics
+            statistics.queuedRequestCount = state.queue.count
+            return statistics
+        }
     }
 
     /// Stops accepting writes, waits for the queued ones to commit, and closes the database.
@@ -356,6 +362,8 @@ public struct GroupCommitStatistics: Hashable, Sendable {
     /// The number of entries in ``batchSizeHistogram``.
     public static let histogramBucketCount = 16
 
+    /// Write requests waiting for a batch when the snapshot was taken (the queue's depth).
+    public var queuedRequestCount = 0
     /// Write requests taken into batches (succeeded or failed).
     public var requestCount = 0
     /// Write requests that failed (their own error, or their batch's).
@@ -429,6 +437,23 @@ struct BatchReport {
     var isForced: Bool
     var failedCount = 0
     var duration = Duration.zero
+}
+
+/// A committed (or failed) batch: its figures, and the answers owed to its callers.
+private struct BatchResult {
+    var report: BatchReport
+    var answers: [@Sendable () -> Void] = []
+
+    mutating func fail(_ requests: some Sequence<Request>, _ error: any Error) {
+        for request in requests {
+            answers.append { request.fail(error) }
+            report.failedCount += 1
+        }
+    }
+
+    func answerCallers() {
+        for answer in answers { answer() }
+    }
 }
 
 private enum Submission {

@@ -137,7 +137,7 @@ public enum WireValidation {
         if let problem = TxID.problem(with: text) {
             switch problem {
             case .tooLong: throw APIError.limitExceeded(field, "`\(field)`: \(problem)")
-            case .empty, .forbiddenCharacter: throw APIError.invalidValue(field, "`\(field)`: \(problem)")
+            case .empty, .forbiddenCharacter, .onlyDots: throw APIError.invalidValue(field, "`\(field)`: \(problem)")
             }
         }
         do {

@@ -1,0 +1,337 @@
+public import ArbiterCore
+import ArbiterRuntime
+public import ArbiterStorage
+import Logging
+import Synchronization
+
+/// Drives the ``CoordinatorMachine`` with real storage, transport and timers.
+///
+/// The machine lives under one lock. Every event is handled under it, and the effects it returns
+/// are *dispatched under the same lock* as non-blocking enqueues — records to the storage outbox,
+/// messages to the participant links, timers to the timer service, outcomes to waiting clients —
+/// so they take effect in exactly the machine's order. The slow work happens outside the lock:
+///
+/// - The **storage loop** commits everything in the outbox in one transaction (one fsync when any
+///   of it must be forced — group commit), then feeds ``CoordinatorEvent/forced(_:)`` back.
+/// - The **participant links** batch the messages for each participant into one request.
+/// - The **timer loop** fires the protocol timers.
+public final class CoordinatorEngine: Sendable {
+    /// What a client is told about its transaction.
+    public enum SubmitResult: Hashable, Sendable {
+        case outcome(TxID, Outcome, reason: String?)
+        case rejected(TxID, SubmitRejection)
+        /// No outcome within the client's wait; the transaction goes on.
+        case pending(TxID)
+    }
+
+    /// When a submit returns.
+    public enum Wait: Hashable, Sendable {
+        /// Once the decision is durable (the default).
+        case decision
+        /// Once phase 2 has finished: every participant acknowledged.
+        case completion
+    }
+
+    private struct Waiter {
+        var id: UInt64
+        var wait: Wait
+        var slot: OutcomeSlot
+    }
+
+    private struct PendingWrite {
+        var records: [CoordinatorRecord]
+        /// Set when the write is forced: the transaction whose `forced` event follows.
+        var forced: TxID?
+    }
+
+    private struct State: ~Copyable {
+        var machine: CoordinatorMachine
+        var outbox: [PendingWrite] = []
+        var waiters: [TxID: [Waiter]] = [:]
+        var nextWaiterID: UInt64 = 0
+        /// When each active transaction was submitted, for the phase latency metrics.
+        var started: [TxID: ContinuousClock.Instant] = [:]
+        /// The reason given with a reported abort, kept for clients that wait for completion.
+        var reasons: [TxID: String] = [:]
+    }
+
+    public let log: DecisionLog
+    let links: ParticipantLinks
+    let timers: TimerService<TimerID>
+    let metrics: CoordinatorMetrics
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let storageWake: AsyncStream<Void>.Continuation
+    private let storageSignals: AsyncStream<Void>
+    private let clock = ContinuousClock()
+
+    init(machine: CoordinatorMachine, log: DecisionLog, links: ParticipantLinks, metrics: CoordinatorMetrics, logger: Logger) {
+        self.state = Mutex(State(machine: machine))
+        self.log = log
+        self.links = links
+        self.metrics = metrics
+        self.logger = logger
+        self.timers = TimerService()
+        (storageSignals, storageWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        links.engine = self
+    }
+
+    // MARK: - Events
+
+    /// Feeds `event` to the machine and dispatches its effects in order.
+    func handle(_ event: CoordinatorEvent) {
+        state.withLock { state in
+            let effects = state.machine.handle(event)
+            dispatch(effects, &state)
+        }
+    }
+
+    private func dispatch(_ effects: [CoordinatorEffect], _ state: inout State) {
+        var wroteRecords = false
+        for effect in effects {
+            switch effect {
+            case .send(let participant, let message):
+                links.enqueue(message, to: participant)
+            case .write(let records):
+                state.outbox.append(PendingWrite(records: records, forced: nil))
+                wroteRecords = true
+            case .force(let records):
+                state.outbox.append(PendingWrite(records: records, forced: records.first?.txid))
+                wroteRecords = true
+            case .setTimer(let timer, let delay):
+                timers.set(timer, after: delay)
+            case .cancelTimer(let timer):
+                timers.cancel(timer)
+            case .report(let txid, let outcome, let reason):
+                if let started = state.started[txid] { metrics.decisionLatency.recordNanoseconds((clock.now - started).nanoseconds) }
+                if let reason, state.waiters[txid] != nil { state.reasons[txid] = reason }
+                resume(txid, .outcome(txid, outcome, reason: reason), waiting: .decision, &state)
+            case .complete(let txid, let outcome):
+                if let started = state.started.removeValue(forKey: txid) {
+                    metrics.completionLatency.recordNanoseconds((clock.now - started).nanoseconds)
+                }
+                metrics.transactions(outcome).increment()
+                let reason = state.reasons.removeValue(forKey: txid)
+                resume(txid, .outcome(txid, outcome, reason: reason), waiting: nil, &state)
+            case .reject(let txid, let rejection):
+                resume(txid, .rejected(txid, rejection), waiting: nil, &state)
+            case .anomaly(let txid, let text):
+                metrics.anomalies.increment()
+                logger.error("protocol anomaly", metadata: ["txid": "\(txid)", "anomaly": "\(text)"])
+            }
+        }
+        metrics.active.set(Int64(state.machine.activeCount))
+        if wroteRecords { storageWake.yield() }
+    }
+
+    /// Resumes the waiters of `txid` that wait for `wait` (all of them when `nil`).
+    private func resume(_ txid: TxID, _ result: SubmitResult, waiting wait: Wait?, _ state: inout State) {
+        guard var waiters = state.waiters[txid] else { return }
+        waiters.removeAll { waiter in
+            // A decision answers `decision` waiters; a completion, rejection answers everyone.
+            guard wait == nil || waiter.wait == wait else { return false }
+            waiter.slot.fulfil(result)
+            return true
+        }
+        state.waiters[txid] = waiters.isEmpty ? nil : waiters
+    }
+
+    // MARK: - Clients
+
+    /// Runs (or rejoins) a transaction and waits, at most `waitMax`, for its outcome.
+    ///
+    /// A transaction the machine no longer drives is answered from the log: the same id with the
+    /// same branches gets the recorded outcome; other branches are rejected.
+    public func submit(
+        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration
+    ) async throws(StorageError) -> SubmitResult {
+        let known = state.withLock { $0.machine.phase(of: txid) != nil }
+        if !known, let recorded = try await log.transaction(txid) {
+            if let recordedBranches = recorded.branches, recordedBranches != branches {
+                return .rejected(txid, .idInUse)
+            }
+            if let outcome = recorded.outcome, !(wait == .completion && !recorded.state.isEnded && isActive(txid)) {
+                return .outcome(txid, outcome, reason: recorded.reason)
+            }
+        }
+        return await waitForOutcome(of: txid, wait: wait, waitMax: waitMax) { state in
+            if state.started[txid] == nil { state.started[txid] = clock.now }
+            let effects = state.machine.handle(.submit(txid, branches: branches, timeout: timeout))
+            dispatch(effects, &state)
+        }
+    }
+
+    private func isActive(_ txid: TxID) -> Bool { state.withLock { $0.machine.phase(of: txid) != nil } }
+
+    /// Registers a waiter and runs `start` under the same lock (so no outcome can slip between
+    /// them), then waits for the outcome or `waitMax`.
+    private func waitForOutcome(
+        of txid: TxID, wait: Wait, waitMax: Duration, start: (inout State) -> Void
+    ) async -> SubmitResult {
+        let slot = OutcomeSlot()
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            state.waiters[txid, default: []].append(Waiter(id: state.nextWaiterID, wait: wait, slot: slot))
+            start(&state)
+            return state.nextWaiterID
+        }
+        let result = await withTaskGroup(of: SubmitResult.self) { group in
+            group.addTask { await slot.value() }
+            group.addTask {
+                try? await Task.sleep(for: waitMax)
+                slot.fulfil(.pending(txid))  // No effect when the outcome came first.
+                return .pending(txid)
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+        state.withLock { state in
+            state.waiters[txid]?.removeAll { $0.id == id }
+            if state.waiters[txid]?.isEmpty == true { state.waiters[txid] = nil }
+        }
+        return result
+    }
+
+    /// What a participant asking about `txid` is told (`GET /v1/transactions/{id}/outcome`).
+    public func inquiryAnswer(for txid: TxID) async throws(StorageError) -> InquiryAnswer {
+        if let answer = state.withLock({ $0.machine.inquiryAnswer(for: txid) }) { return answer }
+        // Not driven any more (or never seen): the log has the last word; presumed abort otherwise.
+        return try await log.transaction(txid)?.outcome == .committed ? .committed : .aborted
+    }
+
+    /// Sets the URL that travels in every `prepare` as where to send inquiries.
+    func advertise(_ identity: CoordinatorID) {
+        state.withLock { $0.machine.identity = identity }
+    }
+
+    /// Where the machine has `txid`, if it is still driving it.
+    public func phase(of txid: TxID) -> CoordinatorPhase? { state.withLock { $0.machine.phase(of: txid) } }
+
+    /// Transactions the machine is driving.
+    public var activeCount: Int { state.withLock { $0.machine.activeCount } }
+
+    // MARK: - Loops
+
+    /// Rebuilds the machine's state from the log. Call once, before serving.
+    func recover() async throws(StorageError) {
+        let records = try await log.recover()
+        handle(.recovered(records))
+        logger.info("recovered", metadata: ["unfinished": "\(activeCount)"])
+    }
+
+    /// Commits the outbox, one transaction per round, until cancelled.
+    func runStorageLoop() async {
+        for await _ in storageSignals {
+            await flushOutbox()
+        }
+    }
+
+    /// Commits everything in the outbox now (one transaction; forced if any write must be).
+    func flushOutbox() async {
+        while true {
+            let batch = state.withLock { state -> [PendingWrite] in
+                defer { state.outbox.removeAll(keepingCapacity: true) }
+                return state.outbox
+            }
+            guard !batch.isEmpty else { return }
+            await commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [PendingWrite]) async {
+        let forced = batch.contains { $0.forced != nil }
+        let records = batch.flatMap(\.records)
+        var delay = Duration.milliseconds(10)
+        while true {
+            do {
+                if forced { try await Failpoints.hit("coordinator.before-decision-force") }
+                try await log.append(records, durability: forced ? .forced : .lazy)
+                break
+            } catch let error as StorageError where error.code == .conflict {
+                // One record contradicts the log; isolate it so the rest still commit.
+                await commitOneByOne(batch)
+                break
+            } catch {
+                // The decision log is the one thing that must not be skipped: retry, loudly, with
+                // backoff. The machine waits for `forced`; nothing is reported meanwhile.
+                logger.error("decision log write failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(delay)"])
+                try? await Task.sleep(for: delay)
+                if Task.isCancelled { return }
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+        if forced { try? await Failpoints.hit("coordinator.after-decision-force") }
+        for write in batch {
+            if let txid = write.forced { handle(.forced(txid)) }
+        }
+    }
+
+    private func commitOneByOne(_ batch: [PendingWrite]) async {
+        for write in batch {
+            do {
+                try await log.append(write.records, durability: write.forced == nil ? .lazy : .forced)
+            } catch {
+                metrics.anomalies.increment()
+                logger.error("decision log refused a record", metadata: ["records": "\(write.records)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Fires protocol timers until cancelled.
+    func runTimerLoop() async {
+        await timers.run { timer in self.handle(.timerFired(timer)) }
+    }
+
+    /// Waits, at most `timeout`, until nothing is left to write or send: a graceful shutdown
+    /// finishes the steps in flight instead of cutting them off.
+    func drain(timeout: Duration) async {
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            await flushOutbox()
+            let idle = state.withLock { $0.outbox.isEmpty } && links.isIdle
+            if idle { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        logger.warning("shutdown: steps still in flight after \(timeout); recovery will finish them")
+    }
+}
+
+/// One client's answer, filled once: by the engine, or by the client's own deadline.
+final class OutcomeSlot: Sendable {
+    private struct State {
+        var result: CoordinatorEngine.SubmitResult?
+        var continuation: CheckedContinuation<CoordinatorEngine.SubmitResult, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Sets the result unless one is set already, and wakes the waiting client.
+    func fulfil(_ result: CoordinatorEngine.SubmitResult) {
+        let continuation = state.withLock { state -> CheckedContinuation<CoordinatorEngine.SubmitResult, Never>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(returning: result)
+    }
+
+    func value() async -> CoordinatorEngine.SubmitResult {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> CoordinatorEngine.SubmitResult? in
+                if let result = state.result { return result }
+                state.continuation = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,64 @@
+public import ArbiterCore
+public import ArbiterHTTP
+public import Logging
+
+/// How a coordinator runs. Every default is written here.
+public struct CoordinatorOptions: Sendable {
+    /// Where the decision log lives (`DIR/coordinator.sqlite`).
+    public var dataDirectory: String
+    /// The address to listen on. Default 127.0.0.1: exposing a coordinator is a deliberate act.
+    public var host: String
+    /// The port to listen on; 0 lets the system choose (see ``CoordinatorService/boundPort``).
+    public var port: Int
+    /// The URL participants use to reach this coordinator for inquiries; default `http://HOST:PORT`.
+    public var advertisedURL: String?
+    /// This coordinator's name: the prefix of the ids it makes, so ids are unique across
+    /// coordinators. Default "arbiter".
+    public var name: String
+    /// The shared secret of coordinator, participants and clients.
+    public var secret: BearerSecret
+    /// The operator token for listing transactions; `nil`: the listing is refused.
+    public var operatorSecret: BearerSecret?
+    /// The protocol's timeouts (prepare deadline, phase-2 resend backoff).
+    public var protocolConfig: CoordinatorConfig
+    /// Limits on requests (body size, branches, id length, payload size).
+    public var limits: WireLimits
+    /// How long a client's submit may wait beyond its transaction's prepare deadline before it is
+    /// answered 504 (the transaction goes on). Default 5 s.
+    public var clientWaitGrace: Duration
+    /// Messages to one participant in one request, at most. Default 256.
+    public var batchSizeMax: Int
+    /// Requests open to one participant at once, at most. Default 4.
+    public var requestsInFlightMax: Int
+    public var logger: Logger
+
+    public init(
+        dataDirectory: String,
+        host: String = "127.0.0.1",
+        port: Int = 7000,
+        advertisedURL: String? = nil,
+        name: String = "arbiter",
+        secret: BearerSecret,
+        operatorSecret: BearerSecret? = nil,
+        protocolConfig: CoordinatorConfig = CoordinatorConfig(),
+        limits: WireLimits = .default,
+        clientWaitGrace: Duration = .seconds(5),
+        batchSizeMax: Int = 256,
+        requestsInFlightMax: Int = 4,
+        logger: Logger = Logger(label: "arbiter.coordinator")
+    ) {
+        self.dataDirectory = dataDirectory
+        self.host = host
+        self.port = port
+        self.advertisedURL = advertisedURL
+        self.name = name
+        self.secret = secret
+        self.operatorSecret = operatorSecret
+        self.protocolConfig = protocolConfig
+        self.limits = limits
+        self.clientWaitGrace = clientWaitGrace
+        self.batchSizeMax = batchSizeMax
+        self.requestsInFlightMax = requestsInFlightMax
+        self.logger = logger
+    }
+}

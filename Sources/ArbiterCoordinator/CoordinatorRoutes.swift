@@ -1,0 +1,139 @@
+import ArbiterCore
+import ArbiterHTTP
+import ArbiterStorage
+import Hummingbird
+import Logging
+
+/// The coordinator half of `schemas/openapi.yaml`, on Hummingbird.
+struct CoordinatorRoutes: Sendable {
+    let engine: CoordinatorEngine
+    let ids: TransactionIDs
+    let options: CoordinatorOptions
+    let metrics: CoordinatorMetrics
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: APIErrorMiddleware())
+        router.get(RouterPath(WireEndpoint.coordinatorHealth.routerPath)) { _, _ in HealthResponse() }
+        router.get(RouterPath(WireEndpoint.metrics.routerPath)) { _, _ in
+            WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics))
+        }
+        // Operator listing: the operator token only.
+        router.group()
+            .add(middleware: BearerTokenMiddleware(accepting: options.operatorSecret.map { [$0] } ?? []))
+            .get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
+        // One transaction: either token.
+        router.group()
+            .add(middleware: BearerTokenMiddleware(accepting: [options.secret] + (options.operatorSecret.map { [$0] } ?? [])))
+            .get(RouterPath(WireEndpoint.transaction.routerPath)) { request, context in try await show(request, context) }
+        // Protocol: the shared secret.
+        let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware(secret: options.secret))
+        protocolRoutes.post(RouterPath(WireEndpoint.submit.routerPath)) { request, _ in try await submit(request) }
+        protocolRoutes.get(RouterPath(WireEndpoint.outcome.routerPath)) { request, context in
+            let txid = try request.txid(context: context)
+            return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
+        }
+        return router
+    }
+
+    private func submit(_ request: Request) async throws -> Response {
+        let body = try await request.decodeWire(SubmitRequest.self, bodySizeMax: options.limits.bodySizeMax)
+        let submission = try body.validated(limits: options.limits)
+        let txid = submission.id ?? ids.next()
+        let deadline = submission.timeout ?? options.protocolConfig.prepareTimeout
+        let result = try await storage {
+            try await engine.submit(
+                txid, branches: submission.branches, timeout: submission.timeout,
+                wait: submission.wait == .completion ? .completion : .decision,
+                waitMax: deadline + options.clientWaitGrace)
+        }
+        switch result {
+        case .outcome(let txid, let outcome, let reason):
+            return try WireResponse.json(SubmitResponse(id: txid, outcome: outcome, reason: reason))
+        case .rejected(let txid, .idInUse):
+            throw APIError.idInUse(txid.rawValue)
+        case .rejected(_, let rejection):
+            throw APIError.invalidValue("branches", rejection.description)
+        case .pending(let txid):
+            throw APIError.outcomeUnknown(txid.rawValue)
+        }
+    }
+
+    private func show(_ request: Request, _ context: BasicRequestContext) async throws -> TransactionView {
+        let txid = try request.txid(context: context)
+        guard let summary = try await storage({ try await engine.log.transaction(txid) }) else {
+            throw APIError.notFound("no transaction \(txid) in this coordinator's log", field: "id")
+        }
+        return try view(summary, live: engine.phase(of: txid))
+    }
+
+    private func list(_ request: Request) async throws -> TransactionPage {
+        let query = try request.listQuery(limits: options.limits)
+        let cursor = try query.after.map { after throws(APIError) in
+            guard let cursor = TransactionCursor(after.rawValue) else {
+                throw APIError.invalidValue("after", "not a cursor from a previous page's `next`")
+            }
+            return cursor
+        }
+        let summaries = try await storage {
+            try await engine.log.list(state: query.state.map(Self.storageState), limit: query.limit, after: cursor)
+        }
+        let views = try summaries.map { try view($0, live: nil) }
+        return TransactionPage(transactions: views, next: summaries.count == query.limit ? summaries.last?.cursor.description : nil)
+    }
+
+    private func view(_ summary: TransactionSummary, live: CoordinatorPhase?) throws(APIError) -> TransactionView {
+        let acknowledged = Set(summary.acknowledgements.map(\.participant))
+        let branches = try (summary.branches ?? []).map { branch throws(APIError) in
+            BranchView(
+                participant: branch.participant.rawValue,
+                payload: try RawJSON(branch.payload),
+                acknowledgement: acknowledged.contains(branch.participant) && summary.outcome != nil
+                    ? WireLocalOutcome(summary.outcome == .committed ? .committed : .aborted) : nil)
+        }
+        return TransactionView(
+            id: summary.txid.rawValue,
+            state: Self.wireState(summary.state),
+            outcome: summary.outcome.map(WireOutcome.init),
+            reason: summary.reason,
+            branches: branches,
+            createdAt: WireTimestamp.string(millisecondsSinceEpoch: Self.milliseconds(summary.createdAt)),
+            decidedAt: summary.decidedAt.map { WireTimestamp.string(millisecondsSinceEpoch: Self.milliseconds($0)) },
+            endedAt: summary.endedAt.map { WireTimestamp.string(millisecondsSinceEpoch: Self.milliseconds($0)) })
+    }
+
+    /// Runs a storage call, turning its typed error into a 503 the client can retry.
+    private func storage<T>(_ work: () async throws -> T) async throws(APIError) -> T {
+        do {
+            return try await work()
+        } catch {
+            options.logger.error("storage error", metadata: ["error": "\(error)"])
+            let code = (error as? StorageError)?.code.rawValue ?? "error"
+            throw APIError.unavailable("the decision log is unavailable (\(code)); retry later")
+        }
+    }
+
+    static func wireState(_ state: ArbiterStorage.TransactionState) -> ArbiterHTTP.TransactionState {
+        switch state {
+        case .active: .preparing
+        case .committing: .committing
+        case .aborting: .aborting
+        case .committed: .committed
+        case .aborted: .aborted
+        }
+    }
+
+    static func storageState(_ state: ArbiterHTTP.TransactionState) -> ArbiterStorage.TransactionState {
+        switch state {
+        case .preparing: .active
+        case .committing: .committing
+        case .aborting: .aborting
+        case .committed: .committed
+        case .aborted: .aborted
+        }
+    }
+
+    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+}
+
+import Foundation

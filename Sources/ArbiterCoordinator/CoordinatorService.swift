@@ -1,0 +1,101 @@
+public import ArbiterCore
+import ArbiterHTTP
+import ArbiterStorage
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// The coordinator as a service: opens the decision log, recovers every unfinished transaction,
+/// serves the HTTP API, and drives the protocol until shut down.
+///
+/// Run it under a `ServiceGroup`; on graceful shutdown (SIGTERM) it stops accepting requests,
+/// lets the ones in flight finish, flushes what is left to write or send (bounded), and closes the
+/// log. A kill at any instant loses nothing that was reported: recovery at the next start finishes
+/// every transaction.
+public final class CoordinatorService: Service, Sendable {
+    public let options: CoordinatorOptions
+    private let bound = Mutex<Int?>(nil)
+    private let boundWaiters = Mutex<[CheckedContinuation<Int, Never>]>([])
+
+    public init(options: CoordinatorOptions) {
+        self.options = options
+    }
+
+    /// The port the server listens on, once it does (useful with port 0).
+    public func boundPort() async -> Int {
+        await withCheckedContinuation { continuation in
+            let port = bound.withLock { $0 }
+            if let port { continuation.resume(returning: port); return }
+            boundWaiters.withLock { $0.append(continuation) }
+            if let port = bound.withLock({ $0 }) { resumeWaiters(port) }
+        }
+    }
+
+    private func resumeWaiters(_ port: Int) {
+        let waiters = boundWaiters.withLock { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    public func run() async throws {
+        let logger = options.logger
+        try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
+        let log = try DecisionLog(path: options.dataDirectory + "/coordinator.sqlite")
+        let httpClient = HTTPClientSettings().makeClient()
+        let (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+        let metrics = CoordinatorMetrics()
+        let advertised = options.advertisedURL ?? "http://\(options.host):\(options.port)"
+        let links = ParticipantLinks(
+            client: ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits, logger: logger),
+            options: .init(inFlightMax: options.requestsInFlightMax, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
+                           prepareRequestTimeout: options.protocolConfig.prepareTimeout),
+            logger: logger,
+            spawn: { jobQueue.yield($0) })
+        var random = SystemRandomNumberGenerator()
+        let engine = CoordinatorEngine(
+            machine: CoordinatorMachine(identity: CoordinatorID(advertised), config: options.protocolConfig, seed: random.next()),
+            log: log, links: links, metrics: metrics, logger: logger)
+
+        do {
+            try await engine.recover()
+            let routes = CoordinatorRoutes(engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics)
+            let app = Application(
+                router: routes.router(),
+                configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter"),
+                onServerRunning: { [self] channel in
+                    let port = channel.localAddress?.port ?? options.port
+                    if options.advertisedURL == nil { engine.advertise(CoordinatorID("http://\(options.host):\(port)")) }
+                    bound.withLock { $0 = port }
+                    resumeWaiters(port)
+                    logger.info("coordinator listening", metadata: ["address": "\(options.host):\(port)", "name": "\(options.name)"])
+                },
+                logger: logger)
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    await withDiscardingTaskGroup { workers in
+                        for await job in jobs { workers.addTask { await job() } }
+                    }
+                }
+                group.addTask { await engine.runStorageLoop() }
+                group.addTask { await engine.runTimerLoop() }
+                // Returns on graceful shutdown, once in-flight requests are answered.
+                try await app.run()
+                await engine.drain(timeout: .seconds(5))
+                jobQueue.finish()
+                group.cancelAll()
+            }
+        } catch {
+            logger.error("coordinator stopped", metadata: ["error": "\(error)"])
+            try? await httpClient.shutdown()
+            try? await log.close()
+            throw error
+        }
+        try await httpClient.shutdown()
+        try await log.close()
+    }
+}

@@ -1,0 +1,138 @@
+import ArbiterCore
+import ArbiterHTTP
+import Logging
+import Synchronization
+
+/// The coordinator's outgoing traffic, one link per participant.
+///
+/// Messages for a participant queue on its link; a link keeps at most ``inFlightMax`` requests
+/// open and sends everything queued meanwhile as one `POST /v1/batch`. Under load this turns a
+/// message per transaction into a request per round trip: dozens of prepares or commits share one
+/// HTTP exchange and, at the participant, one fsync.
+final class ParticipantLinks: Sendable {
+    struct Options: Sendable {
+        var inFlightMax = 4
+        var batchSizeMax = 256
+        /// How long a batch of prepares may take (the prepare deadline bounds it anyway).
+        var prepareRequestTimeout: Duration
+        /// How long a batch of commits or aborts may take before the retry timer resends.
+        var decisionRequestTimeout: Duration = .seconds(5)
+    }
+
+    private struct Link {
+        var queue: [CoordinatorMessage] = []
+        var inFlight = 0
+        /// Set when the participant does not serve `/v1/batch`: send one message per request.
+        var singleMessages = false
+    }
+
+    private let links = Mutex<[ParticipantID: Link]>([:])
+    private let client: ProtocolClient
+    private let options: Options
+    private let logger: Logger
+    private let spawn: @Sendable (@escaping @Sendable () async -> Void) -> Void
+    private struct WeakEngine { weak var engine: CoordinatorEngine? }
+    /// Weak: the engine owns the links, not the other way round.
+    private let engineBox = Mutex(WeakEngine())
+
+    /// The engine that handles the replies (set once by the engine).
+    var engine: CoordinatorEngine? {
+        get { engineBox.withLock { $0.engine } }
+        set { engineBox.withLock { $0.engine = newValue } }
+    }
+
+    /// - Parameter spawn: starts work in the service's task group.
+    init(client: ProtocolClient, options: Options, logger: Logger,
+         spawn: @escaping @Sendable (@escaping @Sendable () async -> Void) -> Void) {
+        self.client = client
+        self.options = options
+        self.logger = logger
+        self.spawn = spawn
+    }
+
+    /// Whether no message is queued or on the wire.
+    var isIdle: Bool { links.withLock { $0.values.allSatisfy { $0.queue.isEmpty && $0.inFlight == 0 } } }
+
+    /// Queues `message` for `participant`; sends at once if the link has room. Never blocks.
+    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID) {
+        let batch = links.withLock { links -> [CoordinatorMessage]? in
+            links[participant, default: Link()].queue.append(message)
+            return takeBatch(for: participant, &links)
+        }
+        if let batch { start(batch, to: participant) }
+    }
+
+    private func takeBatch(for participant: ParticipantID, _ links: inout [ParticipantID: Link]) -> [CoordinatorMessage]? {
+        guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
+        let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
+        let batch = Array(link.queue.prefix(count))
+        link.queue.removeFirst(count)
+        link.inFlight += 1
+        links[participant] = link
+        return batch
+    }
+
+    private func start(_ batch: [CoordinatorMessage], to participant: ParticipantID) {
+        spawn { [self] in
+            await send(batch, to: participant)
+            let next = links.withLock { links -> [CoordinatorMessage]? in
+                links[participant]?.inFlight -= 1
+                return takeBatch(for: participant, &links)
+            }
+            if let next { start(next, to: participant) }
+        }
+    }
+
+    private func send(_ batch: [CoordinatorMessage], to participant: ParticipantID) async {
+        let hasPrepare = batch.contains { if case .prepare = $0 { true } else { false } }
+        let timeout = hasPrepare ? options.prepareRequestTimeout : options.decisionRequestTimeout
+        let results: [Result<ParticipantMessage, ErrorDetail>]
+        do {
+            if batch.count == 1 || links.withLock({ $0[participant]?.singleMessages == true }) {
+                results = try await sendEach(batch, to: participant, timeout: timeout)
+            } else {
+                results = try await client.sendBatch(batch, to: participant, timeout: timeout)
+            }
+        } catch let error where error.kind == .rejected && error.status == 404 && batch.count > 1 {
+            // An implementation of the single-message endpoints only: fall back for good.
+            links.withLock { $0[participant]?.singleMessages = true }
+            logger.notice("participant has no /v1/batch; sending single messages", metadata: ["participant": "\(participant)"])
+            for message in batch { enqueue(message, to: participant) }
+            return
+        } catch {
+            unreachable(batch, participant, reason: error.message)
+            return
+        }
+        guard let engine else { return }
+        for (message, result) in zip(batch, results) {
+            switch result {
+            case .success(let reply):
+                engine.handle(.received(from: participant, reply))
+            case .failure(let detail):
+                // The participant refused this message (e.g. it had no answer in time): the same
+                // as silence for phase 2; for a prepare, no vote means abort.
+                if case .prepare = message {
+                    engine.handle(.unreachable(participant, message.txid, reason: detail.message))
+                }
+            }
+        }
+    }
+
+    private func sendEach(
+        _ batch: [CoordinatorMessage], to participant: ParticipantID, timeout: Duration
+    ) async throws(WireCallError) -> [Result<ParticipantMessage, ErrorDetail>] {
+        var results: [Result<ParticipantMessage, ErrorDetail>] = []
+        for message in batch {
+            results.append(.success(try await client.send(message, to: participant, timeout: timeout)))
+        }
+        return results
+    }
+
+    private func unreachable(_ batch: [CoordinatorMessage], _ participant: ParticipantID, reason: String) {
+        guard let engine else { return }
+        logger.debug("participant unreachable", metadata: ["participant": "\(participant)", "reason": "\(reason)"])
+        for message in batch {
+            engine.handle(.unreachable(participant, message.txid, reason: reason))
+        }
+    }
+}

@@ -1,0 +1,356 @@
+public import ArbiterCore
+public import Foundation
+import GRDB
+
+/// Where a transaction stands in the coordinator's decision log.
+///
+/// The states follow the records applied: `begun` makes a transaction ``active``; `decided` makes it
+/// ``committing`` or ``aborting`` (phase 2 is owed to the participants); `ended` makes it
+/// ``committed`` or ``aborted`` (nothing more is owed). A transaction ended without a recorded
+/// decision is ``aborted``, which is what presumed abort answers for it.
+public enum TransactionState: String, Hashable, Sendable, CaseIterable {
+    /// Recorded, not decided: the prepare phase is running (a restart aborts it).
+    case active
+    /// Decided commit; not every participant has acknowledged yet.
+    case committing
+    /// Decided abort; not every participant has acknowledged yet.
+    case aborting
+    /// Decided commit, and every participant acknowledged.
+    case committed
+    /// Aborted, and every participant acknowledged (or there was nobody to tell).
+    case aborted
+
+    /// Whether the transaction has ended: nothing is owed to anyone, and recovery skips it.
+    public var isEnded: Bool { self == .committed || self == .aborted }
+}
+
+/// A position in the decision log, for paging through ``DecisionLog/list(state:limit:after:)``.
+///
+/// Its text form (a decimal number) can travel in a URL and come back unchanged.
+public struct TransactionCursor: Hashable, Sendable, LosslessStringConvertible {
+    /// The log position of the transaction the cursor points at.
+    public let position: Int64
+
+    /// Makes a cursor at `position`.
+    public init(position: Int64) { self.position = position }
+
+    /// Parses a cursor's text form; nil when `description` is not one.
+    public init?(_ description: String) {
+        guard let position = Int64(description) else { return nil }
+        self.position = position
+    }
+
+    public var description: String { String(position) }
+}
+
+/// A participant's acknowledgement of the decision, as recorded.
+public struct Acknowledgement: Hashable, Sendable {
+    /// Who acknowledged.
+    public let participant: ParticipantID
+    /// When the coordinator recorded it (its wall clock).
+    public let acknowledgedAt: Date
+}
+
+/// What the decision log holds about one transaction, for operators.
+public struct TransactionSummary: Hashable, Sendable {
+    /// The transaction.
+    public let txid: TxID
+    /// Where it stands.
+    public let state: TransactionState
+    /// Its branches; nil when the `begun` record was never written (it is lazy, and may be lost).
+    public let branches: [Branch]?
+    /// The decision; nil while undecided (and for a transaction ended undecided: presumed abort).
+    public let outcome: Outcome?
+    /// Why it was decided so, for people.
+    public let reason: String?
+    /// The participants that must hear the decision; nil while undecided.
+    public let notify: [ParticipantID]?
+    /// The acknowledgements received, in the order recorded.
+    public let acknowledgements: [Acknowledgement]
+    /// When its first record was written (the coordinator's wall clock, like the other times).
+    public let createdAt: Date
+    /// When the decision was recorded.
+    public let decidedAt: Date?
+    /// When the transaction ended.
+    public let endedAt: Date?
+    /// Its position in the log; pass it as `after` to list the transactions that follow.
+    public let cursor: TransactionCursor
+}
+
+/// The coordinator's decision log: the records of ``CoordinatorRecord`` applied to SQLite tables
+/// (see `schemas/coordinator.sql`) through a ``GroupCommitWriter``.
+///
+/// Each record is an UPSERT on its transaction's row, so records apply in any combination, even when
+/// an earlier lazy one was lost in a crash (a `decided` without its `begun`). Times are taken from the
+/// wall clock here, at the edge; the protocol core never sees them.
+public final class DecisionLog: Sendable {
+    /// The largest page ``list(state:limit:after:)`` returns.
+    public static let listLimitMax = 1000
+
+    /// The writer that owns the database; its ``GroupCommitWriter/statistics`` feed the metrics.
+    public let writer: GroupCommitWriter
+    private let now: @Sendable () -> Date
+
+    /// Opens (or creates) the decision log at `path` and brings its tables to the current schema.
+    ///
+    /// - Parameters:
+    ///   - now: the wall clock for the records' times (tests pass a fixed one).
+    /// - Throws: ``StorageError`` saying what to fix.
+    public init(
+        path: String,
+        options: GroupCommitWriter.Options = GroupCommitWriter.Options(),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws(StorageError) {
+        writer = try GroupCommitWriter(path: path, migrator: Migrations.coordinator, options: options)
+        self.now = now
+    }
+
+    /// Applies `records` in order, in one write of the given durability, and returns when that write
+    /// has committed (durable for ``Durability/forced``).
+    ///
+    /// Presumed abort forces only a commit decision; every other record may be lazy.
+    ///
+    /// - Throws: ``StorageError``; ``StorageError/Code/conflict`` when a record contradicts the log
+    ///   (a different decision for a decided transaction). Then none of `records` was applied.
+    public func append(_ records: [CoordinatorRecord], durability: Durability) async throws(StorageError) {
+        guard !records.isEmpty else { return }
+        let now = self.now
+        do {
+            try await writer.write(durability) { db in
+                let atMilliseconds = Stored.milliseconds(now())
+                for record in records {
+                    try Self.apply(record, atMilliseconds: atMilliseconds, in: db)
+                }
+            }
+        } catch {
+            throw StorageError.wrapping(error, doing: "appending to", path: writer.path)
+        }
+    }
+
+    /// The records of every transaction that has not ended, in log order: transactions in the order
+    /// they were first recorded, and each one's records in the order they apply (`begun`, `decided`,
+    /// then its acknowledgements in the order received).
+    ///
+    /// This is all the coordinator needs at restart. It reads only open transactions, through an
+    /// index, so its cost does not grow with the number of ended ones.
+    public func recover() async throws(StorageError) -> [CoordinatorRecord] {
+        try await reading { db in
+            var acknowledgements: [String: [ParticipantID]] = [:]
+            let acknowledgementRows = try Row.fetchCursor(db, sql: """
+                SELECT a.txid, a.participant
+                FROM coordinator_transaction t JOIN coordinator_acknowledgement a ON a.txid = t.txid
+                WHERE t.state IN ('active', 'committing', 'aborting')
+                ORDER BY a.seq
+                """)
+            while let row = try acknowledgementRows.next() {
+                acknowledgements[try row.decode(String.self, atIndex: 0), default: []]
+                    .append(ParticipantID(try row.decode(String.self, atIndex: 1)))
+            }
+
+            var records: [CoordinatorRecord] = []
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT txid, branches, outcome, reason, notify
+                FROM coordinator_transaction
+                WHERE state IN ('active', 'committing', 'aborting')
+                ORDER BY seq
+                """)
+            while let row = try rows.next() {
+                let text = try row.decode(String.self, atIndex: 0)
+                let txid = try Stored.txid(text)
+                if let branches = try row.decode(String?.self, atIndex: 1) {
+                    records.append(.begun(txid, branches: try Self.decodeBranches(branches)))
+                }
+                if let outcome = try row.decode(String?.self, atIndex: 2) {
+                    records.append(.decided(
+                        txid,
+                        try Stored.value(Outcome.self, outcome, column: "outcome"),
+                        notify: try Self.decodeParticipants(row.decode(String?.self, atIndex: 4)) ?? [],
+                        reason: try row.decode(String?.self, atIndex: 3)))
+                }
+                for participant in acknowledgements[text] ?? [] {
+                    records.append(.acknowledged(txid, participant))
+                }
+            }
+            return records
+        }
+    }
+
+    /// What the log holds about `txid`, or nil when it holds nothing (presumed abort: never heard
+    /// of, or its records were lost before any was durable).
+    public func transaction(_ txid: TxID) async throws(StorageError) -> TransactionSummary? {
+        try await reading { db in
+            try Row.fetchOne(db, sql: "\(Self.summarySelect) WHERE txid = ?", arguments: [txid.rawValue])
+                .map { try Self.summary($0, in: db) }
+        }
+    }
+
+    /// Up to `limit` transactions in log order, starting after `cursor`, optionally only those in
+    /// `state`. Page by passing the last summary's ``TransactionSummary/cursor`` as `after`.
+    ///
+    /// - Throws: ``StorageError/Code/invalidArgument`` when `limit` is not in 1...``listLimitMax``.
+    public func list(
+        state: TransactionState? = nil,
+        limit: Int = 100,
+        after cursor: TransactionCursor? = nil
+    ) async throws(StorageError) -> [TransactionSummary] {
+        guard (1...Self.listLimitMax).contains(limit) else {
+            throw StorageError(.invalidArgument, "limit is \(limit); ask for 1 to \(Self.listLimitMax) transactions per page and page with `after`")
+        }
+        return try await reading { db in
+            var conditions = ["seq > ?"]
+            var arguments: StatementArguments = [cursor?.position ?? Int64.min]
+            if let state {
+                conditions.append("state = ?")
+                _ = arguments.append(contentsOf: [state.rawValue])
+            }
+            _ = arguments.append(contentsOf: [limit])
+            let sql = "\(Self.summarySelect) WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT ?"
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.summary($0, in: db) }
+        }
+    }
+
+    /// The schema version of the coordinator's tables in this database.
+    public func schemaVersion() async throws(StorageError) -> Int {
+        try await reading { db in try Migrations.schemaVersion(of: "coordinator", in: db) ?? 0 }
+    }
+
+    /// Waits for queued writes, then closes the database. See ``GroupCommitWriter/close()``.
+    public func close() async throws(StorageError) {
+        try await writer.close()
+    }
+
+    // MARK: Applying records
+
+    /// Applies one record as an UPSERT on its transaction's row (see `schemas/coordinator.sql`).
+    static func apply(_ record: CoordinatorRecord, atMilliseconds now: Int64, in db: Database) throws {
+        switch record {
+        case .begun(let txid, let branches):
+            // A repeated or late `begun` fills in the branches only; it never moves the state back.
+            try db.cachedStatement(sql: """
+                INSERT INTO coordinator_transaction (txid, state, branches, created_at_ms)
+                VALUES (?, 'active', ?, ?)
+                ON CONFLICT (txid) DO UPDATE SET branches = coalesce(branches, excluded.branches)
+                """).execute(arguments: [txid.rawValue, try encodeBranches(branches), now])
+
+        case .decided(let txid, let outcome, let notify, let reason):
+            // The trigger coordinator_decision_is_final refuses a different outcome; a repeat of the
+            // same decision keeps what was first recorded.
+            let state: TransactionState = outcome == .committed ? .committing : .aborting
+            try db.cachedStatement(sql: """
+                INSERT INTO coordinator_transaction (txid, state, outcome, reason, notify, created_at_ms, decided_at_ms)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                ON CONFLICT (txid) DO UPDATE SET
+                    outcome = excluded.outcome,
+                    reason = CASE WHEN outcome IS NULL THEN excluded.reason ELSE reason END,
+                    notify = CASE WHEN outcome IS NULL THEN excluded.notify ELSE notify END,
+                    decided_at_ms = coalesce(decided_at_ms, excluded.decided_at_ms),
+                    state = CASE WHEN ended_at_ms IS NULL THEN excluded.state ELSE state END
+                """).execute(arguments: [
+                    txid.rawValue, state.rawValue, outcome.rawValue, reason,
+                    try Stored.encodeJSON(notify.map(\.rawValue)), now,
+                ])
+
+        case .acknowledged(let txid, let participant):
+            try db.cachedStatement(sql: """
+                INSERT INTO coordinator_transaction (txid, state, created_at_ms) VALUES (?, 'active', ?)
+                ON CONFLICT (txid) DO NOTHING
+                """).execute(arguments: [txid.rawValue, now])
+            try db.cachedStatement(sql: """
+                INSERT INTO coordinator_acknowledgement (txid, participant, acknowledged_at_ms) VALUES (?, ?, ?)
+                ON CONFLICT (txid, participant) DO NOTHING
+                """).execute(arguments: [txid.rawValue, participant.rawValue, now])
+
+        case .ended(let txid):
+            // Ended without a recorded decision reads as aborted (presumed abort).
+            try db.cachedStatement(sql: """
+                INSERT INTO coordinator_transaction (txid, state, created_at_ms, ended_at_ms)
+                VALUES (?1, 'aborted', ?2, ?2)
+                ON CONFLICT (txid) DO UPDATE SET
+                    state = CASE outcome WHEN 'committed' THEN 'committed' ELSE 'aborted' END,
+                    ended_at_ms = coalesce(ended_at_ms, excluded.ended_at_ms)
+                """).execute(arguments: [txid.rawValue, now])
+        }
+    }
+
+    // MARK: Reading rows
+
+    private static let summarySelect = """
+        SELECT seq, txid, state, branches, outcome, reason, notify, created_at_ms, decided_at_ms, ended_at_ms
+        FROM coordinator_transaction
+        """
+
+    private static func summary(_ row: Row, in db: Database) throws -> TransactionSummary {
+        let txid = try row.decode(String.self, atIndex: 1)
+        let acknowledgements = try Row.fetchAll(
+            db.cachedStatement(sql: """
+                SELECT participant, acknowledged_at_ms FROM coordinator_acknowledgement WHERE txid = ? ORDER BY seq
+                """),
+            arguments: [txid]
+        ).map { row in
+            Acknowledgement(
+                participant: ParticipantID(try row.decode(String.self, atIndex: 0)),
+                acknowledgedAt: Stored.date(try row.decode(Int64.self, atIndex: 1)))
+        }
+        return TransactionSummary(
+            txid: try Stored.txid(txid),
+            state: try Stored.value(TransactionState.self, row.decode(String.self, atIndex: 2), column: "state"),
+            branches: try row.decode(String?.self, atIndex: 3).map(decodeBranches),
+            outcome: try row.decode(String?.self, atIndex: 4).map { text throws(StorageError) in
+                try Stored.value(Outcome.self, text, column: "outcome")
+            },
+            reason: try row.decode(String?.self, atIndex: 5),
+            notify: try decodeParticipants(row.decode(String?.self, atIndex: 6)),
+            acknowledgements: acknowledgements,
+            createdAt: Stored.date(try row.decode(Int64.self, atIndex: 7)),
+            decidedAt: Stored.date(try row.decode(Int64?.self, atIndex: 8)),
+            endedAt: Stored.date(try row.decode(Int64?.self, atIndex: 9)),
+            cursor: TransactionCursor(position: try row.decode(Int64.self, atIndex: 0)))
+    }
+
+    /// Runs a read and reports any failure as ``StorageError``.
+    private func reading<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws(StorageError) -> T {
+        do {
+            return try await writer.read(work)
+        } catch {
+            throw StorageError.wrapping(error, doing: "reading", path: writer.path)
+        }
+    }
+
+    // MARK: JSON columns
+
+    /// A branch as stored in the `branches` JSON: the payload as text when it is UTF-8 (the usual
+    /// JSON payload stays readable to an operator's `sqlite3`), as base64 otherwise.
+    private struct StoredBranch: Codable {
+        var participant: String
+        var payload: String?
+        var payloadBase64: String?
+    }
+
+    static func encodeBranches(_ branches: [Branch]) throws(StorageError) -> String {
+        try Stored.encodeJSON(branches.map { branch in
+            if let text = String(validating: branch.payload.bytes, as: UTF8.self) {
+                return StoredBranch(participant: branch.participant.rawValue, payload: text)
+            }
+            return StoredBranch(participant: branch.participant.rawValue, payloadBase64: Data(branch.payload.bytes).base64EncodedString())
+        })
+    }
+
+    static func decodeBranches(_ text: String) throws(StorageError) -> [Branch] {
+        try Stored.decodeJSON([StoredBranch].self, text, column: "branches").map { stored throws(StorageError) in
+            let bytes: [UInt8]
+            if let payload = stored.payload {
+                bytes = Array(payload.utf8)
+            } else if let encoded = stored.payloadBase64, let data = Data(base64Encoded: encoded) {
+                bytes = Array(data)
+            } else {
+                throw StorageError(.corrupt, "a stored branch of \(stored.participant) has no readable payload; the database was modified outside Arbiter")
+            }
+            return Branch(participant: ParticipantID(stored.participant), payload: Payload(bytes))
+        }
+    }
+
+    static func decodeParticipants(_ text: String?) throws(StorageError) -> [ParticipantID]? {
+        guard let text else { return nil }
+        return try Stored.decodeJSON([String].self, text, column: "notify").map(ParticipantID.init)
+    }
+}

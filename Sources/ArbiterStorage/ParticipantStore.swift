@@ -1,0 +1,335 @@
+public import ArbiterCore
+public import Foundation
+public import GRDB
+
+/// The answer to ``ParticipantStore/lock(_:for:in:)``.
+public enum LockResult: Hashable, Sendable {
+    /// The key was free; the transaction now holds it.
+    case acquired
+    /// The transaction already held the key (a repeated prepare).
+    case alreadyHeld
+    /// Another transaction holds the key: the prepare should vote no at once (no waiting, hence no
+    /// distributed deadlock).
+    case conflict(holder: TxID)
+}
+
+/// A key lock as stored.
+public struct HeldLock: Hashable, Sendable {
+    /// The resource's key.
+    public let key: String
+    /// The transaction holding it.
+    public let txid: TxID
+    /// When it was taken (the participant's wall clock).
+    public let acquiredAt: Date
+}
+
+/// Where a transaction stands at a participant.
+public enum ParticipantTransactionState: String, Hashable, Sendable, CaseIterable {
+    /// Staged, locked, voted yes: in doubt until the coordinator's decision arrives.
+    case prepared
+    /// Applied.
+    case committed
+    /// Discarded, or a tombstone left by an abort that overtook its prepare.
+    case aborted
+}
+
+/// What a participant's store holds about one transaction.
+public struct ParticipantTransaction: Hashable, Sendable {
+    /// The transaction.
+    public let txid: TxID
+    /// Where it stands here.
+    public let state: ParticipantTransactionState
+    /// Where to send in-doubt inquiries; nil when no `prepared` record was written.
+    public let coordinator: CoordinatorID?
+    /// What was staged; nil when no `prepared` record was written.
+    public let payload: Payload?
+    /// Whether an operator decided it alone.
+    public let isHeuristic: Bool
+    /// When `prepared` was recorded (the participant's wall clock).
+    public let preparedAt: Date?
+    /// When it was committed or aborted.
+    public let endedAt: Date?
+
+    /// An abort recorded without a prepare: it exists so that a late prepare votes no.
+    public var isTombstone: Bool { state == .aborted && coordinator == nil }
+}
+
+/// A participant's protocol state and key locks, kept in the participant service's own SQLite
+/// database (see `schemas/participant.sql`) beside its resource's tables.
+///
+/// The participant library runs a resource's work and the protocol record that covers it in ONE
+/// write, so that they commit together:
+///
+/// ```swift
+/// try await store.write(.forced) { db in
+///     guard case .acquired = try store.lock("account:alice", for: txid, in: db) else { ... }
+///     try stageDebit(db)                                   // the resource's own SQL
+///     try store.apply(.prepared(txid, coordinator: c, payload: p), in: db)
+/// }
+/// ```
+///
+/// The functions taking a `Database` are for use inside such a write; the `async` ones read on
+/// their own.
+public final class ParticipantStore: Sendable {
+    /// The longest lock key accepted, in UTF-8 bytes.
+    public static let lockKeyLengthMax = 1024
+    /// The largest page ``endedTransactions(before:limit:)`` returns.
+    public static let endedLimitMax = 10_000
+
+    /// The writer that owns the database, shared with the resource's own writes.
+    public let writer: GroupCommitWriter
+    private let now: @Sendable () -> Date
+
+    /// Opens (or creates) the participant database at `path`, applies Arbiter's migrations, then the
+    /// resource's.
+    ///
+    /// - Parameters:
+    ///   - migrations: registers the resource's own migrations (identifiers must not start with
+    ///     `arbiter.`); they run after Arbiter's, in registration order, each once.
+    ///   - now: the wall clock for the records' times (tests pass a fixed one).
+    /// - Throws: ``StorageError`` saying what to fix.
+    public init(
+        path: String,
+        options: GroupCommitWriter.Options = GroupCommitWriter.Options(),
+        migrations: (inout DatabaseMigrator) -> Void = { _ in },
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws(StorageError) {
+        writer = try GroupCommitWriter(path: path, migrator: Migrations.participant(then: migrations), options: options)
+        self.now = now
+    }
+
+    /// Runs `work` in the writer's next batch. See ``GroupCommitWriter/write(_:_:)``.
+    public func write<T: Sendable>(
+        _ durability: Durability,
+        _ work: @escaping @Sendable (Database) throws -> T
+    ) async throws -> T {
+        try await writer.write(durability, work)
+    }
+
+    // MARK: Inside a write
+
+    /// Writes `record` in the caller's write. `committed` and `aborted` also release every lock
+    /// the transaction holds.
+    ///
+    /// Applying a record again is harmless. A `prepared` for a transaction that ended here, or a
+    /// `committed` after `aborted` (or the reverse), throws ``StorageError/Code/conflict``: an
+    /// ended transaction never changes state, which is what keeps an abort's tombstone effective.
+    public func apply(_ record: ParticipantRecord, in db: Database) throws(StorageError) {
+        let now = Stored.milliseconds(self.now())
+        try catching("recording \(record.txid) in") {
+            switch record {
+            case .prepared(let txid, let coordinator, let payload):
+                // On an existing row only `state` is set, so that the trigger participant_end_is_final
+                // refuses a prepare over a tombstone, and a repeated prepare keeps the first payload.
+                try db.cachedStatement(sql: """
+                    INSERT INTO participant_transaction (txid, state, coordinator, payload, prepared_at_ms)
+                    VALUES (?, 'prepared', ?, ?, ?)
+                    ON CONFLICT (txid) DO UPDATE SET state = 'prepared'
+                    """).execute(arguments: [txid.rawValue, coordinator.rawValue, Data(payload.bytes), now])
+
+            case .committed(let txid, let heuristic), .aborted(let txid, let heuristic):
+                let state: ParticipantTransactionState = if case .committed = record { .committed } else { .aborted }
+                try db.cachedStatement(sql: """
+                    INSERT INTO participant_transaction (txid, state, heuristic, ended_at_ms) VALUES (?1, ?2, ?3, ?4)
+                    ON CONFLICT (txid) DO UPDATE SET
+                        state = excluded.state,
+                        heuristic = CASE WHEN state = 'prepared' THEN excluded.heuristic ELSE heuristic END,
+                        ended_at_ms = coalesce(ended_at_ms, excluded.ended_at_ms)
+                    """).execute(arguments: [txid.rawValue, state.rawValue, heuristic, now])
+                try db.cachedStatement(sql: "DELETE FROM participant_lock WHERE txid = ?")
+                    .execute(arguments: [txid.rawValue])
+            }
+        }
+    }
+
+    /// What is recorded about `txid`, read in the caller's write (to answer a repeated message, or
+    /// to find a tombstone before staging anything).
+    public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
+        try catching("reading \(txid) from") {
+            try Row.fetchOne(db, sql: "\(Self.transactionSelect) WHERE txid = ?", arguments: [txid.rawValue])
+                .map(Self.transaction)
+        }
+    }
+
+    /// Takes the lock on `key` for `txid`, in the caller's write, without waiting.
+    ///
+    /// The lock is held until ``apply(_:in:)`` records the transaction committed or aborted, across
+    /// restarts. Take locks only for a transaction that has not ended here (check
+    /// ``transaction(_:in:)`` first): nothing would release them.
+    ///
+    /// - Throws: ``StorageError/Code/invalidArgument`` for an empty key or one longer than
+    ///   ``lockKeyLengthMax`` bytes.
+    public func lock(_ key: String, for txid: TxID, in db: Database) throws(StorageError) -> LockResult {
+        guard (1...Self.lockKeyLengthMax).contains(key.utf8.count) else {
+            throw StorageError(.invalidArgument, "a lock key must have 1 to \(Self.lockKeyLengthMax) UTF-8 bytes; this one has \(key.utf8.count)")
+        }
+        let now = Stored.milliseconds(self.now())
+        let holder = try catching("locking \(key.debugDescription) in") { () -> String? in
+            try db.cachedStatement(sql: """
+                INSERT INTO participant_lock (key, txid, acquired_at_ms) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING
+                """).execute(arguments: [key, txid.rawValue, now])
+            if db.changesCount == 1 { return nil }
+            return try String.fetchOne(db.cachedStatement(sql: "SELECT txid FROM participant_lock WHERE key = ?"), arguments: [key])
+        }
+        guard let holder else { return .acquired }
+        return holder == txid.rawValue ? .alreadyHeld : .conflict(holder: try Stored.txid(holder))
+    }
+
+    /// The keys `txid` holds, read in the caller's write.
+    public func locks(of txid: TxID, in db: Database) throws(StorageError) -> [String] {
+        try catching("reading the locks of \(txid) from") {
+            try String.fetchAll(db.cachedStatement(sql: "SELECT key FROM participant_lock WHERE txid = ? ORDER BY key"), arguments: [txid.rawValue])
+        }
+    }
+
+    // MARK: Reads
+
+    /// What is recorded about `txid`, or nil when nothing is (never seen, or forgotten).
+    public func transaction(_ txid: TxID) async throws(StorageError) -> ParticipantTransaction? {
+        try await reading { db in try self.transaction(txid, in: db) }
+    }
+
+    /// The keys `txid` holds.
+    public func locks(of txid: TxID) async throws(StorageError) -> [String] {
+        try await reading { db in try self.locks(of: txid, in: db) }
+    }
+
+    /// Every lock held, by transaction then key.
+    public func allLocks() async throws(StorageError) -> [HeldLock] {
+        try await reading { db in
+            try Row.fetchAll(db, sql: "SELECT key, txid, acquired_at_ms FROM participant_lock ORDER BY txid, key").map { row in
+                HeldLock(
+                    key: try row.decode(String.self, atIndex: 0),
+                    txid: try Stored.txid(row.decode(String.self, atIndex: 1)),
+                    acquiredAt: Stored.date(try row.decode(Int64.self, atIndex: 2)))
+            }
+        }
+    }
+
+    /// Every record still retained, in log order: transactions in the order first recorded here, and
+    /// each one's `prepared` before its `committed` or `aborted`.
+    ///
+    /// The participant replays these at restart: a `prepared` without an end is in doubt, and its
+    /// locks (see ``allLocks()``) are still held.
+    public func recover() async throws(StorageError) -> [ParticipantRecord] {
+        try await reading { db in
+            var records: [ParticipantRecord] = []
+            let rows = try Row.fetchCursor(db, sql: "\(Self.transactionSelect) ORDER BY seq")
+            while let row = try rows.next() {
+                let transaction = try Self.transaction(row)
+                if let coordinator = transaction.coordinator {
+                    records.append(.prepared(transaction.txid, coordinator: coordinator, payload: transaction.payload ?? Payload([])))
+                }
+                switch transaction.state {
+                case .prepared: break
+                case .committed: records.append(.committed(transaction.txid, heuristic: transaction.isHeuristic))
+                case .aborted: records.append(.aborted(transaction.txid, heuristic: transaction.isHeuristic))
+                }
+            }
+            return records
+        }
+    }
+
+    /// The in-doubt transactions (prepared, not yet told the outcome), oldest first, for operators.
+    public func prepared() async throws(StorageError) -> [ParticipantTransaction] {
+        try await reading { db in
+            try Row.fetchAll(db, sql: "\(Self.transactionSelect) WHERE state = 'prepared' ORDER BY seq").map(Self.transaction)
+        }
+    }
+
+    /// Up to `limit` transactions that ended (committed or aborted) before `cutoff`, oldest end
+    /// first: the candidates for ``forget(_:)`` under a retention policy.
+    ///
+    /// Keep tombstones at least as long as a delayed `prepare` could still arrive.
+    public func endedTransactions(before cutoff: Date, limit: Int = 1000) async throws(StorageError) -> [TxID] {
+        guard (1...Self.endedLimitMax).contains(limit) else {
+            throw StorageError(.invalidArgument, "limit is \(limit); ask for 1 to \(Self.endedLimitMax) transactions at a time")
+        }
+        return try await reading { db in
+            try String.fetchAll(db, sql: """
+                SELECT txid FROM participant_transaction
+                WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?
+                ORDER BY ended_at_ms LIMIT ?
+                """, arguments: [Stored.milliseconds(cutoff), limit]).map { text throws(StorageError) in try Stored.txid(text) }
+        }
+    }
+
+    // MARK: Housekeeping
+
+    /// Deletes what is recorded about `txids` (a lazy write); returns how many transactions were
+    /// deleted.
+    ///
+    /// - Throws: ``StorageError/Code/conflict``, deleting nothing, when one of them is prepared: an
+    ///   in-doubt transaction must wait for its decision.
+    @discardableResult
+    public func forget(_ txids: [TxID]) async throws(StorageError) -> Int {
+        guard !txids.isEmpty else { return 0 }
+        do {
+            return try await writer.write(.lazy) { db in
+                var deleted = 0
+                for txid in txids {
+                    let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM participant_transaction WHERE txid = ?"),
+                        arguments: [txid.rawValue])
+                    if state == ParticipantTransactionState.prepared.rawValue {
+                        throw StorageError(.conflict, "\(txid) is prepared (in doubt) and cannot be forgotten until its decision is recorded; nothing was forgotten")
+                    }
+                    try db.cachedStatement(sql: "DELETE FROM participant_transaction WHERE txid = ?").execute(arguments: [txid.rawValue])
+                    deleted += db.changesCount
+                    try db.cachedStatement(sql: "DELETE FROM participant_lock WHERE txid = ?").execute(arguments: [txid.rawValue])
+                }
+                return deleted
+            }
+        } catch {
+            throw StorageError.wrapping(error, doing: "forgetting transactions in", path: writer.path)
+        }
+    }
+
+    /// Deletes what is recorded about `txid`. See the form that takes an array.
+    @discardableResult
+    public func forget(_ txid: TxID) async throws(StorageError) -> Bool {
+        try await forget([txid]) == 1
+    }
+
+    /// The schema version of the participant's tables in this database.
+    public func schemaVersion() async throws(StorageError) -> Int {
+        try await reading { db in try Migrations.schemaVersion(of: "participant", in: db) ?? 0 }
+    }
+
+    /// Waits for queued writes, then closes the database. See ``GroupCommitWriter/close()``.
+    public func close() async throws(StorageError) {
+        try await writer.close()
+    }
+
+    // MARK: Rows
+
+    private static let transactionSelect = """
+        SELECT txid, state, coordinator, payload, heuristic, prepared_at_ms, ended_at_ms FROM participant_transaction
+        """
+
+    private static func transaction(_ row: Row) throws -> ParticipantTransaction {
+        ParticipantTransaction(
+            txid: try Stored.txid(row.decode(String.self, atIndex: 0)),
+            state: try Stored.value(ParticipantTransactionState.self, row.decode(String.self, atIndex: 1), column: "state"),
+            coordinator: try row.decode(String?.self, atIndex: 2).map(CoordinatorID.init),
+            payload: try row.decode(Data?.self, atIndex: 3).map { Payload(Array($0)) },
+            isHeuristic: try row.decode(Bool.self, atIndex: 4),
+            preparedAt: Stored.date(try row.decode(Int64?.self, atIndex: 5)),
+            endedAt: Stored.date(try row.decode(Int64?.self, atIndex: 6)))
+    }
+
+    private func catching<T>(_ doing: String, _ body: () throws -> T) throws(StorageError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw StorageError.wrapping(error, doing: doing, path: writer.path)
+        }
+    }
+
+    private func reading<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws(StorageError) -> T {
+        do {
+            return try await writer.read(work)
+        } catch {
+            throw StorageError.wrapping(error, doing: "reading", path: writer.path)
+        }
+    }
+}

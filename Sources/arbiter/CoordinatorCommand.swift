@@ -1,0 +1,90 @@
+import ArbiterCoordinator
+import ArbiterCore
+import ArbiterHTTP
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+
+/// `arbiter coordinator`: runs a coordinator.
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run a coordinator: the decision log, the HTTP API, recovery and timeouts.",
+        discussion: """
+            The decision log is DATA/coordinator.sqlite (SQLite, WAL, fsync on every commit decision, \
+            shared by every transaction deciding at the same moment). On start the coordinator \
+            finishes every transaction it had not ended. SIGTERM or SIGINT stops it gracefully; \
+            a kill at any instant loses nothing that was reported.
+            """
+    )
+
+    @Option(help: "Directory for the decision log (created if missing).")
+    var data: String
+
+    @Option(help: "Port to listen on (0: any free port).")
+    var port: Int = 7000
+
+    @Option(help: "Address to listen on. Only loopback unless you choose otherwise.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "File holding the shared secret of coordinator, participants and clients.")
+    var secretFile: String
+
+    @Option(help: "File holding the operator token for listing transactions (default: listing disabled).")
+    var operatorSecretFile: String?
+
+    @Option(help: "URL participants use to reach this coordinator (default: http://HOST:PORT).")
+    var advertisedUrl: String?
+
+    @Option(help: "Name of this coordinator: the prefix of the ids it makes.")
+    var name: String = "arbiter"
+
+    @Option(help: "Prepare deadline in milliseconds, when a request gives none.")
+    var prepareTimeoutMs: Int = 5000
+
+    @Option(help: "First phase-2 resend delay in milliseconds (doubles up to --retry-max-ms, 20% jitter).")
+    var retryInitialMs: Int = 100
+
+    @Option(help: "Largest phase-2 resend delay in milliseconds.")
+    var retryMaxMs: Int = 10_000
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
+        guard prepareTimeoutMs > 0 else { throw ValidationError("--prepare-timeout-ms must be positive") }
+        guard retryInitialMs > 0, retryMaxMs >= retryInitialMs else {
+            throw ValidationError("need 0 < --retry-initial-ms <= --retry-max-ms")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "arbiter.coordinator")
+        logger.logLevel = Logger.Level(rawValue: logLevel)!
+        let secret = try readSecret(secretFile, option: "--secret-file")
+        let operatorSecret = try operatorSecretFile.map { try readSecret($0, option: "--operator-secret-file") }
+        let options = CoordinatorOptions(
+            dataDirectory: data, host: host, port: port, advertisedURL: advertisedUrl, name: name,
+            secret: secret, operatorSecret: operatorSecret,
+            protocolConfig: CoordinatorConfig(
+                prepareTimeout: .milliseconds(prepareTimeoutMs),
+                phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
+            logger: logger)
+        let group = ServiceGroup(
+            services: [CoordinatorService(options: options)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+    }
+}
+
+/// Reads a secret file, turning a problem into a message that says what to fix.
+func readSecret(_ path: String, option: String) throws -> BearerSecret {
+    do {
+        return try BearerSecret.read(fromFile: path)
+    } catch {
+        throw ValidationError("\(option): \(error)")
+    }
+}

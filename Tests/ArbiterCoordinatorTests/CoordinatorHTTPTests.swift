@@ -1,0 +1,139 @@
+import ArbiterClient
+import ArbiterCore
+import ArbiterHTTP
+import AsyncHTTPClient
+import Foundation
+import Testing
+
+/// A real coordinator over HTTP on loopback, against scripted participants.
+@Suite("Coordinator over HTTP")
+struct CoordinatorHTTPTests {
+    @Test func commitsWhenEveryoneVotesYes() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("c-1"), wait: .completion)
+                #expect(result.outcome == .committed)
+                #expect(p0.state.committed == [txid("c-1")] && p1.state.committed == [txid("c-1")])
+                let view = try await client.transaction(txid("c-1"))
+                #expect(view.state == .committed)
+                #expect(view.branches.allSatisfy { $0.acknowledgement == .committed })
+                #expect(view.decidedAt != nil && view.endedAt != nil)
+            }
+        }
+    }
+
+    @Test func abortsOnANoVoteAndTellsTheOthers() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant { _ in .no("insufficient funds") })
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("a-1"), wait: .completion)
+                #expect(result.outcome == .aborted)
+                #expect(result.reason?.contains("insufficient funds") == true)
+                #expect(p0.state.aborted == [txid("a-1")])
+                #expect(p0.state.committed.isEmpty && p1.state.committed.isEmpty)
+            }
+        }
+    }
+
+    @Test func abortsWhenThePrepareDeadlinePasses() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant { _ in .hang })
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("d-1"), timeout: .milliseconds(300))
+                #expect(result.outcome == .aborted)
+                #expect(result.reason?.contains("deadline") == true)
+                try await eventually("P0 is told to abort") { p0.state.aborted == [txid("d-1")] }
+            }
+        }
+    }
+
+    @Test func readOnlyParticipantsLeavePhaseTwo() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant { _ in .readOnly }, FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("r-1"), wait: .completion)
+                #expect(result.outcome == .committed)
+                #expect(p1.state.committed == [txid("r-1")])
+                #expect(p0.state.committed.isEmpty && p0.state.messages == 1, "a read-only voter hears nothing after its vote")
+            }
+        }
+    }
+
+    @Test func aSingleParticipantCommitsInOnePhase() async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant()
+        try await withParticipants([p0]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                let result = try await client.submit(branches: [branch(ids[0])], id: txid("o-1"))
+                #expect(result.outcome == .committed)
+                #expect(p0.state.onePhase == [txid("o-1")])
+                #expect(p0.state.messages == 1, "one message: no separate commit")
+            }
+        }
+    }
+
+    @Test func resubmittingTheSameIDIsIdempotentAndOtherBranchesConflict() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, client, http async throws in
+                let branches = [branch(ids[0]), branch(ids[1])]
+                let first = try await client.submit(branches: branches, id: txid("i-1"), wait: .completion)
+                let again = try await client.submit(branches: branches, id: txid("i-1"), wait: .completion)
+                #expect(first.outcome == .committed && again.outcome == .committed)
+                #expect(p0.state.prepared.count == 1, "the resubmission ran nothing again")
+                let conflict = try await rawRequest(http, .POST, url + "/v1/transactions", body: """
+                    {"id": "i-1", "branches": [{"participant": "\(ids[0])", "payload": {"other": true}}, {"participant": "\(ids[1])", "payload": 1}]}
+                    """)
+                #expect(conflict.status == 409)
+                #expect(conflict.body.contains("id_in_use"))
+            }
+        }
+    }
+
+    @Test func theInquiryEndpointPresumesAbort() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                _ = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("q-1"), wait: .completion)
+                #expect(try await client.outcome(txid("q-1")) == .committed)
+                #expect(try await client.outcome(txid("never-seen")) == .aborted)
+            }
+        }
+    }
+
+    @Test func groupCommitSharesFsyncsAcrossConcurrentDecisions() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        let count = 64
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, client, http async throws in
+                let before = try await fsyncs(http, url)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for number in 0..<count {
+                        group.addTask {
+                            let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("g-\(number)"))
+                            #expect(result.outcome == .committed)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                let used = try await fsyncs(http, url) - before
+                #expect(used >= 1)
+                #expect(used < count / 2, "\(count) concurrent commit decisions took \(used) fsyncs")
+            }
+        }
+    }
+
+    private func fsyncs(_ http: HTTPClient, _ url: String) async throws -> Int {
+        let metrics = try await rawRequest(http, .GET, url + "/metrics", token: nil)
+        let line = metrics.body.split(separator: "\n").first { $0.hasPrefix("arbiter_log_fsyncs ") }
+        return Int(Double(line?.split(separator: " ").last ?? "") ?? -1)
+    }
+}

@@ -1,0 +1,114 @@
+import ArbiterClient
+import ArbiterCoordinator
+import ArbiterCore
+import ArbiterHTTP
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOHTTP1
+import ServiceLifecycle
+
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["ARBITER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+    return logger
+}
+
+/// A temporary directory removed when the test ends.
+struct TemporaryDirectory: ~Copyable {
+    let path: String
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("arbiter-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Runs `body` with fake participants served on loopback (ports chosen by the system).
+func withParticipants<T: Sendable>(
+    _ participants: [FakeParticipant], _ body: @Sendable ([ParticipantID]) async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var ids: [ParticipantID] = []
+        for participant in participants {
+            let (ports, continuation) = AsyncStream<Int>.makeStream()
+            let app = Application(
+                router: participant.router(),
+                configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0); continuation.finish() },
+                logger: quietLogger("fake-participant"))
+            group.addTask { try await app.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next(), port > 0 else { throw TestFailure("a fake participant did not start") }
+            ids.append(ParticipantID("http://127.0.0.1:\(port)"))
+        }
+        do {
+            let result = try await body(ids)
+            group.cancelAll()
+            return result
+        } catch {
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
+/// Runs an in-process coordinator on loopback, with a client, and shuts it down gracefully after.
+func withCoordinator<T: Sendable>(
+    data: String,
+    config: CoordinatorConfig = CoordinatorConfig(prepareTimeout: .seconds(5), phaseTwoRetry: Backoff(initial: .milliseconds(20), max: .milliseconds(200))),
+    limits: WireLimits = .default,
+    _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
+) async throws -> T {
+    let service = CoordinatorService(options: CoordinatorOptions(
+        dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret,
+        operatorSecret: TestSecrets.operatorSecret, protocolConfig: config, limits: limits, logger: quietLogger("coordinator")))
+    let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: quietLogger("group"))
+    let http = HTTPClientSettings().makeClient()
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let port = await service.boundPort()
+        let url = "http://127.0.0.1:\(port)"
+        let client = ArbiterClient(coordinator: url, secret: TestSecrets.protocolSecret, operatorSecret: TestSecrets.operatorSecret,
+                                   httpClient: http, retry: RetryPolicy(attemptCountMax: 1))
+        let result: Result<T, any Error>
+        do { result = .success(try await body(url, client, http)) } catch { result = .failure(error) }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+        try await http.shutdown()
+        return try result.get()
+    }
+}
+
+/// Waits for `condition`, polling, for at most `timeout`.
+func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw TestFailure("timed out waiting until \(what)")
+}
+
+func branch(_ participant: ParticipantID, _ json: String = #"{"op":"credit","amount":1}"#) -> Branch {
+    Branch(participant: participant, payload: Payload(json))
+}
+
+func txid(_ text: String) -> TxID { try! TxID(text) }
+
+/// A raw HTTP call for the bad-input and auth tests.
+func rawRequest(
+    _ http: HTTPClient, _ method: HTTPMethod, _ url: String, body: String? = nil, token: BearerSecret? = TestSecrets.protocolSecret
+) async throws -> (status: Int, body: String) {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    if let token { request.headers.add(name: "Authorization", value: token.authorizationHeaderValue) }
+    if let body {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(Array(body.utf8))
+    }
+    let response = try await http.execute(request, timeout: .seconds(30))
+    let bytes = try await response.body.collect(upTo: 1 << 20)
+    return (Int(response.status.code), String(buffer: bytes))
+}

@@ -1,0 +1,247 @@
+import ArbiterStorage
+import Foundation
+import GRDB
+import Testing
+
+/// A schema for exercising the writer alone.
+private var itemMigrator: DatabaseMigrator {
+    var migrator = DatabaseMigrator()
+    migrator.registerMigration("test.items") { db in
+        try db.execute(sql: "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    }
+    return migrator
+}
+
+private func openWriter(_ directory: String, options: GroupCommitWriter.Options = testOptions()) throws -> GroupCommitWriter {
+    try GroupCommitWriter(path: "\(directory)/items.sqlite", migrator: itemMigrator, options: options)
+}
+
+private func insert(_ name: String) -> @Sendable (Database) throws -> Void {
+    { db in try db.execute(sql: "INSERT INTO item (name) VALUES (?)", arguments: [name]) }
+}
+
+private func names(_ writer: GroupCommitWriter) async throws -> [String] {
+    try await writer.read { db in try String.fetchAll(db, sql: "SELECT name FROM item ORDER BY id") }
+}
+
+private struct RefusedByTest: Error, Equatable {}
+
+@Suite("GroupCommitWriter")
+struct GroupCommitWriterTests {
+    @Test("the database is in WAL mode; forced batches run with synchronous FULL, lazy ones with NORMAL")
+    func synchronousLevels() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            let journalMode = try await writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+            #expect(journalMode == "wal")
+
+            // 2 = FULL, 1 = NORMAL (https://www.sqlite.org/pragma.html#pragma_synchronous).
+            let sync: @Sendable (Database) throws -> Int? = { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+            #expect(try await writer.write(.forced, sync) == 2)
+            #expect(try await writer.write(.lazy, sync) == 1)
+            #expect(try await writer.write(.lazy, sync) == 1)
+            #expect(try await writer.write(.forced, sync) == 2)
+
+            let statistics = writer.statistics
+            #expect(statistics.forcedBatchCount == 2)
+            #expect(statistics.lazyBatchCount == 2)
+            #expect(statistics.requestCount == 4)
+            try await writer.close()
+        }
+    }
+
+    @Test("a batch holding one forced write among lazy ones commits with synchronous FULL")
+    func mixedBatchIsForced() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            let levels = try await holdingWriter(writer, untilQueued: 3) {
+                try await withThrowingTaskGroup(of: Int?.self) { group in
+                    for durability in [Durability.lazy, .forced, .lazy] {
+                        group.addTask {
+                            try await writer.write(durability) { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            #expect(levels == [2, 2, 2])
+            #expect(writer.statistics.forcedBatchCount == 1)
+            try await writer.close()
+        }
+    }
+
+    @Test("writes queued while the writer is busy are committed in one batch: one fsync for 200 forced writes")
+    func groupCommitDeterministic() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            let count = 200
+            try await holdingWriter(writer, untilQueued: count) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 0..<count {
+                        group.addTask { try await writer.write(.forced, insert("item-\(index)")) }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let statistics = writer.statistics
+            #expect(statistics.forcedBatchCount == 1)
+            #expect(statistics.lazyBatchCount == 1)  // the write that held the writer
+            #expect(statistics.batchSizeLargest == count)
+            #expect(statistics.requestCount == count + 1)
+            #expect(try await names(writer).count == count)
+            try await writer.close()
+        }
+    }
+
+    @Test("200 concurrent forced writers share far fewer than 200 fsyncs")
+    func groupCommitUnderConcurrency() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            let writerCount = 200
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<writerCount {
+                    group.addTask { try await writer.write(.forced, insert("item-\(index)")) }
+                }
+                try await group.waitForAll()
+            }
+            let statistics = writer.statistics
+            #expect(statistics.requestCount == writerCount)
+            #expect(statistics.forcedBatchCount < writerCount / 2, "\(statistics)")
+            #expect(statistics.batchSizeMean > 2, "\(statistics)")
+            #expect(statistics.batchSizeHistogram.reduce(0, +) == statistics.batchCount)
+            #expect(try await names(writer).count == writerCount)
+            try await writer.close()
+        }
+    }
+
+    @Test("a failing write in a batch is rolled back alone; its caller gets its own error")
+    func failureIsIsolated() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            try await writer.write(.forced, insert("taken"))
+            let results = try await holdingWriter(writer, untilQueued: 4) {
+                try await withThrowingTaskGroup(of: (String, (any Error)?).self) { group in
+                    let works: [(String, @Sendable (Database) throws -> Void)] = [
+                        ("a", insert("a")),
+                        ("thrower", { db in
+                            try insert("written-then-refused")(db)
+                            throw RefusedByTest()
+                        }),
+                        ("duplicate", insert("taken")),  // UNIQUE violation: a database error
+                        ("b", insert("b")),
+                    ]
+                    for (label, work) in works {
+                        group.addTask {
+                            do {
+                                try await writer.write(.forced, work)
+                                return (label, nil)
+                            } catch {
+                                return (label, error)
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [String: (any Error)?]()) { $0[$1.0] = $1.1 }
+                }
+            }
+            #expect(results["a"]! == nil)
+            #expect(results["b"]! == nil)
+            #expect(results["thrower"]! is RefusedByTest)
+            let duplicate = try #require(results["duplicate"]! as? StorageError)
+            #expect(duplicate.code == .conflict)
+            #expect(try await names(writer).sorted() == ["a", "b", "taken"])
+
+            let statistics = writer.statistics
+            #expect(statistics.forcedBatchCount == 2)  // "taken", then the batch of four
+            #expect(statistics.failedRequestCount == 2)
+            try await writer.close()
+        }
+    }
+
+    @Test("batches never exceed batchSizeMax")
+    func batchSizeIsBounded() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory, options: testOptions(batchSizeMax: 10))
+            try await holdingWriter(writer, untilQueued: 25) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 0..<25 {
+                        group.addTask { try await writer.write(.lazy, insert("item-\(index)")) }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let statistics = writer.statistics
+            #expect(statistics.batchSizeLargest == 10)
+            #expect(statistics.batchCount == 1 + 3)  // the holder, then 10 + 10 + 5
+            try await writer.close()
+        }
+    }
+
+    @Test("a write beyond queueLengthMax fails at once with overloaded")
+    func queueIsBounded() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory, options: testOptions(queueLengthMax: 3))
+            let (entered, release) = (Flag(), Flag())
+            async let hold: Void = writer.write(.lazy) { _ in
+                entered.set()
+                let deadline = ContinuousClock.now + .seconds(30)
+                while !release.isSet && ContinuousClock.now < deadline { usleep(100) }
+            }
+            while !entered.isSet { try await Task.sleep(for: .milliseconds(1)) }
+
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<3 {
+                    group.addTask { try await writer.write(.lazy, insert("item-\(index)")) }
+                }
+                while writer.statistics.queuedRequestCount < 3 {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                // The queue is full while the writer is held: one more is refused at once.
+                let error = await #expect(throws: StorageError.self) { try await writer.write(.lazy, insert("one-too-many")) }
+                #expect(error?.code == .overloaded)
+                release.set()
+                try await group.waitForAll()
+            }
+            try await hold
+            #expect(try await names(writer).sorted() == ["item-0", "item-1", "item-2"])
+            try await writer.close()
+        }
+    }
+
+    @Test("close lets queued writes commit, then refuses new ones")
+    func closeDrainsThenRefuses() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<50 {
+                    group.addTask { try await writer.write(.lazy, insert("item-\(index)")) }
+                }
+                try await group.waitForAll()
+            }
+            try await writer.close()
+            let error = await #expect(throws: StorageError.self) { try await writer.write(.forced, insert("late")) }
+            #expect(error?.code == .closed)
+            try await writer.close()  // twice is harmless
+
+            let reopened = try openWriter(directory)
+            #expect(try await names(reopened).count == 50)
+            try await reopened.close()
+        }
+    }
+
+    @Test("reads see every write that has returned, and run while a batch is held open")
+    func readsDoNotWaitForBatches() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            try await writer.write(.lazy, insert("visible"))
+            let seen = try await holdingWriter(writer, untilQueued: 1) {
+                // The writer is inside a batch; a read still completes, seeing the committed state.
+                let seen = try await names(writer)
+                try await writer.write(.lazy, insert("after"))
+                return seen
+            }
+            #expect(seen == ["visible"])
+            #expect(try await names(writer) == ["visible", "after"])
+            try await writer.close()
+        }
+    }
+}
