@@ -11,7 +11,7 @@ public import ServiceLifecycle
 import Synchronization
 
 /// What the embedding service gets to add its own routes to a ``ParticipantNode``.
-public struct ParticipantRoutes: Sendable {
+public struct ParticipantRoutes {
     /// A router group behind the protocol secret (`Authorization: Bearer <secret>`), under `/`.
     /// Errors thrown by handlers (`APIError` in particular) become JSON error responses.
     public let router: RouterGroup<BasicRequestContext>

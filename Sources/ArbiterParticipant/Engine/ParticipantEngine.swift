@@ -77,6 +77,18 @@ struct StagedEffects: Sendable {
     var writesCommitted: Bool { records.contains { if case .committed = $0 { true } else { false } } }
 }
 
+/// A request's answer: a slot to wait on, or a result known at once.
+enum Waiting: Sendable {
+    case slot(ReplySlot)
+    case done(SlotResult)
+}
+
+/// An operator's decision: refused at once, or waiting for durability.
+enum HeuristicAttempt: Sendable {
+    case refused(HeuristicResult)
+    case waiting(ReplySlot)
+}
+
 /// How one op of a batch ended.
 enum OpOutcome: Sendable {
     case staged(StagedEffects)
@@ -188,10 +200,6 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// Feeds `messages` in order (in one lock, so a batch keeps its order and shares a group commit)
     /// and waits for each one's answer.
     func deliver(_ messages: [CoordinatorMessage]) async -> [SlotResult] {
-        enum Waiting {
-            case slot(ReplySlot)
-            case done(SlotResult)
-        }
         let waiting = state.withLock { state -> [Waiting] in
             messages.map { message -> Waiting in
                 if let refusal = refusal(for: message, state: state) { return .done(.failed(refusal)) }
@@ -250,11 +258,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// An operator's decision: commit or abort a transaction in doubt without the coordinator.
     /// Answers when the heuristic record is durable.
     func decideHeuristically(_ txid: TxID, _ outcome: Outcome) async -> HeuristicResult {
-        enum Attempt {
-            case refused(HeuristicResult)
-            case waiting(ReplySlot)
-        }
-        let attempt = state.withLock { state -> Attempt in
+        let attempt = state.withLock { state -> HeuristicAttempt in
             guard state.phase == .running else {
                 return .refused(.failed(.unavailable("the participant is starting or stopping; retry shortly")))
             }
@@ -641,8 +645,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         do {
             decoded = try WireJSON.decode(R.Payload.self, from: payload.bytes)
         } catch {
-            let field = error.field.map { " (field `\($0)`)" } ?? ""
-            return .no(reason: Self.reason("the payload does not fit this participant\(field): \(error.message)"))
+            return .no(reason: Self.reason("the payload does not fit this participant: \(error.message)"))
         }
         do {
             let vote = try resource.stage(decoded, in: StageContext(txid: txid, db: db, store: store))

@@ -53,7 +53,7 @@ public struct BankOperation: Decodable, Hashable, Sendable {
         }
         guard (1...Self.amountMax).contains(amount) else {
             throw DecodingError.dataCorruptedError(forKey: .amount, in: container,
-                debugDescription: "`amount` must be a positive number of cents, at most \(Self.amountMax); got \(amount)")
+                debugDescription: "must be a positive number of cents, at most \(Self.amountMax); got \(amount)")
         }
     }
 }
@@ -167,14 +167,14 @@ public struct Account: Codable, Hashable, Sendable {
     /// What is wrong with `id` as an account id (1–64 characters from `[A-Za-z0-9._-]`), if anything.
     public static func problem(withID id: String) -> String? {
         guard (1...idLengthMax).contains(id.utf8.count) else {
-            return "`account` must have 1 to \(idLengthMax) characters; got \(id.utf8.count)"
+            return "must have 1 to \(idLengthMax) characters; got \(id.utf8.count)"
         }
         let allowed = id.utf8.allSatisfy { byte in
             (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                 || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
                 || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
         }
-        return allowed ? nil : "`account` may only use the characters [A-Za-z0-9._-]"
+        return allowed ? nil : "may only use the characters [A-Za-z0-9._-]"
     }
 
     /// The lock key of an account.

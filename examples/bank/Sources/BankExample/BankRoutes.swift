@@ -44,7 +44,7 @@ public enum BankRoutes {
         routes.router.post("/accounts") { request, _ -> Response in
             let body = try await request.decodeWire(OpenAccountRequest.self, bodySizeMax: bodySizeMax)
             if let problem = Account.problem(withID: body.id) {
-                throw APIError.invalidValue("id", problem.replacingOccurrences(of: "`account`", with: "`id`"))
+                throw APIError.invalidValue("id", "`id`: \(problem)")
             }
             guard (0...BankOperation.amountMax).contains(body.balance) else {
                 throw APIError.invalidValue("balance", "`balance` must be 0 to \(BankOperation.amountMax) cents; got \(body.balance)")

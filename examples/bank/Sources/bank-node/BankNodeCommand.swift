@@ -82,8 +82,8 @@ struct BankNodeCommand: AsyncParsableCommand {
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 guard let port = try? await node.waitUntilListening() else { return }
-                print("bank-node listening on http://\(host):\(port)")
-                fflush(stdout)
+                // Written unbuffered: a supervisor (or a test) reads the port from this line.
+                FileHandle.standardOutput.write(Data("bank-node listening on http://\(host):\(port)\n".utf8))
             }
             try await tasks.waitForAll()
         }
