@@ -113,7 +113,13 @@ let package = Package(
         ),
         .testTarget(
             name: "ArbiterStorageTests",
-            dependencies: ["ArbiterStorage", "ArbiterCore"],
+            dependencies: [
+                "ArbiterStorage",
+                "ArbiterCore",
+                // The tests write through GRDB's Database and quiet the writer's logger.
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

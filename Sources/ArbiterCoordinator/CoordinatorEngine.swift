@@ -246,6 +246,9 @@ public final class CoordinatorEngine: Sendable {
         while true {
             do {
                 if forced { try await Failpoints.hit("coordinator.before-decision-force") }
+                if records.contains(where: { if case .ended = $0 { true } else { false } }) {
+                    try await Failpoints.hit("coordinator.before-end-record")
+                }
                 try await log.append(records, durability: forced ? .forced : .lazy)
                 break
             } catch let error as StorageError where error.code == .conflict {

@@ -1,5 +1,6 @@
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterRuntime
 import Logging
 import Synchronization
 
@@ -102,6 +103,10 @@ final class ParticipantLinks: Sendable {
         } catch {
             unreachable(batch, participant, reason: error.message)
             return
+        }
+        if batch.contains(where: { if case .commit = $0 { true } else { false } }) {
+            // With several participants, the first hit is the first of several commits delivered.
+            try? await Failpoints.hit("coordinator.after-commit-sent")
         }
         guard let engine else { return }
         for (message, result) in zip(batch, results) {

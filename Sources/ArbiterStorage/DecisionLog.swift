@@ -40,6 +40,7 @@ public struct TransactionCursor: Hashable, Sendable, LosslessStringConvertible {
         self.position = position
     }
 
+    /// The cursor's text form, a decimal number, which ``init(_:)`` parses back.
     public var description: String { String(position) }
 }
 
@@ -136,24 +137,14 @@ public final class DecisionLog: Sendable {
     public func recover() async throws(StorageError) -> [CoordinatorRecord] {
         try await reading { db in
             var acknowledgements: [String: [ParticipantID]] = [:]
-            let acknowledgementRows = try Row.fetchCursor(db, sql: """
-                SELECT a.txid, a.participant
-                FROM coordinator_transaction t JOIN coordinator_acknowledgement a ON a.txid = t.txid
-                WHERE t.state IN ('active', 'committing', 'aborting')
-                ORDER BY a.seq
-                """)
+            let acknowledgementRows = try Row.fetchCursor(db, sql: Self.openAcknowledgementsSQL)
             while let row = try acknowledgementRows.next() {
                 acknowledgements[try row.decode(String.self, atIndex: 0), default: []]
                     .append(ParticipantID(try row.decode(String.self, atIndex: 1)))
             }
 
             var records: [CoordinatorRecord] = []
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT txid, branches, outcome, reason, notify
-                FROM coordinator_transaction
-                WHERE state IN ('active', 'committing', 'aborting')
-                ORDER BY seq
-                """)
+            let rows = try Row.fetchCursor(db, sql: Self.openTransactionsSQL)
             while let row = try rows.next() {
                 let text = try row.decode(String.self, atIndex: 0)
                 let txid = try Stored.txid(text)
@@ -230,7 +221,7 @@ public final class DecisionLog: Sendable {
                 INSERT INTO coordinator_transaction (txid, state, branches, created_at_ms)
                 VALUES (?, 'active', ?, ?)
                 ON CONFLICT (txid) DO UPDATE SET branches = coalesce(branches, excluded.branches)
-                """).execute(arguments: [txid.rawValue, try encodeBranches(branches), now])
+                """).execute(arguments: [txid.rawValue, encodeBranches(branches), now])
 
         case .decided(let txid, let outcome, let notify, let reason):
             // The trigger coordinator_decision_is_final refuses a different outcome; a repeat of the
@@ -247,7 +238,7 @@ public final class DecisionLog: Sendable {
                     state = CASE WHEN ended_at_ms IS NULL THEN excluded.state ELSE state END
                 """).execute(arguments: [
                     txid.rawValue, state.rawValue, outcome.rawValue, reason,
-                    try Stored.encodeJSON(notify.map(\.rawValue)), now,
+                    Stored.jsonArray(notify.lazy.map(\.rawValue)), now,
                 ])
 
         case .acknowledged(let txid, let participant):
@@ -273,6 +264,28 @@ public final class DecisionLog: Sendable {
     }
 
     // MARK: Reading rows
+
+    /// The open transactions, through the partial index coordinator_transaction_open, in log order:
+    /// recovery never reads ended rows. INDEXED BY pins the plan (SQLite's own choice varies with
+    /// ANALYZE statistics) and fails loudly if a schema change ever makes the index unusable; the
+    /// WHERE clause must stay the index's for SQLite to accept it.
+    static let openTransactionsSQL = """
+        SELECT txid, branches, outcome, reason, notify
+        FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+        WHERE state IN ('active', 'committing', 'aborting')
+        ORDER BY seq
+        """
+
+    /// The acknowledgements of the open transactions, found from those through the unique index
+    /// on (txid, participant). CROSS JOIN makes SQLite loop over the open transactions first, never
+    /// over every acknowledgement ever recorded.
+    static let openAcknowledgementsSQL = """
+        SELECT a.txid, a.participant
+        FROM coordinator_transaction t INDEXED BY coordinator_transaction_open
+        CROSS JOIN coordinator_acknowledgement a ON a.txid = t.txid
+        WHERE t.state IN ('active', 'committing', 'aborting')
+        ORDER BY a.seq
+        """
 
     private static let summarySelect = """
         SELECT seq, txid, state, branches, outcome, reason, notify, created_at_ms, decided_at_ms, ended_at_ms
@@ -320,19 +333,20 @@ public final class DecisionLog: Sendable {
 
     /// A branch as stored in the `branches` JSON: the payload as text when it is UTF-8 (the usual
     /// JSON payload stays readable to an operator's `sqlite3`), as base64 otherwise.
-    private struct StoredBranch: Codable {
+    private struct StoredBranch: Decodable {
         var participant: String
         var payload: String?
         var payloadBase64: String?
     }
 
-    static func encodeBranches(_ branches: [Branch]) throws(StorageError) -> String {
-        try Stored.encodeJSON(branches.map { branch in
+    static func encodeBranches(_ branches: [Branch]) -> String {
+        "[" + branches.map { branch in
             if let text = String(validating: branch.payload.bytes, as: UTF8.self) {
-                return StoredBranch(participant: branch.participant.rawValue, payload: text)
+                return Stored.jsonObject(["participant": branch.participant.rawValue, "payload": text])
             }
-            return StoredBranch(participant: branch.participant.rawValue, payloadBase64: Data(branch.payload.bytes).base64EncodedString())
-        })
+            let encoded = Data(branch.payload.bytes).base64EncodedString()
+            return Stored.jsonObject(["participant": branch.participant.rawValue, "payloadBase64": encoded])
+        }.joined(separator: ",") + "]"
     }
 
     static func decodeBranches(_ text: String) throws(StorageError) -> [Branch] {

@@ -145,7 +145,7 @@ public final class GroupCommitWriter: Sendable {
     private func submit(_ request: Request) -> StorageError? {
         let verdict = state.withLock { state -> Submission in
             if state.isClosed { return .refused(.closed) }
-            if state.queue.count >= options.queueLengthMax { return .refused(.overloaded) }
+            if state.queuedCount >= options.queueLengthMax { return .refused(.overloaded) }
             state.queue.append(request)
             if state.isDraining { return .queued }
             state.isDraining = true
@@ -185,19 +185,12 @@ public final class GroupCommitWriter: Sendable {
     private func takeBatch(recording report: BatchReport?) -> Batch? {
         let (batch, idleWaiters) = state.withLock { state -> (Batch?, [CheckedContinuation<Void, Never>]) in
             if let report { state.statistics.record(report) }
-            guard !state.queue.isEmpty else {
+            guard state.queuedCount > 0 else {
                 state.isDraining = false
                 defer { state.idleWaiters = [] }
                 return (nil, state.idleWaiters)
             }
-            let requests: [Request]
-            if state.queue.count <= options.batchSizeMax {
-                requests = state.queue
-                state.queue.removeAll(keepingCapacity: true)
-            } else {
-                requests = Array(state.queue.prefix(options.batchSizeMax))
-                state.queue.removeFirst(options.batchSizeMax)
-            }
+            let requests = state.dequeue(upTo: options.batchSizeMax)
             let synchronous: SynchronousLevel = requests.contains { $0.durability == .forced } ? .full : .normal
             defer { state.synchronous = synchronous }
             return (Batch(requests: requests, synchronous: synchronous, synchronousIsSet: state.synchronous == synchronous), [])
@@ -228,6 +221,7 @@ public final class GroupCommitWriter: Sendable {
             return result
         }
 
+        let isAlone = batch.requests.count == 1
         var next = batch.requests.startIndex
         while next < batch.requests.endIndex {
             let changesBefore = db.totalChangesCount
@@ -243,15 +237,14 @@ public final class GroupCommitWriter: Sendable {
                 let request = batch.requests[next]
                 next += 1
                 do {
-                    var answer: (@Sendable () -> Void)?
-                    try db.inSavepoint {
-                        answer = try request.perform(db)
-                        return .commit
-                    }
-                    applied.append((request, answer!))
+                    // A lone write needs no savepoint: the transaction is its own.
+                    let answer = try isAlone ? request.perform(db) : inSavepoint(db) { try request.perform(db) }
+                    applied.append((request, answer))
                 } catch {
                     result.fail(CollectionOfOne(request), error)
-                    if !db.isInsideTransaction {
+                    if isAlone {
+                        try? db.rollback()
+                    } else if !db.isInsideTransaction {
                         options.logger.error("SQLite rolled back a batch", metadata: ["path": "\(path)", "error": "\(error)"])
                         result.fail(applied.map(\.request), StorageError(.ioError,
                             "the write was rolled back with its batch after another write in it failed with \(error); retry it",
@@ -280,6 +273,24 @@ public final class GroupCommitWriter: Sendable {
         return result
     }
 
+    /// Runs `body` in a savepoint of the batch's transaction, rolling back only its changes if it
+    /// throws. GRDB's `inSavepoint` would do, but parses its statements on every call; these are
+    /// prepared once per connection, which counts at thousands of writes per second.
+    private func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        try db.cachedStatement(sql: "SAVEPOINT arbiter_write").execute()
+        do {
+            let value = try body()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT arbiter_write").execute()
+            return value
+        } catch {
+            // These fail, harmlessly, when SQLite has already rolled back the whole transaction;
+            // the caller checks for that.
+            try? db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT arbiter_write").execute()
+            try? db.cachedStatement(sql: "RELEASE SAVEPOINT arbiter_write").execute()
+            throw error
+        }
+    }
+
     // MARK: Reading
 
     /// Runs `work` in a read-only transaction on a reader connection, seeing the writes whose
@@ -304,7 +315,7 @@ public final class GroupCommitWriter: Sendable {
     public var statistics: GroupCommitStatistics {
         state.withLock { state in
             var statistics = state.statistics
-            statistics.queuedRequestCount = state.queue.count
+            statistics.queuedRequestCount = state.queuedCount
             return statistics
         }
     }
@@ -368,7 +379,8 @@ public struct GroupCommitStatistics: Hashable, Sendable {
     public var requestCount = 0
     /// Write requests that failed (their own error, or their batch's).
     public var failedRequestCount = 0
-    /// Batches committed with `synchronous = FULL`: each costs one fsync of the WAL.
+    /// Batches run with `synchronous = FULL` (at least one forced write): each ends with one fsync
+    /// of the WAL, unless its transaction failed.
     public var forcedBatchCount = 0
     /// Batches of lazy writes only, committed with `synchronous = NORMAL` (no fsync).
     public var lazyBatchCount = 0
@@ -462,7 +474,10 @@ private enum Submission {
 
 /// The writer's mutable state, guarded by its mutex.
 private struct State {
+    /// The waiting requests are `queue[queueHead...]`: taking a batch moves the head instead of
+    /// shifting what remains, so a long queue (up to queueLengthMax) costs O(1) per request.
     var queue: [Request] = []
+    var queueHead = 0
     /// True from the moment a drain is scheduled until it finds the queue empty.
     var isDraining = false
     var isClosed = false
@@ -471,6 +486,28 @@ private struct State {
     var statistics = GroupCommitStatistics()
     /// ``GroupCommitWriter/close()`` calls waiting for the drain to finish.
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
+
+    var queuedCount: Int { queue.count - queueHead }
+
+    /// Takes up to `countMax` requests from the front of the queue, in arrival order.
+    mutating func dequeue(upTo countMax: Int) -> [Request] {
+        if queueHead == 0 && queue.count <= countMax {
+            // The usual case: the whole queue is the batch; hand over its buffer.
+            defer { queue = [] }
+            return queue
+        }
+        let end = queueHead + min(queuedCount, countMax)
+        let batch = Array(queue[queueHead..<end])
+        queueHead = end
+        if queueHead == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            queueHead = 0
+        } else if queueHead >= 4096 && queueHead >= queue.count / 2 {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+        return batch
+    }
 }
 
 extension StorageError {

@@ -1,5 +1,3 @@
-import ArbiterCore
-import Foundation
 import GRDB
 
 /// Arbiter's migrations: each schema version of a component is one GRDB migration that runs one
@@ -39,54 +37,5 @@ enum Migrations {
     /// The schema version of `component` ("coordinator" or "participant") recorded in the database.
     static func schemaVersion(of component: String, in db: Database) throws -> Int? {
         try Int.fetchOne(db, sql: "SELECT version FROM arbiter_schema_version WHERE component = ?", arguments: [component])
-    }
-}
-
-/// Conversions between the values of ArbiterCore and what the tables store, shared by the
-/// coordinator's and the participant's stores. Decoding never trusts the file: a malformed value
-/// is reported as ``StorageError/Code/corrupt``, never a crash.
-enum Stored {
-    /// Unix milliseconds, the unit of every `*_at_ms` column.
-    static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-    }
-
-    static func date(_ milliseconds: Int64) -> Date {
-        Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)
-    }
-
-    static func date(_ milliseconds: Int64?) -> Date? {
-        milliseconds.map(date)
-    }
-
-    static func txid(_ text: String) throws(StorageError) -> TxID {
-        do {
-            return try TxID(text)
-        } catch {
-            throw StorageError(.corrupt, "the stored transaction id \(text.debugDescription) is invalid (\(error)); the database was modified outside Arbiter", cause: error)
-        }
-    }
-
-    static func value<T: RawRepresentable<String>>(_ type: T.Type, _ text: String, column: String) throws(StorageError) -> T {
-        guard let value = T(rawValue: text) else {
-            throw StorageError(.corrupt, "the stored \(column) \(text.debugDescription) is not one Arbiter writes; the database was modified outside Arbiter")
-        }
-        return value
-    }
-
-    static func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String, column: String) throws(StorageError) -> T {
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(text.utf8))
-        } catch {
-            throw StorageError(.corrupt, "the stored \(column) is not the JSON Arbiter writes (\(error)); the database was modified outside Arbiter", cause: error)
-        }
-    }
-
-    static func encodeJSON<T: Encodable>(_ value: T) throws(StorageError) -> String {
-        do {
-            return String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
-        } catch {
-            throw StorageError(.invalidArgument, "cannot encode \(T.self) as JSON: \(error)", cause: error)
-        }
     }
 }

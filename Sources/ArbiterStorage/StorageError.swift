@@ -56,6 +56,7 @@ public struct StorageError: Error, CustomStringConvertible {
         self.cause = cause
     }
 
+    /// The code, the message, and the cause, on one line for logs.
     public var description: String {
         guard let cause else { return "\(code.rawValue): \(message)" }
         return "\(code.rawValue): \(message) (cause: \(cause))"

@@ -176,6 +176,28 @@ struct GroupCommitWriterTests {
         }
     }
 
+    @Test("a long queue drains in full batches, none lost or repeated")
+    func longQueue() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory, options: testOptions(batchSizeMax: 4096))
+            let count = 10_000
+            try await holdingWriter(writer, untilQueued: count) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 0..<count {
+                        group.addTask { try await writer.write(.lazy, insert("item-\(index)")) }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let statistics = writer.statistics
+            #expect(statistics.batchCount == 1 + 3)  // the holder, then 4096 + 4096 + 1808
+            #expect(statistics.batchSizeLargest == 4096)
+            #expect(statistics.queuedRequestCount == 0)
+            #expect(Set(try await names(writer)) == Set((0..<count).map { "item-\($0)" }))
+            try await writer.close()
+        }
+    }
+
     @Test("a write beyond queueLengthMax fails at once with overloaded")
     func queueIsBounded() async throws {
         try await withTemporaryDirectory { directory in

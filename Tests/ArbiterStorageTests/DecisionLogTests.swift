@@ -1,0 +1,205 @@
+import ArbiterCore
+@testable import ArbiterStorage
+import Foundation
+import GRDB
+import Testing
+
+private let bankA = ParticipantID("http://bank-a:8081")
+private let bankB = ParticipantID("http://bank-b:8082")
+
+private let jsonBranch = Branch(participant: bankA, payload: Payload(#"{"op": "debit", "account": "alice", "amount": 100}"#))
+/// Not UTF-8: stored as base64, and must come back byte for byte.
+private let binaryBranch = Branch(participant: bankB, payload: Payload([0xFF, 0x00, 0xFE, 0x7B]))
+
+private func openLog(_ directory: String, clock: TestClock = TestClock()) throws -> DecisionLog {
+    try DecisionLog(path: "\(directory)/coordinator.sqlite", options: testOptions(), now: clock.now)
+}
+
+@Suite("DecisionLog")
+struct DecisionLogTests {
+    @Test("every record kind survives close and reopen; recover returns open transactions in log order")
+    func roundTrip() async throws {
+        try await withTemporaryDirectory { directory in
+            let (t1, t2, t3, t4, t5) = (tx("t1"), tx("t2"), tx("t3"), tx("t4"), tx("coordinator-a:t5"))
+            let log = try openLog(directory)
+            try await log.append([.begun(t1, branches: [jsonBranch, binaryBranch])], durability: .lazy)
+            try await log.append([.begun(t3, branches: [jsonBranch])], durability: .lazy)
+            try await log.append([.decided(t1, .committed, notify: [bankA, bankB], reason: nil)], durability: .forced)
+            // t2's `begun` was never written (lazy, lost in a crash): the decision applies alone.
+            try await log.append([.decided(t2, .aborted, notify: [bankA], reason: "bank-b voted no: insufficient funds")], durability: .lazy)
+            try await log.append([.acknowledged(t1, bankB)], durability: .lazy)
+            // t4 runs to its end; t5 ends without a decision (nothing to log, all read-only).
+            try await log.append([
+                .begun(t4, branches: [jsonBranch]),
+                .decided(t4, .committed, notify: [bankA], reason: nil),
+                .acknowledged(t4, bankA),
+                .ended(t4),
+                .ended(t5),
+            ], durability: .forced)
+            try await log.close()
+
+            let reopened = try openLog(directory)
+            let recovered = try await reopened.recover()
+            #expect(recovered == [
+                .begun(t1, branches: [jsonBranch, binaryBranch]),
+                .decided(t1, .committed, notify: [bankA, bankB], reason: nil),
+                .acknowledged(t1, bankB),
+                .begun(t3, branches: [jsonBranch]),
+                .decided(t2, .aborted, notify: [bankA], reason: "bank-b voted no: insufficient funds"),
+            ])
+            try await reopened.close()
+        }
+    }
+
+    @Test("ids, payloads and reasons with quotes, backslashes, control characters and non-ASCII text round-trip")
+    func awkwardText() async throws {
+        try await withTemporaryDirectory { directory in
+            let awkward = "q\"uote \\ back\nnew\tline \u{01}\u{1F}\u{7F} é 漢字 🏦 \u{2028}"
+            let participant = ParticipantID("http://bank/\(awkward)")
+            let branch = Branch(participant: participant, payload: Payload(#"{"note": "\#(awkward)"}"#))
+            let t = tx("t-awkward")
+            let log = try openLog(directory)
+            try await log.append([
+                .begun(t, branches: [branch, binaryBranch]),
+                .decided(t, .aborted, notify: [participant, bankB], reason: awkward),
+                .acknowledged(t, participant),
+            ], durability: .forced)
+            try await log.close()
+            let reopened = try openLog(directory)
+            #expect(try await reopened.recover() == [
+                .begun(t, branches: [branch, binaryBranch]),
+                .decided(t, .aborted, notify: [participant, bankB], reason: awkward),
+                .acknowledged(t, participant),
+            ])
+            // The JSON columns stay valid JSON for operators' tools.
+            let valid = try await reopened.writer.read { db in
+                try Bool.fetchOne(db, sql: "SELECT json_valid(branches) AND json_valid(notify) FROM coordinator_transaction")
+            }
+            #expect(valid == true)
+            try await reopened.close()
+        }
+    }
+
+    @Test("an ended transaction is not recovered, and its summary shows the whole story")
+    func endedTransactions() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = TestClock()
+            let log = try openLog(directory, clock: clock)
+            let t = tx("t-ended")
+            try await log.append([.begun(t, branches: [jsonBranch, binaryBranch])], durability: .lazy)
+            clock.advance(by: 0.25)
+            try await log.append([.decided(t, .committed, notify: [bankA, bankB], reason: "all voted yes")], durability: .forced)
+            clock.advance(by: 0.5)
+            try await log.append([.acknowledged(t, bankB)], durability: .lazy)
+            try await log.append([.acknowledged(t, bankA), .ended(t)], durability: .lazy)
+            #expect(try await log.recover().isEmpty)
+
+            let summary = try #require(try await log.transaction(t))
+            let start = Date(timeIntervalSince1970: 1_700_000_000)
+            #expect(summary.state == .committed)
+            #expect(summary.outcome == .committed)
+            #expect(summary.reason == "all voted yes")
+            #expect(summary.branches == [jsonBranch, binaryBranch])
+            #expect(summary.notify == [bankA, bankB])
+            #expect(summary.acknowledgements.map(\.participant) == [bankB, bankA])
+            #expect(summary.createdAt == start)
+            #expect(summary.decidedAt == start.addingTimeInterval(0.25))
+            #expect(summary.endedAt == start.addingTimeInterval(0.75))
+            #expect(try await log.transaction(tx("never-seen")) == nil)
+
+            let presumed = tx("t-ended-undecided")
+            try await log.append([.begun(presumed, branches: [jsonBranch]), .ended(presumed)], durability: .lazy)
+            let presumedSummary = try #require(try await log.transaction(presumed))
+            #expect(presumedSummary.state == .aborted)
+            #expect(presumedSummary.outcome == nil)
+            try await log.close()
+        }
+    }
+
+    @Test("records apply idempotently, and a decision never changes")
+    func decisionsAreFinal() async throws {
+        try await withTemporaryDirectory { directory in
+            let log = try openLog(directory)
+            let t = tx("t-final")
+            let decided = CoordinatorRecord.decided(t, .committed, notify: [bankA], reason: nil)
+            try await log.append([.begun(t, branches: [jsonBranch]), decided], durability: .forced)
+            try await log.append([decided, .acknowledged(t, bankA), .acknowledged(t, bankA)], durability: .forced)
+            #expect(try await log.recover() == [.begun(t, branches: [jsonBranch]), decided, .acknowledged(t, bankA)])
+
+            let error = await #expect(throws: StorageError.self) {
+                try await log.append([.acknowledged(t, bankB), .decided(t, .aborted, notify: [bankA], reason: "late")], durability: .forced)
+            }
+            #expect(error?.code == .conflict)
+            // The refused append applied nothing, not even its first record.
+            #expect(try await log.recover() == [.begun(t, branches: [jsonBranch]), decided, .acknowledged(t, bankA)])
+            try await log.close()
+        }
+    }
+
+    @Test("operators list transactions by state, a page at a time")
+    func listing() async throws {
+        try await withTemporaryDirectory { directory in
+            let log = try openLog(directory)
+            for index in 0..<7 {
+                let t = tx("t-\(index)")
+                try await log.append([.begun(t, branches: [jsonBranch])], durability: .lazy)
+                if index % 2 == 0 {
+                    try await log.append([.decided(t, .committed, notify: [bankA], reason: nil)], durability: .forced)
+                }
+            }
+            let all = try await log.list()
+            #expect(all.map(\.txid.rawValue) == (0..<7).map { "t-\($0)" })
+            let committing = try await log.list(state: .committing)
+            #expect(committing.map(\.txid.rawValue) == ["t-0", "t-2", "t-4", "t-6"])
+
+            var paged: [String] = []
+            var cursor: TransactionCursor?
+            while true {
+                let page = try await log.list(state: .active, limit: 2, after: cursor)
+                if page.isEmpty { break }
+                paged += page.map(\.txid.rawValue)
+                cursor = TransactionCursor(page.last!.cursor.description)  // through its text form
+            }
+            #expect(paged == ["t-1", "t-3", "t-5"])
+
+            let error = await #expect(throws: StorageError.self) { try await log.list(limit: 0) }
+            #expect(error?.code == .invalidArgument)
+            try await log.close()
+        }
+    }
+
+    @Test("recovery reads only open transactions, through the partial index of open ones")
+    func recoveryUsesTheIndex() async throws {
+        try await withTemporaryDirectory { directory in
+            let log = try openLog(directory)
+            // A log with many ended transactions and a few open ones.
+            try await log.writer.write(.lazy) { db in
+                for index in 0..<2000 {
+                    let t = tx("ended-\(index)")
+                    try DecisionLog.apply(.decided(t, .committed, notify: [bankA], reason: nil), atMilliseconds: 0, in: db)
+                    try DecisionLog.apply(.acknowledged(t, bankA), atMilliseconds: 0, in: db)
+                    try DecisionLog.apply(.ended(t), atMilliseconds: 0, in: db)
+                }
+            }
+            try await log.append([
+                .decided(tx("open"), .committed, notify: [bankA, bankB], reason: nil), .acknowledged(tx("open"), bankB),
+            ], durability: .forced)
+            #expect(try await log.recover().count == 2)
+
+            // With and without the statistics of ANALYZE, which change SQLite's plans.
+            for analyzed in [false, true] {
+                if analyzed { try await log.writer.write(.lazy) { db in try db.execute(sql: "ANALYZE") } }
+                for sql in [DecisionLog.openTransactionsSQL, DecisionLog.openAcknowledgementsSQL] {
+                    let plan = try await log.writer.read { db in
+                        try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(sql)").map { row -> String in row["detail"] }
+                    }
+                    // The only scan is of the partial index, which holds open transactions only.
+                    let scans = plan.filter { $0.hasPrefix("SCAN") }
+                    #expect(scans.count == 1, "analyzed: \(analyzed), plan: \(plan)")
+                    #expect(scans.allSatisfy { $0.hasSuffix("USING INDEX coordinator_transaction_open") }, "analyzed: \(analyzed), plan: \(plan)")
+                }
+            }
+            try await log.close()
+        }
+    }
+}
