@@ -1,5 +1,5 @@
 public import ArbiterCore
-public import ArbiterStorage
+import ArbiterStorage
 public import GRDB
 
 /// The business side of a participant: what a branch's payload means to this service, and how to
