@@ -212,6 +212,17 @@ let package = Package(
             path: "examples/bank/Sources/bank-node",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "BankCluster",
+            dependencies: [
+                "ArbiterClient", "ArbiterCore", "ArbiterHTTP", "ArbiterParticipant", "ArbiterTesting", "BankExample",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "examples/bank/Sources/BankCluster",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ArbiterParticipantTests",
             dependencies: [
