@@ -98,6 +98,16 @@ enum OpOutcome: Sendable {
     case failed(String, machineFed: Bool)
 }
 
+/// A snapshot of an engine's queues, for metrics.
+struct EngineLoad: Sendable {
+    /// Requests waiting for their answer (a durable vote or acknowledgement).
+    var waitingRequests: Int
+    /// Storage operations queued for the next group commits (retries included).
+    var queuedStorageOps: Int
+    /// Transactions the state machine remembers (in progress, or ended within retention).
+    var knownTransactions: Int
+}
+
 /// What became of an operator's heuristic decision.
 enum HeuristicResult: Sendable {
     case decided
@@ -282,6 +292,14 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// Where `txid` stands in memory, or `nil` when nothing is known of it.
     func machineState(of txid: TxID) -> ParticipantState? {
         state.withLock { $0.machine.state(of: txid) }
+    }
+
+    /// How loaded the engine is now, for metrics.
+    func load() -> EngineLoad {
+        state.withLock { state in
+            EngineLoad(waitingRequests: state.slotsByID.count, queuedStorageOps: state.outbox.count + state.retryOps.count,
+                       knownTransactions: state.machine.knownCount)
+        }
     }
 
     /// The coordinator answered an inquiry.
