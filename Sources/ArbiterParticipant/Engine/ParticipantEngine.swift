@@ -456,6 +456,9 @@ final class ParticipantEngine<R: Resource>: Sendable {
                         let answer = try await client.inquire(
                             inquiry.txid, coordinator: inquiry.coordinator, timeout: self.settings.inquiryTimeout)
                         self.logger.debug("inquiry answered", metadata: ["txid": "\(inquiry.txid)", "answer": "\(answer)"])
+                        // Between the coordinator's answer and its effect here: a crash loses the
+                        // answer (the next inquiry asks again); a delay is a slow network.
+                        try? await Failpoints.hit("participant.before-inquiry-answer")
                         self.learned(answer, for: inquiry.txid, from: inquiry.coordinator)
                     } catch {
                         self.logger.notice("in-doubt inquiry failed; asking again after the backoff",
