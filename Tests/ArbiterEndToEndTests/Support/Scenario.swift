@@ -103,12 +103,13 @@ final class Scenario: Sendable {
         let row = scenario.row(report: report, failure: failure, elapsed: clock.now - started)
         ResultsTable.shared.add(row)
         print(scenario.summary(row: row, report: report, failure: failure))
-        if failure != nil || row.violations > 0 {
+        let failed = failure != nil || row.violations > 0
+        if failed {
             print(scenario.logs())
-            print("  data kept in \(directory.path); replay with ARBITER_E2E_SEED=\(seed)")
+            print("  data and every process's whole output (logs/) kept in \(directory.path); replay with ARBITER_E2E_SEED=\(seed)")
         }
         await cluster.shutdown()
-        if failure == nil && row.violations == 0 { directory.remove() }
+        if failed { directory.keep() } else { directory.remove() }
         if let failure { throw failure }
         #expect(row.violations == 0, "\(name): \(row.violations) violation(s); see the report above")
         return row

@@ -118,6 +118,7 @@ public final class BankCluster: Sendable {
         let port = state.withLock { $0.ports[member] ?? 0 }
         let directory = options.root + "/" + member.description.replacingOccurrences(of: " ", with: "-")
         let environment = failpoints.map { ["ARBITER_FAILPOINTS": $0] } ?? [:]
+        let logFile = try startLog(member, failpoints: failpoints)
         let process: ManagedProcess
         let pattern: String
         switch member {
@@ -127,7 +128,7 @@ public final class BankCluster: Sendable {
                 "--data", directory, "--port", String(port),
                 "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
                 "--log-level", Self.coordinatorLogLevel(options.logLevel),
-            ] + options.coordinatorArguments, environment: environment)
+            ] + options.coordinatorArguments, environment: environment, logFile: logFile)
             pattern = #"address=127\.0\.0\.1:(\d+) .*coordinator listening"#
         case .node(let index):
             let (executable, prefix) = options.launcher.node
@@ -135,12 +136,29 @@ public final class BankCluster: Sendable {
                 "--data", directory, "--port", String(port), "--coordinator", coordinatorURL,
                 "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
                 "--log-level", options.logLevel,
-            ] + options.nodeArguments, environment: environment)
+            ] + options.nodeArguments, environment: environment, logFile: logFile)
             pattern = #"bank-node listening on http://127\.0\.0\.1:(\d+)"#
         }
         state.withLock { $0.processes[member] = process }
         let bound = try await process.waitFor(pattern)
         state.withLock { $0.ports[member] = Int(bound)! }
+    }
+
+    /// Where every run of `member` writes its output, one after the other: `ROOT/logs/MEMBER.log`.
+    public func logFile(_ member: Member) -> String {
+        options.root + "/logs/" + member.description.replacingOccurrences(of: " ", with: "-") + ".log"
+    }
+
+    /// Appends a line that says a run of `member` starts, and returns the log file.
+    private func startLog(_ member: Member, failpoints: String?) throws -> String {
+        let path = logFile(member)
+        try FileManager.default.createDirectory(atPath: options.root + "/logs", withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("=== \(member) starts at \(Date())\(failpoints.map { " with ARBITER_FAILPOINTS=\($0)" } ?? "") ===\n".utf8))
+        return path
     }
 
     /// The coordinator announces its port in an `info` line (`coordinator listening`), the only way
@@ -193,6 +211,23 @@ public final class BankCluster: Sendable {
         if status == 404 { return nil }
         guard status == 200 else { throw HarnessError("GET transaction \(txid) on node \(node): \(status) \(text)") }
         return try WireJSON.decode(TransactionStatus.self, from: Array(text.utf8))
+    }
+
+    /// The Prometheus metrics of `member` (`GET /metrics`), by series: `arbiter_participant_fsyncs`,
+    /// `arbiter_participant_transactions{state="prepared"}`… (a series with labels is keyed as the
+    /// exposition writes it).
+    public func metrics(of member: Member) async throws -> [String: Double] {
+        var request = HTTPClientRequest(url: url(member) + "/metrics")
+        request.method = .GET
+        let response = try await httpClient.execute(request, timeout: .seconds(30))
+        let text = String(buffer: try await response.body.collect(upTo: 16 << 20))
+        guard response.status == .ok else { throw HarnessError("GET /metrics on \(member): \(response.status.code) \(text)") }
+        var series: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            series[String(line[..<space])] = value
+        }
+        return series
     }
 
     /// How many transactions the coordinator has not ended.
@@ -259,6 +294,12 @@ public final class BankCluster: Sendable {
         var doubtful: [String] = []
         for node in 0..<options.nodeCount {
             for status in try await inDoubt(at: node) { doubtful.append("\(status.txid)@node\(node) locks \(status.locks)") }
+        }
+        for node in 0..<options.nodeCount {
+            // Locks are listed with their prepared transactions above; the census also counts any
+            // lock that outlived its transaction.
+            let locks = try await metrics(of: .node(node))["arbiter_participant_locks"] ?? 0
+            if locks != 0 { doubtful.append("node \(node) holds \(Int(locks)) lock(s)") }
         }
         report.record("no prepared record or lock remains", doubtful)
 
