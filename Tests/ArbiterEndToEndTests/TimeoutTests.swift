@@ -54,7 +54,8 @@ extension EndToEnd {
             try await Scenario.run("coordinator down after prepare (\(failpoint))", logLevel: "notice",
                                    failpoints: [.coordinator: "\(failpoint)=crash"]) { scenario in
                 let cluster = scenario.cluster
-                async let answer = scenario.transfer("t1", from: (0, 0), to: (1, 0), amount: 100)
+                // A long deadline: on a loaded machine the prepares must not time out first.
+                async let answer = scenario.transfer("t1", from: (0, 0), to: (1, 0), amount: 100, timeout: .seconds(30))
                 let t1 = "\(Scenario.idSafe(scenario.name))-\(scenario.seed)-t1"
                 try await scenario.waitForFailpoint(failpoint, at: .coordinator)
                 for node in 0..<2 {
@@ -92,7 +93,7 @@ extension EndToEnd {
             try await Scenario.run("participant down during phase 2",
                                    failpoints: [.node(1): "participant.before-commit-force=crash"]) { scenario in
                 let cluster = scenario.cluster
-                let answer = try await scenario.transfer("t1", from: (0, 0), to: (1, 0), amount: 100)
+                let answer = try await scenario.transfer("t1", from: (0, 0), to: (1, 0), amount: 100, timeout: .seconds(30))
                 #expect(answer?.outcome == .committed)
                 let t1 = try TxID("\(Scenario.idSafe(scenario.name))-\(scenario.seed)-t1")
                 try await scenario.waitForFailpoint("participant.before-commit-force", at: .node(1))
@@ -128,7 +129,7 @@ extension EndToEnd {
                     scenario.note("aborted: \(answer?.reason ?? "no reason")")
                     for node in 0..<2 { try await expectReleased(cluster, node: node) }
                     // The coordinator still serves: a transfer between the banks commits.
-                    let next = try await scenario.transfer("t2", from: (0, 0), to: (1, 0), amount: 100)
+                    let next = try await scenario.transfer("t2", from: (0, 0), to: (1, 0), amount: 100, timeout: .seconds(30))
                     #expect(next?.outcome == .committed)
                     for node in 0..<2 {
                         try await eventually("node \(node) has ended t2") { try await cluster.inDoubt(at: node).isEmpty }
