@@ -38,7 +38,11 @@ final class Scenario: Sendable {
     private let notes = Mutex<[String]>([])
 
     var crashCount: Int { crashes.load(ordering: .relaxed) }
-    var expectedTotal: Int { cluster.options.nodeCount * accountsPerNode * balance }
+    /// The sum of all balances once everything has ended: what was opened, plus what committed
+    /// single-branch deposits and withdrawals moved.
+    var expectedTotal: Int {
+        cluster.options.nodeCount * accountsPerNode * balance + workloads.withLock { $0.reduce(0) { $0 + $1.netDeposits } }
+    }
 
     private init(name: String, cluster: BankCluster, directory: TemporaryDirectory, seed: UInt64, accountsPerNode: Int, balance: Int) {
         self.name = name

@@ -10,7 +10,10 @@ import Synchronization
 /// the coordinator answers, recording every transaction issued and the outcome its client was
 /// finally told.
 ///
-/// A transfer debits an account at one node and credits an account at another. Workers take new
+/// A transfer debits an account at one node and credits an account at another. A share of the
+/// transactions (``Settings/singleBranchShare``) are instead a deposit or a withdrawal at one
+/// node: one branch, so the coordinator runs them in one phase; the money they move in or out is
+/// counted when their client is told they committed (``netDeposits``). Workers take new
 /// transfers until ``stop()``; a transfer already issued is retried (same id: an idempotency key)
 /// until it is answered or ``Settings/answerTimeout`` passes, so a crash never makes a client give
 /// up on a transaction it may have started.
@@ -26,10 +29,14 @@ final class Workload: Sendable {
         var answerTimeout: Duration = .seconds(180)
         /// How long the coordinator may collect votes (`nil`: its default).
         var transactionTimeout: Duration?
+        /// The share of single-branch (one-phase) deposits and withdrawals, 0...1.
+        var singleBranchShare = 0.2
     }
 
     struct Counts: Sendable, CustomStringConvertible {
         var issued = 0
+        /// Of which single-branch (one-phase).
+        var singleBranch = 0
         var committed = 0
         var aborted = 0
         var unanswered = 0
@@ -37,7 +44,7 @@ final class Workload: Sendable {
         var rejected = 0
         var answered: Int { committed + aborted }
         var description: String {
-            "\(issued) issued, \(committed) committed, \(aborted) aborted, \(unanswered) unanswered, \(rejected) rejected"
+            "\(issued) issued (\(singleBranch) single-branch), \(committed) committed, \(aborted) aborted, \(unanswered) unanswered, \(rejected) rejected"
         }
     }
 
@@ -47,6 +54,8 @@ final class Workload: Sendable {
         var counts = Counts()
         var rejections: [String] = []
         var abortReasons: [String: Int] = [:]
+        /// Money deposited minus money withdrawn by single-branch transactions told committed.
+        var netDeposits = 0
     }
 
     let cluster: BankCluster
@@ -70,6 +79,9 @@ final class Workload: Sendable {
     var transactions: [IssuedTransaction] { state.withLock { $0.transactions } }
     var counts: Counts { state.withLock { $0.counts } }
     var rejections: [String] { state.withLock { $0.rejections } }
+    /// Money deposited minus money withdrawn by the single-branch transactions told committed: the
+    /// sum of all balances must have moved by exactly this.
+    var netDeposits: Int { state.withLock { $0.netDeposits } }
     /// Why transactions aborted, by the first words of the reason, for the log.
     var abortReasons: [String: Int] { state.withLock { $0.abortReasons } }
 
@@ -92,12 +104,13 @@ final class Workload: Sendable {
         var number = 0
         while !Task.isCancelled {
             number += 1
-            let (branches, nodes) = transfer(&random)
+            let (branches, nodes, delta) = transfer(&random)
             let txid = try! TxID("\(prefix)-w\(worker)-\(number)")
             let issued = state.withLock { state -> Bool in
                 guard !state.stopped else { return false }
                 state.transactions.append(IssuedTransaction(txid: txid, nodes: nodes, told: nil))
                 state.counts.issued += 1
+                if nodes.count == 1 { state.counts.singleBranch += 1 }
                 return true
             }
             guard issued else { return }
@@ -105,7 +118,9 @@ final class Workload: Sendable {
             state.withLock { state in
                 if let index = state.transactions.lastIndex(where: { $0.txid == txid }) { state.transactions[index].told = told?.outcome }
                 switch told?.outcome {
-                case .committed: state.counts.committed += 1
+                case .committed:
+                    state.counts.committed += 1
+                    state.netDeposits += delta
                 case .aborted:
                     state.counts.aborted += 1
                     state.abortReasons[Self.reasonKind(told?.reason), default: 0] += 1
@@ -147,15 +162,21 @@ final class Workload: Sendable {
         }
     }
 
-    private func transfer(_ random: inout SplitMix64) -> ([Branch], [Int]) {
+    /// A random transaction: its branches, its nodes, and how much it adds to the sum of all
+    /// balances if it commits (0 for a transfer).
+    private func transfer(_ random: inout SplitMix64) -> ([Branch], [Int], Int) {
         let nodes = settings.nodes
         let from = nodes[Int.random(in: 0..<nodes.count, using: &random)]
-        var to = nodes[Int.random(in: 0..<nodes.count, using: &random)]
-        while to == from { to = nodes[Int.random(in: 0..<nodes.count, using: &random)] }
         let amount = Int.random(in: 1...settings.amountMax, using: &random)
         let source = Self.accountID(from, Int.random(in: 0..<settings.accountsPerNode, using: &random))
+        if Double.random(in: 0..<1, using: &random) < settings.singleBranchShare {
+            let deposit = Bool.random(using: &random)
+            return ([cluster.branch(deposit ? .credit : .debit, source, amount, at: from)], [from], deposit ? amount : -amount)
+        }
+        var to = nodes[Int.random(in: 0..<nodes.count, using: &random)]
+        while to == from { to = nodes[Int.random(in: 0..<nodes.count, using: &random)] }
         let destination = Self.accountID(to, Int.random(in: 0..<settings.accountsPerNode, using: &random))
-        return ([cluster.branch(.debit, source, amount, at: from), cluster.branch(.credit, destination, amount, at: to)], [from, to])
+        return ([cluster.branch(.debit, source, amount, at: from), cluster.branch(.credit, destination, amount, at: to)], [from, to], 0)
     }
 
     /// The kind of an abort's reason: lock conflicts, deadlines, unreachable nodes…
