@@ -141,6 +141,12 @@ public struct ArbiterClient: Sendable {
 
     /// The coordinator's answer to an in-doubt inquiry: `committed`, `aborted` (also for an
     /// unknown id: presumed abort) or `pending`.
+    ///
+    /// This is the participants' question. Asked about an id it has no record of, the coordinator
+    /// records it as aborted, and a later submit of that id is answered `aborted`. To learn a
+    /// transaction's outcome as a client, submit it again with the same id, or use
+    /// ``transaction(_:)``: a one-phase transaction's record at the coordinator is not forced, so
+    /// after a crash the coordinator may not know one it reported committed.
     public func outcome(_ id: TxID) async throws(ArbiterClientError) -> InquiryAnswer {
         let response = try await withRetries { () async throws(WireCallError) -> OutcomeResponse in
             try await WireCall.call(
