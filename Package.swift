@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "ArbiterHTTP", targets: ["ArbiterHTTP"]),
         .library(name: "ArbiterClient", targets: ["ArbiterClient"]),
         .executable(name: "arbiter", targets: ["arbiter"]),
+        .library(name: "ArbiterParticipant", targets: ["ArbiterParticipant"]),
+        .executable(name: "bank-node", targets: ["bank-node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -157,6 +159,70 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The participant library and its reference participant, the bank example.
+        .target(
+            name: "ArbiterParticipant",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterStorage",
+                "ArbiterHTTP",
+                "ArbiterRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BankExample",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterParticipant",
+                "ArbiterHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "examples/bank/Sources/BankExample",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bank-node",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterParticipant",
+                "ArbiterHTTP",
+                "BankExample",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/bank/Sources/bank-node",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterParticipantTests",
+            dependencies: [
+                "ArbiterParticipant",
+                "ArbiterCore",
+                "ArbiterHTTP",
+                "ArbiterStorage",
+                "BankExample",
+                "bank-node",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

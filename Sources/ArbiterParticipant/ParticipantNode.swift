@@ -1,0 +1,422 @@
+public import ArbiterCore
+public import ArbiterHTTP
+import ArbiterRuntime
+import ArbiterStorage
+import AsyncHTTPClient
+import Foundation
+public import Hummingbird
+public import Logging
+import NIOCore
+public import ServiceLifecycle
+import Synchronization
+
+/// What the embedding service gets to add its own routes to a ``ParticipantNode``.
+public struct ParticipantRoutes {
+    /// A router group behind the protocol secret (`Authorization: Bearer <secret>`), under `/`.
+    /// Errors thrown by handlers (`APIError` in particular) become JSON error responses.
+    public let router: RouterGroup<BasicRequestContext>
+    /// The participant's database, for the routes' reads and local writes.
+    public let database: ParticipantDatabase
+    /// The node's limits (``WireLimits/bodySizeMax`` is a sensible body limit for routes too).
+    public let limits: WireLimits
+    /// The node's logger.
+    public let logger: Logger
+}
+
+/// A participant service: the participant half of the wire protocol (`schemas/openapi.yaml`) over
+/// HTTP, driving a ``Resource`` with durable, crash-safe protocol state in the resource's own
+/// SQLite database.
+///
+/// It serves, on ``ParticipantOptions/host``:``ParticipantOptions/port``:
+/// - `POST /v1/prepare`, `/v1/commit`, `/v1/abort`, `/v1/batch` (protocol secret);
+/// - `GET /healthz` (open);
+/// - with an operator secret, `GET /v1/operator/in-doubt`, `GET /v1/operator/transactions/{txid}`
+///   and `POST /v1/operator/transactions/{txid}/decide` (operator secret; see
+///   ``HeuristicDecisionRequest``);
+/// - the routes the service adds (protocol secret).
+///
+/// It is a swift-service-lifecycle `Service`: run it in a `ServiceGroup`, which stops it gracefully
+/// on SIGTERM (the server stops accepting, answers the requests in flight, writes what is queued,
+/// then closes the database). ``run()`` first reads the protocol records back and resumes every
+/// transaction where it stood (prepared ones ask their coordinator at once), then serves.
+///
+/// ```swift
+/// let node = try ParticipantNode(resource: BankResource(), options: options) { routes in
+///     BankRoutes.add(to: routes)
+/// }
+/// try await ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm], logger: logger).run()
+/// ```
+///
+/// A node runs once; make a new one (on the same data directory) to restart.
+public final class ParticipantNode<R: Resource>: Service, Sendable {
+    /// The resource this node drives.
+    public let resource: R
+    /// The options it was made with.
+    public let options: ParticipantOptions
+    /// The participant's database, shared with the embedding service.
+    public let database: ParticipantDatabase
+
+    let engine: ParticipantEngine<R>
+    private let routes: @Sendable (ParticipantRoutes) -> Void
+    private let coordinators: Set<String>?
+    private let listening = ListeningPort()
+    private let hasRun = Mutex(false)
+
+    /// Opens (or creates) the database in ``ParticipantOptions/dataDirectory`` and runs Arbiter's
+    /// migrations, then the resource's. Nothing is served until ``run()``.
+    ///
+    /// - Parameter routes: Adds the service's own routes; called once by ``run()``.
+    /// - Throws: ``ParticipantNodeError`` saying what to fix (options out of range, a directory that
+    ///   cannot be created, a database that cannot be opened or migrated).
+    public init(
+        resource: R,
+        options: ParticipantOptions,
+        routes: @escaping @Sendable (_ routes: ParticipantRoutes) -> Void = { _ in }
+    ) throws(ParticipantNodeError) {
+        if let problem = options.problem() {
+            throw ParticipantNodeError(.invalidOptions, problem)
+        }
+        self.coordinators = try Self.normalized(options.coordinators, limits: options.limits)
+        do {
+            try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw ParticipantNodeError(.cannotOpenStorage,
+                "cannot create the data directory \(options.dataDirectory) (\(error.localizedDescription)); create it or choose another",
+                cause: error)
+        }
+        let path = (options.dataDirectory as NSString).appendingPathComponent(options.databaseFileName)
+        let store: ParticipantStore
+        do {
+            store = try ParticipantStore(path: path, options: options.storage, migrations: { resource.migrate(&$0) })
+        } catch {
+            throw ParticipantNodeError(.cannotOpenStorage, error.message, cause: error)
+        }
+        self.resource = resource
+        self.options = options
+        self.database = ParticipantDatabase(store: store)
+        self.routes = routes
+        self.engine = ParticipantEngine(
+            resource: resource,
+            store: store,
+            config: options.protocolConfig,
+            seed: options.seed ?? UInt64.random(in: .min ... .max),
+            settings: .init(
+                replyTimeout: options.replyTimeout,
+                pendingReplyCountMax: options.pendingReplyCountMax,
+                outboxLengthMax: options.outboxLengthMax,
+                batchOpCountMax: options.batchOpCountMax,
+                inquiryTimeout: options.inquiryTimeout,
+                inquiryConcurrencyMax: options.inquiryConcurrencyMax,
+                inquiryQueueLengthMax: 65_536,
+                storageRetry: options.storageRetry
+            ),
+            logger: options.logger
+        )
+    }
+
+    /// Waits until the node accepts connections and returns its port (the one the operating system
+    /// chose when ``ParticipantOptions/port`` is 0).
+    ///
+    /// - Throws: ``ParticipantNodeError`` `notListening` when ``run()`` ended before it listened
+    ///   (the error it ended with is the cause).
+    public func waitUntilListening() async throws -> Int {
+        try await listening.wait()
+    }
+
+    /// Where `txid` stands in the node's memory (`nil` when unknown), for tests and diagnostics.
+    /// The database is the truth after a restart; this is the state machine's view.
+    public func state(of txid: TxID) -> ParticipantState? {
+        engine.machineState(of: txid)
+    }
+
+    /// Recovers the protocol state, then serves until graceful shutdown or cancellation; closes
+    /// the database before returning.
+    ///
+    /// - Throws: ``ParticipantNodeError`` `alreadyRun` on a second call; `storageFailed` when a
+    ///   write of protocol state failed (restart the node: it recovers from what is durable); the
+    ///   HTTP server's error when it cannot listen (port in use).
+    public func run() async throws {
+        let first = hasRun.withLock { hasRun -> Bool in
+            defer { hasRun = true }
+            return !hasRun
+        }
+        guard first else {
+            throw ParticipantNodeError(.alreadyRun, "this node has run already; make a new ParticipantNode on the same data directory to restart")
+        }
+        var failure: (any Error)?
+        do {
+            try await serve()
+        } catch {
+            failure = error
+        }
+        listening.fail(ParticipantNodeError(.notListening, "the participant stopped before it was listening", cause: failure))
+        do {
+            try await database.store.close()
+        } catch {
+            options.logger.error("closing the database failed", metadata: ["error": "\(error)"])
+            failure = failure ?? error
+        }
+        if let failure, !(failure is CancellationError) {
+            throw failure
+        }
+    }
+
+    private func serve() async throws {
+        let logger = options.logger
+        let records: [ParticipantRecord]
+        do {
+            records = try await database.store.recover()
+        } catch {
+            throw ParticipantNodeError(.cannotOpenStorage, "reading the protocol records back failed: \(error.message)", cause: error)
+        }
+        engine.recover(records)
+        logger.info("recovered protocol state", metadata: [
+            "records": "\(records.count)",
+            "inDoubt": "\(Set(records.filter { if case .prepared = $0 { true } else { false } }.map(\.txid)).count)",
+            "database": "\(database.path)",
+        ])
+
+        let httpClient = options.httpClient.makeClient()
+        let protocolClient = ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits)
+        let listening = self.listening
+        let app = Application(
+            router: makeRouter(),
+            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("participant listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                listening.succeed(port)
+            },
+            logger: logger
+        )
+
+        let engine = self.engine
+        var failure: (any Error)?
+        await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                do { try await engine.runStorage() } catch { return error }
+                return nil
+            }
+            group.addTask {
+                await engine.runTimers()
+                return nil
+            }
+            group.addTask {
+                await engine.runInquiries(client: protocolClient)
+                return nil
+            }
+            group.addTask {
+                do { try await app.run() } catch { return error }
+                return nil
+            }
+            // The first to end is the server (graceful shutdown, cancellation, or a failure to
+            // listen) or the storage loop (a fatal write error). Either way the node stops: the
+            // waiting requests get 503, the storage loop writes what is queued and ends.
+            if let first = await group.next() {
+                failure = first
+            }
+            engine.stop()
+            if failure != nil { group.cancelAll() }
+            for await result in group where failure == nil {
+                failure = result
+            }
+        }
+        do {
+            try await httpClient.shutdown()
+        } catch {
+            logger.debug("shutting down the inquiry HTTP client failed", metadata: ["error": "\(error)"])
+        }
+        logger.info("participant stopped")
+        if let failure { throw failure }
+    }
+
+    // MARK: - Routes
+
+    private func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APIErrorMiddleware())
+        router.get(RouterPath(WireEndpoint.participantHealth.path)) { _, _ in HealthResponse() }
+
+        let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: options.secret))
+        protocolRoutes.post(RouterPath(WireEndpoint.prepare.path)) { request, _ in try await self.prepare(request) }
+        protocolRoutes.post(RouterPath(WireEndpoint.commit.path)) { request, _ in try await self.decision(request, commit: true) }
+        protocolRoutes.post(RouterPath(WireEndpoint.abort.path)) { request, _ in try await self.decision(request, commit: false) }
+        protocolRoutes.post(RouterPath(WireEndpoint.batch.path)) { request, _ in try await self.batch(request) }
+
+        if let operatorSecret = options.operatorSecret {
+            let operatorRoutes = router.group("/v1/operator")
+                .add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: operatorSecret, realm: "arbiter-operator"))
+            operatorRoutes.get("/in-doubt") { _, _ in try await self.inDoubt() }
+            operatorRoutes.get("/transactions/:txid") { request, context in
+                try await self.status(try request.txid(pathParameter: "txid", context: context))
+            }
+            operatorRoutes.post("/transactions/:txid/decide") { request, context in
+                try await self.decide(try request.txid(pathParameter: "txid", context: context), request)
+            }
+        }
+
+        let serviceRoutes = router.group().add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: options.secret))
+        routes(ParticipantRoutes(router: serviceRoutes, database: database, limits: options.limits, logger: options.logger))
+        return router
+    }
+
+    private func prepare(_ request: Request) async throws -> PrepareReply {
+        let body = try await request.decodeWire(PrepareBody.self, bodySizeMax: options.limits.bodySizeMax)
+        let prepare = try body.validated(limits: options.limits)
+        try checkCoordinator(prepare.coordinator, field: "coordinator")
+        let answer = try await engine.deliver(.prepare(prepare)).message()
+        guard let reply = PrepareReply(answer) else { throw APIError.internal() }
+        try await failpoint("participant.before-vote")
+        return reply
+    }
+
+    private func decision(_ request: Request, commit: Bool) async throws -> AcknowledgeReply {
+        let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: options.limits.bodySizeMax)
+        let txid = try body.validated()
+        let answer = try await engine.deliver(commit ? .commit(txid) : .abort(txid)).message()
+        guard let reply = AcknowledgeReply(answer) else { throw APIError.internal() }
+        try await failpoint("participant.before-ack")
+        return reply
+    }
+
+    private func batch(_ request: Request) async throws -> BatchResponse {
+        let body = try await request.decodeWire(BatchRequest.self, bodySizeMax: options.limits.batchBodySizeMax)
+        let messages = try body.validated(limits: options.limits)
+        for (index, message) in messages.enumerated() {
+            if case .prepare(let prepare) = message {
+                try checkCoordinator(prepare.coordinator, field: "messages[\(index)].coordinator")
+            }
+        }
+        let results = await engine.deliver(messages)
+        var replies: [BatchReply] = []
+        replies.reserveCapacity(messages.count)
+        var votes = false
+        var acknowledgements = false
+        for (message, result) in zip(messages, results) {
+            switch result {
+            case .answer(let answer):
+                replies.append(BatchReply(answering: message, with: answer))
+                if case .acknowledge = answer { acknowledgements = true } else { votes = true }
+            case .failed(let error):
+                replies.append(BatchReply(answering: message, failure: error))
+            case .durable:
+                replies.append(BatchReply(answering: message, failure: .internal()))
+            }
+        }
+        if votes { try await failpoint("participant.before-vote") }
+        if acknowledgements { try await failpoint("participant.before-ack") }
+        return BatchResponse(replies: replies)
+    }
+
+    private func inDoubt() async throws -> InDoubtList {
+        let store = database.store
+        let transactions = try await store.prepared()
+        var list: [TransactionStatus] = []
+        list.reserveCapacity(transactions.count)
+        for transaction in transactions {
+            list.append(TransactionStatus(transaction, locks: try await store.locks(of: transaction.txid)))
+        }
+        return InDoubtList(transactions: list)
+    }
+
+    private func status(_ txid: TxID) async throws -> TransactionStatus {
+        let store = database.store
+        guard let transaction = try await store.transaction(txid) else {
+            throw APIError.notFound("no record of transaction \(txid) here (never seen, or forgotten after its retention)", field: "txid")
+        }
+        return TransactionStatus(transaction, locks: try await store.locks(of: txid))
+    }
+
+    private func decide(_ txid: TxID, _ request: Request) async throws -> TransactionStatus {
+        let body = try await request.decodeWire(HeuristicDecisionRequest.self, bodySizeMax: options.limits.bodySizeMax)
+        guard body.iUnderstandThisMayBreakAtomicity == true else {
+            throw APIError.invalidValue("iUnderstandThisMayBreakAtomicity",
+                "deciding alone may leave this participant with another outcome than the coordinator's; ask the coordinator first, and to proceed anyway send `\"iUnderstandThisMayBreakAtomicity\": true`")
+        }
+        switch await engine.decideHeuristically(txid, body.outcome.outcome) {
+        case .decided:
+            options.logger.warning("operator decided a transaction heuristically",
+                metadata: ["txid": "\(txid)", "outcome": "\(body.outcome.rawValue)"])
+            return try await status(txid)
+        case .notFound:
+            throw APIError.notFound("transaction \(txid) is not known here", field: "txid")
+        case .notInDoubt(let state):
+            throw APIError(status: .conflict, code: .invalidValue,
+                message: "transaction \(txid) is \(state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
+        case .failed(let error):
+            throw error
+        }
+    }
+
+    private func checkCoordinator(_ coordinator: CoordinatorID, field: String) throws(APIError) {
+        guard let coordinators, !coordinators.contains(coordinator.rawValue) else { return }
+        throw APIError.invalidValue(field,
+            "`\(field)`: \(coordinator.rawValue) is not a coordinator this participant works for (\(coordinators.sorted().joined(separator: ", ")))")
+    }
+
+    private func failpoint(_ name: String) async throws {
+        do {
+            try await Failpoints.hit(name)
+        } catch {
+            throw APIError.unavailable("\(error); retry")
+        }
+    }
+
+    private static func normalized(_ coordinators: [String]?, limits: WireLimits) throws(ParticipantNodeError) -> Set<String>? {
+        guard let coordinators else { return nil }
+        var result: Set<String> = []
+        for (index, text) in coordinators.enumerated() {
+            do {
+                result.insert(try WireValidation.serviceURL(text, field: "coordinators[\(index)]", limits: limits))
+            } catch {
+                throw ParticipantNodeError(.invalidOptions, "coordinator \(text.debugDescription) is not usable: \(error.message)")
+            }
+        }
+        return result
+    }
+}
+
+extension SlotResult {
+    /// The answer, or the error to answer with.
+    fileprivate func message() throws(APIError) -> ParticipantMessage {
+        switch self {
+        case .answer(let message): return message
+        case .failed(let error): throw error
+        case .durable: throw APIError.internal()
+        }
+    }
+}
+
+/// The port the server listens on, once it does: a one-shot promise.
+final class ListeningPort: Sendable {
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var result: Result<Int, ParticipantNodeError>?
+        var waiters: [CheckedContinuation<Int, any Error>] = []
+    }
+
+    func succeed(_ port: Int) { settle(.success(port)) }
+    func fail(_ error: ParticipantNodeError) { settle(.failure(error)) }
+
+    private func settle(_ result: Result<Int, ParticipantNodeError>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Int, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result.mapError { $0 as any Error }) }
+    }
+
+    func wait() async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<Int, ParticipantNodeError>? in
+                if let result = state.result { return result }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+        }
+    }
+}

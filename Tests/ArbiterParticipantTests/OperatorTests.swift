@@ -1,0 +1,84 @@
+import ArbiterCore
+import ArbiterParticipant
+import Foundation
+import Testing
+
+/// The operator endpoints: in-doubt list, status, and heuristic decisions.
+@Suite("Participant operator endpoints")
+struct OperatorTests {
+    static func decide(_ outcome: String, flag: Bool?) -> String {
+        guard let flag else { return #"{"outcome":"\#(outcome)"}"# }
+        return #"{"outcome":"\#(outcome)","iUnderstandThisMayBreakAtomicity":\#(flag)}"#
+    }
+
+    @Test("a heuristic decision needs the operator secret and the explicit flag, and is recorded as heuristic", arguments: ["committed", "aborted"])
+    func heuristicDecision(outcome: String) async throws {
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory, configure: { $0.protocolConfig.inquiryTimeout = .seconds(3600) }) { node in
+                let operatorToken = TestSecrets.operatorText
+                _ = try await node.prepare("t-h", payload: Scripts.vote("yes", locks: ["k"]))
+
+                let list = try await node.http.get(node.url + "/v1/operator/in-doubt", token: operatorToken)
+                #expect(list.status == 200)
+                let transactions = try #require(try list.json()["transactions"] as? [[String: Any]])
+                #expect(transactions.count == 1)
+                #expect(transactions.first?["txid"] as? String == "t-h")
+                #expect(transactions.first?["locks"] as? [String] == ["k"])
+                #expect(transactions.first?["coordinator"] as? String == "http://127.0.0.1:1")
+                #expect((transactions.first?["payload"] as? [String: Any])?["vote"] as? String == "yes")
+
+                let path = node.url + "/v1/operator/transactions/t-h/decide"
+                // The protocol secret is not the operator's.
+                #expect(try await node.http.post(path, Self.decide(outcome, flag: true)).status == 401)
+                #expect(try await node.http.get(node.url + "/v1/operator/in-doubt").status == 401)
+                // Without the flag, or with it false, nothing happens.
+                for flag in [nil, false] as [Bool?] {
+                    let refused = try await node.http.post(path, Self.decide(outcome, flag: flag), token: operatorToken)
+                    #expect(refused.status == 400)
+                    let error = try #require(try refused.json()["error"] as? [String: Any])
+                    #expect(error["field"] as? String == "iUnderstandThisMayBreakAtomicity")
+                }
+                #expect(try await node.stored("t-h")?.state == "prepared")
+
+                let decided = try await node.http.post(path, Self.decide(outcome, flag: true), token: operatorToken)
+                #expect(decided.status == 200, "\(decided)")
+                #expect(try decided.json()["state"] as? String == outcome)
+                #expect(try decided.json()["heuristic"] as? Bool == true)
+                #expect(try await node.stored("t-h") == ParticipantTransactionStateView(state: outcome, heuristic: true, tombstone: false))
+                #expect(try await node.rows("t-h") == (outcome == "committed" ? ScriptRows(applied: true) : ScriptRows(discarded: true)))
+                #expect(try await node.lockKeys() == [])
+                let heuristicFlag = try await node.database.read { db in
+                    try Bool.fetchOne(db, sql: "SELECT heuristic FROM \(outcome == "committed" ? "applied" : "discarded") WHERE txid = 't-h'")
+                }
+                #expect(heuristicFlag == true)
+
+                // Shown as heuristic afterwards, no longer in doubt.
+                let status = try await node.http.get(node.url + "/v1/operator/transactions/t-h", token: operatorToken)
+                #expect(try status.json()["heuristic"] as? Bool == true)
+                #expect(try status.json()["state"] as? String == outcome)
+                #expect((try await node.http.get(node.url + "/v1/operator/in-doubt", token: operatorToken).json()["transactions"] as? [Any])?.isEmpty == true)
+
+                // Deciding again is refused: the transaction is no longer in doubt.
+                let again = try await node.http.post(path, Self.decide(outcome, flag: true), token: operatorToken)
+                #expect(again.status == 409)
+                // The coordinator's later message is answered with what this participant holds.
+                let contrary = outcome == "committed" ? try await node.abort("t-h") : try await node.commit("t-h")
+                #expect(try contrary.json()["state"] as? String == outcome)
+
+                let unknown = try await node.http.post(node.url + "/v1/operator/transactions/t-none/decide", Self.decide(outcome, flag: true), token: operatorToken)
+                #expect(unknown.status == 404)
+                #expect(try await node.http.get(node.url + "/v1/operator/transactions/t-none", token: operatorToken).status == 404)
+            }
+        }
+    }
+
+    @Test("without an operator secret the operator endpoints are not served")
+    func noOperatorSecret() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory, configure: { $0.operatorSecret = nil }) { node in
+                let reply = try await node.http.get(node.url + "/v1/operator/in-doubt", token: TestSecrets.operatorText)
+                #expect(reply.status == 404 || reply.status == 401)
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import ArbiterCore
+import ArbiterParticipant
+import GRDB
+
+/// A payload that tells ``ScriptedResource`` how to vote: `{"vote": "yes"|"no"|"readOnly"|"throw",
+/// "locks": ["k"], "value": "v"}`.
+struct Script: Decodable, Sendable {
+    var vote: String
+    var locks: [String]?
+    var value: String?
+}
+
+/// A resource whose votes the payload scripts. It writes a `staged` row at stage (before voting, so
+/// that a `no`, a read-only vote or a throw must roll it back), moves it to `applied` at commit and
+/// to `discarded` at abort.
+struct ScriptedResource: Resource {
+    struct Boom: Error, CustomStringConvertible {
+        var description: String { "scripted failure in stage" }
+    }
+
+    func migrate(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("script.v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE staged (txid TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                CREATE TABLE applied (txid TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, heuristic INTEGER NOT NULL);
+                CREATE TABLE discarded (txid TEXT PRIMARY KEY NOT NULL, heuristic INTEGER NOT NULL);
+                """)
+        }
+    }
+
+    func stage(_ script: Script, in context: StageContext) throws -> Vote {
+        for key in script.locks ?? [] { try context.lock(key) }
+        try context.db.execute(sql: "INSERT INTO staged (txid, value) VALUES (?, ?)",
+            arguments: [context.txid.rawValue, script.value ?? ""])
+        switch script.vote {
+        case "yes": return .yes
+        case "no": return .no(reason: "scripted refusal")
+        case "readOnly": return .readOnly
+        default: throw Boom()
+        }
+    }
+
+    func apply(_ script: Script, in context: OutcomeContext) throws {
+        try context.db.execute(sql: "DELETE FROM staged WHERE txid = ?", arguments: [context.txid.rawValue])
+        try context.db.execute(sql: "INSERT INTO applied (txid, value, heuristic) VALUES (?, ?, ?)",
+            arguments: [context.txid.rawValue, script.value ?? "", context.isHeuristic])
+    }
+
+    func discard(_ script: Script, in context: OutcomeContext) throws {
+        try context.db.execute(sql: "DELETE FROM staged WHERE txid = ?", arguments: [context.txid.rawValue])
+        try context.db.execute(sql: "INSERT INTO discarded (txid, heuristic) VALUES (?, ?)",
+            arguments: [context.txid.rawValue, context.isHeuristic])
+    }
+}
+
+/// What the scripted tables hold for one transaction.
+struct ScriptRows: Equatable, Sendable {
+    var staged = false
+    var applied = false
+    var discarded = false
+}
+
+extension RunningNode where R == ScriptedResource {
+    func rows(_ txid: String) async throws -> ScriptRows {
+        try await database.read { db in
+            ScriptRows(
+                staged: try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM staged WHERE txid = ?", arguments: [txid]) ?? false,
+                applied: try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM applied WHERE txid = ?", arguments: [txid]) ?? false,
+                discarded: try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM discarded WHERE txid = ?", arguments: [txid]) ?? false
+            )
+        }
+    }
+}
+
+/// Payload texts.
+enum Scripts {
+    static func vote(_ vote: String, locks: [String] = [], value: String = "v") -> String {
+        let lockList = locks.map { "\"\($0)\"" }.joined(separator: ",")
+        return #"{"vote":"\#(vote)","locks":[\#(lockList)],"value":"\#(value)"}"#
+    }
+}

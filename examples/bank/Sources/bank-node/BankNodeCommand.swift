@@ -1,0 +1,91 @@
+import ArbiterCore
+import ArbiterHTTP
+import ArbiterParticipant
+import ArgumentParser
+import BankExample
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// `bank-node`: one bank of the transfer demo, a participant service that keeps accounts.
+///
+/// It prints `bank-node listening on http://HOST:PORT` on standard output once it accepts
+/// connections (with `--port 0`, the port the system chose), logs on standard error, and stops
+/// gracefully on SIGTERM or SIGINT.
+@main
+struct BankNodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bank-node",
+        abstract: "Run a bank: an Arbiter participant that keeps accounts in SQLite.",
+        discussion: """
+            Serves the participant protocol (POST /v1/prepare, /v1/commit, /v1/abort, /v1/batch, \
+            GET /healthz) and the bank's API (POST /accounts, GET /accounts, GET /accounts/{id}), \
+            all behind the shared secret. With --operator-secret-file, also the operator endpoints \
+            under /v1/operator (in-doubt transactions, heuristic decisions).
+            """
+    )
+
+    @Option(help: "The directory of the bank's database (created if missing).")
+    var data: String
+
+    @Option(help: "The TCP port to listen on; 0 lets the system choose (printed at start).")
+    var port: Int
+
+    @Option(help: "The coordinator's base URL (http://host:port). Prepares naming another coordinator are refused.")
+    var coordinator: String
+
+    @Option(help: "A file holding the shared protocol secret.")
+    var secretFile: String
+
+    @Option(help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "A file holding the operator secret; without it the operator endpoints are off.")
+    var operatorSecretFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = Logger(label: "bank-node")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+
+        let secret: BearerSecret
+        let operatorSecret: BearerSecret?
+        do {
+            secret = try BearerSecret.read(fromFile: secretFile)
+            operatorSecret = try operatorSecretFile.map { path throws(SecretError) in try BearerSecret.read(fromFile: path) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let options = ParticipantOptions(
+            host: host,
+            port: port,
+            dataDirectory: data,
+            databaseFileName: "bank.sqlite",
+            secret: secret,
+            operatorSecret: operatorSecret,
+            coordinators: [coordinator],
+            logger: logger
+        )
+        let node: ParticipantNode<BankResource>
+        do {
+            node = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let group = ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let host = self.host
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                guard let port = try? await node.waitUntilListening() else { return }
+                // Written unbuffered: a supervisor (or a test) reads the port from this line.
+                FileHandle.standardOutput.write(Data("bank-node listening on http://\(host):\(port)\n".utf8))
+            }
+            try await tasks.waitForAll()
+        }
+    }
+}
