@@ -8,6 +8,7 @@
 //   ArbiterSimulation    deterministic simulator that drives ArbiterCore under faults (test support)
 //   ArbiterStorage       SQLite (GRDB) decision log and participant store, group commit
 //   ArbiterRuntime       what every service needs besides storage and HTTP: timers, failpoints
+//   ArbiterTesting       running real processes in tests, demos and benchmarks
 //   arbiter              the command-line tool
 import PackageDescription
 
@@ -81,6 +82,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ArbiterTesting",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "arbiter",
             dependencies: [
@@ -105,7 +110,7 @@ let package = Package(
         .testTarget(
             name: "ArbiterCoordinatorTests",
             dependencies: [
-                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "arbiter",
+                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "ArbiterTesting", "arbiter",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -207,6 +212,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "examples/bank/Sources/bank-node",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BankCluster",
+            dependencies: [
+                "ArbiterClient", "ArbiterCore", "ArbiterHTTP", "ArbiterParticipant", "ArbiterTesting", "BankExample",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "examples/bank/Sources/BankCluster",
             swiftSettings: swiftSettings
         ),
         .testTarget(

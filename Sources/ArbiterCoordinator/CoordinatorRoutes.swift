@@ -18,10 +18,17 @@ struct CoordinatorRoutes: Sendable {
         router.get(RouterPath(WireEndpoint.metrics.routerPath)) { _, _ in
             WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics))
         }
-        // Operator listing: the operator token only.
-        router.group()
-            .add(middleware: BearerTokenMiddleware(accepting: options.operatorSecret.map { [$0] } ?? []))
-            .get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
+        // Operator listing: the operator token only; without one configured, the listing is off.
+        if let operatorSecret = options.operatorSecret {
+            router.group()
+                .add(middleware: BearerTokenMiddleware(secret: operatorSecret))
+                .get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
+        } else {
+            router.get(RouterPath(WireEndpoint.list.routerPath)) { _, _ -> Response in
+                throw APIError(status: .forbidden, code: "unauthorized",
+                               message: "the transaction listing is off: start the coordinator with --operator-secret-file")
+            }
+        }
         // One transaction: either token.
         router.group()
             .add(middleware: BearerTokenMiddleware(accepting: [options.secret] + (options.operatorSecret.map { [$0] } ?? [])))

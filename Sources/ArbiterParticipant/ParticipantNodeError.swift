@@ -30,6 +30,7 @@ public struct ParticipantNodeError: Error, CustomStringConvertible {
         self.cause = cause
     }
 
+    /// The code, the message and the cause, for logs.
     public var description: String {
         guard let cause else { return "\(code.rawValue): \(message)" }
         return "\(code.rawValue): \(message) (cause: \(cause))"

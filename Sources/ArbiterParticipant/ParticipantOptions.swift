@@ -55,7 +55,7 @@ public struct ParticipantOptions: Sendable {
     /// The HTTP client of the in-doubt inquiries. See `HTTPClientSettings`.
     public var httpClient: HTTPClientSettings
     /// The database writer's settings (batch size, queue length, busy timeout).
-    /// See `GroupCommitWriter.Options`.
+    /// See `GroupCommitWriter.Options`. Default: its defaults, logging to ``logger``.
     public var storage: GroupCommitWriter.Options
     /// Seeds the jitter of retries. Default `nil`: a random seed.
     public var seed: UInt64?
@@ -82,7 +82,7 @@ public struct ParticipantOptions: Sendable {
         batchOpCountMax: Int = 1024,
         storageRetry: Backoff = Backoff(initial: .milliseconds(100), max: .seconds(10)),
         httpClient: HTTPClientSettings = HTTPClientSettings(),
-        storage: GroupCommitWriter.Options = GroupCommitWriter.Options(),
+        storage: GroupCommitWriter.Options? = nil,
         seed: UInt64? = nil,
         logger: Logger = Logger(label: "arbiter.participant")
     ) {
@@ -103,7 +103,7 @@ public struct ParticipantOptions: Sendable {
         self.batchOpCountMax = batchOpCountMax
         self.storageRetry = storageRetry
         self.httpClient = httpClient
-        self.storage = storage
+        self.storage = storage ?? GroupCommitWriter.Options(logger: logger)
         self.seed = seed
         self.logger = logger
     }

@@ -1,5 +1,5 @@
 public import ArbiterCore
-public import ArbiterStorage
+import ArbiterStorage
 public import GRDB
 
 /// The business side of a participant: what a branch's payload means to this service, and how to
@@ -132,6 +132,7 @@ public struct LockConflict: Error, Hashable, Sendable, CustomStringConvertible {
         self.holder = holder
     }
 
+    /// The `no` vote's reason: the key, its holder, and that a retry may succeed.
     public var description: String {
         "\(key) is locked by transaction \(holder); retry when it has ended"
     }

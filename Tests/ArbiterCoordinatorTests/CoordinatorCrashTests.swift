@@ -3,10 +3,41 @@ import ArbiterCore
 import ArbiterHTTP
 import AsyncHTTPClient
 import Foundation
+import Synchronization
 import Testing
 
 /// A real `arbiter coordinator` process killed with SIGKILL in each state a transaction can be in,
 /// then restarted: recovery must finish every transaction correctly.
+/// A coordinator process with its data directory and secrets; restartable on the same port.
+final class CoordinatorProcess: Sendable {
+    let directory: String
+    private let state = Mutex<(port: Int, process: ManagedProcess?)>((0, nil))
+
+    init(directory: String) throws {
+        self.directory = directory
+        try "protocol-s3cret\n".write(toFile: directory + "/secret", atomically: true, encoding: .utf8)
+        try "operator-s3cret\n".write(toFile: directory + "/operator-secret", atomically: true, encoding: .utf8)
+    }
+
+    var url: String { "http://127.0.0.1:\(state.withLock { $0.port })" }
+    var process: ManagedProcess? { state.withLock { $0.process } }
+
+    /// Starts the coordinator (on a system-chosen port the first time, the same port after).
+    func start(failpoints: String? = nil) async throws {
+        let port = state.withLock { $0.port }
+        let process = try ManagedProcess(name: "coordinator", executable: try builtProduct("arbiter"), arguments: [
+            "coordinator", "--data", directory + "/data", "--port", String(port),
+            "--secret-file", directory + "/secret", "--operator-secret-file", directory + "/operator-secret",
+            "--retry-initial-ms", "20", "--retry-max-ms", "200", "--log-level", "info",
+        ], environment: failpoints.map { ["ARBITER_FAILPOINTS": $0] } ?? [:])
+        state.withLock { $0.process = process }
+        let bound = try await process.waitFor(#"address=127\.0\.0\.1:(\d+) .*coordinator listening"#)
+        state.withLock { $0.port = Int(bound)! }
+    }
+
+    func kill() { process?.kill() }
+}
+
 @Suite("Coordinator killed and restarted", .serialized)
 struct CoordinatorCrashTests {
     func client(_ coordinator: CoordinatorProcess, _ http: HTTPClient) -> ArbiterClient {
@@ -115,7 +146,7 @@ struct CoordinatorCrashTests {
             try await withHTTP { http in
                 let answer = try? await self.client(coordinator, http).submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("f-1"))
                 #expect(answer == nil, "the client gets no answer: the process died before reporting")
-                try await coordinator.child!.waitForExit()
+                try await coordinator.process!.waitForExit()
                 #expect(p0.state.committed.isEmpty && p1.state.committed.isEmpty, "nothing was sent before the crash")
                 try await coordinator.start()
                 try await eventually("both committed after the restart") {

@@ -67,4 +67,14 @@ struct CoordinatorInputTests {
             #expect(try await client.list().transactions.isEmpty, "nothing was written")
         }
     }
+
+    @Test func withoutAnOperatorTokenTheListingIsOffAndTheRestServes() async throws {
+        let directory = try TemporaryDirectory()
+        try await withCoordinator(data: directory.path, operatorSecret: nil) { url, _, http async throws in
+            let listing = try await rawRequest(http, .GET, url + "/v1/transactions", token: TestSecrets.operatorSecret)
+            #expect(listing.status == 403)
+            #expect(listing.body.contains("--operator-secret-file"))
+            #expect(try await rawRequest(http, .GET, url + "/healthz", token: nil).status == 200)
+        }
+    }
 }

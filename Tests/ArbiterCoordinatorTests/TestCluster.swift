@@ -2,6 +2,7 @@ import ArbiterClient
 import ArbiterCoordinator
 import ArbiterCore
 import ArbiterHTTP
+@_exported import ArbiterTesting
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
@@ -13,16 +14,6 @@ func quietLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = ProcessInfo.processInfo.environment["ARBITER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
     return logger
-}
-
-/// A temporary directory removed when the test ends.
-struct TemporaryDirectory: ~Copyable {
-    let path: String
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("arbiter-test-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// Runs `body` with fake participants served on loopback (ports chosen by the system).
@@ -59,11 +50,12 @@ func withCoordinator<T: Sendable>(
     data: String,
     config: CoordinatorConfig = CoordinatorConfig(prepareTimeout: .seconds(5), phaseTwoRetry: Backoff(initial: .milliseconds(20), max: .milliseconds(200))),
     limits: WireLimits = .default,
+    operatorSecret: BearerSecret? = TestSecrets.operatorSecret,
     _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
         dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret,
-        operatorSecret: TestSecrets.operatorSecret, protocolConfig: config, limits: limits, logger: quietLogger("coordinator")))
+        operatorSecret: operatorSecret, protocolConfig: config, limits: limits, logger: quietLogger("coordinator")))
     let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: quietLogger("group"))
     let http = HTTPClientSettings().makeClient()
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -79,16 +71,6 @@ func withCoordinator<T: Sendable>(
         try await http.shutdown()
         return try result.get()
     }
-}
-
-/// Waits for `condition`, polling, for at most `timeout`.
-func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    throw TestFailure("timed out waiting until \(what)")
 }
 
 func branch(_ participant: ParticipantID, _ json: String = #"{"op":"credit","amount":1}"#) -> Branch {

@@ -37,8 +37,8 @@ final class BankProcess {
     static func start(directory: String, coordinator: String, failpoints: String? = nil, run: Int) async throws -> BankProcess {
         let stdoutPath = "\(directory)/stdout-\(run).txt"
         let logPath = "\(directory)/stderr-\(run).txt"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try binaryPath())
         process.arguments = [

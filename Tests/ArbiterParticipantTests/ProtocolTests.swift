@@ -232,3 +232,46 @@ struct ProtocolTests {
         }
     }
 }
+
+@Suite("Participant storage: group commit and retries")
+struct StorageBehaviourTests {
+    @Test("a batch of prepares is staged and forced in one local transaction (one fsync)")
+    func groupCommit() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory) { node in
+                let count = 50
+                let messages = (0..<count).map { index in
+                    let payload = Scripts.vote("yes", locks: ["k\(index)"])
+                    return #"{"type":"prepare","txid":"g-\#(index)","coordinator":"http://127.0.0.1:1","payload":\#(payload)}"#
+                }
+                let before = node.database.store.writer.statistics
+                let reply = try await node.http.post(node.url + "/v1/batch", #"{"messages":[\#(messages.joined(separator: ","))]}"#)
+                let replies = try #require(try reply.json()["replies"] as? [[String: Any]])
+                #expect(replies.count == count)
+                #expect(replies.allSatisfy { $0["vote"] as? String == "yes" })
+                let after = node.database.store.writer.statistics
+                // Fed to the machine under one lock, the 50 stages leave the outbox together.
+                #expect(after.forcedBatchCount - before.forcedBatchCount == 1)
+                #expect(try await node.lockKeys().count == count)
+            }
+        }
+    }
+
+    @Test("an apply that throws is retried until it works; the commit is acknowledged only then")
+    func applyRetried() async throws {
+        try await withTemporaryDirectory { directory in
+            let resource = ScriptedResource()
+            try await withNode(resource, directory: directory, configure: {
+                $0.storageRetry = Backoff(initial: .milliseconds(20), max: .milliseconds(50))
+            }) { node in
+                #expect(try await node.prepare("t-r", payload: Scripts.vote("yes", locks: ["k"])).json()["vote"] as? String == "yes")
+                resource.applyFailures.set(3)
+                let commit = try await node.commit("t-r")
+                #expect(try commit.json()["state"] as? String == "committed")
+                #expect(resource.applyFailures.left == 0)
+                #expect(try await node.rows("t-r") == ScriptRows(applied: true))
+                #expect(try await node.lockKeys() == [])
+            }
+        }
+    }
+}

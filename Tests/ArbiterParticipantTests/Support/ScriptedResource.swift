@@ -1,6 +1,7 @@
 import ArbiterCore
 import ArbiterParticipant
 import GRDB
+import Synchronization
 
 /// A payload that tells ``ScriptedResource`` how to vote: `{"vote": "yes"|"no"|"readOnly"|"throw",
 /// "locks": ["k"], "value": "v"}`.
@@ -17,6 +18,9 @@ struct ScriptedResource: Resource {
     struct Boom: Error, CustomStringConvertible {
         var description: String { "scripted failure in stage" }
     }
+
+    /// How many more times `apply` throws before it works (a resource bug, or a transient error).
+    let applyFailures = FailureBudget()
 
     func migrate(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("script.v1") { db in
@@ -41,6 +45,7 @@ struct ScriptedResource: Resource {
     }
 
     func apply(_ script: Script, in context: OutcomeContext) throws {
+        try applyFailures.spend()
         try context.db.execute(sql: "DELETE FROM staged WHERE txid = ?", arguments: [context.txid.rawValue])
         try context.db.execute(sql: "INSERT INTO applied (txid, value, heuristic) VALUES (?, ?, ?)",
             arguments: [context.txid.rawValue, script.value ?? "", context.isHeuristic])
@@ -50,6 +55,22 @@ struct ScriptedResource: Resource {
         try context.db.execute(sql: "DELETE FROM staged WHERE txid = ?", arguments: [context.txid.rawValue])
         try context.db.execute(sql: "INSERT INTO discarded (txid, heuristic) VALUES (?, ?)",
             arguments: [context.txid.rawValue, context.isHeuristic])
+    }
+}
+
+/// A number of failures to inject, shared by copies of the resource.
+final class FailureBudget: Sendable {
+    struct Injected: Error {}
+    private let remaining = Mutex(0)
+    func set(_ count: Int) { remaining.withLock { $0 = count } }
+    var left: Int { remaining.withLock { $0 } }
+    func spend() throws {
+        let fail = remaining.withLock { remaining -> Bool in
+            guard remaining > 0 else { return false }
+            remaining -= 1
+            return true
+        }
+        if fail { throw Injected() }
     }
 }
 

@@ -43,6 +43,7 @@ public struct BankOperation: Decodable, Hashable, Sendable {
 
     private enum CodingKeys: String, CodingKey { case op, account, amount }
 
+    /// Decodes and checks an operation: a known `op`, a valid account id, a positive amount.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         op = try container.decode(Kind.self, forKey: .op)

@@ -1,4 +1,4 @@
-public import ArbiterHTTP
+import ArbiterHTTP
 public import ArbiterParticipant
 import GRDB
 import HTTPTypes

@@ -1,0 +1,48 @@
+public import Foundation
+
+/// A directory under the system's temporary directory, removed by ``remove()`` or when the
+/// object goes away.
+public final class TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(prefix: String = "arbiter") throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    deinit { remove() }
+}
+
+/// Waits until `condition` holds, polling, for at most `timeout` (never a plain sleep).
+public func eventually(
+    _ what: String, timeout: Duration = .seconds(30), poll: Duration = .milliseconds(10),
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: poll)
+    }
+    throw HarnessError("timed out after \(timeout) waiting until \(what)")
+}
+
+/// The path of an executable built by this package: next to the running executable (a demo or a
+/// benchmark), next to the test bundle, or in `.build/debug`.
+public func builtProduct(_ name: String, filePath: String = #filePath) throws -> String {
+    var candidates: [URL] = []
+    if let executable = Bundle.main.executableURL { candidates.append(executable.deletingLastPathComponent()) }
+    candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+    candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+    var root = URL(fileURLWithPath: filePath)
+    while root.pathComponents.count > 1 && !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+        root.deleteLastPathComponent()
+    }
+    candidates.append(root.appendingPathComponent(".build/debug"))
+    for directory in candidates {
+        let path = directory.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    throw HarnessError("cannot find the built `\(name)` (looked in \(candidates.map(\.path).joined(separator: ", "))); run `swift build` first")
+}
