@@ -251,6 +251,7 @@ let package = Package(
                 "ArbiterCore",
                 "ArbiterHTTP",
                 "ArbiterClient",
+                "BankCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

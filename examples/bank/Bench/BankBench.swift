@@ -3,6 +3,7 @@ import ArbiterCore
 import ArbiterHTTP
 import ArgumentParser
 import AsyncHTTPClient
+import BankCluster
 import Foundation
 import Synchronization
 
@@ -106,7 +107,6 @@ struct BankBench: AsyncParsableCommand {
 
     func run() async throws {
         let root = try prepareDataDirectory()
-        let binDirectory = self.binDirectory ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
         var machine = MachineInfo.current()
         let systemAtStart = SystemCPU.sample()
         let startedAt = ContinuousClock.now
@@ -116,32 +116,45 @@ struct BankBench: AsyncParsableCommand {
         let floorsBefore = try await measureFloors(root)
         progress(ReportText.floors(floorsBefore, label: "floors"))
 
-        let cluster = try await LocalCluster.start(binDirectory: binDirectory, root: root)
-        let secret = try BearerSecret.read(fromFile: cluster.secretPath)
+        let launcher: BankCluster.Launcher
+        if let binDirectory {
+            launcher = .init(coordinator: (binDirectory + "/arbiter", ["coordinator"]), node: (binDirectory + "/bank-node", []))
+        } else {
+            launcher = try .builtProducts()
+        }
+        // Info level: the harness reads the coordinator's "listening" line; nothing is logged per
+        // transaction at that level.
+        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info"))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient()
+        let metrics = MetricsReader(http: http)
         var notes: [String] = []
         do {
-            let api = BankAPI(http: http, secret: secret)
+            try await cluster.start()
+            progress("coordinator \(cluster.coordinatorURL), nodes \(cluster.url(.node(0))) \(cluster.url(.node(1)))")
             progress("opening \(accounts) accounts on each node")
-            for node in cluster.nodeURLs { try await api.openAccounts(on: node, count: accounts, balance: balance) }
+            let opening = ContinuousClock.now
+            try await openAccounts(cluster)
+            progress("opened in \(ContinuousClock.now - opening)")
 
             let counting = !noPerf && FsyncCounter.isAvailable
             if !counting {
                 notes.append(noPerf ? "fsyncs per process not counted (--no-perf)"
                     : "fsyncs per process not counted: perf cannot trace syscalls here (install linux-perf, run as root)")
             }
-            if await api.metrics(at: cluster.nodeURLs[0]) == nil {
-                notes.append("bank-node serves no /metrics: its group commits are not reported by the node itself; the fsync counts come from the kernel (perf)")
+            if await metrics.metrics(at: cluster.url(.node(0))) == nil {
+                notes.append("bank-node serves no /metrics, so it reports no group-commit counts of its own; its fsyncs per transfer are the kernel's count (perf)")
             }
 
             var phases: [PhaseResult] = []
+            var sample: [(txid: TxID, outcome: Outcome, nodes: [Int])] = []
             for waitName in waits {
                 for clients in concurrencies {
-                    let phase = try await runPhase(
-                        cluster: cluster, api: api, http: http, secret: secret, wait: WaitMode(rawValue: waitName)!,
+                    let (phase, outcomes) = try await runPhase(
+                        cluster: cluster, metrics: metrics, http: http, wait: WaitMode(rawValue: waitName)!,
                         concurrency: clients, counting: counting, floors: floorsBefore, root: root)
                     phases.append(phase)
+                    sample += outcomes.prefix(max(0, Self.sampleMax - sample.count)).map { ($0.txid, $0.outcome, [0, 1]) }
                     progress(String(format: "wait=%@ C=%d: %.0f transfers/s, p50 %@ ms, p99 %@ ms, %d aborted, %d errors",
                                     waitName, clients, phase.transfersPerSecond,
                                     ReportText.milliseconds(phase.latency.p50Nanoseconds),
@@ -150,21 +163,26 @@ struct BankBench: AsyncParsableCommand {
                 }
             }
 
-            progress("checking the bank's invariants")
-            let invariants = try await checkInvariants(cluster: cluster, api: api)
-            await cluster.stop()
+            progress("checking the bank's invariants (\(sample.count) sampled outcomes)")
+            try await cluster.waitUntilSettled(timeout: .seconds(120))
+            let check = try await cluster.checkInvariants(expectedTotal: balance * accounts * 2, outcomes: sample)
+            progress(check.description)
+            let pids = cluster.members.compactMap { cluster.process($0)?.pid }
+            let serverCPU = cluster.members.compactMap { cluster.process($0)?.cpuSeconds }.reduce(0, +)
+            let stopping = ContinuousClock.now
+            await cluster.shutdown()
+            progress("cluster stopped in \(ContinuousClock.now - stopping)")
             try await http.shutdown()
 
             let floorsAfter = try await measureFloors(root)
             progress(ReportText.floors(floorsAfter, label: "floors after"))
             machine.loadAverageAtEnd = MachineInfo.loadAverage()
-            let wall = (ContinuousClock.now - startedAt)
-            let ownCPU = (ProcessSample.read(pid: getpid())?.cpuSeconds ?? 0)
-                + cluster.processes.reduce(0) { $0 + (finalCPU[$1.process.pid] ?? 0) }
+            let wall = ContinuousClock.now - startedAt
+            let ownCPU = (ProcessSample.read(pid: getpid())?.cpuSeconds ?? 0) + serverCPU
             let other = SystemCPU.sample().map { end in
                 OtherLoad(machineBusySeconds: end.busySeconds - (systemAtStart?.busySeconds ?? end.busySeconds),
                           benchmarkSeconds: ownCPU, wallSeconds: Double(wall.nanosecondsCount) / 1e9,
-                          busiestOthers: SystemCPU.busiestOthers(since: systemAtStart, excluding: Set([getpid()] + cluster.processes.map(\.process.pid))))
+                          busiestOthers: SystemCPU.busiestOthers(since: systemAtStart, excluding: Set([getpid()] + pids)))
             }
             let report = BenchReport(
                 machine: machine,
@@ -172,8 +190,8 @@ struct BankBench: AsyncParsableCommand {
                     concurrencies: concurrencies, waits: waits, durationSeconds: duration, warmupSeconds: warmup,
                     accountsPerNode: accounts, openingBalance: balance, dataDirectory: root,
                     fsyncCounting: counting ? "perf record -a -e \(FsyncCounter.events), by pid" : "none"),
-                floorsBefore: floorsBefore, floorsAfter: floorsAfter, phases: phases, invariants: invariants,
-                otherLoad: other, notes: notes)
+                floorsBefore: floorsBefore, floorsAfter: floorsAfter, phases: phases,
+                invariants: InvariantResult(check), otherLoad: other, notes: notes)
             print(render(report))
             if let json {
                 let encoder = JSONEncoder()
@@ -181,21 +199,21 @@ struct BankBench: AsyncParsableCommand {
                 try encoder.encode(report).write(to: URL(fileURLWithPath: json))
                 progress("wrote \(json)")
             }
-            if !invariants.holds {
-                throw BenchError("""
-                    BANK INVARIANTS VIOLATED: expected a total of \(invariants.expectedTotal) cents, found \(invariants.actualTotal); \
-                    \(invariants.negativeBalances) negative balances; \(invariants.reservedLeft) cents still reserved. \
-                    The data is kept in \(root).
-                    """)
+            guard check.passed else {
+                throw BenchError("BANK INVARIANTS VIOLATED; the data is kept in \(root):\n\(check)")
             }
             if !keepData && dataDirectory == nil { try? FileManager.default.removeItem(atPath: root) }
         } catch {
-            cluster.kill()
+            for member in cluster.members { cluster.kill(member) }
+            await cluster.shutdown()
             try? await http.shutdown()
-            progress("failed; the processes' logs are in \(root)")
+            progress("failed; the data is kept in \(root)")
             throw error
         }
     }
+
+    /// Outcomes checked against the nodes at the end, at most.
+    static let sampleMax = 400
 
     // MARK: - Steps
 
@@ -206,7 +224,7 @@ struct BankBench: AsyncParsableCommand {
         } else {
             // The system's temporary directory, which here is on the same disk as everything else:
             // say which file system the floors were measured on.
-            root = FileManager.default.temporaryDirectory.appendingPathComponent("bank-bench-\(getpid())-\(randomSecret().prefix(8))").path
+            root = FileManager.default.temporaryDirectory.appendingPathComponent("bank-bench-\(UUID().uuidString)").path
         }
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         return root
@@ -218,27 +236,43 @@ struct BankBench: AsyncParsableCommand {
         return Floors(fsync: fsync, roundTrip: roundTrip)
     }
 
-    /// CPU seconds of each server process at its last sample (for the run's total).
-    private var finalCPU: [Int32: Double] { FinalCPU.shared.withLock { $0 } }
+    private func openAccounts(_ cluster: BankCluster) async throws {
+        let workers = 32
+        for node in 0..<2 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<workers {
+                    group.addTask { [accounts, balance] in
+                        for index in stride(from: worker, to: accounts, by: workers) {
+                            try await cluster.openAccount(LoadGenerator.accountID(index), balance: balance, at: node)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
 
     private func runPhase(
-        cluster: LocalCluster, api: BankAPI, http: HTTPClient, secret: BearerSecret, wait: WaitMode,
+        cluster: BankCluster, metrics: MetricsReader, http: HTTPClient, wait: WaitMode,
         concurrency: Int, counting: Bool, floors: Floors, root: String
-    ) async throws -> PhaseResult {
-        let client = ArbiterClient(coordinator: cluster.coordinatorURL, secret: secret, httpClient: http, retry: .none)
+    ) async throws -> (PhaseResult, [(txid: TxID, outcome: Outcome)]) {
+        // No retries: a retry would hide inside a latency; a call without an outcome is counted.
+        let client = ArbiterClient(coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, retry: .none)
         let load = LoadGenerator(
-            client: client, debitNode: ParticipantID(cluster.nodeURLs[0]), creditNode: ParticipantID(cluster.nodeURLs[1]),
+            client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),
             accountCount: accounts, wait: wait)
         let clock = ContinuousClock()
         let start = clock.now
         let window = (start + .seconds(warmup))..<(start + .seconds(warmup + duration))
-        let completions = Atomic<Int>(0)
+        let completions = CompletionCounter()
         let label = "\(wait.rawValue) C=\(concurrency)"
 
         async let tallyResult = load.run(concurrency: concurrency, window: window, completions: completions)
 
         // Meanwhile: progress, and the process samples at the window's edges.
-        let monitored = cluster.processes.map { ($0.role, $0.process.pid) } + [("load generator", getpid())]
+        let roles: [(String, BankCluster.Member)] = [("coordinator", .coordinator), ("bank-a", .node(0)), ("bank-b", .node(1))]
+        let monitored = roles.compactMap { role, member in cluster.process(member).map { (role, $0.pid) } }
+            + [("load generator", getpid())]
         var counter: FsyncCounter?
         var before: [Int32: ProcessSample] = [:]
         var logFsyncsBefore: Double?
@@ -250,15 +284,17 @@ struct BankBench: AsyncParsableCommand {
         while clock.now < window.upperBound {
             let now = clock.now
             if counting && counter == nil && now >= window.lowerBound - .milliseconds(1000) {
-                counter = FsyncCounter.start(directory: root, label: "\(wait.rawValue)-\(concurrency)")
+                counter = FsyncCounter.start(
+                    directory: root, label: "\(wait.rawValue)-\(concurrency)",
+                    seconds: Double((window.upperBound - now).nanosecondsCount) / 1e9 + 0.5)
             }
             if !opened && now >= window.lowerBound {
                 opened = true
                 for (_, pid) in monitored { before[pid] = ProcessSample.read(pid: pid) }
-                logFsyncsBefore = await api.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
+                logFsyncsBefore = await metrics.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
                 if let counter { counter.mark(.start) }
             }
-            let count = completions.load(ordering: .relaxed)
+            let count = completions.value
             let elapsed = Double((now - lastTime).nanosecondsCount) / 1e9
             if elapsed >= 1 {
                 let rate = Double(count - lastCount) / elapsed
@@ -280,15 +316,14 @@ struct BankBench: AsyncParsableCommand {
         var after: [Int32: ProcessSample] = [:]
         for (_, pid) in monitored { after[pid] = ProcessSample.read(pid: pid) }
         counter?.mark(.end)
-        let logFsyncsAfter = await api.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
+        let logFsyncsAfter = await metrics.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
 
         let tally = await tallyResult
         let fsyncs = await counter?.stop(pids: monitored.map(\.1)) ?? [:]
-        FinalCPU.shared.withLock { cpu in for (pid, sample) in after { cpu[pid] = sample.cpuSeconds } }
 
         // Let phase 2 of the last transfers finish before the next phase starts.
-        await waitUntilIdle(api: api, coordinator: cluster.coordinatorURL, timeout: .seconds(60))
+        await waitUntilIdle(metrics: metrics, coordinator: cluster.coordinatorURL, timeout: .seconds(60))
 
         let windowSeconds = duration
         let committed = tally.committedCount
@@ -303,45 +338,24 @@ struct BankBench: AsyncParsableCommand {
         }
         let (floorFsyncs, floorTrips) = ReportText.floorShape(wait.rawValue)
         let latency = LatencySummary(tally.latency)
-        return PhaseResult(
+        let result = PhaseResult(
             wait: wait.rawValue, concurrency: concurrency, windowSeconds: windowSeconds,
             committed: committed, aborted: tally.abortedCount, abortReasons: tally.abortReasons, errors: tally.errors,
             transfersPerSecond: Double(committed) / windowSeconds, latency: latency,
             p50OverFloor: latency.p50Nanoseconds / floors.floorNanoseconds(fsyncs: floorFsyncs, roundTrips: floorTrips),
             coordinatorLogFsyncs: zip(logFsyncsBefore, logFsyncsAfter).map { Int($1 - $0) },
             processes: processes)
+        return (result, tally.sample)
     }
 
     /// Waits, at most `timeout`, until the coordinator drives no transaction.
-    private func waitUntilIdle(api: BankAPI, coordinator: String, timeout: Duration) async {
+    private func waitUntilIdle(metrics: MetricsReader, coordinator: String, timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let inFlight = await api.metrics(at: coordinator)?["arbiter_transactions_in_flight"], inFlight == 0 { return }
+            if let inFlight = await metrics.metrics(at: coordinator)?["arbiter_transactions_in_flight"], inFlight == 0 { return }
             try? await Task.sleep(for: .milliseconds(50))
         }
         progress("warning: transactions still in flight after \(timeout)")
-    }
-
-    private func checkInvariants(cluster: LocalCluster, api: BankAPI) async throws -> InvariantResult {
-        await waitUntilIdle(api: api, coordinator: cluster.coordinatorURL, timeout: .seconds(120))
-        var all: [AccountView] = []
-        // Reservations are dropped by the nodes' commits; wait (bounded) until none is left.
-        let deadline = ContinuousClock.now + .seconds(60)
-        while true {
-            all = []
-            for node in cluster.nodeURLs { all += try await api.accounts(on: node) }
-            if all.allSatisfy({ $0.reserved == 0 }) || ContinuousClock.now >= deadline { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        let expected = balance * accounts * cluster.nodeURLs.count
-        let actual = all.reduce(0) { $0 + $1.balance }
-        let negative = all.filter { $0.balance < 0 }.count
-        let reserved = all.reduce(0) { $0 + $1.reserved }
-        let holds = all.count == accounts * cluster.nodeURLs.count && actual == expected && negative == 0 && reserved == 0
-        progress(holds ? "invariants hold: \(all.count) accounts, total \(actual) cents unchanged, none negative, nothing reserved"
-                       : "INVARIANTS VIOLATED: \(all.count) accounts, total \(actual) (expected \(expected)), \(negative) negative, \(reserved) reserved")
-        return InvariantResult(accountCount: all.count, expectedTotal: expected, actualTotal: actual,
-                               negativeBalances: negative, reservedLeft: reserved, holds: holds)
     }
 
     private func render(_ report: BenchReport) -> String {
@@ -358,16 +372,11 @@ struct BankBench: AsyncParsableCommand {
         out += ReportText.tables(report)
         for note in report.notes { out += "\nnote: \(note)" }
         if let invariants = report.invariants {
-            out += "\ninvariants: " + (invariants.holds ? "hold" : "VIOLATED")
-                + " (\(invariants.accountCount) accounts, total \(invariants.actualTotal) of \(invariants.expectedTotal), \(invariants.negativeBalances) negative, \(invariants.reservedLeft) reserved)\n"
+            out += "\ninvariants: " + (invariants.holds ? "hold" : "VIOLATED") + "\n"
+            for check in invariants.checks { out += "  \(check.passed ? "ok" : "FAILED") \(check.name)\(check.detail.isEmpty ? "" : ": " + check.detail)\n" }
         }
         return out
     }
-}
-
-/// The last CPU sample of each process, kept across phases for the run's total.
-enum FinalCPU {
-    static let shared = Mutex<[Int32: Double]>([:])
 }
 
 /// Prints a progress line on standard error.

@@ -15,6 +15,8 @@ struct LoadTally: Sendable {
     var abortReasons: [String: Int] = [:]
     /// Calls that got no outcome (transport errors, timeouts, 5xx after retries), by error code.
     var errors: [String: Int] = [:]
+    /// A few transactions and the outcome the client was told, for the invariant check.
+    var sample: [(txid: TxID, outcome: Outcome)] = []
 
     mutating func add(_ other: LoadTally) {
         latency.add(other.latency)
@@ -22,6 +24,7 @@ struct LoadTally: Sendable {
         abortedCount += other.abortedCount
         abortReasons.merge(other.abortReasons, uniquingKeysWith: +)
         errors.merge(other.errors, uniquingKeysWith: +)
+        sample += other.sample
     }
 }
 
@@ -36,7 +39,7 @@ struct LoadGenerator: Sendable {
     /// Runs `concurrency` client loops until `end`; latencies and counts are kept for the calls that
     /// complete inside `window`. `completions` counts every call, for the progress line.
     func run(
-        concurrency: Int, window: Range<ContinuousClock.Instant>, completions: Atomic<Int>
+        concurrency: Int, window: Range<ContinuousClock.Instant>, completions: CompletionCounter
     ) async -> LoadTally {
         await withTaskGroup(of: LoadTally.self) { group in
             for index in 0..<concurrency {
@@ -48,7 +51,7 @@ struct LoadGenerator: Sendable {
         }
     }
 
-    private func clientLoop(seed: UInt64, window: Range<ContinuousClock.Instant>, completions: Atomic<Int>) async -> LoadTally {
+    private func clientLoop(seed: UInt64, window: Range<ContinuousClock.Instant>, completions: CompletionCounter) async -> LoadTally {
         var random = SplitMix64(seed: seed ^ UInt64(UInt32.random(in: .min ... .max)))
         var tally = LoadTally()
         let clock = ContinuousClock()
@@ -68,8 +71,11 @@ struct LoadGenerator: Sendable {
                 result = .failure(error)
             }
             let end = clock.now
-            completions.add(1, ordering: .relaxed)
+            completions.increment()
             guard window.contains(end) else { continue }
+            if case .success(let submitted) = result, tally.sample.count < Self.samplePerClientMax {
+                tally.sample.append((submitted.id, submitted.outcome))
+            }
             switch result {
             case .success(let submitted) where submitted.outcome == .committed:
                 tally.committedCount += 1
@@ -84,26 +90,28 @@ struct LoadGenerator: Sendable {
         return tally
     }
 
+    /// Outcomes kept per client for the final check.
+    static let samplePerClientMax = 2
+
     /// The id of account `index` (`a00042`).
     static func accountID(_ index: Int) -> String {
         let digits = String(index)
         return "a" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits
     }
 
-    /// A reason with its numbers and account ids masked, so that reasons of one kind count together.
+    /// A reason with its ids, addresses and numbers masked (every word holding a digit becomes
+    /// `#`), so that reasons of one kind count together.
     static func reasonClass(_ reason: String?) -> String {
         guard let reason else { return "(no reason given)" }
-        var masked = ""
-        var previousWasDigit = false
-        for character in reason {
-            if character.isNumber {
-                if !previousWasDigit { masked.append("#") }
-                previousWasDigit = true
-            } else {
-                masked.append(character)
-                previousWasDigit = false
-            }
-        }
-        return String(masked.prefix(160))
+        let words = reason.split(separator: " ").map { word in word.contains(where: \.isNumber) ? "#" : String(word) }
+        return String(words.joined(separator: " ").prefix(160))
     }
+}
+
+/// Calls completed so far, across all clients (for the progress line).
+final class CompletionCounter: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func increment() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
 }

@@ -28,7 +28,7 @@ struct ProcessSample: Sendable {
 
     private static func kibibytes(_ key: String, in status: String) -> Int {
         for line in status.split(separator: "\n") where line.hasPrefix(key) {
-            return Int(line.dropFirst(key.count).split(separator: " ").first ?? "") ?? 0
+            return Int(line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0
         }
         return 0
     }
@@ -39,18 +39,17 @@ struct ProcessSample: Sendable {
 ///
 /// This counts what reached the kernel — SQLite's WAL syncs and checkpoints included — whatever
 /// the process reports about itself. It needs `perf` and permission to trace; when either is
-/// missing, ``start(directory:)`` returns `nil` and the benchmark says so.
-final class FsyncCounter: @unchecked Sendable {
-    // @unchecked: the Process is started once and stopped once, by the one task that owns this.
-    private let process: Process
+/// missing, ``start(directory:label:seconds:)`` returns `nil` and the benchmark says so.
+final class FsyncCounter: Sendable {
+    private let pid: pid_t
     private let dataPath: String
     private let marks = Mutex<[Mark: Double]>([:])
 
     /// The edges of the window to count in.
     enum Mark { case start, end }
 
-    private init(process: Process, dataPath: String) {
-        self.process = process
+    private init(pid: pid_t, dataPath: String) {
+        self.pid = pid
         self.dataPath = dataPath
     }
 
@@ -59,30 +58,25 @@ final class FsyncCounter: @unchecked Sendable {
     /// Whether `perf` can count the syscall tracepoints here (checked once, on a short command).
     static let isAvailable: Bool = {
         guard let perf = which("perf") else { return false }
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: perf)
-        probe.arguments = ["stat", "-x", ",", "-e", events, "true"]
-        let pipe = Pipe()
-        probe.standardError = pipe
-        probe.standardOutput = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0 && output.contains("sys_enter_fsync") && !output.contains("not supported")
+        let output = NSTemporaryDirectory() + "/bank-bench-perf-probe-\(getpid()).txt"
+        defer { unlink(output) }
+        guard let pid = CleanSpawn.spawn(perf, ["stat", "-x", ",", "-e", events, "true"], output: output),
+              CleanSpawn.wait(pid, timeout: .seconds(30)) == 0,
+              let text = try? String(contentsOfFile: output, encoding: .utf8) else { return false }
+        return text.contains("sys_enter_fsync") && !text.contains("not supported")
     }()
 
-    /// Starts counting; `nil` if perf is not usable here.
-    static func start(directory: String, label: String) -> FsyncCounter? {
+    /// Starts counting, for at most `seconds`; `nil` if perf is not usable here.
+    static func start(directory: String, label: String, seconds: Double) -> FsyncCounter? {
         guard isAvailable, let perf = which("perf") else { return nil }
         let dataPath = directory + "/fsyncs-\(label).perf.data"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: perf)
         // Timestamps on CLOCK_MONOTONIC, so that the window's edges (``mark(_:)``) can be compared.
-        process.arguments = ["record", "-q", "-a", "-k", "CLOCK_MONOTONIC", "-e", events, "-o", dataPath]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        return FsyncCounter(process: process, dataPath: dataPath)
+        // The `sleep` bounds the recording should ``stop(pids:)`` never come.
+        guard let pid = CleanSpawn.spawn(perf, [
+            "record", "-q", "-a", "-k", "CLOCK_MONOTONIC", "-e", events, "-o", dataPath,
+            "--", "sleep", String(format: "%.0f", seconds + 60),
+        ], output: directory + "/fsyncs-\(label).perf.log") else { return nil }
+        return FsyncCounter(pid: pid, dataPath: dataPath)
     }
 
     /// Notes the current time as the window's start or end: only calls in between are counted.
@@ -93,23 +87,23 @@ final class FsyncCounter: @unchecked Sendable {
         marks.withLock { $0[mark] = seconds }
     }
 
-    /// Stops counting and returns the number of fsync-family calls made by each of `pids`.
+    /// Stops the recording and returns the number of fsync-family calls made by each of `pids`
+    /// between the marks.
     func stop(pids: [Int32]) async -> [Int32: Int] {
-        if process.isRunning { kill(process.processIdentifier, SIGINT) }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); return [:] }
-        guard let perf = FsyncCounter.which("perf") else { return [:] }
-        let script = Process()
-        script.executableURL = URL(fileURLWithPath: perf)
-        script.arguments = ["script", "-i", dataPath, "-F", "pid,time"]
-        let pipe = Pipe()
-        script.standardOutput = pipe
-        script.standardError = FileHandle.nullDevice
-        guard (try? script.run()) != nil else { return [:] }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        script.waitUntilExit()
-        try? FileManager.default.removeItem(atPath: dataPath)
+        kill(pid, SIGINT)
+        guard CleanSpawn.wait(pid, timeout: .seconds(30)) != nil, let perf = FsyncCounter.which("perf") else {
+            kill(pid, SIGKILL)
+            _ = CleanSpawn.wait(pid, timeout: .seconds(5))
+            return [:]
+        }
+        let scriptOutput = dataPath + ".txt"
+        defer {
+            unlink(dataPath)
+            unlink(scriptOutput)
+        }
+        guard let script = CleanSpawn.spawn(perf, ["script", "-i", dataPath, "-F", "pid,time"], output: scriptOutput),
+              CleanSpawn.wait(script, timeout: .seconds(60)) == 0,
+              let output = try? String(contentsOfFile: scriptOutput, encoding: .utf8) else { return [:] }
         let (start, end) = marks.withLock { ($0[.start] ?? 0, $0[.end] ?? .infinity) }
         var counts: [Int32: Int] = Dictionary(uniqueKeysWithValues: pids.map { ($0, 0) })
         for line in output.split(separator: "\n") {
@@ -128,6 +122,55 @@ final class FsyncCounter: @unchecked Sendable {
         for directory in path.split(separator: ":") {
             let candidate = "\(directory)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}
+
+/// Starts a process with no blocked signals and default signal handlers.
+///
+/// Foundation's `Process` passes on the signal mask of the thread that starts it, and Swift
+/// concurrency's threads block every signal: perf started that way never sees the SIGINT that
+/// stops it nor the SIGCHLD of its workload.
+enum CleanSpawn {
+    /// Starts `executable` with `arguments`, standard output and error to `output`.
+    static func spawn(_ executable: String, _ arguments: [String], output: String) -> pid_t? {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid = pid_t()
+        guard posix_spawn(&pid, executable, &actions, &attributes, argv, environ) == 0 else { return nil }
+        return pid
+    }
+
+    /// Waits, at most `timeout`, for `pid` to exit; its exit status, 128+signal when killed, or
+    /// `nil` when it is still running.
+    static func wait(_ pid: pid_t, timeout: Duration) -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                let signal = status & 0x7f
+                return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            }
+            if result < 0 { return nil }
+            usleep(10_000)
         }
         return nil
     }

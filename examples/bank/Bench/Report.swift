@@ -1,3 +1,4 @@
+import BankCluster
 import Foundation
 
 /// Everything one run measured; `--json FILE` writes it.
@@ -98,14 +99,23 @@ struct ProcessResult: Codable, Sendable {
     var fsyncsPerTransfer: Double?
 }
 
-/// The bank's invariants after the run.
+/// The bank's invariants after the run (``BankCluster/checkInvariants(expectedTotal:outcomes:)``).
 struct InvariantResult: Codable, Sendable {
-    var accountCount: Int
-    var expectedTotal: Int
-    var actualTotal: Int
-    var negativeBalances: Int
-    var reservedLeft: Int
-    var holds: Bool
+    struct Check: Codable, Sendable {
+        var name: String
+        var passed: Bool
+        var detail: String
+    }
+
+    var checks: [Check]
+    /// The sum of balances per node.
+    var totals: [Int]
+    var holds: Bool { checks.allSatisfy(\.passed) }
+
+    init(_ report: InvariantReport) {
+        checks = report.checks.map { Check(name: $0.name, passed: $0.passed, detail: $0.detail) }
+        totals = report.totals
+    }
 }
 
 /// Others' share of the machine while the benchmark ran.
@@ -154,13 +164,14 @@ enum ReportText {
                     + "\(milliseconds(phase.latency.p99Nanoseconds)) | \(milliseconds(phase.latency.p999Nanoseconds)) | \(milliseconds(phase.latency.maxNanoseconds)) | "
                     + "\(decimal(phase.p50OverFloor, 1))× | \(phase.aborted) | \(errors) | \(logFsyncs) |\n"
             }
-            out += "\n| C | " + roles.map { "\($0) fsyncs/transfer" }.joined(separator: " | ") + " | "
+            let servers = roles.filter { $0 != "load generator" }
+            out += "\n| C | " + servers.map { "\($0) fsyncs/transfer" }.joined(separator: " | ") + " | "
                 + roles.map { "\($0) CPU s/1k" }.joined(separator: " | ") + " | "
                 + roles.filter { $0 != "load generator" }.map { "\($0) peak RSS MiB" }.joined(separator: " | ") + " |\n"
-            out += "|---:|" + String(repeating: "---:|", count: roles.count * 2 + roles.filter { $0 != "load generator" }.count) + "\n"
+            out += "|---:|" + String(repeating: "---:|", count: roles.count + servers.count * 2) + "\n"
             for phase in phases {
                 var cells = [String(phase.concurrency)]
-                cells += phase.processes.map { $0.fsyncsPerTransfer.map { decimal($0, 3) } ?? "n/a" }
+                cells += phase.processes.filter { $0.role != "load generator" }.map { $0.fsyncsPerTransfer.map { decimal($0, 3) } ?? "n/a" }
                 cells += phase.processes.map { decimal($0.cpuSecondsPerThousandTransfers, 3) }
                 cells += phase.processes.filter { $0.role != "load generator" }.map { String($0.peakRSSBytes >> 20) }
                 out += "| " + cells.joined(separator: " | ") + " |\n"
