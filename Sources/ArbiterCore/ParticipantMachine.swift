@@ -151,7 +151,14 @@ public struct ParticipantMachine: Sendable {
             // The resource is staging right now; abort when it reports its vote.
             transaction.state = .staging(payload: payload, onePhase: onePhase, abortRequested: true)
             transactions[txid] = transaction
-        case .preparing, .prepared:
+        case .preparing:
+            // The prepared record is still being forced, so the prepare has had no vote yet, and
+            // after this abort it never will: answer it now with a no (a refusal needs nothing
+            // durable), or its request would wait for the node's reply deadline.
+            discard(txid, into: &effects)
+            effects.append(.send(transaction.coordinator, .vote(txid, .no(reason: "aborted here before the vote"))))
+            effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
+        case .prepared:
             discard(txid, into: &effects)
             effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
         case .aborting(let heuristic, let replies):

@@ -68,6 +68,19 @@ struct ParticipantMachineTests {
         #expect(durable.contains(.send(c, .onePhaseOutcome(t, .aborted))))
     }
 
+    @Test func anAbortWhileThePreparedRecordIsForcedAnswersThePrepareToo() {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare())
+        _ = machine.handle(.staged(t, .yes))
+        let aborted = machine.handle(.received(from: c, .abort(t)))
+        #expect(aborted.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
+        #expect(aborted.contains(.send(c, .acknowledge(t, .aborted))))
+        #expect(!aborted.contains { if case .send(_, .vote(_, .yes)) = $0 { true } else { false } })
+        // The prepared record's force completing later changes nothing and votes nothing.
+        #expect(machine.handle(.forced(t)).isEmpty)
+        #expect(machine.state(of: t) == .aborted)
+    }
+
     @Test func anAbortDuringStagingAnswersThePrepareToo() {
         // The prepare's request must not wait for a vote that would never come.
         var machine = ParticipantMachine(seed: 1)

@@ -171,6 +171,7 @@ struct BankBench: AsyncParsableCommand {
             let serverCPU = cluster.members.compactMap { cluster.process($0)?.cpuSeconds }.reduce(0, +)
             let stopping = ContinuousClock.now
             await cluster.shutdown()
+            saveLogs(cluster, root)
             progress("cluster stopped in \(ContinuousClock.now - stopping)")
             try await http.shutdown()
 
@@ -206,6 +207,7 @@ struct BankBench: AsyncParsableCommand {
         } catch {
             for member in cluster.members { cluster.kill(member) }
             await cluster.shutdown()
+            saveLogs(cluster, root)
             try? await http.shutdown()
             progress("failed; the data is kept in \(root)")
             throw error
@@ -234,6 +236,15 @@ struct BankBench: AsyncParsableCommand {
         let fsync = try FloorMeasurement.fsync(directory: root, count: fsyncSamples)
         let roundTrip = try await FloorMeasurement.roundTrip(count: roundTripSamples)
         return Floors(fsync: fsync, roundTrip: roundTrip)
+    }
+
+    /// Writes what each process logged to `root/NAME.log` (kept with --keep-data or --data-directory).
+    private func saveLogs(_ cluster: BankCluster, _ root: String) {
+        for member in cluster.members {
+            guard let log = cluster.process(member)?.log else { continue }
+            let name = member.description.replacingOccurrences(of: " ", with: "-")
+            try? log.write(toFile: root + "/\(name).log", atomically: true, encoding: .utf8)
+        }
     }
 
     private func openAccounts(_ cluster: BankCluster) async throws {
