@@ -117,8 +117,11 @@ def plot(runs, output):
             highs = [max(points[(wait, c)][key]) - m for m, c in zip(meds, cs)]
             axis.errorbar(cs, meds, yerr=[lows, highs], marker="o", capsize=3, label="wait: " + wait)
     machine = runs[0]["machine"]
+    all_cs = sorted({c for _, c in points})
     for axis in (left, right):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(all_cs)
+        axis.set_xticklabels([str(c) for c in all_cs])
         axis.set_xlabel("concurrent clients C")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
@@ -132,8 +135,11 @@ def plot(runs, output):
     right.axhline(2 * floor_fsync + 2 * floor_rtt, color="grey", linestyle="--", linewidth=1,
                   label="floor, decision (2 fsync + 2 RTT)")
     right.legend()
-    fig.suptitle("Arbiter bank transfers (2 participants), {} run(s): {} cores, {}".format(
-        len(runs), machine["coreCount"], machine["cpuModel"]), fontsize=9)
+    others = [r["otherLoad"]["machineBusySeconds"] - r["otherLoad"]["benchmarkSeconds"] for r in runs if r.get("otherLoad")]
+    walls = [r["otherLoad"]["wallSeconds"] for r in runs if r.get("otherLoad")]
+    busy = " (other processes used {:.1f} cores on average)".format(sum(others) / sum(walls)) if walls else ""
+    fig.suptitle("Arbiter bank transfers (2 participants), median and range of {} run(s): {} cores, {}{}".format(
+        len(runs), machine["coreCount"], machine["cpuModel"], busy), fontsize=9)
     fig.tight_layout()
     fig.savefig(output, dpi=110)
 
