@@ -31,6 +31,7 @@ let package = Package(
         .executable(name: "arbiter", targets: ["arbiter"]),
         .library(name: "ArbiterParticipant", targets: ["ArbiterParticipant"]),
         .executable(name: "bank-node", targets: ["bank-node"]),
+        .executable(name: "bank-demo", targets: ["bank-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -87,8 +88,10 @@ let package = Package(
         .executableTarget(
             name: "arbiter",
             dependencies: [
-                "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP",
+                "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterParticipant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -221,6 +224,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "examples/bank/Sources/BankCluster",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bank-demo",
+            dependencies: [
+                "BankCluster", "ArbiterClient", "ArbiterCore", "ArbiterTesting", "arbiter", "bank-node",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "examples/bank/Sources/bank-demo",
             swiftSettings: swiftSettings
         ),
         .testTarget(
