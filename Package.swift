@@ -236,6 +236,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "BankDemoTests",
+            dependencies: ["ArbiterTesting", "bank-demo"],
+            path: "Tests/BankDemoTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ArbiterParticipantTests",
             dependencies: [
                 "ArbiterParticipant",
