@@ -222,7 +222,9 @@ public struct Account: Codable, Hashable, Sendable {
 
     /// The account `id` with what is reserved on it, or `nil`.
     static func fetch(_ id: String, in db: Database) throws -> Account? {
-        try Row.fetchOne(db, sql: "\(select) WHERE a.id = ? GROUP BY a.id", arguments: [id]).map(Account.init(row:))
+        // A cached statement: this runs for every stage, and compiling the join each time cost
+        // more than running it.
+        try Row.fetchOne(db.cachedStatement(sql: "\(select) WHERE a.id = ? GROUP BY a.id"), arguments: [id]).map(Account.init(row:))
     }
 
     /// Every account, by id.
