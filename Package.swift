@@ -186,6 +186,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -280,6 +281,19 @@ let package = Package(
             ],
             path: "examples/bank/Bench",
             exclude: ["plot.py"],
+            swiftSettings: swiftSettings
+        ),
+        // Real coordinator and bank-node processes on loopback, crashed at every protocol step and
+        // killed at random under load (docs/testing.md). Depends on the executables so that
+        // `swift test` builds them.
+        .testTarget(
+            name: "ArbiterEndToEndTests",
+            dependencies: [
+                "BankCluster", "arbiter", "bank-node",
+                "ArbiterClient", "ArbiterCore", "ArbiterHTTP", "ArbiterParticipant", "ArbiterTesting", "BankExample",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
