@@ -64,6 +64,8 @@ public final class CoordinatorEngine: Sendable {
     private let storageWake: AsyncStream<Void>.Continuation
     private let storageSignals: AsyncStream<Void>
     private let clock = ContinuousClock()
+    /// Serialises, per transaction id, a submit's "is it new?" and an inquiry's "is it unknown?".
+    private let admissions = KeyedSerializer<TxID>()
 
     init(machine: CoordinatorMachine, log: DecisionLog, links: ParticipantLinks, metrics: CoordinatorMetrics, logger: Logger) {
         self.state = Mutex(State(machine: machine))
@@ -141,40 +143,65 @@ public final class CoordinatorEngine: Sendable {
     /// Runs (or rejoins) a transaction and waits, at most `waitMax`, for its outcome.
     ///
     /// A transaction the machine no longer drives is answered from the log: the same id with the
-    /// same branches gets the recorded outcome; other branches are rejected.
+    /// same branches gets the recorded outcome; other branches are rejected. So is an id that an
+    /// inquiry found unknown and that was then recorded as aborted (see ``inquiryAnswer(for:)``).
     public func submit(
         _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration
     ) async throws(StorageError) -> SubmitResult {
-        let known = state.withLock { $0.machine.phase(of: txid) != nil }
-        if !known, let recorded = try await log.transaction(txid) {
-            if let recordedBranches = recorded.branches, recordedBranches != branches {
-                return .rejected(txid, .idInUse)
-            }
-            if let outcome = recorded.outcome, !(wait == .completion && !recorded.state.isEnded && isActive(txid)) {
-                return .outcome(txid, outcome, reason: recorded.reason)
-            }
+        // Deciding whether the id is new and starting it is one step with respect to inquiries
+        // about the same id: see inquiryAnswer(for:).
+        await admissions.acquire(txid)
+        let admitted: Admission
+        do {
+            admitted = try await admit(txid, branches: branches, timeout: timeout, wait: wait)
+        } catch {
+            admissions.release(txid)
+            throw error
         }
-        return await waitForOutcome(of: txid, wait: wait, waitMax: waitMax) { state in
-            if state.started[txid] == nil { state.started[txid] = clock.now }
-            let effects = state.machine.handle(.submit(txid, branches: branches, timeout: timeout))
-            dispatch(effects, &state)
+        admissions.release(txid)
+        switch admitted {
+        case .answered(let result):
+            return result
+        case .waiting(let slot, let id):
+            return await awaitOutcome(of: txid, slot: slot, waiterID: id, waitMax: waitMax)
         }
     }
 
-    private func isActive(_ txid: TxID) -> Bool { state.withLock { $0.machine.phase(of: txid) != nil } }
+    private enum Admission {
+        case answered(SubmitResult)
+        case waiting(OutcomeSlot, UInt64)
+    }
 
-    /// Registers a waiter and runs `start` under the same lock (so no outcome can slip between
-    /// them), then waits for the outcome or `waitMax`.
-    private func waitForOutcome(
-        of txid: TxID, wait: Wait, waitMax: Duration, start: (inout State) -> Void
-    ) async -> SubmitResult {
+    /// Answers from the log a transaction the machine no longer drives, or hands the submit to the
+    /// machine and registers a waiter (under one lock, so no outcome can slip between them).
+    private func admit(
+        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait
+    ) async throws(StorageError) -> Admission {
+        let known = state.withLock { $0.machine.phase(of: txid) != nil }
+        if !known, let recorded = try await log.transaction(txid) {
+            if let recordedBranches = recorded.branches, recordedBranches != branches {
+                return .answered(.rejected(txid, .idInUse))
+            }
+            if let outcome = recorded.outcome, !(wait == .completion && !recorded.state.isEnded && isActive(txid)) {
+                return .answered(.outcome(txid, outcome, reason: recorded.reason))
+            }
+        }
         let slot = OutcomeSlot()
         let id = state.withLock { state -> UInt64 in
             state.nextWaiterID += 1
             state.waiters[txid, default: []].append(Waiter(id: state.nextWaiterID, wait: wait, slot: slot))
-            start(&state)
+            if state.started[txid] == nil { state.started[txid] = clock.now }
+            let effects = state.machine.handle(.submit(txid, branches: branches, timeout: timeout))
+            dispatch(effects, &state)
             return state.nextWaiterID
         }
+        return .waiting(slot, id)
+    }
+
+    private func isActive(_ txid: TxID) -> Bool { state.withLock { $0.machine.phase(of: txid) != nil } }
+
+    /// Waits for the outcome a waiter was registered for, or `waitMax`.
+    private func awaitOutcome(of txid: TxID, slot: OutcomeSlot, waiterID id: UInt64, waitMax: Duration) async -> SubmitResult {
         let result = await withTaskGroup(of: SubmitResult.self) { group in
             group.addTask { await slot.value() }
             group.addTask {
@@ -194,10 +221,41 @@ public final class CoordinatorEngine: Sendable {
     }
 
     /// What a participant asking about `txid` is told (`GET /v1/transactions/{id}/outcome`).
+    ///
+    /// An id neither the machine nor the log knows is answered `aborted` (presumed abort) — and
+    /// first recorded as aborted, forced. The coordinator sends `prepare` before its lazy `begun`
+    /// record is written, so after a crash a participant can hold prepared a transaction the log
+    /// never saw; its client, unanswered, submits the id again. Without the record that resubmission
+    /// would run afresh, and a participant still prepared (the "aborted" answer not yet applied
+    /// there) would vote yes again: the others could commit what this one then aborts. Recorded,
+    /// the id is answered `aborted` from the log, like any transaction that ended.
     public func inquiryAnswer(for txid: TxID) async throws(StorageError) -> InquiryAnswer {
         if let answer = state.withLock({ $0.machine.inquiryAnswer(for: txid) }) { return answer }
+        // Serialised with submits of the same id, so that none starts it between the checks
+        // below and the record.
+        await admissions.acquire(txid)
+        do {
+            let answer = try await presumedAnswer(for: txid)
+            admissions.release(txid)
+            return answer
+        } catch {
+            admissions.release(txid)
+            throw error
+        }
+    }
+
+    private func presumedAnswer(for txid: TxID) async throws(StorageError) -> InquiryAnswer {
+        if let answer = state.withLock({ $0.machine.inquiryAnswer(for: txid) }) { return answer }
         // Not driven any more (or never seen): the log has the last word; presumed abort otherwise.
-        return try await log.transaction(txid)?.outcome == .committed ? .committed : .aborted
+        if let recorded = try await log.transaction(txid) {
+            return recorded.outcome == .committed ? .committed : .aborted
+        }
+        try await log.append([
+            .decided(txid, .aborted, notify: [], reason: "presumed abort: a participant asked about a transaction this coordinator has no record of"),
+            .ended(txid),
+        ], durability: .forced)
+        logger.notice("recorded a presumed abort for an unknown transaction a participant asked about", metadata: ["txid": "\(txid)"])
+        return .aborted
     }
 
     /// Sets the URL that travels in every `prepare` as where to send inquiries.
@@ -336,5 +394,41 @@ extension Duration {
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Serialises async work per key: ``acquire(_:)`` waits until no other holder has the key. The
+/// work done while holding it must be bounded (here: a log read and at most one forced write).
+final class KeyedSerializer<Key: Hashable & Sendable>: Sendable {
+    /// A key is held while it has an entry; the entry lists who waits for it, in order.
+    private let held = Mutex<[Key: [CheckedContinuation<Void, Never>]]>([:])
+
+    func acquire(_ key: Key) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = held.withLock { held -> Bool in
+                guard held[key] != nil else {
+                    held[key] = []
+                    return true
+                }
+                held[key]!.append(continuation)
+                return false
+            }
+            if acquired { continuation.resume() }
+        }
+    }
+
+    /// Releases `key`, handing it to the next waiter if there is one.
+    func release(_ key: Key) {
+        let next = held.withLock { held -> CheckedContinuation<Void, Never>? in
+            guard var waiters = held[key] else { preconditionFailure("releasing a key that is not held") }
+            guard !waiters.isEmpty else {
+                held[key] = nil
+                return nil
+            }
+            let next = waiters.removeFirst()
+            held[key] = waiters
+            return next
+        }
+        next?.resume()
     }
 }

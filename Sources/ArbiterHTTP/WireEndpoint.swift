@@ -76,11 +76,13 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     public static let batch = WireEndpoint(.participant, .post, "/v1/batch", access: .protocolToken)
     /// `GET /healthz` on a participant.
     public static let participantHealth = WireEndpoint(.participant, .get, "/healthz", access: .open)
+    /// `GET /metrics` on a participant: Prometheus text.
+    public static let participantMetrics = WireEndpoint(.participant, .get, "/metrics", access: .open)
 
     /// Every endpoint of the coordinator.
     public static let coordinatorEndpoints: [WireEndpoint] = [submit, transaction, list, outcome, coordinatorHealth, metrics]
     /// Every endpoint of a participant.
-    public static let participantEndpoints: [WireEndpoint] = [prepare, commit, abort, batch, participantHealth]
+    public static let participantEndpoints: [WireEndpoint] = [prepare, commit, abort, batch, participantHealth, participantMetrics]
     /// Every endpoint of the protocol.
     public static let all: [WireEndpoint] = coordinatorEndpoints + participantEndpoints
 }

@@ -29,7 +29,8 @@ public struct ParticipantRoutes {
 ///
 /// It serves, on ``ParticipantOptions/host``:``ParticipantOptions/port``:
 /// - `POST /v1/prepare`, `/v1/commit`, `/v1/abort`, `/v1/batch` (protocol secret);
-/// - `GET /healthz` (open);
+/// - `GET /healthz` and `GET /metrics` (Prometheus text: group commits, transactions by state,
+///   locks, queues) (open);
 /// - with an operator secret, `GET /v1/operator/in-doubt`, `GET /v1/operator/transactions/{txid}`
 ///   and `POST /v1/operator/transactions/{txid}/decide` (operator secret; see
 ///   ``HeuristicDecisionRequest``);
@@ -61,6 +62,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private let coordinators: Set<String>?
     private let listening = ListeningPort()
     private let hasRun = Mutex(false)
+    private let metrics = ParticipantMetrics()
 
     /// Opens (or creates) the database in ``ParticipantOptions/dataDirectory`` and runs Arbiter's
     /// migrations, then the resource's. Nothing is served until ``run()``.
@@ -236,6 +238,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIErrorMiddleware())
         router.get(RouterPath(WireEndpoint.participantHealth.path)) { _, _ in HealthResponse() }
+        router.get(RouterPath(WireEndpoint.participantMetrics.path)) { _, _ in try await self.metricsText() }
 
         let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: options.secret))
         protocolRoutes.post(RouterPath(WireEndpoint.prepare.path)) { request, _ in try await self.prepare(request) }
@@ -306,6 +309,12 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         if votes { try await failpoint("participant.before-vote") }
         if acknowledgements { try await failpoint("participant.before-ack") }
         return BatchResponse(replies: replies)
+    }
+
+    private func metricsText() async throws -> Response {
+        let census = try await database.store.census()
+        return WireResponse.prometheus(metrics.exposition(
+            storage: database.store.writer.statistics, census: census, load: engine.load()))
     }
 
     private func inDoubt() async throws -> InDoubtList {

@@ -238,6 +238,28 @@ public final class ParticipantStore: Sendable {
         }
     }
 
+    /// How many transactions are recorded in each state, and how many locks are held: one
+    /// consistent snapshot, for metrics. It counts over the `(state, seq)` index, so its cost grows
+    /// with the records retained; it runs on a reader, concurrently with the writer.
+    public func census() async throws(StorageError) -> ParticipantCensus {
+        try await reading { db in
+            var census = ParticipantCensus()
+            let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*) FROM participant_transaction GROUP BY state")
+            for row in rows {
+                let state = try row.decode(String.self, atIndex: 0)
+                let count = try row.decode(Int.self, atIndex: 1)
+                switch ParticipantTransactionState(rawValue: state) {
+                case .prepared: census.prepared = count
+                case .committed: census.committed = count
+                case .aborted: census.aborted = count
+                case nil: break
+                }
+            }
+            census.locks = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM participant_lock") ?? 0
+            return census
+        }
+    }
+
     /// Up to `limit` transactions that ended (committed or aborted) before `cutoff`, oldest end
     /// first: the candidates for ``forget(_:)`` under a retention policy.
     ///
@@ -333,4 +355,20 @@ public final class ParticipantStore: Sendable {
             throw StorageError.wrapping(error, doing: "reading", path: writer.path)
         }
     }
+}
+
+/// How many transactions a participant has recorded in each state, and how many locks it holds.
+/// Ended transactions count until retention forgets them.
+public struct ParticipantCensus: Hashable, Sendable {
+    /// In doubt: prepared, waiting for the decision.
+    public var prepared = 0
+    /// Committed (within retention).
+    public var committed = 0
+    /// Aborted, tombstones included (within retention).
+    public var aborted = 0
+    /// Key locks held (by prepared transactions).
+    public var locks = 0
+
+    /// Makes an empty census.
+    public init() {}
 }

@@ -12,9 +12,16 @@ public final class ManagedProcess: Sendable {
     private let process: Process
     private let output = OutputBuffer()
 
-    /// Starts `executable` with `arguments`; `environment` is added to this process's.
-    public init(name: String, executable: String, arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts `executable` with `arguments`; `environment` is added to this process's. With
+    /// `logFile`, everything the process writes is also appended to that file (created if missing),
+    /// whole, for a post-mortem after the process is gone.
+    public init(name: String, executable: String, arguments: [String], environment: [String: String] = [:], logFile: String? = nil) throws {
         self.name = name
+        if let logFile {
+            let descriptor = open(logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            guard descriptor >= 0 else { throw HarnessError("cannot open \(logFile) for \(name)'s output (errno \(errno))") }
+            output.copy(to: descriptor)
+        }
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -27,9 +34,11 @@ public final class ManagedProcess: Sendable {
             let data = handle.availableData
             guard !data.isEmpty else {
                 handle.readabilityHandler = nil
+                output.closeCopy()
                 return
             }
             output.append(String(decoding: data, as: UTF8.self))
+            output.copy(data)
         }
         try process.run()
     }
@@ -107,6 +116,31 @@ public final class ManagedProcess: Sendable {
 final class OutputBuffer: Sendable {
     private static let sizeMax = 1 << 20
     private let buffer = Mutex("")
+    /// A file that gets a copy of everything (-1: none).
+    private let copyDescriptor = Mutex<Int32>(-1)
+
+    func copy(to descriptor: Int32) { copyDescriptor.withLock { $0 = descriptor } }
+
+    func copy(_ data: Data) {
+        copyDescriptor.withLock { descriptor in
+            guard descriptor >= 0 else { return }
+            data.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                    guard written > 0 else { return }
+                    offset += written
+                }
+            }
+        }
+    }
+
+    func closeCopy() {
+        copyDescriptor.withLock { descriptor in
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = -1
+        }
+    }
 
     func append(_ text: String) {
         buffer.withLock { buffer in

@@ -1,9 +1,11 @@
 public import Foundation
+import Synchronization
 
 /// A directory under the system's temporary directory, removed by ``remove()`` or when the
 /// object goes away.
 public final class TemporaryDirectory: Sendable {
     public let path: String
+    private let kept = Mutex(false)
 
     public init(prefix: String = "arbiter") throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
@@ -12,7 +14,12 @@ public final class TemporaryDirectory: Sendable {
 
     public func remove() { try? FileManager.default.removeItem(atPath: path) }
 
-    deinit { remove() }
+    /// Keeps the directory when the object goes away (after a failure, for a post-mortem).
+    public func keep() { kept.withLock { $0 = true } }
+
+    deinit {
+        if !kept.withLock({ $0 }) { remove() }
+    }
 }
 
 /// Waits until `condition` holds, polling, for at most `timeout` (never a plain sleep).

@@ -108,6 +108,27 @@ struct CoordinatorHTTPTests {
         }
     }
 
+    /// A participant may hold prepared a transaction whose lazy `begun` record the coordinator
+    /// lost in a crash; told "aborted", it may not have applied that yet when the client submits
+    /// the same id again. The coordinator records the abort it presumed, so the resubmission is
+    /// answered "aborted" and nothing is prepared again (found by the end-to-end suite).
+    @Test func anAbortPresumedForAnInquiryIsRecordedAndAnswersAResubmission() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                #expect(try await client.outcome(txid("lost-1")) == .aborted)
+                let view = try await client.transaction(txid("lost-1"))
+                #expect(view.state == .aborted)
+                #expect(view.reason?.contains("presumed abort") == true)
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("lost-1"))
+                #expect(result.outcome == .aborted)
+                #expect(p0.state.prepared.isEmpty && p1.state.prepared.isEmpty, "nothing is prepared again")
+                #expect(try await client.outcome(txid("lost-1")) == .aborted)
+            }
+        }
+    }
+
     @Test func groupCommitSharesFsyncsAcrossConcurrentDecisions() async throws {
         let directory = try TemporaryDirectory()
         let (p0, p1) = (FakeParticipant(), FakeParticipant())

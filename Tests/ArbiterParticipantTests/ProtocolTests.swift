@@ -274,4 +274,41 @@ struct StorageBehaviourTests {
             }
         }
     }
+
+    @Test("GET /metrics needs no token and reports fsyncs, writes, batch sizes, transactions by state and locks")
+    func metrics() async throws {
+        func value(_ text: String, _ name: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory) { node in
+                let empty = try await node.http.get(node.url + "/metrics", token: nil)
+                #expect(empty.status == 200)
+                #expect(value(empty.text, "arbiter_participant_transactions{state=\"prepared\"}") == 0)
+
+                #expect(try await node.prepare("m-1", payload: Scripts.vote("yes", locks: ["k1"])).json()["vote"] as? String == "yes")
+                #expect(try await node.prepare("m-2", payload: Scripts.vote("yes", locks: ["k2"])).json()["vote"] as? String == "yes")
+                #expect(try await node.commit("m-1").json()["state"] as? String == "committed")
+                #expect(try await node.prepare("m-3", payload: Scripts.vote("no")).json()["vote"] as? String == "no")
+
+                let reply = try await node.http.get(node.url + "/metrics", token: nil)
+                #expect(reply.status == 200)
+                let text = reply.text
+                let statistics = node.database.store.writer.statistics
+                // Three forced commits at least: two prepares and a commit (a no vote's abort is lazy).
+                #expect((value(text, "arbiter_participant_fsyncs") ?? 0) >= 3)
+                #expect(value(text, "arbiter_participant_fsyncs") == Double(statistics.forcedBatchCount))
+                #expect((value(text, "arbiter_participant_write_requests") ?? 0) >= 4)
+                #expect((value(text, "arbiter_participant_batch_size_max") ?? 0) >= 1)
+                #expect((value(text, "arbiter_participant_batch_size_mean") ?? 0) >= 1)
+                #expect(value(text, "arbiter_participant_lazy_commits") != nil)
+                #expect(value(text, "arbiter_participant_transactions{state=\"prepared\"}") == 1)
+                #expect(value(text, "arbiter_participant_transactions{state=\"committed\"}") == 1)
+                #expect(value(text, "arbiter_participant_transactions{state=\"aborted\"}") == 1)
+                #expect(value(text, "arbiter_participant_locks") == 1)
+                #expect(value(text, "arbiter_participant_waiting_requests") == 0)
+                #expect(value(text, "arbiter_participant_known_transactions") == 3)
+            }
+        }
+    }
 }

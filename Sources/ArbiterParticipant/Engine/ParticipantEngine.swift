@@ -98,6 +98,16 @@ enum OpOutcome: Sendable {
     case failed(String, machineFed: Bool)
 }
 
+/// A snapshot of an engine's queues, for metrics.
+struct EngineLoad: Sendable {
+    /// Requests waiting for their answer (a durable vote or acknowledgement).
+    var waitingRequests: Int
+    /// Storage operations queued for the next group commits (retries included).
+    var queuedStorageOps: Int
+    /// Transactions the state machine remembers (in progress, or ended within retention).
+    var knownTransactions: Int
+}
+
 /// What became of an operator's heuristic decision.
 enum HeuristicResult: Sendable {
     case decided
@@ -284,6 +294,14 @@ final class ParticipantEngine<R: Resource>: Sendable {
         state.withLock { $0.machine.state(of: txid) }
     }
 
+    /// How loaded the engine is now, for metrics.
+    func load() -> EngineLoad {
+        state.withLock { state in
+            EngineLoad(waitingRequests: state.slotsByID.count, queuedStorageOps: state.outbox.count + state.retryOps.count,
+                       knownTransactions: state.machine.knownCount)
+        }
+    }
+
     /// The coordinator answered an inquiry.
     private func learned(_ answer: InquiryAnswer, for txid: TxID, from coordinator: CoordinatorID) {
         state.withLock { state in
@@ -438,6 +456,9 @@ final class ParticipantEngine<R: Resource>: Sendable {
                         let answer = try await client.inquire(
                             inquiry.txid, coordinator: inquiry.coordinator, timeout: self.settings.inquiryTimeout)
                         self.logger.debug("inquiry answered", metadata: ["txid": "\(inquiry.txid)", "answer": "\(answer)"])
+                        // Between the coordinator's answer and its effect here: a crash loses the
+                        // answer (the next inquiry asks again); a delay is a slow network.
+                        try? await Failpoints.hit("participant.before-inquiry-answer")
                         self.learned(answer, for: inquiry.txid, from: inquiry.coordinator)
                     } catch {
                         self.logger.notice("in-doubt inquiry failed; asking again after the backoff",

@@ -51,13 +51,19 @@ public final class BankCluster: Sendable {
         /// Extra options for the coordinator (e.g. `--prepare-timeout-ms 500`).
         public var coordinatorArguments: [String]
         public var logLevel: String
+        /// Extra options for every bank node (e.g. `--inquiry-timeout-ms 500`).
+        public var nodeArguments: [String]
 
-        public init(nodeCount: Int = 2, root: String, launcher: Launcher, coordinatorArguments: [String] = [], logLevel: String = "warning") {
+        public init(
+            nodeCount: Int = 2, root: String, launcher: Launcher, coordinatorArguments: [String] = [], logLevel: String = "warning",
+            nodeArguments: [String] = []
+        ) {
             self.nodeCount = nodeCount
             self.root = root
             self.launcher = launcher
             self.coordinatorArguments = coordinatorArguments
             self.logLevel = logLevel
+            self.nodeArguments = nodeArguments
         }
     }
 
@@ -112,6 +118,7 @@ public final class BankCluster: Sendable {
         let port = state.withLock { $0.ports[member] ?? 0 }
         let directory = options.root + "/" + member.description.replacingOccurrences(of: " ", with: "-")
         let environment = failpoints.map { ["ARBITER_FAILPOINTS": $0] } ?? [:]
+        let logFile = try startLog(member, failpoints: failpoints)
         let process: ManagedProcess
         let pattern: String
         switch member {
@@ -120,21 +127,45 @@ public final class BankCluster: Sendable {
             process = try ManagedProcess(name: "coordinator", executable: executable, arguments: prefix + [
                 "--data", directory, "--port", String(port),
                 "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
-                "--log-level", options.logLevel,
-            ] + options.coordinatorArguments, environment: environment)
-            pattern = #"address=127\.0\.0\.1:(\d+) .*coordinator listening"#
+                "--log-level", Self.coordinatorLogLevel(options.logLevel),
+            ] + options.coordinatorArguments, environment: environment, logFile: logFile)
+            pattern = #"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#
         case .node(let index):
             let (executable, prefix) = options.launcher.node
             process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + [
                 "--data", directory, "--port", String(port), "--coordinator", coordinatorURL,
                 "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
                 "--log-level", options.logLevel,
-            ], environment: environment)
+            ] + options.nodeArguments, environment: environment, logFile: logFile)
             pattern = #"bank-node listening on http://127\.0\.0\.1:(\d+)"#
         }
         state.withLock { $0.processes[member] = process }
         let bound = try await process.waitFor(pattern)
         state.withLock { $0.ports[member] = Int(bound)! }
+    }
+
+    /// Where every run of `member` writes its output, one after the other: `ROOT/logs/MEMBER.log`.
+    public func logFile(_ member: Member) -> String {
+        options.root + "/logs/" + member.description.replacingOccurrences(of: " ", with: "-") + ".log"
+    }
+
+    /// Appends a line that says a run of `member` starts, and returns the log file.
+    private func startLog(_ member: Member, failpoints: String?) throws -> String {
+        let path = logFile(member)
+        try FileManager.default.createDirectory(atPath: options.root + "/logs", withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("=== \(member) starts at \(Date())\(failpoints.map { " with ARBITER_FAILPOINTS=\($0)" } ?? "") ===\n".utf8))
+        return path
+    }
+
+    /// The coordinator announces its port in an `info` line (`coordinator listening`), the only way
+    /// to learn it with `--port 0`; so it logs at `info` at least (its info lines are few: start-up
+    /// and recovery), or a quieter level would hide the announcement and the start would time out.
+    static func coordinatorLogLevel(_ level: String) -> String {
+        ["trace", "debug", "info"].contains(level) ? level : "info"
     }
 
     /// SIGKILL: the process dies at once, with no flush and no cleanup.
@@ -182,6 +213,23 @@ public final class BankCluster: Sendable {
         return try WireJSON.decode(TransactionStatus.self, from: Array(text.utf8))
     }
 
+    /// The Prometheus metrics of `member` (`GET /metrics`), by series: `arbiter_participant_fsyncs`,
+    /// `arbiter_participant_transactions{state="prepared"}`… (a series with labels is keyed as the
+    /// exposition writes it).
+    public func metrics(of member: Member) async throws -> [String: Double] {
+        var request = HTTPClientRequest(url: url(member) + "/metrics")
+        request.method = .GET
+        let response = try await httpClient.execute(request, timeout: .seconds(30))
+        let text = String(buffer: try await response.body.collect(upTo: 16 << 20))
+        guard response.status == .ok else { throw HarnessError("GET /metrics on \(member): \(response.status.code) \(text)") }
+        var series: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            series[String(line[..<space])] = value
+        }
+        return series
+    }
+
     /// How many transactions the coordinator has not ended.
     public func coordinatorUnfinished() async throws -> Int {
         let client = client(retry: RetryPolicy(attemptCountMax: 1))
@@ -207,6 +255,25 @@ public final class BankCluster: Sendable {
     /// negative and nothing is reserved, no node holds a transaction in doubt or a lock, and every
     /// outcome a client was told is what the nodes of its branches hold.
     public func checkInvariants(expectedTotal: Int, outcomes: [(txid: TxID, outcome: Outcome, nodes: [Int])]) async throws -> InvariantReport {
+        try await checkInvariants(expectedTotal: expectedTotal,
+                                  transactions: outcomes.map { IssuedTransaction(txid: $0.txid, nodes: $0.nodes, told: $0.outcome) })
+    }
+
+    /// Checks the bank's invariants over every transaction clients issued, answered or not. Call it
+    /// once the cluster has settled (``waitUntilSettled(timeout:)``):
+    ///
+    /// - the sum of all balances is `expectedTotal`; no balance is negative; nothing is reserved;
+    /// - no node holds a transaction in doubt or a lock;
+    /// - every transaction is all-or-nothing: either every node of its branches holds it committed,
+    ///   or none does (each holds it aborted, or nothing: presumed abort);
+    /// - every outcome a client was told is what the nodes hold (committed: all committed; aborted:
+    ///   none committed) and what the coordinator recorded;
+    /// - every client got an answer (once faults stop, every transaction ends).
+    ///
+    /// Each check counts its violations (``InvariantReport/violationCount``); the first few are named.
+    ///
+    /// - Parameter concurrency: How many status requests run at once.
+    public func checkInvariants(expectedTotal: Int, transactions: [IssuedTransaction], concurrency: Int = 16) async throws -> InvariantReport {
         var report = InvariantReport()
         var total = 0
         var negative: [String] = []
@@ -221,27 +288,103 @@ public final class BankCluster: Sendable {
             reserved += accounts.filter { $0.reserved != 0 }.map { "\($0.id)@node\(node) reserves \($0.reserved)" }
         }
         report.totals = totals
-        report.record("the sum of all balances is unchanged", total == expectedTotal, "expected \(expectedTotal), found \(total)")
-        report.record("no balance is negative", negative.isEmpty, negative.prefix(5).joined(separator: ", "))
-        report.record("no money is left reserved", reserved.isEmpty, reserved.prefix(5).joined(separator: ", "))
+        report.record("the sum of all balances is unchanged", total == expectedTotal ? [] : ["expected \(expectedTotal), found \(total)"])
+        report.record("no balance is negative", negative)
+        report.record("no money is left reserved", reserved)
         var doubtful: [String] = []
         for node in 0..<options.nodeCount {
             for status in try await inDoubt(at: node) { doubtful.append("\(status.txid)@node\(node) locks \(status.locks)") }
         }
-        report.record("no prepared record or lock remains", doubtful.isEmpty, doubtful.prefix(5).joined(separator: ", "))
+        for node in 0..<options.nodeCount {
+            // Locks are listed with their prepared transactions above; the census also counts any
+            // lock that outlived its transaction.
+            let locks = try await metrics(of: .node(node))["arbiter_participant_locks"] ?? 0
+            if locks != 0 { doubtful.append("node \(node) holds \(Int(locks)) lock(s)") }
+        }
+        report.record("no prepared record or lock remains", doubtful)
+
+        let held = try await heldStates(of: transactions, concurrency: concurrency)
+        var split: [String] = []
         var mismatches: [String] = []
-        for (txid, outcome, nodes) in outcomes {
-            for node in nodes {
-                guard let status = try await status(of: txid, at: node) else {
-                    mismatches.append("\(txid): node \(node) holds nothing, client was told \(outcome)")
-                    continue
-                }
-                if status.state != outcome.rawValue { mismatches.append("\(txid): node \(node) holds \(status.state), client was told \(outcome)") }
+        var unanswered: [String] = []
+        for (transaction, states) in zip(transactions, held) {
+            let committed = states.filter { $0 == "committed" }.count
+            if committed > 0 && committed < states.count {
+                let held = zip(transaction.nodes, states).map { "node \($0) \($1 ?? "nothing")" }.joined(separator: ", ")
+                split.append("\(transaction.txid): \(held)")
+            }
+            guard let told = transaction.told else {
+                unanswered.append("\(transaction.txid)")
+                continue
+            }
+            for (node, state) in zip(transaction.nodes, states) {
+                let agrees = told == .committed ? state == "committed" : state != "committed"
+                if !agrees { mismatches.append("\(transaction.txid): node \(node) holds \(state ?? "nothing"), client was told \(told)") }
             }
         }
-        report.record("every client-reported outcome matches what the nodes hold (\(outcomes.count) transactions)",
-                      mismatches.isEmpty, mismatches.prefix(5).joined(separator: "; "))
+        report.record("every transaction is all-or-nothing across its nodes (\(transactions.count) transactions)", split)
+        report.record("every client-reported outcome matches what the nodes hold (\(transactions.count - unanswered.count) transactions)",
+                      mismatches)
+        let told = transactions.filter { $0.told != nil }
+        let recorded = try await coordinatorOutcomes(of: told.map(\.txid), concurrency: concurrency)
+        var disagreements: [String] = []
+        for (transaction, outcome) in zip(told, recorded) {
+            // Unknown to the coordinator is an abort (presumed abort): the begun record is lazy.
+            let agrees = transaction.told == .committed ? outcome == .committed : outcome != .committed
+            if !agrees { disagreements.append("\(transaction.txid): the coordinator holds \(outcome.map { "\($0)" } ?? "nothing"), client was told \(transaction.told!)") }
+        }
+        report.record("every client-reported outcome is the coordinator's", disagreements)
+        report.record("every client got an answer", unanswered)
         return report
+    }
+
+    /// What each node of each transaction holds for it (`nil`: nothing).
+    private func heldStates(of transactions: [IssuedTransaction], concurrency: Int) async throws -> [[String?]] {
+        let queries = transactions.enumerated().flatMap { index, transaction in transaction.nodes.map { (index, $0, transaction.txid) } }
+        var results = transactions.map { [String?](repeating: nil, count: $0.nodes.count) }
+        var positions = transactions.map { _ in 0 }
+        let answers = try await boundedMap(queries, concurrency: concurrency) { query in try await self.status(of: query.2, at: query.1)?.state }
+        for (query, answer) in zip(queries, answers) {
+            results[query.0][positions[query.0]] = answer
+            positions[query.0] += 1
+        }
+        return results
+    }
+
+    /// The outcome the coordinator recorded for each transaction (`nil`: undecided or unknown).
+    private func coordinatorOutcomes(of txids: [TxID], concurrency: Int) async throws -> [Outcome?] {
+        let client = client(retry: RetryPolicy(attemptCountMax: 3))
+        return try await boundedMap(txids, concurrency: concurrency) { txid -> Outcome? in
+            do {
+                return try await client.transaction(txid).outcome?.outcome
+            } catch let error as ArbiterClientError where error.status == 404 {
+                return nil
+            }
+        }
+    }
+
+    /// `transform` applied to every element, at most `concurrency` at a time, in order.
+    private func boundedMap<T: Sendable, U: Sendable>(
+        _ items: [T], concurrency: Int, _ transform: @escaping @Sendable (T) async throws -> U
+    ) async throws -> [U] {
+        var results = [U?](repeating: nil, count: items.count)
+        try await withThrowingTaskGroup(of: (Int, U).self) { group in
+            var next = 0
+            while next < items.count && next < max(1, concurrency) {
+                let (index, item) = (next, items[next])
+                group.addTask { (index, try await transform(item)) }
+                next += 1
+            }
+            while let (index, result) = try await group.next() {
+                results[index] = result
+                if next < items.count {
+                    let (index, item) = (next, items[next])
+                    group.addTask { (index, try await transform(item)) }
+                    next += 1
+                }
+            }
+        }
+        return results.map { $0! }
     }
 
     // MARK: - HTTP
@@ -266,25 +409,53 @@ public final class BankCluster: Sendable {
     }
 }
 
-/// The result of ``BankCluster/checkInvariants(expectedTotal:outcomes:)``.
+/// A transaction a client issued: its id, the nodes of its branches, and the outcome the client
+/// was finally told (`nil` when it never got an answer).
+public struct IssuedTransaction: Hashable, Sendable {
+    public var txid: TxID
+    public var nodes: [Int]
+    public var told: Outcome?
+
+    public init(txid: TxID, nodes: [Int], told: Outcome?) {
+        self.txid = txid
+        self.nodes = nodes
+        self.told = told
+    }
+}
+
+/// The result of ``BankCluster/checkInvariants(expectedTotal:transactions:concurrency:)``.
 public struct InvariantReport: Sendable, CustomStringConvertible {
     public struct Check: Sendable {
         public var name: String
         public var passed: Bool
+        /// The first few violations, for people.
         public var detail: String
+        /// How many violations there were (0 when it passed).
+        public var violationCount: Int = 0
     }
 
     public var checks: [Check] = []
     /// The sum of balances per node.
     public var totals: [Int] = []
     public var passed: Bool { checks.allSatisfy(\.passed) }
+    /// The violations of every check.
+    public var violationCount: Int { checks.reduce(0) { $0 + $1.violationCount } }
+
+    public init() {}
 
     mutating func record(_ name: String, _ passed: Bool, _ detail: String) {
-        checks.append(Check(name: name, passed: passed, detail: passed ? "" : detail))
+        checks.append(Check(name: name, passed: passed, detail: passed ? "" : detail, violationCount: passed ? 0 : 1))
+    }
+
+    /// Records a check whose `violations` are listed (it passes when there are none).
+    public mutating func record(_ name: String, _ violations: [String]) {
+        checks.append(Check(name: name, passed: violations.isEmpty, detail: violations.prefix(5).joined(separator: "; "),
+                            violationCount: violations.count))
     }
 
     public var description: String {
-        checks.map { check in "  \(check.passed ? "✔" : "✘") \(check.name)\(check.passed ? "" : ": \(check.detail)")" }
-            .joined(separator: "\n")
+        checks.map { check in
+            "  \(check.passed ? "✔" : "✘") \(check.name)\(check.passed ? "" : " — \(check.violationCount) violation(s): \(check.detail)")"
+        }.joined(separator: "\n")
     }
 }

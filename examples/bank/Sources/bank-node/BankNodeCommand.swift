@@ -47,6 +47,32 @@ struct BankNodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Milliseconds a prepared transaction waits for its decision before asking the coordinator.")
+    var inquiryTimeoutMs: Int = 10_000
+
+    @Option(help: "First delay in milliseconds between further inquiries (doubles up to --inquiry-retry-max-ms, 20% jitter).")
+    var inquiryRetryInitialMs: Int = 1_000
+
+    @Option(help: "Largest delay in milliseconds between inquiries.")
+    var inquiryRetryMaxMs: Int = 30_000
+
+    @Option(help: "Deadline in milliseconds of one inquiry request to the coordinator.")
+    var inquiryRequestTimeoutMs: Int = 5_000
+
+    @Option(help: "Milliseconds a protocol request waits for its durable answer before getting 503 (the coordinator retries).")
+    var replyTimeoutMs: Int = 10_000
+
+    func validate() throws {
+        for (name, value) in [("--inquiry-timeout-ms", inquiryTimeoutMs), ("--inquiry-retry-initial-ms", inquiryRetryInitialMs),
+                              ("--inquiry-retry-max-ms", inquiryRetryMaxMs), ("--inquiry-request-timeout-ms", inquiryRequestTimeoutMs),
+                              ("--reply-timeout-ms", replyTimeoutMs)] where !(1...86_400_000).contains(value) {
+            throw ValidationError("\(name) is \(value); give 1 to 86400000 milliseconds")
+        }
+        if inquiryRetryMaxMs < inquiryRetryInitialMs {
+            throw ValidationError("--inquiry-retry-max-ms (\(inquiryRetryMaxMs)) is below --inquiry-retry-initial-ms (\(inquiryRetryInitialMs))")
+        }
+    }
+
     func run() async throws {
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "bank-node")
@@ -68,6 +94,12 @@ struct BankNodeCommand: AsyncParsableCommand {
             secret: secret,
             operatorSecret: operatorSecret,
             coordinators: [coordinator],
+            protocolConfig: ParticipantConfig(
+                inquiryTimeout: .milliseconds(inquiryTimeoutMs),
+                inquiryRetry: Backoff(initial: .milliseconds(inquiryRetryInitialMs), max: .milliseconds(inquiryRetryMaxMs))
+            ),
+            replyTimeout: .milliseconds(replyTimeoutMs),
+            inquiryTimeout: .milliseconds(inquiryRequestTimeoutMs),
             logger: logger
         )
         let node: ParticipantNode<BankResource>

@@ -1,0 +1,87 @@
+import ArbiterStorage
+import Prometheus
+
+/// A participant's Prometheus metrics (`GET /metrics`, no token), read when scraped: the storage
+/// writer's counters (group commit at work: fsyncs, lazy commits, write requests, batch sizes), the
+/// transactions recorded by state, the locks held, and the engine's queues.
+///
+/// Divide `arbiter_participant_fsyncs` by the transactions a node took part in to get its fsyncs
+/// per transaction; under load group commit brings it well below the two (prepare, commit) that a
+/// transaction forces on its own.
+final class ParticipantMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let fsyncs: Gauge
+    private let lazyCommits: Gauge
+    private let writeRequests: Gauge
+    private let failedWriteRequests: Gauge
+    private let queuedWriteRequests: Gauge
+    private let batchSizeLargest: Gauge
+    private let batchSizeMean: Gauge
+    private let batchSeconds: Gauge
+    private let transactions: [ParticipantTransactionState: Gauge]
+    private let locks: Gauge
+    private let waitingRequests: Gauge
+    private let queuedStorageOps: Gauge
+    private let knownTransactions: Gauge
+
+    init() {
+        fsyncs = Self.gauge(registry, "fsyncs",
+            help: "Forced commits of the participant's database since start (group commits; one fsync each).")
+        lazyCommits = Self.gauge(registry, "lazy_commits",
+            help: "Commits of the participant's database without fsync since start.")
+        writeRequests = Self.gauge(registry, "write_requests",
+            help: "Write requests taken into group commits since start.")
+        failedWriteRequests = Self.gauge(registry, "failed_write_requests",
+            help: "Write requests that failed since start.")
+        queuedWriteRequests = Self.gauge(registry, "queued_write_requests",
+            help: "Write requests waiting for the next group commit.")
+        batchSizeLargest = Self.gauge(registry, "batch_size_max",
+            help: "Largest number of write requests committed together.")
+        batchSizeMean = Self.gauge(registry, "batch_size_mean",
+            help: "Mean number of write requests committed together.")
+        batchSeconds = Self.gauge(registry, "batch_seconds_total",
+            help: "Time spent running and committing group commits, fsyncs included, since start.")
+        var transactions: [ParticipantTransactionState: Gauge] = [:]
+        for state in ParticipantTransactionState.allCases {
+            transactions[state] = Self.gauge(registry, "transactions", labels: [("state", state.rawValue)],
+                help: "Transactions recorded, by state (ended ones until retention forgets them).")
+        }
+        self.transactions = transactions
+        locks = Self.gauge(registry, "locks", help: "Key locks held by prepared transactions.")
+        waitingRequests = Self.gauge(registry, "waiting_requests",
+            help: "Protocol requests waiting for their answer (a durable vote or acknowledgement).")
+        queuedStorageOps = Self.gauge(registry, "queued_storage_ops",
+            help: "Protocol storage operations queued for the next group commits.")
+        knownTransactions = Self.gauge(registry, "known_transactions",
+            help: "Transactions the state machine remembers (in progress, or ended within retention).")
+    }
+
+    /// A gauge named `arbiter_participant_NAME`.
+    private static func gauge(
+        _ registry: PrometheusCollectorRegistry, _ name: String, labels: [(String, String)] = [], help: String
+    ) -> Gauge {
+        let descriptor = MetricNameDescriptor(namespace: "arbiter", subsystem: "participant", metricName: name, unitName: "", helpText: help)
+        return registry.makeGauge(descriptor: descriptor, labels: labels)
+    }
+
+    /// The Prometheus text, with every value read now.
+    func exposition(storage statistics: GroupCommitStatistics, census: ParticipantCensus, load: EngineLoad) -> String {
+        fsyncs.set(Int64(statistics.forcedBatchCount))
+        lazyCommits.set(Int64(statistics.lazyBatchCount))
+        writeRequests.set(Int64(statistics.requestCount))
+        failedWriteRequests.set(Int64(statistics.failedRequestCount))
+        queuedWriteRequests.set(Int64(statistics.queuedRequestCount))
+        batchSizeLargest.set(Int64(statistics.batchSizeLargest))
+        batchSizeMean.set(statistics.batchSizeMean)
+        batchSeconds.set(Double(statistics.batchDurationTotal.components.seconds)
+            + Double(statistics.batchDurationTotal.components.attoseconds) / 1e18)
+        transactions[.prepared]?.set(Int64(census.prepared))
+        transactions[.committed]?.set(Int64(census.committed))
+        transactions[.aborted]?.set(Int64(census.aborted))
+        locks.set(Int64(census.locks))
+        waitingRequests.set(Int64(load.waitingRequests))
+        queuedStorageOps.set(Int64(load.queuedStorageOps))
+        knownTransactions.set(Int64(load.knownTransactions))
+        return registry.emitToString()
+    }
+}
