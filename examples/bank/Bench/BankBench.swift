@@ -26,8 +26,9 @@ struct BankBench: AsyncParsableCommand {
             Per phase it reports: committed transfers/s; latency p50/p99/p99.9/max of the committed \
             transfers (HdrHistogram, from submit to answer at the client); aborts and why; client \
             errors; fsync and fdatasync calls per transfer of each process (counted by the kernel \
-            with `perf record` on the syscall tracepoints; `n/a` without perf) and the coordinator's \
-            group commits per transfer (`arbiter_log_fsyncs`); CPU seconds per 1,000 transfers of \
+            with `perf record` on the syscall tracepoints; `n/a` without perf) and each server's own \
+            count of its forced group commits per transfer (`arbiter_log_fsyncs`, \
+            `arbiter_participant_fsyncs` in /metrics); CPU seconds per 1,000 transfers of \
             each process (/proc/PID/stat), the load generator (this process) included; and each \
             server's peak resident memory (VmHWM, since it started).
 
@@ -142,8 +143,8 @@ struct BankBench: AsyncParsableCommand {
                 notes.append(noPerf ? "fsyncs per process not counted (--no-perf)"
                     : "fsyncs per process not counted: perf cannot trace syscalls here (install linux-perf, run as root)")
             }
-            if await metrics.metrics(at: cluster.url(.node(0))) == nil {
-                notes.append("bank-node serves no /metrics, so it reports no group-commit counts of its own; its fsyncs per transfer are the kernel's count (perf)")
+            if await metrics.metrics(at: cluster.url(.node(0)))?[Self.groupCommitMetric["bank-a"]!] == nil {
+                notes.append("bank-node reports no group-commit count in /metrics; its fsyncs per transfer are the kernel's count (perf) only")
             }
 
             var phases: [PhaseResult] = []
@@ -171,7 +172,6 @@ struct BankBench: AsyncParsableCommand {
             let serverCPU = cluster.members.compactMap { cluster.process($0)?.cpuSeconds }.reduce(0, +)
             let stopping = ContinuousClock.now
             await cluster.shutdown()
-            saveLogs(cluster, root)
             progress("cluster stopped in \(ContinuousClock.now - stopping)")
             try await http.shutdown()
 
@@ -207,7 +207,6 @@ struct BankBench: AsyncParsableCommand {
         } catch {
             for member in cluster.members { cluster.kill(member) }
             await cluster.shutdown()
-            saveLogs(cluster, root)
             try? await http.shutdown()
             progress("failed; the data is kept in \(root)")
             throw error
@@ -236,15 +235,6 @@ struct BankBench: AsyncParsableCommand {
         let fsync = try FloorMeasurement.fsync(directory: root, count: fsyncSamples)
         let roundTrip = try await FloorMeasurement.roundTrip(count: roundTripSamples)
         return Floors(fsync: fsync, roundTrip: roundTrip)
-    }
-
-    /// Writes what each process logged to `root/NAME.log` (kept with --keep-data or --data-directory).
-    private func saveLogs(_ cluster: BankCluster, _ root: String) {
-        for member in cluster.members {
-            guard let log = cluster.process(member)?.log else { continue }
-            let name = member.description.replacingOccurrences(of: " ", with: "-")
-            try? log.write(toFile: root + "/\(name).log", atomically: true, encoding: .utf8)
-        }
     }
 
     private func openAccounts(_ cluster: BankCluster) async throws {
@@ -287,6 +277,7 @@ struct BankBench: AsyncParsableCommand {
         var counter: FsyncCounter?
         var before: [Int32: ProcessSample] = [:]
         var logFsyncsBefore: Double?
+        var groupCommitsBefore: [String: Double] = [:]
         var lastCount = 0
         var lastTime = start
         var lastPrinted = start
@@ -303,6 +294,7 @@ struct BankBench: AsyncParsableCommand {
                 opened = true
                 for (_, pid) in monitored { before[pid] = ProcessSample.read(pid: pid) }
                 logFsyncsBefore = await metrics.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
+                groupCommitsBefore = await groupCommits(cluster, metrics)
                 if let counter { counter.mark(.start) }
             }
             let count = completions.value
@@ -328,6 +320,7 @@ struct BankBench: AsyncParsableCommand {
         for (_, pid) in monitored { after[pid] = ProcessSample.read(pid: pid) }
         counter?.mark(.end)
         let logFsyncsAfter = await metrics.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
+        let groupCommitsAfter = await groupCommits(cluster, metrics)
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
 
         let tally = await tallyResult
@@ -341,11 +334,13 @@ struct BankBench: AsyncParsableCommand {
         let perTransfer = { (value: Double) -> Double in committed > 0 ? value / Double(committed) : 0 }
         let processes = monitored.map { role, pid -> ProcessResult in
             let cpu = (after[pid]?.cpuSeconds ?? 0) - (before[pid]?.cpuSeconds ?? 0)
+            let commits = zip(groupCommitsBefore[role], groupCommitsAfter[role]).map { Int($1 - $0) }
             return ProcessResult(
                 role: role, pid: pid, cpuSeconds: cpu, cpuSecondsPerThousandTransfers: perTransfer(cpu) * 1000,
                 peakRSSBytes: after[pid]?.peakRSSBytes ?? 0,
                 fsyncs: counting && role != "load generator" ? fsyncs[pid] : nil,
-                fsyncsPerTransfer: counting && role != "load generator" ? fsyncs[pid].map { perTransfer(Double($0)) } : nil)
+                fsyncsPerTransfer: counting && role != "load generator" ? fsyncs[pid].map { perTransfer(Double($0)) } : nil,
+                groupCommits: commits, groupCommitsPerTransfer: commits.map { perTransfer(Double($0)) })
         }
         let (floorFsyncs, floorTrips) = ReportText.floorShape(wait.rawValue)
         let latency = LatencySummary(tally.latency)
@@ -357,6 +352,18 @@ struct BankBench: AsyncParsableCommand {
             coordinatorLogFsyncs: zip(logFsyncsBefore, logFsyncsAfter).map { Int($1 - $0) },
             processes: processes)
         return (result, tally.sample)
+    }
+
+    /// The gauge of forced group commits (fsyncs the service counts itself) of each server.
+    static let groupCommitMetric = ["coordinator": "arbiter_log_fsyncs", "bank-a": "arbiter_participant_fsyncs", "bank-b": "arbiter_participant_fsyncs"]
+
+    /// Each server's forced group commits so far, from its /metrics.
+    private func groupCommits(_ cluster: BankCluster, _ metrics: MetricsReader) async -> [String: Double] {
+        var counts: [String: Double] = [:]
+        for (role, member) in [("coordinator", BankCluster.Member.coordinator), ("bank-a", .node(0)), ("bank-b", .node(1))] {
+            if let value = await metrics.metrics(at: cluster.url(member))?[Self.groupCommitMetric[role]!] { counts[role] = value }
+        }
+        return counts
     }
 
     /// Waits, at most `timeout`, until the coordinator drives no transaction.

@@ -97,6 +97,10 @@ struct ProcessResult: Codable, Sendable {
     /// counted.
     var fsyncs: Int?
     var fsyncsPerTransfer: Double?
+    /// Forced group commits the process counted itself in the window (`arbiter_log_fsyncs`,
+    /// `arbiter_participant_fsyncs`); `nil` when it does not report them.
+    var groupCommits: Int?
+    var groupCommitsPerTransfer: Double?
 }
 
 /// The bank's invariants after the run (``BankCluster/checkInvariants(expectedTotal:outcomes:)``).
@@ -166,12 +170,14 @@ enum ReportText {
             }
             let servers = roles.filter { $0 != "load generator" }
             out += "\n| C | " + servers.map { "\($0) fsyncs/transfer" }.joined(separator: " | ") + " | "
+                + servers.map { "\($0) group commits/transfer" }.joined(separator: " | ") + " | "
                 + roles.map { "\($0) CPU s/1k" }.joined(separator: " | ") + " | "
                 + roles.filter { $0 != "load generator" }.map { "\($0) peak RSS MiB" }.joined(separator: " | ") + " |\n"
-            out += "|---:|" + String(repeating: "---:|", count: roles.count + servers.count * 2) + "\n"
+            out += "|---:|" + String(repeating: "---:|", count: roles.count + servers.count * 3) + "\n"
             for phase in phases {
                 var cells = [String(phase.concurrency)]
                 cells += phase.processes.filter { $0.role != "load generator" }.map { $0.fsyncsPerTransfer.map { decimal($0, 3) } ?? "n/a" }
+                cells += phase.processes.filter { $0.role != "load generator" }.map { $0.groupCommitsPerTransfer.map { decimal($0, 3) } ?? "n/a" }
                 cells += phase.processes.map { decimal($0.cpuSecondsPerThousandTransfers, 3) }
                 cells += phase.processes.filter { $0.role != "load generator" }.map { String($0.peakRSSBytes >> 20) }
                 out += "| " + cells.joined(separator: " | ") + " |\n"

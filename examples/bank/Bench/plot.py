@@ -47,6 +47,8 @@ def collect(runs):
                 values["cpu:" + role] = process["cpuSecondsPerThousandTransfers"]
                 if process.get("fsyncsPerTransfer") is not None:
                     values["fsync:" + role] = process["fsyncsPerTransfer"]
+                if process.get("groupCommitsPerTransfer") is not None:
+                    values["gc:" + role] = process["groupCommitsPerTransfer"]
                 if role != "load generator":
                     values["rss:" + role] = process["peakRSSBytes"] / 2**20
             for name, value in values.items():
@@ -88,6 +90,7 @@ def table(runs):
         roles = [k[4:] for k in points[(wait, min(c for w, c in points if w == wait))] if k.startswith("cpu:")]
         out.append("")
         header = ["C", "log fsyncs/transfer (coordinator)"] + ["{} fsyncs/transfer".format(r) for r in roles if r != "load generator"] \
+            + ["{} group commits/transfer".format(r) for r in roles if r != "load generator"] \
             + ["{} CPU s/1k".format(r) for r in roles] + ["{} peak RSS MiB".format(r) for r in roles if r != "load generator"]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---:|" * len(header))
@@ -95,6 +98,7 @@ def table(runs):
             p = points[(wait, c)]
             row = [str(c), cell(p.get("log_fsyncs", []), "{:.3f}")]
             row += [cell(p.get("fsync:" + r, []), "{:.3f}") for r in roles if r != "load generator"]
+            row += [cell(p.get("gc:" + r, []), "{:.3f}") for r in roles if r != "load generator"]
             row += [cell(p.get("cpu:" + r, []), "{:.3f}") for r in roles]
             row += [cell(p.get("rss:" + r, []), "{:.0f}") for r in roles if r != "load generator"]
             out.append("| " + " | ".join(row) + " |")
