@@ -31,6 +31,8 @@ let package = Package(
         .executable(name: "arbiter", targets: ["arbiter"]),
         .library(name: "ArbiterParticipant", targets: ["ArbiterParticipant"]),
         .executable(name: "bank-node", targets: ["bank-node"]),
+        .executable(name: "bank-demo", targets: ["bank-demo"]),
+        .executable(name: "bank-bench", targets: ["bank-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -43,6 +45,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -87,8 +90,10 @@ let package = Package(
         .executableTarget(
             name: "arbiter",
             dependencies: [
-                "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP",
+                "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterParticipant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -224,6 +229,21 @@ let package = Package(
             path: "examples/bank/Sources/BankCluster",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "bank-demo",
+            dependencies: [
+                "BankCluster", "ArbiterClient", "ArbiterCore", "ArbiterTesting", "arbiter", "bank-node",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "examples/bank/Sources/bank-demo",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BankDemoTests",
+            dependencies: ["ArbiterTesting", "bank-demo"],
+            path: "Tests/BankDemoTests",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ArbiterParticipantTests",
             dependencies: [
@@ -241,6 +261,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The benchmark: runs `arbiter` and `bank-node` as processes (see docs/benchmark.md).
+        .executableTarget(
+            name: "bank-bench",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterHTTP",
+                "ArbiterClient",
+                "BankCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "examples/bank/Bench",
+            exclude: ["plot.py"],
             swiftSettings: swiftSettings
         ),
         // Real coordinator and bank-node processes on loopback, crashed at every protocol step and

@@ -78,7 +78,18 @@ public struct ParticipantMachine: Sendable {
         // A repeated prepare gets the answer the first one got (or will get).
         let reply: ParticipantMessage?
         switch transaction.state {
-        case .staging, .preparing, .committing, .aborting:
+        case .aborting(let heuristic, let replies):
+            // An abort overtook this prepare and its aborted record is being forced. Every request
+            // gets an answer (a request left waiting holds the coordinator's whole batch until a
+            // deadline): a no vote needs nothing durable, as for any refusal, so it goes now; a
+            // one-phase outcome waits for the record.
+            if request.onePhase {
+                transactions[txid]?.state = .aborting(heuristic: heuristic, replies: replies + [.onePhaseOutcome(txid, .aborted)])
+                reply = nil
+            } else {
+                reply = .vote(txid, .no(reason: "transaction already aborted here"))
+            }
+        case .staging, .preparing, .committing:
             reply = nil  // The answer follows when the work in flight is durable.
         case .prepared(let payload, _):
             reply = payload == request.payload
@@ -131,7 +142,7 @@ public struct ParticipantMachine: Sendable {
             // *is* the outcome the client is told; a lost tombstone would let the late prepare
             // commit.
             transactions[txid] = Transaction(coordinator: coordinator, state: .aborting(
-                heuristic: false, reply: .acknowledge(txid, .aborted)))
+                heuristic: false, replies: [.acknowledge(txid, .aborted)]))
             effects.append(.force([.aborted(txid, heuristic: false)]))
             return
         }
@@ -140,10 +151,23 @@ public struct ParticipantMachine: Sendable {
             // The resource is staging right now; abort when it reports its vote.
             transaction.state = .staging(payload: payload, onePhase: onePhase, abortRequested: true)
             transactions[txid] = transaction
-        case .preparing, .prepared:
+        case .preparing:
+            // The prepared record is still being forced, so the prepare has had no vote yet, and
+            // after this abort it never will: answer it now with a no (a refusal needs nothing
+            // durable), or its request would wait for the node's reply deadline.
+            discard(txid, into: &effects)
+            effects.append(.send(transaction.coordinator, .vote(txid, .no(reason: "aborted here before the vote"))))
+            effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
+        case .prepared:
             discard(txid, into: &effects)
             effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
-        case .committing, .aborting:
+        case .aborting(let heuristic, let replies):
+            // The aborted record is being forced: acknowledge once it is durable.
+            let acknowledgement = ParticipantMessage.acknowledge(txid, .aborted)
+            if !replies.contains(acknowledgement) {
+                transactions[txid]?.state = .aborting(heuristic: heuristic, replies: replies + [acknowledgement])
+            }
+        case .committing:
             return  // A decision is being forced here; its answer follows.
         case .committed(let heuristic):
             // A coordinator asks a one-phase participant this way what it decided; a mismatch in
@@ -180,8 +204,13 @@ public struct ParticipantMachine: Sendable {
         if abortRequested {
             // Written in the staging transaction, so the staged work is discarded with it; forced,
             // because the abort may be a one-phase coordinator asking for the outcome.
-            transaction.state = .aborting(heuristic: false, reply: .acknowledge(txid, .aborted))
+            // The prepare is answered too: a two-phase one with a no vote at once (nothing durable
+            // is needed for a refusal), a one-phase one with the outcome once it is durable.
+            var replies: [ParticipantMessage] = [.acknowledge(txid, .aborted)]
+            if onePhase { replies.append(.onePhaseOutcome(txid, .aborted)) }
+            transaction.state = .aborting(heuristic: false, replies: replies)
             transactions[txid] = transaction
+            if !onePhase { effects.append(.send(coordinator, .vote(txid, .no(reason: "aborted here before the vote")))) }
             effects.append(.force([.aborted(txid, heuristic: false)]))
             return
         }
@@ -200,7 +229,7 @@ public struct ParticipantMachine: Sendable {
         case (.no, true):
             // The participant decides a one-phase transaction: its abort is the outcome, so it is
             // forced before it is told (a lost record would let a duplicate prepare commit).
-            transaction.state = .aborting(heuristic: false, reply: .onePhaseOutcome(txid, .aborted))
+            transaction.state = .aborting(heuristic: false, replies: [.onePhaseOutcome(txid, .aborted)])
             transactions[txid] = transaction
             effects.append(.force([.aborted(txid, heuristic: false)]))
         case (.no, false):
@@ -236,10 +265,10 @@ public struct ParticipantMachine: Sendable {
                 effects.append(.send(transaction.coordinator, reply))
             }
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
-        case .aborting(let heuristic, let reply):
+        case .aborting(let heuristic, let replies):
             transaction.state = .aborted(heuristic: heuristic)
             transactions[txid] = transaction
-            if let reply { effects.append(.send(transaction.coordinator, reply)) }
+            for reply in replies { effects.append(.send(transaction.coordinator, reply)) }
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
         case .staging, .prepared, .committed, .aborted, .readOnly:
             return  // E.g. an abort overtook the force of the prepared record.
@@ -273,7 +302,7 @@ public struct ParticipantMachine: Sendable {
             transactions[txid] = transaction
             effects.append(.force([.committed(txid, heuristic: true)]))
         case .aborted:
-            transaction.state = .aborting(heuristic: true, reply: nil)
+            transaction.state = .aborting(heuristic: true, replies: [])
             transactions[txid] = transaction
             effects.append(.force([.aborted(txid, heuristic: true)]))
         }
@@ -367,8 +396,8 @@ extension ParticipantMachine {
         case preparing(payload: Payload)
         case prepared(payload: Payload, inquiries: Int)
         case committing(onePhase: Bool, heuristic: Bool)
-        /// An aborted record is being forced; `reply` is sent once it is durable.
-        case aborting(heuristic: Bool, reply: ParticipantMessage?)
+        /// An aborted record is being forced; `replies` are sent once it is durable.
+        case aborting(heuristic: Bool, replies: [ParticipantMessage])
         case committed(heuristic: Bool)
         case aborted(heuristic: Bool)
         case readOnly

@@ -170,7 +170,8 @@ public final class DecisionLog: Sendable {
     /// of, or its records were lost before any was durable).
     public func transaction(_ txid: TxID) async throws(StorageError) -> TransactionSummary? {
         try await reading { db in
-            try Row.fetchOne(db, sql: "\(Self.summarySelect) WHERE txid = ?", arguments: [txid.rawValue])
+            // Cached: a coordinator asks this for every new transaction id (idempotency).
+            try Row.fetchOne(db.cachedStatement(sql: "\(Self.summarySelect) WHERE txid = ?"), arguments: [txid.rawValue])
                 .map { try Self.summary($0, in: db) }
         }
     }

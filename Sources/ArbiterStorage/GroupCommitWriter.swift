@@ -212,7 +212,7 @@ public final class GroupCommitWriter: Sendable {
 
         do {
             if !batch.synchronousIsSet {
-                try db.execute(sql: batch.synchronous.pragma)
+                try db.cachedStatement(sql: batch.synchronous.pragma).execute()
             }
         } catch {
             state.withLock { $0.synchronous = nil }

@@ -146,7 +146,8 @@ public final class ParticipantStore: Sendable {
     /// to find a tombstone before staging anything).
     public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
         try catching("reading \(txid) from") {
-            try Row.fetchOne(db, sql: "\(Self.transactionSelect) WHERE txid = ?", arguments: [txid.rawValue])
+            // Cached: read for every commit and abort (and every stage of a known id).
+            try Row.fetchOne(db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?"), arguments: [txid.rawValue])
                 .map(Self.transaction)
         }
     }

@@ -6,6 +6,6 @@ struct Arbiter: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "arbiter",
         abstract: "Arbiter: a two-phase-commit transaction coordinator.",
-        subcommands: [CoordinatorCommand.self, TxnCommand.self, Simulate.self]
+        subcommands: [CoordinatorCommand.self, TxnCommand.self, ParticipantCommand.self, Simulate.self]
     )
 }

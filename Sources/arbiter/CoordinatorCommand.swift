@@ -3,6 +3,7 @@ import ArbiterCore
 import ArbiterHTTP
 import ArgumentParser
 import Logging
+import Foundation
 import ServiceLifecycle
 
 /// `arbiter coordinator`: runs a coordinator.
@@ -14,7 +15,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             The decision log is DATA/coordinator.sqlite (SQLite, WAL, fsync on every commit decision, \
             shared by every transaction deciding at the same moment). On start the coordinator \
             finishes every transaction it had not ended. SIGTERM or SIGINT stops it gracefully; \
-            a kill at any instant loses nothing that was reported.
+            a kill at any instant loses nothing that was reported. Once it accepts connections it \
+            prints `arbiter coordinator listening on http://HOST:PORT` on standard output.
             """
     )
 
@@ -72,11 +74,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
             logger: logger)
-        let group = ServiceGroup(
-            services: [CoordinatorService(options: options)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        try await group.run()
+        let service = CoordinatorService(options: options)
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let host = self.host
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                let port = await service.boundPort()
+                // Whatever the log level: a supervisor (or a test) reads the port from this line.
+                FileHandle.standardOutput.write(Data("arbiter coordinator listening on http://\(host):\(port)\n".utf8))
+            }
+            try await tasks.waitForAll()
+        }
     }
 }
 

@@ -31,7 +31,7 @@ final class CoordinatorProcess: Sendable {
             "--retry-initial-ms", "20", "--retry-max-ms", "200", "--log-level", "info",
         ], environment: failpoints.map { ["ARBITER_FAILPOINTS": $0] } ?? [:])
         state.withLock { $0.process = process }
-        let bound = try await process.waitFor(#"address=127\.0\.0\.1:(\d+) .*coordinator listening"#)
+        let bound = try await process.waitFor(#"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#)
         state.withLock { $0.port = Int(bound)! }
     }
 

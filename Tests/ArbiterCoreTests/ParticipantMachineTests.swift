@@ -49,6 +49,58 @@ struct ParticipantMachineTests {
         #expect(late.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
     }
 
+    @Test func aPrepareWhileItsTombstoneIsBeingForcedVotesNoAtOnce() {
+        // Under load the coordinator's abort (after another participant's no) can overtake the
+        // prepare on a parallel request. Waiting for the tombstone's force would leave the prepare
+        // unanswered, and the coordinator's batch that carries it, until a deadline.
+        var machine = ParticipantMachine(seed: 1)
+        #expect(machine.handle(.received(from: c, .abort(t))) == [.force([.aborted(t, heuristic: false)])])
+        let late = machine.handle(prepare())
+        #expect(late.count == 1)
+        #expect(late.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
+        #expect(machine.handle(.forced(t)).first == .send(c, .acknowledge(t, .aborted)))
+        // A one-phase prepare's answer is the outcome itself: that one still waits for the record.
+        var onePhase = ParticipantMachine(seed: 1)
+        _ = onePhase.handle(.received(from: c, .abort(t)))
+        #expect(onePhase.handle(prepare(onePhase: true)).isEmpty)
+        let durable = onePhase.handle(.forced(t))
+        #expect(durable.contains(.send(c, .acknowledge(t, .aborted))))
+        #expect(durable.contains(.send(c, .onePhaseOutcome(t, .aborted))))
+    }
+
+    @Test func anAbortWhileThePreparedRecordIsForcedAnswersThePrepareToo() {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare())
+        _ = machine.handle(.staged(t, .yes))
+        let aborted = machine.handle(.received(from: c, .abort(t)))
+        #expect(aborted.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
+        #expect(aborted.contains(.send(c, .acknowledge(t, .aborted))))
+        #expect(!aborted.contains { if case .send(_, .vote(_, .yes)) = $0 { true } else { false } })
+        // The prepared record's force completing later changes nothing and votes nothing.
+        #expect(machine.handle(.forced(t)).isEmpty)
+        #expect(machine.state(of: t) == .aborted)
+    }
+
+    @Test func anAbortDuringStagingAnswersThePrepareToo() {
+        // The prepare's request must not wait for a vote that would never come.
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare())
+        #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
+        let staged = machine.handle(.staged(t, .yes))
+        #expect(staged.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
+        #expect(staged.contains(.force([.aborted(t, heuristic: false)])))
+        #expect(!staged.contains { if case .send(_, .acknowledge) = $0 { true } else { false } })
+        #expect(machine.handle(.forced(t)).first == .send(c, .acknowledge(t, .aborted)))
+        // One phase: the outcome, once the aborted record is durable.
+        var onePhase = ParticipantMachine(seed: 1)
+        _ = onePhase.handle(prepare(onePhase: true))
+        _ = onePhase.handle(.received(from: c, .abort(t)))
+        #expect(onePhase.handle(.staged(t, .yes)) == [.force([.aborted(t, heuristic: false)])])
+        let durable = onePhase.handle(.forced(t))
+        #expect(durable.contains(.send(c, .acknowledge(t, .aborted))))
+        #expect(durable.contains(.send(c, .onePhaseOutcome(t, .aborted))))
+    }
+
     @Test func acknowledgesCommitOnlyAfterTheCommittedRecordIsDurable() {
         var machine = prepared()
         let commit = machine.handle(.received(from: c, .commit(t)))

@@ -129,7 +129,7 @@ public final class BankCluster: Sendable {
                 "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
                 "--log-level", Self.coordinatorLogLevel(options.logLevel),
             ] + options.coordinatorArguments, environment: environment, logFile: logFile)
-            pattern = #"address=127\.0\.0\.1:(\d+) .*coordinator listening"#
+            pattern = #"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#
         case .node(let index):
             let (executable, prefix) = options.launcher.node
             process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + [

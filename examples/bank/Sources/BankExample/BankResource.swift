@@ -9,7 +9,9 @@ public import GRDB
 
 // MARK: - The payload
 
-/// One branch of a transfer: `{"op": "debit"|"credit", "account": "alice", "amount": 100}`.
+/// One branch of a transfer: `{"op": "debit"|"credit", "account": "alice", "amount": 100}`, or a
+/// whole transfer inside this bank: `{"op": "transfer", "account": "alice", "to": "bob", "amount": 100}`
+/// (a single-branch transaction, which the coordinator commits in one phase).
 ///
 /// Decoded by the participant library from the branch's JSON with the strict wire decoder; a
 /// payload that does not decode (unknown `op`, amount not a positive integer, …) is refused with a
@@ -21,27 +23,32 @@ public struct BankOperation: Decodable, Hashable, Sendable {
         case debit
         /// Put money in: applied at commit.
         case credit
+        /// Move money between two accounts of this bank: reserved at prepare, moved at commit.
+        case transfer
     }
 
     /// The largest amount one operation may move, in cents (10^15, ten trillion units), so that no
     /// sum of a balance and an amount can overflow 64-bit integers.
     public static let amountMax = 1_000_000_000_000_000
 
-    /// Debit or credit.
+    /// Debit, credit or transfer.
     public var op: Kind
-    /// The account's id.
+    /// The account's id (a transfer's source).
     public var account: String
+    /// A transfer's destination account; `nil` for a debit or credit.
+    public var to: String?
     /// How much, in cents; a positive integer.
     public var amount: Int
 
     /// Makes an operation (for clients and tests; the node decodes them).
-    public init(op: Kind, account: String, amount: Int) {
+    public init(op: Kind, account: String, to: String? = nil, amount: Int) {
         self.op = op
         self.account = account
+        self.to = to
         self.amount = amount
     }
 
-    private enum CodingKeys: String, CodingKey { case op, account, amount }
+    private enum CodingKeys: String, CodingKey { case op, account, to, amount }
 
     /// Decodes and checks an operation: a known `op`, a valid account id, a positive amount.
     public init(from decoder: any Decoder) throws {
@@ -51,6 +58,22 @@ public struct BankOperation: Decodable, Hashable, Sendable {
         amount = try container.decode(Int.self, forKey: .amount)
         if let problem = Account.problem(withID: account) {
             throw DecodingError.dataCorruptedError(forKey: .account, in: container, debugDescription: problem)
+        }
+        to = try container.decodeIfPresent(String.self, forKey: .to)
+        switch (op, to) {
+        case (.transfer, nil):
+            throw DecodingError.keyNotFound(CodingKeys.to, .init(codingPath: container.codingPath, debugDescription: "a transfer needs `to`"))
+        case (.transfer, let to?):
+            if let problem = Account.problem(withID: to) {
+                throw DecodingError.dataCorruptedError(forKey: .to, in: container, debugDescription: problem)
+            }
+            if to == account {
+                throw DecodingError.dataCorruptedError(forKey: .to, in: container, debugDescription: "a transfer needs two different accounts")
+            }
+        case (_, .some):
+            throw DecodingError.dataCorruptedError(forKey: .to, in: container, debugDescription: "only a transfer has `to`")
+        case (_, nil):
+            break
         }
         guard (1...Self.amountMax).contains(amount) else {
             throw DecodingError.dataCorruptedError(forKey: .amount, in: container,
@@ -104,7 +127,12 @@ public struct BankResource: Resource {
             return .no(reason: "no account \(payload.account)")
         }
         switch payload.op {
-        case .debit:
+        case .debit, .transfer:
+            if let to = payload.to {
+                // The destination is locked and checked too: it must exist when the commit moves the money.
+                try context.lock(Account.lockKey(to))
+                guard try Account.fetch(to, in: context.db) != nil else { return .no(reason: "no account \(to)") }
+            }
             let available = account.balance - account.reserved
             guard available >= payload.amount else {
                 return .no(reason: "insufficient funds in \(account.id): balance \(account.balance), reserved \(account.reserved), amount \(payload.amount)")
@@ -131,6 +159,12 @@ public struct BankResource: Resource {
         case .credit:
             try context.db.execute(sql: "UPDATE accounts SET balance = balance + ? WHERE id = ?",
                 arguments: [payload.amount, payload.account])
+        case .transfer:
+            try context.db.execute(sql: "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+                arguments: [payload.amount, payload.account])
+            try context.db.execute(sql: "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+                arguments: [payload.amount, payload.to])
+            try dropReservation(of: context)
         }
     }
 
@@ -188,7 +222,9 @@ public struct Account: Codable, Hashable, Sendable {
 
     /// The account `id` with what is reserved on it, or `nil`.
     static func fetch(_ id: String, in db: Database) throws -> Account? {
-        try Row.fetchOne(db, sql: "\(select) WHERE a.id = ? GROUP BY a.id", arguments: [id]).map(Account.init(row:))
+        // A cached statement: this runs for every stage, and compiling the join each time cost
+        // more than running it.
+        try Row.fetchOne(db.cachedStatement(sql: "\(select) WHERE a.id = ? GROUP BY a.id"), arguments: [id]).map(Account.init(row:))
     }
 
     /// Every account, by id.

@@ -1,0 +1,408 @@
+import ArbiterClient
+import ArbiterCore
+import ArbiterHTTP
+import ArgumentParser
+import AsyncHTTPClient
+import BankCluster
+import Foundation
+import Synchronization
+
+/// `bank-bench`: transfers per second and latency of 2-participant transfers against real
+/// processes, read against the physical floors measured in the same run.
+@main
+struct BankBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bank-bench",
+        abstract: "Benchmark Arbiter with the bank: transfers/s and latency against the physical floor.",
+        discussion: """
+            Starts a coordinator (`arbiter coordinator`) and two bank nodes (`bank-node`) as processes \
+            on 127.0.0.1, with their SQLite files in a data directory on disk (normal durability: every \
+            forced write is fsynced). Opens --accounts accounts on each node, then for each wait mode \
+            and each concurrency C runs C clients in this process, each submitting one transfer after \
+            another: a debit of 1-100 cents on a random account of node A and a credit on a random \
+            account of node B, one 2-participant transaction. Each phase warms up for --warmup \
+            seconds, then measures for --duration seconds.
+
+            Per phase it reports: committed transfers/s; latency p50/p99/p99.9/max of the committed \
+            transfers (HdrHistogram, from submit to answer at the client); aborts and why; client \
+            errors; fsync and fdatasync calls per transfer of each process (counted by the kernel \
+            with `perf record` on the syscall tracepoints; `n/a` without perf) and each server's own \
+            count of its forced group commits per transfer (`arbiter_log_fsyncs`, \
+            `arbiter_participant_fsyncs` in /metrics); CPU seconds per 1,000 transfers of \
+            each process (/proc/PID/stat), the load generator (this process) included; and each \
+            server's peak resident memory (VmHWM, since it started).
+
+            The floors are measured before the first phase and after the last: fdatasync of a 4 KiB \
+            write in the data directory, and one HTTP round trip on loopback with the services' stack \
+            (Hummingbird server, AsyncHTTPClient, kept-alive connection). A transfer's median at C=1 \
+            is printed as a multiple of its floor: 2 fsyncs + 2 round trips for `wait: decision` \
+            (client -> coordinator, prepare with the participants' forced vote, the forced \
+            decision), 3 + 3 for `wait: completion` (plus commit with the participants' forced commit).
+
+            At the end it waits until nothing is in flight and checks the bank's invariants: the sum \
+            of all balances is unchanged, none is negative, nothing stays reserved. It exits non-zero \
+            when they do not hold.
+
+            Build it in release mode: `swift build -c release --product bank-bench` (it runs the \
+            `arbiter` and `bank-node` executables found beside it: build them too, or give \
+            --bin-directory). Plot a --json file with examples/bank/Bench/plot.py.
+            """
+    )
+
+    @Option(name: .long, help: "Concurrencies to run, comma-separated.")
+    var concurrency: String = "1,16,64,256"
+
+    @Option(help: "Wait modes, comma-separated: decision (answer when the decision is durable), completion (when every participant has acknowledged).")
+    var wait: String = "decision,completion"
+
+    @Option(help: "Measured seconds per phase.")
+    var duration: Double = 10
+
+    @Option(help: "Warm-up seconds per phase (not measured).")
+    var warmup: Double = 3
+
+    @Option(help: "Accounts opened on each bank node. Conflicts (a lock held by another transfer) abort a transfer; with N accounts and C clients about C/N of transfers conflict.")
+    var accounts: Int = 10_000
+
+    @Option(help: "Opening balance of each account, in cents.")
+    var balance: Int = 1_000_000_000
+
+    @Option(help: "Where the coordinator and the nodes keep their data (a new temporary directory, removed afterwards, when not given).")
+    var dataDirectory: String?
+
+    @Option(help: "Where the `arbiter` and `bank-node` executables are (default: beside this one).")
+    var binDirectory: String?
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    @Option(help: "fdatasync samples for the fsync floor.")
+    var fsyncSamples: Int = 300
+
+    @Option(help: "Round trips for the loopback floor.")
+    var roundTripSamples: Int = 3000
+
+    @Flag(help: "Do not count fsyncs with perf.")
+    var noPerf = false
+
+    @Flag(help: "Keep the data directory (the logs of the processes are in it).")
+    var keepData = false
+
+    func validate() throws {
+        guard !concurrencies.isEmpty, concurrencies.allSatisfy({ (1...4096).contains($0) }) else {
+            throw ValidationError("--concurrency takes a comma-separated list of 1...4096, got \(concurrency)")
+        }
+        guard !waits.isEmpty, waits.allSatisfy({ WaitMode(rawValue: $0) != nil }) else {
+            throw ValidationError("--wait takes decision and/or completion, got \(wait)")
+        }
+        guard duration > 0, duration <= 3600, warmup >= 0, warmup <= 600 else {
+            throw ValidationError("need 0 < --duration <= 3600 and 0 <= --warmup <= 600")
+        }
+        guard (2...1_000_000).contains(accounts) else { throw ValidationError("--accounts must be 2...1000000") }
+        guard (1_000...1_000_000_000_000).contains(balance) else { throw ValidationError("--balance must be 1000...10^12 cents") }
+        guard fsyncSamples > 0, roundTripSamples > 0 else { throw ValidationError("sample counts must be positive") }
+    }
+
+    var concurrencies: [Int] { concurrency.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    var waits: [String] { wait.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+
+    func run() async throws {
+        let root = try prepareDataDirectory()
+        var machine = MachineInfo.current()
+        let systemAtStart = SystemCPU.sample()
+        let startedAt = ContinuousClock.now
+        progress("machine: \(machine.summary)")
+        progress("data: \(root)")
+
+        let floorsBefore = try await measureFloors(root)
+        progress(ReportText.floors(floorsBefore, label: "floors"))
+
+        let launcher: BankCluster.Launcher
+        if let binDirectory {
+            launcher = .init(coordinator: (binDirectory + "/arbiter", ["coordinator"]), node: (binDirectory + "/bank-node", []))
+        } else {
+            launcher = try .builtProducts()
+        }
+        // Info level: the harness reads the coordinator's "listening" line; nothing is logged per
+        // transaction at that level.
+        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info"))
+        let maxConcurrency = concurrencies.max() ?? 1
+        let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient()
+        let metrics = MetricsReader(http: http)
+        var notes: [String] = []
+        do {
+            try await cluster.start()
+            progress("coordinator \(cluster.coordinatorURL), nodes \(cluster.url(.node(0))) \(cluster.url(.node(1)))")
+            progress("opening \(accounts) accounts on each node")
+            let opening = ContinuousClock.now
+            try await openAccounts(cluster)
+            progress("opened in \(ContinuousClock.now - opening)")
+
+            let counting = !noPerf && FsyncCounter.isAvailable
+            if !counting {
+                notes.append(noPerf ? "fsyncs per process not counted (--no-perf)"
+                    : "fsyncs per process not counted: perf cannot trace syscalls here (install linux-perf, run as root)")
+            }
+            if await metrics.metrics(at: cluster.url(.node(0)))?[Self.groupCommitMetric["bank-a"]!] == nil {
+                notes.append("bank-node reports no group-commit count in /metrics; its fsyncs per transfer are the kernel's count (perf) only")
+            }
+
+            var phases: [PhaseResult] = []
+            var sample: [(txid: TxID, outcome: Outcome, nodes: [Int])] = []
+            for waitName in waits {
+                for clients in concurrencies {
+                    let (phase, outcomes) = try await runPhase(
+                        cluster: cluster, metrics: metrics, http: http, wait: WaitMode(rawValue: waitName)!,
+                        concurrency: clients, counting: counting, floors: floorsBefore, root: root)
+                    phases.append(phase)
+                    sample += outcomes.prefix(max(0, Self.sampleMax - sample.count)).map { ($0.txid, $0.outcome, [0, 1]) }
+                    progress(String(format: "wait=%@ C=%d: %.0f transfers/s, p50 %@ ms, p99 %@ ms, %d aborted, %d errors",
+                                    waitName, clients, phase.transfersPerSecond,
+                                    ReportText.milliseconds(phase.latency.p50Nanoseconds),
+                                    ReportText.milliseconds(phase.latency.p99Nanoseconds), phase.aborted,
+                                    phase.errors.values.reduce(0, +)))
+                }
+            }
+
+            progress("checking the bank's invariants (\(sample.count) sampled outcomes)")
+            try await cluster.waitUntilSettled(timeout: .seconds(120))
+            let check = try await cluster.checkInvariants(expectedTotal: balance * accounts * 2, outcomes: sample)
+            progress(check.description)
+            let pids = cluster.members.compactMap { cluster.process($0)?.pid }
+            let serverCPU = cluster.members.compactMap { cluster.process($0)?.cpuSeconds }.reduce(0, +)
+            let stopping = ContinuousClock.now
+            await cluster.shutdown()
+            progress("cluster stopped in \(ContinuousClock.now - stopping)")
+            try await http.shutdown()
+
+            let floorsAfter = try await measureFloors(root)
+            progress(ReportText.floors(floorsAfter, label: "floors after"))
+            machine.loadAverageAtEnd = MachineInfo.loadAverage()
+            let wall = ContinuousClock.now - startedAt
+            let ownCPU = (ProcessSample.read(pid: getpid())?.cpuSeconds ?? 0) + serverCPU
+            let other = SystemCPU.sample().map { end in
+                OtherLoad(machineBusySeconds: end.busySeconds - (systemAtStart?.busySeconds ?? end.busySeconds),
+                          benchmarkSeconds: ownCPU, wallSeconds: Double(wall.nanosecondsCount) / 1e9,
+                          busiestOthers: SystemCPU.busiestOthers(since: systemAtStart, excluding: Set([getpid()] + pids)))
+            }
+            let report = BenchReport(
+                machine: machine,
+                configuration: BenchConfiguration(
+                    concurrencies: concurrencies, waits: waits, durationSeconds: duration, warmupSeconds: warmup,
+                    accountsPerNode: accounts, openingBalance: balance, dataDirectory: root,
+                    fsyncCounting: counting ? "perf record -a -e \(FsyncCounter.events), by pid" : "none"),
+                floorsBefore: floorsBefore, floorsAfter: floorsAfter, phases: phases,
+                invariants: InvariantResult(check), otherLoad: other, notes: notes)
+            print(render(report))
+            if let json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                progress("wrote \(json)")
+            }
+            guard check.passed else {
+                throw BenchError("BANK INVARIANTS VIOLATED; the data is kept in \(root):\n\(check)")
+            }
+            if !keepData && dataDirectory == nil { try? FileManager.default.removeItem(atPath: root) }
+        } catch {
+            for member in cluster.members { cluster.kill(member) }
+            await cluster.shutdown()
+            try? await http.shutdown()
+            progress("failed; the data is kept in \(root)")
+            throw error
+        }
+    }
+
+    /// Outcomes checked against the nodes at the end, at most.
+    static let sampleMax = 400
+
+    // MARK: - Steps
+
+    private func prepareDataDirectory() throws -> String {
+        let root: String
+        if let dataDirectory {
+            root = dataDirectory
+        } else {
+            // The system's temporary directory, which here is on the same disk as everything else:
+            // say which file system the floors were measured on.
+            root = FileManager.default.temporaryDirectory.appendingPathComponent("bank-bench-\(UUID().uuidString)").path
+        }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        return root
+    }
+
+    private func measureFloors(_ root: String) async throws -> Floors {
+        let fsync = try FloorMeasurement.fsync(directory: root, count: fsyncSamples)
+        let roundTrip = try await FloorMeasurement.roundTrip(count: roundTripSamples)
+        return Floors(fsync: fsync, roundTrip: roundTrip)
+    }
+
+    private func openAccounts(_ cluster: BankCluster) async throws {
+        let workers = 32
+        for node in 0..<2 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<workers {
+                    group.addTask { [accounts, balance] in
+                        for index in stride(from: worker, to: accounts, by: workers) {
+                            try await cluster.openAccount(LoadGenerator.accountID(index), balance: balance, at: node)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    private func runPhase(
+        cluster: BankCluster, metrics: MetricsReader, http: HTTPClient, wait: WaitMode,
+        concurrency: Int, counting: Bool, floors: Floors, root: String
+    ) async throws -> (PhaseResult, [(txid: TxID, outcome: Outcome)]) {
+        // No retries: a retry would hide inside a latency; a call without an outcome is counted.
+        let client = ArbiterClient(coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, retry: .none)
+        let load = LoadGenerator(
+            client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),
+            accountCount: accounts, wait: wait)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let window = (start + .seconds(warmup))..<(start + .seconds(warmup + duration))
+        let completions = CompletionCounter()
+        let label = "\(wait.rawValue) C=\(concurrency)"
+
+        async let tallyResult = load.run(concurrency: concurrency, window: window, completions: completions)
+
+        // Meanwhile: progress, and the process samples at the window's edges.
+        let roles: [(String, BankCluster.Member)] = [("coordinator", .coordinator), ("bank-a", .node(0)), ("bank-b", .node(1))]
+        let monitored = roles.compactMap { role, member in cluster.process(member).map { (role, $0.pid) } }
+            + [("load generator", getpid())]
+        var counter: FsyncCounter?
+        var before: [Int32: ProcessSample] = [:]
+        var logFsyncsBefore: Double?
+        var groupCommitsBefore: [String: Double] = [:]
+        var lastCount = 0
+        var lastTime = start
+        var lastPrinted = start
+        let interactive = isatty(STDERR_FILENO) != 0
+        var opened = false
+        while clock.now < window.upperBound {
+            let now = clock.now
+            if counting && counter == nil && now >= window.lowerBound - .milliseconds(1000) {
+                counter = FsyncCounter.start(
+                    directory: root, label: "\(wait.rawValue)-\(concurrency)",
+                    seconds: Double((window.upperBound - now).nanosecondsCount) / 1e9 + 0.5)
+            }
+            if !opened && now >= window.lowerBound {
+                opened = true
+                for (_, pid) in monitored { before[pid] = ProcessSample.read(pid: pid) }
+                logFsyncsBefore = await metrics.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
+                groupCommitsBefore = await groupCommits(cluster, metrics)
+                if let counter { counter.mark(.start) }
+            }
+            let count = completions.value
+            let elapsed = Double((now - lastTime).nanosecondsCount) / 1e9
+            if elapsed >= 1 {
+                let rate = Double(count - lastCount) / elapsed
+                let stage = now < window.lowerBound ? "warm-up" : "measuring"
+                let seconds = now < window.lowerBound ? now - start : now - window.lowerBound
+                let line = String(format: "[%@] %@ %.0f s: %.0f calls/s", label, stage, Double(seconds.nanosecondsCount) / 1e9, rate)
+                if interactive {
+                    FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+                } else if now - lastPrinted >= .seconds(5) {
+                    progress(line)
+                    lastPrinted = now
+                }
+                lastCount = count
+                lastTime = now
+            }
+            let next = min(window.upperBound, now + .milliseconds(100))
+            if !opened { try? await Task.sleep(until: min(next, window.lowerBound), clock: clock) } else { try? await Task.sleep(until: next, clock: clock) }
+        }
+        var after: [Int32: ProcessSample] = [:]
+        for (_, pid) in monitored { after[pid] = ProcessSample.read(pid: pid) }
+        counter?.mark(.end)
+        let logFsyncsAfter = await metrics.metrics(at: cluster.coordinatorURL)?["arbiter_log_fsyncs"]
+        let groupCommitsAfter = await groupCommits(cluster, metrics)
+        if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+
+        let tally = await tallyResult
+        let fsyncs = await counter?.stop(pids: monitored.map(\.1)) ?? [:]
+
+        // Let phase 2 of the last transfers finish before the next phase starts.
+        await waitUntilIdle(metrics: metrics, coordinator: cluster.coordinatorURL, timeout: .seconds(60))
+
+        let windowSeconds = duration
+        let committed = tally.committedCount
+        let perTransfer = { (value: Double) -> Double in committed > 0 ? value / Double(committed) : 0 }
+        let processes = monitored.map { role, pid -> ProcessResult in
+            let cpu = (after[pid]?.cpuSeconds ?? 0) - (before[pid]?.cpuSeconds ?? 0)
+            let commits = zip(groupCommitsBefore[role], groupCommitsAfter[role]).map { Int($1 - $0) }
+            return ProcessResult(
+                role: role, pid: pid, cpuSeconds: cpu, cpuSecondsPerThousandTransfers: perTransfer(cpu) * 1000,
+                peakRSSBytes: after[pid]?.peakRSSBytes ?? 0,
+                fsyncs: counting && role != "load generator" ? fsyncs[pid] : nil,
+                fsyncsPerTransfer: counting && role != "load generator" ? fsyncs[pid].map { perTransfer(Double($0)) } : nil,
+                groupCommits: commits, groupCommitsPerTransfer: commits.map { perTransfer(Double($0)) })
+        }
+        let (floorFsyncs, floorTrips) = ReportText.floorShape(wait.rawValue)
+        let latency = LatencySummary(tally.latency)
+        let result = PhaseResult(
+            wait: wait.rawValue, concurrency: concurrency, windowSeconds: windowSeconds,
+            committed: committed, aborted: tally.abortedCount, abortReasons: tally.abortReasons, errors: tally.errors,
+            transfersPerSecond: Double(committed) / windowSeconds, latency: latency,
+            p50OverFloor: latency.p50Nanoseconds / floors.floorNanoseconds(fsyncs: floorFsyncs, roundTrips: floorTrips),
+            coordinatorLogFsyncs: zip(logFsyncsBefore, logFsyncsAfter).map { Int($1 - $0) },
+            processes: processes)
+        return (result, tally.sample)
+    }
+
+    /// The gauge of forced group commits (fsyncs the service counts itself) of each server.
+    static let groupCommitMetric = ["coordinator": "arbiter_log_fsyncs", "bank-a": "arbiter_participant_fsyncs", "bank-b": "arbiter_participant_fsyncs"]
+
+    /// Each server's forced group commits so far, from its /metrics.
+    private func groupCommits(_ cluster: BankCluster, _ metrics: MetricsReader) async -> [String: Double] {
+        var counts: [String: Double] = [:]
+        for (role, member) in [("coordinator", BankCluster.Member.coordinator), ("bank-a", .node(0)), ("bank-b", .node(1))] {
+            if let value = await metrics.metrics(at: cluster.url(member))?[Self.groupCommitMetric[role]!] { counts[role] = value }
+        }
+        return counts
+    }
+
+    /// Waits, at most `timeout`, until the coordinator drives no transaction.
+    private func waitUntilIdle(metrics: MetricsReader, coordinator: String, timeout: Duration) async {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let inFlight = await metrics.metrics(at: coordinator)?["arbiter_transactions_in_flight"], inFlight == 0 { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        progress("warning: transactions still in flight after \(timeout)")
+    }
+
+    private func render(_ report: BenchReport) -> String {
+        var out = "\n## bank-bench results\n\n"
+        out += "machine: \(report.machine.summary)\n"
+        if let other = report.otherLoad {
+            out += String(format: "other processes used %.2f cores on average during the run", other.othersCoreShare)
+            out += other.busiestOthers.isEmpty ? "\n" : " (busiest: \(other.busiestOthers.joined(separator: ", ")))\n"
+        }
+        out += "phases: \(report.configuration.durationSeconds) s measured after \(report.configuration.warmupSeconds) s warm-up; "
+        out += "\(report.configuration.accountsPerNode) accounts per node\n"
+        out += ReportText.floors(report.floorsBefore, label: "floors before") + "\n"
+        if let after = report.floorsAfter { out += ReportText.floors(after, label: "floors after") + "\n" }
+        out += ReportText.tables(report)
+        for note in report.notes { out += "\nnote: \(note)" }
+        if let invariants = report.invariants {
+            out += "\ninvariants: " + (invariants.holds ? "hold" : "VIOLATED") + "\n"
+            for check in invariants.checks { out += "  \(check.passed ? "ok" : "FAILED") \(check.name)\(check.detail.isEmpty ? "" : ": " + check.detail)\n" }
+        }
+        return out
+    }
+}
+
+/// Prints a progress line on standard error.
+func progress(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+private func zip(_ a: Double?, _ b: Double?) -> (Double, Double)? {
+    guard let a, let b else { return nil }
+    return (a, b)
+}

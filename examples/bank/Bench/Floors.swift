@@ -1,0 +1,147 @@
+import ArbiterHTTP
+import AsyncHTTPClient
+import Foundation
+import Histogram
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// The physical floors a transfer's latency is read against, measured in the same run.
+struct Floors: Codable, Sendable {
+    /// One 4 KiB `pwrite` plus `fdatasync` on a file in the benchmark's data directory.
+    var fsync: LatencySummary
+    /// One HTTP/1.1 POST with a small JSON body and answer, over a kept-alive loopback connection,
+    /// Hummingbird server and AsyncHTTPClient client (the stack the services use).
+    var roundTrip: LatencySummary
+
+    /// The floor of a 2-participant transfer: `fsyncs` forced writes and `roundTrips` round trips
+    /// in sequence, at their medians.
+    func floorNanoseconds(fsyncs: Int, roundTrips: Int) -> Double {
+        Double(fsyncs) * fsync.p50Nanoseconds + Double(roundTrips) * roundTrip.p50Nanoseconds
+    }
+}
+
+/// Percentiles of a latency distribution, in nanoseconds.
+struct LatencySummary: Codable, Sendable {
+    var count: UInt64
+    var p50Nanoseconds: Double
+    var p99Nanoseconds: Double
+    var p999Nanoseconds: Double
+    var maxNanoseconds: Double
+    var meanNanoseconds: Double
+
+    init(_ histogram: Histogram<UInt64>) {
+        count = histogram.totalCount
+        p50Nanoseconds = Double(histogram.valueAtPercentile(50))
+        p99Nanoseconds = Double(histogram.valueAtPercentile(99))
+        p999Nanoseconds = Double(histogram.valueAtPercentile(99.9))
+        maxNanoseconds = Double(histogram.max)
+        meanNanoseconds = histogram.mean
+    }
+}
+
+/// A histogram of nanoseconds from 1 µs to 1 min, 3 significant digits.
+func makeLatencyHistogram() -> Histogram<UInt64> {
+    Histogram<UInt64>(lowestDiscernibleValue: 1_000, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
+extension Histogram<UInt64> {
+    /// Records `duration`, clamped into the histogram's range.
+    mutating func record(_ duration: Duration) {
+        let nanoseconds = UInt64(clamping: Swift.max(duration.nanosecondsCount, 1_000))
+        _ = record(Swift.min(nanoseconds, highestTrackableValue))
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds.
+    var nanosecondsCount: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+enum FloorMeasurement {
+    /// `count` writes of 4 KiB at offset 0, each followed by `fdatasync`, in a fresh file in
+    /// `directory` (the file is removed afterwards).
+    static func fsync(directory: String, count: Int) throws -> LatencySummary {
+        precondition(count > 0)
+        let path = directory + "/fsync-floor.bin"
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw BenchError("cannot create \(path): errno \(errno)") }
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        let block = [UInt8](repeating: 0xA5, count: 4096)
+        // Allocate the block once, as a WAL that has grown does.
+        _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 0) }
+        _ = fdatasync(fd)
+        var histogram = makeLatencyHistogram()
+        let clock = ContinuousClock()
+        for _ in 0..<count {
+            let start = clock.now
+            let written = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 0) }
+            guard written == 4096, fdatasync(fd) == 0 else { throw BenchError("pwrite/fdatasync failed on \(path): errno \(errno)") }
+            histogram.record(clock.now - start)
+        }
+        return LatencySummary(histogram)
+    }
+
+    /// `count` sequential POSTs (after `warmupCount` unmeasured ones) to a Hummingbird server in
+    /// this process, over one kept-alive connection of an AsyncHTTPClient made with the services'
+    /// ``HTTPClientSettings``.
+    static func roundTrip(count: Int, warmupCount: Int = 200) async throws -> LatencySummary {
+        precondition(count > 0)
+        let router = Router()
+        // The shape of a protocol exchange: a small JSON body in, a small JSON body out.
+        let answer = ByteBuffer(string: #"{"txid":"c-0123456789abcdef0123456789abcdef","vote":"yes"}"#)
+        router.post("/echo") { request, _ -> Response in
+            _ = try await request.body.collect(upTo: 1 << 16)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: answer))
+        }
+        var logger = Logger(label: "bank-bench.floor")
+        logger.logLevel = .critical  // Cancelling the server at the end logs an error otherwise.
+        let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "floor"),
+            onServerRunning: { channel in
+                portContinuation.yield(channel.localAddress?.port ?? 0)
+                portContinuation.finish()
+            },
+            logger: logger)
+        let client = HTTPClientSettings().makeClient()
+        do {
+            let summary = try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await app.run() }
+                var port = 0
+                for await bound in portStream { port = bound }
+                guard port > 0 else { throw BenchError("the floor's HTTP server did not start") }
+                let url = "http://127.0.0.1:\(port)/echo"
+                let body = #"{"txid":"c-0123456789abcdef0123456789abcdef","payload":{"op":"debit","account":"a1234","amount":42}}"#
+                var histogram = makeLatencyHistogram()
+                let clock = ContinuousClock()
+                for index in 0..<(warmupCount + count) {
+                    var request = HTTPClientRequest(url: url)
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.headers.add(name: "Authorization", value: "Bearer 0123456789abcdef")
+                    request.body = .bytes(ByteBuffer(string: body))
+                    let start = clock.now
+                    let response = try await client.execute(request, timeout: .seconds(10))
+                    _ = try await response.body.collect(upTo: 1 << 16)
+                    if index >= warmupCount { histogram.record(clock.now - start) }
+                }
+                group.cancelAll()
+                return LatencySummary(histogram)
+            }
+            try await client.shutdown()
+            return summary
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+}
