@@ -19,6 +19,8 @@ public final class CoordinatorService: Service, Sendable {
     public let options: CoordinatorOptions
     private let bound = Mutex<Int?>(nil)
     private let boundWaiters = Mutex<[CheckedContinuation<Int, Never>]>([])
+    /// Waiters of ``listeningPort()``, and whether ``run()`` has ended (they then get `nil`).
+    private let listening = Mutex<(waiters: [CheckedContinuation<Int?, Never>], ended: Bool)>(([], false))
 
     public init(options: CoordinatorOptions) {
         self.options = options
@@ -34,15 +36,42 @@ public final class CoordinatorService: Service, Sendable {
         }
     }
 
+    /// The port the server listens on, once it does; `nil` when ``run()`` ended without listening
+    /// (the port was in use, the log could not be opened). Unlike ``boundPort()``, it never waits
+    /// for a service that has stopped.
+    public func listeningPort() async -> Int? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Int?, Never>) in
+            let ready = listening.withLock { listening -> Int?? in
+                if let port = bound.withLock({ $0 }) { return .some(port) }
+                if listening.ended { return .some(nil) }
+                listening.waiters.append(continuation)
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
     private func resumeWaiters(_ port: Int) {
         let waiters = boundWaiters.withLock { waiters in
             defer { waiters.removeAll() }
             return waiters
         }
         for waiter in waiters { waiter.resume(returning: port) }
+        resumeListeningWaiters(port)
+    }
+
+    private func resumeListeningWaiters(_ port: Int?) {
+        let waiters = listening.withLock { listening in
+            defer { listening.waiters.removeAll() }
+            if port == nil { listening.ended = true }
+            return listening.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
     }
 
     public func run() async throws {
+        // Whatever way run() ends, nobody waits for a port any more.
+        defer { resumeListeningWaiters(nil) }
         let logger = options.logger
         try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         let log = try DecisionLog(path: options.dataDirectory + "/coordinator.sqlite")

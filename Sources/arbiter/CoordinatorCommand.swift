@@ -80,7 +80,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
-                let port = await service.boundPort()
+                // nil when the service stopped without listening (port in use): then there is
+                // nothing to announce, and waiting would keep the command from exiting.
+                guard let port = await service.listeningPort() else { return }
                 // Whatever the log level: a supervisor (or a test) reads the port from this line.
                 FileHandle.standardOutput.write(Data("arbiter coordinator listening on http://\(host):\(port)\n".utf8))
             }

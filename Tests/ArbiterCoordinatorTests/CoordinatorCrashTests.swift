@@ -159,4 +159,22 @@ struct CoordinatorCrashTests {
             coordinator.kill()
         }
     }
+
+    /// `arbiter coordinator` used to wait forever for a port it never got: its announcement waited
+    /// on a service that had already stopped.
+    @Test("a port in use: the coordinator says so and exits, it does not hang")
+    func portInUse() async throws {
+        let directory = try TemporaryDirectory()
+        let first = try CoordinatorProcess(directory: directory.path)
+        try await first.start()
+        let port = String(first.url.split(separator: ":").last!)
+        let second = try ManagedProcess(name: "second coordinator", executable: try builtProduct("arbiter"), arguments: [
+            "coordinator", "--data", directory.path + "/data-2", "--port", port,
+            "--secret-file", directory.path + "/secret", "--log-level", "warning",
+        ])
+        try await second.waitForExit(timeout: .seconds(60))
+        #expect(second.exitStatus != 0)
+        #expect(second.log.contains("Address already in use"), "\(second.log)")
+        first.kill()
+    }
 }
