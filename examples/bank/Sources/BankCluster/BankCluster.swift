@@ -161,9 +161,9 @@ public final class BankCluster: Sendable {
         return path
     }
 
-    /// The coordinator announces its port in an `info` line (`coordinator listening`), the only way
-    /// to learn it with `--port 0`; so it logs at `info` at least (its info lines are few: start-up
-    /// and recovery), or a quieter level would hide the announcement and the start would time out.
+    /// The coordinator logs at `info` at least: its info and notice lines are few (start-up,
+    /// recovery, presumed aborts) and worth having in a post-mortem. (Its port is announced on
+    /// standard output whatever the level.)
     static func coordinatorLogLevel(_ level: String) -> String {
         ["trace", "debug", "info"].contains(level) ? level : "info"
     }
