@@ -38,6 +38,12 @@ public final class CoordinatorEngine: Sendable {
         var slot: OutcomeSlot
     }
 
+    /// A waiting client's deadline, on ``clientDeadlines``.
+    struct WaiterKey: Hashable, Sendable {
+        var txid: TxID
+        var id: UInt64
+    }
+
     private struct PendingWrite {
         var records: [CoordinatorRecord]
         /// Set when the write is forced: the transaction whose `forced` event follows.
@@ -58,6 +64,9 @@ public final class CoordinatorEngine: Sendable {
     public let log: DecisionLog
     let links: ParticipantLinks
     let timers: TimerService<TimerID>
+    /// When each waiting client gives up (answered `pending`). One heap on the timer loop instead
+    /// of a sleeping task per request.
+    let clientDeadlines: TimerService<WaiterKey>
     let metrics: CoordinatorMetrics
     private let logger: Logger
     private let state: Mutex<State>
@@ -74,6 +83,7 @@ public final class CoordinatorEngine: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.timers = TimerService()
+        self.clientDeadlines = TimerService()
         (storageSignals, storageWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         links.engine = self
     }
@@ -133,6 +143,7 @@ public final class CoordinatorEngine: Sendable {
             // A decision answers `decision` waiters; a completion, rejection answers everyone.
             guard wait == nil || waiter.wait == wait else { return false }
             waiter.slot.fulfil(result)
+            clientDeadlines.cancel(WaiterKey(txid: txid, id: waiter.id))
             return true
         }
         state.waiters[txid] = waiters.isEmpty ? nil : waiters
@@ -153,7 +164,7 @@ public final class CoordinatorEngine: Sendable {
         await admissions.acquire(txid)
         let admitted: Admission
         do {
-            admitted = try await admit(txid, branches: branches, timeout: timeout, wait: wait)
+            admitted = try admit(txid, branches: branches, timeout: timeout, wait: wait, waitMax: waitMax)
         } catch {
             admissions.release(txid)
             throw error
@@ -162,23 +173,27 @@ public final class CoordinatorEngine: Sendable {
         switch admitted {
         case .answered(let result):
             return result
-        case .waiting(let slot, let id):
-            return await awaitOutcome(of: txid, slot: slot, waiterID: id, waitMax: waitMax)
+        case .waiting(let slot):
+            return await slot.value()
         }
     }
 
     private enum Admission {
         case answered(SubmitResult)
-        case waiting(OutcomeSlot, UInt64)
+        case waiting(OutcomeSlot)
     }
 
     /// Answers from the log a transaction the machine no longer drives, or hands the submit to the
-    /// machine and registers a waiter (under one lock, so no outcome can slip between them).
+    /// machine and registers a waiter (under one lock, so no outcome can slip between them) whose
+    /// deadline, `waitMax` from now, answers it `pending`.
+    ///
+    /// The log is read on the calling thread: one primary-key lookup per new id, cheaper than the
+    /// two thread hand-offs of an asynchronous read.
     private func admit(
-        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait
-    ) async throws(StorageError) -> Admission {
+        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration
+    ) throws(StorageError) -> Admission {
         let known = state.withLock { $0.machine.phase(of: txid) != nil }
-        if !known, let recorded = try await log.transaction(txid) {
+        if !known, let recorded = try log.transactionBlocking(txid) {
             if let recordedBranches = recorded.branches, recordedBranches != branches {
                 return .answered(.rejected(txid, .idInUse))
             }
@@ -187,37 +202,28 @@ public final class CoordinatorEngine: Sendable {
             }
         }
         let slot = OutcomeSlot()
-        let id = state.withLock { state -> UInt64 in
+        state.withLock { state in
             state.nextWaiterID += 1
-            state.waiters[txid, default: []].append(Waiter(id: state.nextWaiterID, wait: wait, slot: slot))
+            let id = state.nextWaiterID
+            state.waiters[txid, default: []].append(Waiter(id: id, wait: wait, slot: slot))
+            clientDeadlines.set(WaiterKey(txid: txid, id: id), after: waitMax)
             if state.started[txid] == nil { state.started[txid] = clock.now }
             let effects = state.machine.handle(.submit(txid, branches: branches, timeout: timeout))
             dispatch(effects, &state)
-            return state.nextWaiterID
         }
-        return .waiting(slot, id)
+        return .waiting(slot)
     }
 
     private func isActive(_ txid: TxID) -> Bool { state.withLock { $0.machine.phase(of: txid) != nil } }
 
-    /// Waits for the outcome a waiter was registered for, or `waitMax`.
-    private func awaitOutcome(of txid: TxID, slot: OutcomeSlot, waiterID id: UInt64, waitMax: Duration) async -> SubmitResult {
-        let result = await withTaskGroup(of: SubmitResult.self) { group in
-            group.addTask { await slot.value() }
-            group.addTask {
-                try? await Task.sleep(for: waitMax)
-                slot.fulfil(.pending(txid))  // No effect when the outcome came first.
-                return .pending(txid)
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
-        }
+    /// A client's wait ran out: it is answered `pending`; the transaction goes on.
+    private func expire(_ key: WaiterKey) {
         state.withLock { state in
-            state.waiters[txid]?.removeAll { $0.id == id }
-            if state.waiters[txid]?.isEmpty == true { state.waiters[txid] = nil }
+            guard var waiters = state.waiters[key.txid],
+                  let index = waiters.firstIndex(where: { $0.id == key.id }) else { return }
+            waiters.remove(at: index).slot.fulfil(.pending(key.txid))
+            state.waiters[key.txid] = waiters.isEmpty ? nil : waiters
         }
-        return result
     }
 
     /// What a participant asking about `txid` is told (`GET /v1/transactions/{id}/outcome`).
@@ -339,9 +345,13 @@ public final class CoordinatorEngine: Sendable {
         }
     }
 
-    /// Fires protocol timers until cancelled.
+    /// Fires protocol timers and clients' deadlines until cancelled.
     func runTimerLoop() async {
-        await timers.run { timer in self.handle(.timerFired(timer)) }
+        while !Task.isCancelled {
+            for timer in timers.takeDue() { handle(.timerFired(timer)) }
+            for key in clientDeadlines.takeDue() { expire(key) }
+            try? await Task.sleep(for: timers.resolution)
+        }
     }
 
     /// Waits, at most `timeout`, until nothing is left to write or send: a graceful shutdown
@@ -404,6 +414,13 @@ final class KeyedSerializer<Key: Hashable & Sendable>: Sendable {
     private let held = Mutex<[Key: [CheckedContinuation<Void, Never>]]>([:])
 
     func acquire(_ key: Key) async {
+        // The usual case, a key nobody holds, takes no continuation.
+        let free = held.withLock { held -> Bool in
+            guard held[key] == nil else { return false }
+            held[key] = []
+            return true
+        }
+        if free { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let acquired = held.withLock { held -> Bool in
                 guard held[key] != nil else {

@@ -169,11 +169,18 @@ public final class DecisionLog: Sendable {
     /// What the log holds about `txid`, or nil when it holds nothing (presumed abort: never heard
     /// of, or its records were lost before any was durable).
     public func transaction(_ txid: TxID) async throws(StorageError) -> TransactionSummary? {
-        try await reading { db in
-            // Cached: a coordinator asks this for every new transaction id (idempotency).
-            try Row.fetchOne(db.cachedStatement(sql: "\(Self.summarySelect) WHERE txid = ?"), arguments: [txid.rawValue])
-                .map { try Self.summary($0, in: db) }
-        }
+        try await reading { db in try Self.summary(of: txid, in: db) }
+    }
+
+    /// ``transaction(_:)`` on the calling thread (see ``GroupCommitWriter/readBlocking(_:)``): a
+    /// coordinator asks this for every new transaction id (idempotency), a point query by primary key.
+    public func transactionBlocking(_ txid: TxID) throws(StorageError) -> TransactionSummary? {
+        try writer.readBlocking { db in try Self.summary(of: txid, in: db) }
+    }
+
+    private static func summary(of txid: TxID, in db: Database) throws -> TransactionSummary? {
+        try Row.fetchOne(db.cachedStatement(sql: "\(summarySelect) WHERE txid = ?"), arguments: [txid.rawValue])
+            .map { try summary($0, in: db) }
     }
 
     /// Up to `limit` transactions in log order, starting after `cursor`, optionally only those in

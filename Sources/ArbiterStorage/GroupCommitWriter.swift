@@ -309,6 +309,18 @@ public final class GroupCommitWriter: Sendable {
         }
     }
 
+    /// Runs `work` on a reader connection *on the calling thread*, without a hop to another queue
+    /// and back: for point queries on a hot path (a few microseconds of SQLite against two thread
+    /// hand-offs). It blocks the caller while it runs, so keep `work` short; it waits only when
+    /// every reader connection is busy.
+    public func readBlocking<T>(_ work: (Database) throws -> T) throws(StorageError) -> T {
+        do {
+            return try pool.read(work)
+        } catch {
+            throw StorageError.wrapping(error, doing: "reading", path: path)
+        }
+    }
+
     // MARK: Lifecycle
 
     /// What the writer has done since it opened.
