@@ -617,7 +617,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
             return performStage(txid, payload: payload, onePhase: onePhase, index: index, ledger: ledger, in: db)
         case .records(let records, _):
             do {
-                try db.inSavepoint {
+                try db.inPreparedSavepoint {
                     for record in records { try write(record, in: db) }
                     return .commit
                 }
@@ -638,8 +638,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
     ) -> OpOutcome {
         var fed: StagedEffects?
         do {
-            try db.inSavepoint {
-                try db.inSavepoint {
+            try db.inPreparedSavepoint {
+                try db.inPreparedSavepoint {
                     let vote = stageVote(txid, payload: payload, onePhase: onePhase, in: db)
                     let effects = feedStaged(txid, vote)
                     ledger.markFed(index)

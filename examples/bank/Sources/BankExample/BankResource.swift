@@ -137,8 +137,7 @@ public struct BankResource: Resource {
             guard available >= payload.amount else {
                 return .no(reason: "insufficient funds in \(account.id): balance \(account.balance), reserved \(account.reserved), amount \(payload.amount)")
             }
-            try context.db.execute(
-                sql: "INSERT INTO reservations (txid, account, amount) VALUES (?, ?, ?)",
+            try context.db.cachedStatement(sql: "INSERT INTO reservations (txid, account, amount) VALUES (?, ?, ?)").execute(
                 arguments: [context.txid.rawValue, account.id, payload.amount])
         case .credit:
             // The commit must not fail, so refuse now what it could not apply.
@@ -153,16 +152,16 @@ public struct BankResource: Resource {
     public func apply(_ payload: BankOperation, in context: OutcomeContext) throws {
         switch payload.op {
         case .debit:
-            try context.db.execute(sql: "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+            try context.db.cachedStatement(sql: "UPDATE accounts SET balance = balance - ? WHERE id = ?").execute(
                 arguments: [payload.amount, payload.account])
             try dropReservation(of: context)
         case .credit:
-            try context.db.execute(sql: "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+            try context.db.cachedStatement(sql: "UPDATE accounts SET balance = balance + ? WHERE id = ?").execute(
                 arguments: [payload.amount, payload.account])
         case .transfer:
-            try context.db.execute(sql: "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+            try context.db.cachedStatement(sql: "UPDATE accounts SET balance = balance - ? WHERE id = ?").execute(
                 arguments: [payload.amount, payload.account])
-            try context.db.execute(sql: "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+            try context.db.cachedStatement(sql: "UPDATE accounts SET balance = balance + ? WHERE id = ?").execute(
                 arguments: [payload.amount, payload.to])
             try dropReservation(of: context)
         }
@@ -174,7 +173,7 @@ public struct BankResource: Resource {
     }
 
     private func dropReservation(of context: OutcomeContext) throws {
-        try context.db.execute(sql: "DELETE FROM reservations WHERE txid = ?", arguments: [context.txid.rawValue])
+        try context.db.cachedStatement(sql: "DELETE FROM reservations WHERE txid = ?").execute(arguments: [context.txid.rawValue])
     }
 }
 
