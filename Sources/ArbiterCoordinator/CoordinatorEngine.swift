@@ -193,7 +193,7 @@ public final class CoordinatorEngine: Sendable {
         _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration
     ) throws(StorageError) -> Admission {
         let known = state.withLock { $0.machine.phase(of: txid) != nil }
-        if !known, let recorded = try log.transactionBlocking(txid) {
+        if !known, let recorded = try log.recordedDecision(of: txid) {
             if let recordedBranches = recorded.branches, recordedBranches != branches {
                 return .answered(.rejected(txid, .idInUse))
             }

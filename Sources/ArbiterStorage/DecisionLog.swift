@@ -52,6 +52,19 @@ public struct Acknowledgement: Hashable, Sendable {
     public let acknowledgedAt: Date
 }
 
+/// The part of a transaction's row that answers a client's repeated submit
+/// (``DecisionLog/recordedDecision(of:)``).
+public struct RecordedDecision: Hashable, Sendable {
+    /// Where it stands.
+    public let state: TransactionState
+    /// Its branches, once its `begun` record is written.
+    public let branches: [Branch]?
+    /// The decision, once recorded.
+    public let outcome: Outcome?
+    /// Why it aborted, when a reason was recorded.
+    public let reason: String?
+}
+
 /// What the decision log holds about one transaction, for operators.
 public struct TransactionSummary: Hashable, Sendable {
     /// The transaction.
@@ -172,10 +185,26 @@ public final class DecisionLog: Sendable {
         try await reading { db in try Self.summary(of: txid, in: db) }
     }
 
-    /// ``transaction(_:)`` on the calling thread (see ``GroupCommitWriter/readBlocking(_:)``): a
-    /// coordinator asks this for every new transaction id (idempotency), a point query by primary key.
-    public func transactionBlocking(_ txid: TxID) throws(StorageError) -> TransactionSummary? {
-        try writer.readBlocking { db in try Self.summary(of: txid, in: db) }
+    /// What a coordinator needs to answer a submit of an id its machine no longer drives: the
+    /// recorded branches, outcome, reason and state of `txid`, or nil when the log holds nothing.
+    ///
+    /// One primary-key lookup, on the calling thread (see ``GroupCommitWriter/readBlocking(_:)``):
+    /// a coordinator asks this for every new transaction id (idempotency).
+    public func recordedDecision(of txid: TxID) throws(StorageError) -> RecordedDecision? {
+        try writer.readBlocking { db in
+            try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT state, branches, outcome, reason FROM coordinator_transaction WHERE txid = ?"),
+                arguments: [txid.rawValue]
+            ).map { row throws in
+                RecordedDecision(
+                    state: try Stored.value(TransactionState.self, row.decode(String.self, atIndex: 0), column: "state"),
+                    branches: try row.decode(String?.self, atIndex: 1).map(Self.decodeBranches),
+                    outcome: try row.decode(String?.self, atIndex: 2).map { text throws(StorageError) in
+                        try Stored.value(Outcome.self, text, column: "outcome")
+                    },
+                    reason: try row.decode(String?.self, atIndex: 3))
+            }
+        }
     }
 
     private static func summary(of txid: TxID, in db: Database) throws -> TransactionSummary? {

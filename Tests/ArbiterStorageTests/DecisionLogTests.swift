@@ -106,6 +106,9 @@ struct DecisionLogTests {
             #expect(summary.decidedAt == start.addingTimeInterval(0.25))
             #expect(summary.endedAt == start.addingTimeInterval(0.75))
             #expect(try await log.transaction(tx("never-seen")) == nil)
+            #expect(try log.recordedDecision(of: t) == RecordedDecision(
+                state: .committed, branches: [jsonBranch, binaryBranch], outcome: .committed, reason: "all voted yes"))
+            #expect(try log.recordedDecision(of: tx("never-seen")) == nil)
 
             let presumed = tx("t-ended-undecided")
             try await log.append([.begun(presumed, branches: [jsonBranch]), .ended(presumed)], durability: .lazy)
