@@ -226,7 +226,9 @@ public final class GroupCommitWriter: Sendable {
         while next < batch.requests.endIndex {
             let changesBefore = db.totalChangesCount
             do {
-                try db.beginTransaction(.immediate)
+                // Prepared once per connection (GRDB's beginTransaction and commit parse their SQL on
+                // every call).
+                try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
             } catch {
                 result.fail(batch.requests[next...], error)
                 break
@@ -256,7 +258,7 @@ public final class GroupCommitWriter: Sendable {
             }
             guard db.isInsideTransaction else { continue }
             do {
-                try db.commit()
+                try db.cachedStatement(sql: "COMMIT TRANSACTION").execute()
                 if batch.synchronous == .full && db.totalChangesCount == changesBefore {
                     // SQLite writes and syncs nothing for a transaction that changed no row, yet a
                     // forced write promises that everything it read is durable, lazy writes included.
