@@ -53,3 +53,26 @@ public func builtProduct(_ name: String, filePath: String = #filePath) throws ->
     }
     throw HarnessError("cannot find the built `\(name)` (looked in \(candidates.map(\.path).joined(separator: ", "))); run `swift build` first")
 }
+
+/// Stops the in-process servers running in `tasks` once their graceful shutdown has been triggered:
+/// waits for them at most `timeout`, then cancels what is left.
+///
+/// Servers in tests stop by graceful shutdown, never by cancelling their tasks first: a server
+/// task cancelled while a connection is being accepted drops that connection unserved, and NIO
+/// traps on it in debug builds ("Deinited NIOAsyncWriter without calling finish()",
+/// apple/swift-nio#2637). Graceful shutdown closes the listening socket at once, so the
+/// cancellation after `timeout` — for a handler that never answers, a silent participant say —
+/// can no longer meet an accepted connection. Errors of the stopped tasks are dropped.
+public func stopWithin(_ timeout: Duration, _ tasks: inout ThrowingTaskGroup<Void, any Error>) async {
+    tasks.addTask { try await Task.sleep(for: timeout) }
+    // Whichever ends first: the servers (their shutdown is done) or the deadline.
+    _ = try? await tasks.next()
+    tasks.cancelAll()
+    while true {
+        do {
+            guard try await tasks.next() != nil else { return }
+        } catch {
+            continue
+        }
+    }
+}

@@ -20,28 +20,38 @@ func quietLogger(_ label: String) -> Logger {
 func withParticipants<T: Sendable>(
     _ participants: [FakeParticipant], _ body: @Sendable ([ParticipantID]) async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        var ids: [ParticipantID] = []
-        for participant in participants {
-            let (ports, continuation) = AsyncStream<Int>.makeStream()
-            let app = Application(
-                router: participant.router(),
-                configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0); continuation.finish() },
-                logger: quietLogger("fake-participant"))
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else { throw TestFailure("a fake participant did not start") }
-            ids.append(ParticipantID("http://127.0.0.1:\(port)"))
-        }
+    // Stopped by graceful shutdown, never by cancelling their tasks: a server task cancelled while
+    // a connection is being accepted drops that connection unserved, and NIO traps on it in debug
+    // builds ("Deinited NIOAsyncWriter without calling finish()", apple/swift-nio#2637).
+    var apps: [Application<RouterResponder<BasicRequestContext>>] = []
+    var ports: [AsyncStream<Int>] = []
+    for participant in participants {
+        let (stream, continuation) = AsyncStream<Int>.makeStream()
+        apps.append(Application(
+            router: participant.router(),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0); continuation.finish() },
+            logger: quietLogger("fake-participant")))
+        ports.append(stream)
+    }
+    let group = ServiceGroup(services: apps, gracefulShutdownSignals: [], logger: quietLogger("fake-participants"))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let result: Result<T, any Error>
         do {
-            let result = try await body(ids)
-            group.cancelAll()
-            return result
+            var ids: [ParticipantID] = []
+            for stream in ports {
+                var iterator = stream.makeAsyncIterator()
+                guard let port = await iterator.next(), port > 0 else { throw TestFailure("a fake participant did not start") }
+                ids.append(ParticipantID("http://127.0.0.1:\(port)"))
+            }
+            result = .success(try await body(ids))
         } catch {
-            group.cancelAll()
-            throw error
+            result = .failure(error)
         }
+        await group.triggerGracefulShutdown()
+        await stopWithin(.seconds(3), &tasks)
+        return try result.get()
     }
 }
 

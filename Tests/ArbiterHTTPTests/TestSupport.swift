@@ -1,8 +1,10 @@
 import ArbiterCore
+import ArbiterTesting
 @testable import ArbiterHTTP
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// Counts handler runs across tasks.
@@ -32,7 +34,9 @@ func testLogger(_ label: String) -> Logger {
 }
 
 /// Runs `router` on 127.0.0.1 with a port the OS chooses, hands the port to `body`, and stops the
-/// server afterwards (by cancelling its task, which shuts it down gracefully).
+/// server afterwards by graceful shutdown — not by cancelling its task: a server task cancelled
+/// while a connection is being accepted drops that connection unserved, and NIO traps on it in
+/// debug builds ("Deinited NIOAsyncWriter without calling finish()", apple/swift-nio#2637).
 func withLiveServer<T: Sendable>(
     _ router: Router<BasicRequestContext>,
     _ body: @Sendable (Int) async throws -> T
@@ -47,21 +51,22 @@ func withLiveServer<T: Sendable>(
         },
         logger: testLogger("test-server")
     )
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            group.cancelAll()
-            throw TestFailure("the test server did not report its port")
-        }
+    let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: testLogger("test-server-group"))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let result: Result<T, any Error>
         do {
-            let result = try await body(port)
-            group.cancelAll()
-            return result
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next(), port > 0 else {
+                throw TestFailure("the test server did not report its port")
+            }
+            result = .success(try await body(port))
         } catch {
-            group.cancelAll()
-            throw error
+            result = .failure(error)
         }
+        await group.triggerGracefulShutdown()
+        await stopWithin(.seconds(3), &tasks)
+        return try result.get()
     }
 }
 
