@@ -350,7 +350,7 @@ public final class CoordinatorEngine: Sendable {
         while !Task.isCancelled {
             for timer in timers.takeDue() { handle(.timerFired(timer)) }
             for key in clientDeadlines.takeDue() { expire(key) }
-            try? await Task.sleep(for: timers.resolution)
+            try? await Task.sleep(for: min(timers.pollInterval, clientDeadlines.pollInterval))
         }
     }
 

@@ -6,7 +6,9 @@ import Synchronization
 /// The state machines set and cancel timers by id (thousands at a time under load: a deadline per
 /// transaction, a retry per unacknowledged decision); a task per timer would cost far more than one
 /// heap and one loop. Timers fire within ``resolution`` of their deadline, which is ample for
-/// protocol timeouts measured in hundreds of milliseconds.
+/// protocol timeouts measured in hundreds of milliseconds. The loop sleeps until the earliest timer
+/// is due, but at most ``idlePollMax``: a timer set meanwhile for an earlier time fires up to that
+/// late. An idle service wakes ``idlePollMax`` apart instead of ``resolution`` apart.
 ///
 /// Setting an id that is already set replaces it; a replaced or cancelled timer never fires.
 public final class TimerService<ID: Hashable & Sendable>: Sendable {
@@ -16,15 +18,19 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
         var nextGeneration: UInt64 = 0
     }
 
-    /// How late a timer may fire.
+    /// How late a timer may fire while the loop is busy (timers due one after another).
     public let resolution: Duration
+    /// How long the loop may sleep when no timer is due sooner; also how late a timer set during
+    /// such a sleep may fire.
+    public let idlePollMax: Duration
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
     private let state = Mutex(State())
 
-    public init(resolution: Duration = .milliseconds(5)) {
-        precondition(resolution > .zero)
+    public init(resolution: Duration = .milliseconds(5), idlePollMax: Duration = .milliseconds(25)) {
+        precondition(resolution > .zero && idlePollMax >= resolution, "0 < resolution <= idlePollMax")
         self.resolution = resolution
+        self.idlePollMax = idlePollMax
         self.origin = clock.now
     }
 
@@ -61,11 +67,22 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
         }
     }
 
+    /// How long a loop may sleep before the next ``takeDue()``: until the earliest timer is due,
+    /// clamped to ``resolution`` ... ``idlePollMax``. (Cancelled timers stay in the heap until their
+    /// time, so they may wake the loop for nothing; they never fire.)
+    public var pollInterval: Duration {
+        let now = nanoseconds(clock.now)
+        let next = state.withLock { $0.queue.nextTime }
+        guard let next else { return idlePollMax }
+        let wait = Duration.nanoseconds(max(0, next - now))
+        return min(max(wait, resolution), idlePollMax)
+    }
+
     /// Fires due timers until the calling task is cancelled.
     public func run(_ fire: (ID) async -> Void) async {
         while !Task.isCancelled {
             for id in takeDue() { await fire(id) }
-            try? await Task.sleep(for: resolution)
+            try? await Task.sleep(for: pollInterval)
         }
     }
 

@@ -22,6 +22,19 @@ struct RuntimeTests {
         #expect(timers.takeDue().isEmpty)
     }
 
+    @Test("the loop sleeps until the earliest timer, between the resolution and the idle poll")
+    func pollIntervalFollowsTheEarliestTimer() {
+        let timers = TimerService<String>(resolution: .milliseconds(2), idlePollMax: .milliseconds(40))
+        #expect(timers.pollInterval == .milliseconds(40))
+        timers.set("far", after: .seconds(5))
+        #expect(timers.pollInterval == .milliseconds(40))
+        timers.set("near", after: .milliseconds(20))
+        let near = timers.pollInterval
+        #expect(near > .milliseconds(2) && near <= .milliseconds(20))
+        timers.set("due", after: .zero)
+        #expect(timers.pollInterval == .milliseconds(2))
+    }
+
     @Test func failpointRulesParse() {
         let rules = Failpoints.parse("a=crash, b=delay(25),c=error@3,bad,d=explode,e=delay(x)")
         #expect(rules["a"]?.action == .crash)

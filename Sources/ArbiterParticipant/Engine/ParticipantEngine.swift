@@ -402,7 +402,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         while state.withLock({ $0.phase != .stopped }) {
             for timer in timers.takeDue() { fire(timer) }
             do {
-                try await Task.sleep(for: timers.resolution)
+                try await Task.sleep(for: timers.pollInterval)
             } catch {
                 return
             }
