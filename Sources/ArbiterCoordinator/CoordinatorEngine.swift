@@ -38,10 +38,17 @@ public final class CoordinatorEngine: Sendable {
         var slot: OutcomeSlot
     }
 
-    /// A waiting client's deadline, on ``clientDeadlines``.
+    /// A waiting client, whose deadline shares the timer loop with the machine's timers.
     struct WaiterKey: Hashable, Sendable {
         var txid: TxID
         var id: UInt64
+    }
+
+    /// What the engine's one timer heap holds: the machine's protocol timers and clients' deadlines.
+    enum EngineTimer: Hashable, Sendable {
+        case machine(TimerID)
+        /// The client's wait runs out: it is answered `pending`.
+        case clientDeadline(WaiterKey)
     }
 
     private struct PendingWrite {
@@ -63,10 +70,9 @@ public final class CoordinatorEngine: Sendable {
 
     public let log: DecisionLog
     let links: ParticipantLinks
-    let timers: TimerService<TimerID>
-    /// When each waiting client gives up (answered `pending`). One heap on the timer loop instead
+    /// The machine's timers and each waiting client's deadline: one heap on the timer loop instead
     /// of a sleeping task per request.
-    let clientDeadlines: TimerService<WaiterKey>
+    let timers: TimerService<EngineTimer>
     let metrics: CoordinatorMetrics
     private let logger: Logger
     private let state: Mutex<State>
@@ -83,7 +89,6 @@ public final class CoordinatorEngine: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.timers = TimerService()
-        self.clientDeadlines = TimerService()
         (storageSignals, storageWake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         links.engine = self
     }
@@ -111,9 +116,9 @@ public final class CoordinatorEngine: Sendable {
                 state.outbox.append(PendingWrite(records: records, forced: records.first?.txid))
                 wroteRecords = true
             case .setTimer(let timer, let delay):
-                timers.set(timer, after: delay)
+                timers.set(.machine(timer), after: delay)
             case .cancelTimer(let timer):
-                timers.cancel(timer)
+                timers.cancel(.machine(timer))
             case .report(let txid, let outcome, let reason):
                 if let started = state.started[txid] { metrics.decisionLatency.recordNanoseconds((clock.now - started).nanoseconds) }
                 if let reason, state.waiters[txid] != nil { state.reasons[txid] = reason }
@@ -143,7 +148,7 @@ public final class CoordinatorEngine: Sendable {
             // A decision answers `decision` waiters; a completion, rejection answers everyone.
             guard wait == nil || waiter.wait == wait else { return false }
             waiter.slot.fulfil(result)
-            clientDeadlines.cancel(WaiterKey(txid: txid, id: waiter.id))
+            timers.cancel(.clientDeadline(WaiterKey(txid: txid, id: waiter.id)))
             return true
         }
         state.waiters[txid] = waiters.isEmpty ? nil : waiters
@@ -206,7 +211,7 @@ public final class CoordinatorEngine: Sendable {
             state.nextWaiterID += 1
             let id = state.nextWaiterID
             state.waiters[txid, default: []].append(Waiter(id: id, wait: wait, slot: slot))
-            clientDeadlines.set(WaiterKey(txid: txid, id: id), after: waitMax)
+            timers.set(.clientDeadline(WaiterKey(txid: txid, id: id)), after: waitMax)
             if state.started[txid] == nil { state.started[txid] = clock.now }
             let effects = state.machine.handle(.submit(txid, branches: branches, timeout: timeout))
             dispatch(effects, &state)
@@ -348,9 +353,13 @@ public final class CoordinatorEngine: Sendable {
     /// Fires protocol timers and clients' deadlines until cancelled.
     func runTimerLoop() async {
         while !Task.isCancelled {
-            for timer in timers.takeDue() { handle(.timerFired(timer)) }
-            for key in clientDeadlines.takeDue() { expire(key) }
-            try? await Task.sleep(for: min(timers.pollInterval, clientDeadlines.pollInterval))
+            for timer in timers.takeDue() {
+                switch timer {
+                case .machine(let id): handle(.timerFired(id))
+                case .clientDeadline(let key): expire(key)
+                }
+            }
+            try? await Task.sleep(for: timers.pollInterval)
         }
     }
 

@@ -1,7 +1,8 @@
 public import ArbiterCore
 import Synchronization
 
-/// Runs any number of protocol timers on one task.
+/// Keeps any number of protocol timers in one heap, for one loop to fire (``takeDue()``, then sleep
+/// ``pollInterval``).
 ///
 /// The state machines set and cancel timers by id (thousands at a time under load: a deadline per
 /// transaction, a retry per unacknowledged decision); a task per timer would cost far more than one
@@ -76,14 +77,6 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
         guard let next else { return idlePollMax }
         let wait = Duration.nanoseconds(max(0, next - now))
         return min(max(wait, resolution), idlePollMax)
-    }
-
-    /// Fires due timers until the calling task is cancelled.
-    public func run(_ fire: (ID) async -> Void) async {
-        while !Task.isCancelled {
-            for id in takeDue() { await fire(id) }
-            try? await Task.sleep(for: pollInterval)
-        }
     }
 
     private func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 {
