@@ -22,23 +22,28 @@ final class CoordinatorMetrics: Sendable {
             .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
             .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5),
         ]
-        committed = registry.makeCounter(name: "arbiter_transactions_total", labels: [("outcome", "committed")],
-                                         help: "Transactions finished, by outcome.")
-        aborted = registry.makeCounter(name: "arbiter_transactions_total", labels: [("outcome", "aborted")],
-                                       help: "Transactions finished, by outcome.")
-        anomalies = registry.makeCounter(name: "arbiter_anomalies_total",
-                                         help: "Protocol anomalies (see the log): heuristic mismatches, refused records.")
-        active = registry.makeGauge(name: "arbiter_transactions_in_flight",
-                                    help: "Transactions the coordinator is driving (undecided, or in phase 2).")
-        decisionLatency = registry.makeDurationHistogram(name: "arbiter_decision_seconds", buckets: latencyBuckets,
-                                                         help: "From submit to a durable decision.")
-        completionLatency = registry.makeDurationHistogram(name: "arbiter_completion_seconds", buckets: latencyBuckets,
-                                                           help: "From submit to the end of phase 2.")
-        fsyncs = registry.makeGauge(name: "arbiter_log_fsyncs", help: "Forced commits of the decision log since start (group commits).")
-        lazyCommits = registry.makeGauge(name: "arbiter_log_lazy_commits", help: "Decision log commits without fsync since start.")
-        logWrites = registry.makeGauge(name: "arbiter_log_write_requests", help: "Write requests to the decision log since start.")
-        batchSizeLargest = registry.makeGauge(name: "arbiter_log_batch_size_max", help: "Largest number of requests committed together.")
-        batchSizeMean = registry.makeGauge(name: "arbiter_log_batch_size_mean", help: "Mean number of requests committed together.")
+        committed = registry.makeCounter(descriptor: Self.name("transactions_total", help: "Transactions finished, by outcome."),
+                                         labels: [("outcome", "committed")])
+        aborted = registry.makeCounter(descriptor: Self.name("transactions_total", help: "Transactions finished, by outcome."),
+                                       labels: [("outcome", "aborted")])
+        anomalies = registry.makeCounter(descriptor: Self.name("anomalies_total",
+            help: "Protocol anomalies (see the log): heuristic mismatches, refused records."))
+        active = registry.makeGauge(descriptor: Self.name("transactions_in_flight",
+            help: "Transactions the coordinator is driving (undecided, or in phase 2)."))
+        decisionLatency = registry.makeDurationHistogram(
+            descriptor: Self.name("decision_seconds", help: "From submit to a durable decision."), buckets: latencyBuckets)
+        completionLatency = registry.makeDurationHistogram(
+            descriptor: Self.name("completion_seconds", help: "From submit to the end of phase 2."), buckets: latencyBuckets)
+        fsyncs = registry.makeGauge(descriptor: Self.name("log_fsyncs", help: "Forced commits of the decision log since start (group commits)."))
+        lazyCommits = registry.makeGauge(descriptor: Self.name("log_lazy_commits", help: "Decision log commits without fsync since start."))
+        logWrites = registry.makeGauge(descriptor: Self.name("log_write_requests", help: "Write requests to the decision log since start."))
+        batchSizeLargest = registry.makeGauge(descriptor: Self.name("log_batch_size_max", help: "Largest number of requests committed together."))
+        batchSizeMean = registry.makeGauge(descriptor: Self.name("log_batch_size_mean", help: "Mean number of requests committed together."))
+    }
+
+    /// The metric `arbiter_NAME`.
+    private static func name(_ name: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "arbiter", subsystem: nil, metricName: name, unitName: "", helpText: help)
     }
 
     func transactions(_ outcome: Outcome) -> Counter { outcome == .committed ? committed : aborted }

@@ -1,4 +1,4 @@
-public import ArbiterCore
+import ArbiterCore
 
 /// Totals over many simulated runs.
 public struct SweepSummary: Sendable {

@@ -153,7 +153,7 @@ public final class BankCluster: Sendable {
     private func startLog(_ member: Member, failpoints: String?) throws -> String {
         let path = logFile(member)
         try FileManager.default.createDirectory(atPath: options.root + "/logs", withIntermediateDirectories: true)
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         try handle.seekToEnd()
