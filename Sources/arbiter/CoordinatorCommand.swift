@@ -63,6 +63,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Handlers run on the event loop that read their request: see EventLoopExecutor.
+        EventLoopExecutor.install()
         var logger = Logger(label: "arbiter.coordinator")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         let secret = try readSecret(secretFile, option: "--secret-file")

@@ -107,6 +107,8 @@ struct BankBench: AsyncParsableCommand {
     var waits: [String] { wait.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
     func run() async throws {
+        // Handlers run on the event loop that read their request: see EventLoopExecutor.
+        EventLoopExecutor.install()
         let root = try prepareDataDirectory()
         var machine = MachineInfo.current()
         let systemAtStart = SystemCPU.sample()

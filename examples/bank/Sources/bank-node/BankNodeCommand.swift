@@ -74,6 +74,8 @@ struct BankNodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Handlers run on the event loop that read their request: see EventLoopExecutor.
+        EventLoopExecutor.install()
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "bank-node")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
