@@ -1,6 +1,7 @@
 public import ArbiterCore
 import ArbiterRuntime
 public import ArbiterStorage
+import Dispatch
 import Logging
 import Synchronization
 
@@ -12,7 +13,8 @@ import Synchronization
 /// so they take effect in exactly the machine's order. The slow work happens outside the lock:
 ///
 /// - The **storage loop** commits everything in the outbox in one transaction (one fsync when any
-///   of it must be forced — group commit), then feeds ``CoordinatorEvent/forced(_:)`` back.
+///   of it must be forced — group commit), then feeds ``CoordinatorEvent/forced(_:)`` back. Lazy
+///   records alone wait up to ``lazyLinger`` for a forced write to share its transaction.
 /// - The **participant links** batch the messages for each participant into one request.
 /// - The **timer loop** fires the protocol timers.
 public final class CoordinatorEngine: Sendable {
@@ -66,6 +68,10 @@ public final class CoordinatorEngine: Sendable {
         var started: [TxID: ContinuousClock.Instant] = [:]
         /// The reason given with a reported abort, kept for clients that wait for completion.
         var reasons: [TxID: String] = [:]
+        /// The storage loop, while it lets lazy records linger: resumed by the next forced write,
+        /// or by the timer of the linger numbered `lingerCount`.
+        var linger: CheckedContinuation<Void, Never>?
+        var lingerCount: UInt64 = 0
     }
 
     public let log: DecisionLog
@@ -81,8 +87,21 @@ public final class CoordinatorEngine: Sendable {
     private let clock = ContinuousClock()
     /// Serialises, per transaction id, a submit's "is it new?" and an inquiry's "is it unknown?".
     private let admissions = KeyedSerializer<TxID>()
+    /// How long lazy records (`begun`, acknowledgements, `ended`, abort decisions) wait for a forced
+    /// write to commit with, before they commit alone.
+    ///
+    /// Committing them at once costs a SQLite transaction of their own and, at low load, puts that
+    /// transaction in front of the commit decision that arrives a round trip later: the decision
+    /// then waits for it. Lazy records may be lost in a crash anyway (presumed abort needs none of
+    /// them), so holding them a little longer changes no outcome; it only delays their visibility in
+    /// the log (the operator's view) by at most this long.
+    let lazyLinger: Duration
 
-    init(machine: CoordinatorMachine, log: DecisionLog, links: ParticipantLinks, metrics: CoordinatorMetrics, logger: Logger) {
+    init(
+        machine: CoordinatorMachine, log: DecisionLog, links: ParticipantLinks, metrics: CoordinatorMetrics, logger: Logger,
+        lazyLinger: Duration
+    ) {
+        self.lazyLinger = lazyLinger
         self.state = Mutex(State(machine: machine))
         self.log = log
         self.links = links
@@ -115,6 +134,10 @@ public final class CoordinatorEngine: Sendable {
             case .force(let records):
                 state.outbox.append(PendingWrite(records: records, forced: records.first?.txid))
                 wroteRecords = true
+                if let linger = state.linger {
+                    state.linger = nil
+                    linger.resume()
+                }
             case .setTimer(let timer, let delay):
                 timers.set(.machine(timer), after: delay)
             case .cancelTimer(let timer):
@@ -292,7 +315,46 @@ public final class CoordinatorEngine: Sendable {
     /// Commits the outbox, one transaction per round, until cancelled.
     func runStorageLoop() async {
         for await _ in storageSignals {
+            await lingerUnlessForced()
             await flushOutbox()
+        }
+    }
+
+    /// Returns once the outbox holds a forced write, after ``lazyLinger``, or when cancelled.
+    private func lingerUnlessForced() async {
+        guard lazyLinger > .zero else { return }
+        await withTaskCancellationHandler {
+            await linger()
+        } onCancel: {
+            endLinger(nil)
+        }
+    }
+
+    /// Ends the linger numbered `number` (any linger when `nil`), if it still runs.
+    private func endLinger(_ number: UInt64?) {
+        let lingering = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard number == nil || state.lingerCount == number else { return nil }
+            defer { state.linger = nil }
+            return state.linger
+        }
+        lingering?.resume()
+    }
+
+    private func linger() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let number = state.withLock { state -> UInt64? in
+                guard !Task.isCancelled, !state.outbox.isEmpty, !state.outbox.contains(where: { $0.forced != nil }) else {
+                    return nil
+                }
+                state.linger = continuation
+                state.lingerCount += 1
+                return state.lingerCount
+            }
+            guard let number else { return continuation.resume() }
+            // Only this linger: a forced write may have ended it and a later one begun.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(lazyLinger.nanoseconds))) { [self] in
+                endLinger(number)
+            }
         }
     }
 

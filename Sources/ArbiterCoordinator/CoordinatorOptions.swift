@@ -30,6 +30,10 @@ public struct CoordinatorOptions: Sendable {
     public var batchSizeMax: Int
     /// Requests open to one participant at once, at most. Default 4.
     public var requestsInFlightMax: Int
+    /// How long lazy log records (`begun`, acknowledgements, `ended`, abort decisions) may wait
+    /// for a forced write to share its SQLite transaction before they commit alone. Default 2 ms;
+    /// zero commits them at once. No outcome depends on it: lazy records may be lost in a crash.
+    public var lazyRecordLinger: Duration
     public var logger: Logger
 
     public init(
@@ -45,6 +49,7 @@ public struct CoordinatorOptions: Sendable {
         clientWaitGrace: Duration = .seconds(5),
         batchSizeMax: Int = 256,
         requestsInFlightMax: Int = 4,
+        lazyRecordLinger: Duration = .milliseconds(2),
         logger: Logger = Logger(label: "arbiter.coordinator")
     ) {
         self.dataDirectory = dataDirectory
@@ -59,6 +64,7 @@ public struct CoordinatorOptions: Sendable {
         self.clientWaitGrace = clientWaitGrace
         self.batchSizeMax = batchSizeMax
         self.requestsInFlightMax = requestsInFlightMax
+        self.lazyRecordLinger = lazyRecordLinger
         self.logger = logger
     }
 }

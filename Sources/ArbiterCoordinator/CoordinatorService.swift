@@ -1,4 +1,4 @@
-public import ArbiterCore
+import ArbiterCore
 import ArbiterHTTP
 import ArbiterStorage
 import AsyncHTTPClient
@@ -88,7 +88,8 @@ public final class CoordinatorService: Service, Sendable {
         var random = SystemRandomNumberGenerator()
         let engine = CoordinatorEngine(
             machine: CoordinatorMachine(identity: CoordinatorID(advertised), config: options.protocolConfig, seed: random.next()),
-            log: log, links: links, metrics: metrics, logger: logger)
+            log: log, links: links, metrics: metrics, logger: logger,
+            lazyLinger: options.lazyRecordLinger)
 
         do {
             try await engine.recover()

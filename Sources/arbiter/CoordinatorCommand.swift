@@ -50,6 +50,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Largest phase-2 resend delay in milliseconds.")
     var retryMaxMs: Int = 10_000
 
+    @Option(help: "Milliseconds lazy log records (begun, acknowledgements, ended, aborts) may wait to share a forced write's commit; 0: commit at once.")
+    var lazyLingerMs: Int = 2
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -58,6 +61,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard prepareTimeoutMs > 0 else { throw ValidationError("--prepare-timeout-ms must be positive") }
         guard retryInitialMs > 0, retryMaxMs >= retryInitialMs else {
             throw ValidationError("need 0 < --retry-initial-ms <= --retry-max-ms")
+        }
+        guard (0...1000).contains(lazyLingerMs) else {
+            throw ValidationError("--lazy-linger-ms must be 0...1000, got \(lazyLingerMs)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
@@ -75,6 +81,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             protocolConfig: CoordinatorConfig(
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
+            lazyRecordLinger: .milliseconds(lazyLingerMs),
             logger: logger)
         let service = CoordinatorService(options: options)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -152,9 +152,51 @@ struct CoordinatorHTTPTests {
         }
     }
 
+    @Test("lazy records wait for the next forced write and commit in its transaction")
+    func lazyRecordsRideWithTheDecision() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            // A linger longer than the test: nothing lazy commits alone while it runs.
+            try await withCoordinator(data: directory.path, lazyRecordLinger: .seconds(60)) { url, client, http in
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("l-1"))
+                #expect(result.outcome == .committed)
+                // The lazy `begun` record went into the decision's transaction: one commit, forced.
+                #expect(try await metric("arbiter_log_fsyncs", http, url) == 1)
+                #expect(try await metric("arbiter_log_lazy_commits", http, url) == 0)
+                // The acknowledgements and `ended` wait for the next decision and commit with it.
+                try await eventually("phase 2 ends") { p0.state.committed.count == 1 && p1.state.committed.count == 1 }
+                _ = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("l-2"))
+                #expect(try await metric("arbiter_log_fsyncs", http, url) == 2)
+                #expect(try await metric("arbiter_log_lazy_commits", http, url) == 0)
+                try await eventually("l-1 is recorded as ended") { (try? await client.transaction(txid("l-1")))?.state == .committed }
+            }
+        }
+    }
+
+    @Test("lazy records alone commit once the linger has passed")
+    func lazyRecordsCommitAloneAfterTheLinger() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant { _ in .no("refused") })
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path, lazyRecordLinger: .milliseconds(50)) { url, client, http in
+                // An abort is lazy from start to end: no forced write ever comes to take it along.
+                let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("l-3"))
+                #expect(result.outcome == .aborted)
+                try await eventually("the abort is recorded") { (try? await client.transaction(txid("l-3")))?.state == .aborted }
+                #expect(try await metric("arbiter_log_fsyncs", http, url) == 0)
+                #expect(try await metric("arbiter_log_lazy_commits", http, url) >= 1)
+            }
+        }
+    }
+
     private func fsyncs(_ http: HTTPClient, _ url: String) async throws -> Int {
+        try await metric("arbiter_log_fsyncs", http, url)
+    }
+
+    private func metric(_ name: String, _ http: HTTPClient, _ url: String) async throws -> Int {
         let metrics = try await rawRequest(http, .GET, url + "/metrics", token: nil)
-        let line = metrics.body.split(separator: "\n").first { $0.hasPrefix("arbiter_log_fsyncs ") }
+        let line = metrics.body.split(separator: "\n").first { $0.hasPrefix(name + " ") }
         return Int(Double(line?.split(separator: " ").last ?? "") ?? -1)
     }
 }

@@ -61,11 +61,13 @@ func withCoordinator<T: Sendable>(
     config: CoordinatorConfig = CoordinatorConfig(prepareTimeout: .seconds(5), phaseTwoRetry: Backoff(initial: .milliseconds(20), max: .milliseconds(200))),
     limits: WireLimits = .default,
     operatorSecret: BearerSecret? = TestSecrets.operatorSecret,
+    lazyRecordLinger: Duration = .milliseconds(2),
     _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
         dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret,
-        operatorSecret: operatorSecret, protocolConfig: config, limits: limits, logger: quietLogger("coordinator")))
+        operatorSecret: operatorSecret, protocolConfig: config, limits: limits, lazyRecordLinger: lazyRecordLinger,
+        logger: quietLogger("coordinator")))
     let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: quietLogger("group"))
     let http = HTTPClientSettings().makeClient()
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
