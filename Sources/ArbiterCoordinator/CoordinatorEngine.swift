@@ -421,6 +421,7 @@ public final class CoordinatorEngine: Sendable {
                 case .clientDeadline(let key): expire(key)
                 }
             }
+            links.poke()
             try? await Task.sleep(for: timers.pollInterval)
         }
     }

@@ -28,7 +28,9 @@ public struct CoordinatorOptions: Sendable {
     public var clientWaitGrace: Duration
     /// Messages to one participant in one request, at most. Default 256.
     public var batchSizeMax: Int
-    /// Requests open to one participant at once, at most. Default 4.
+    /// Requests open to one participant at once, at most. Default 4. Normally one is open and the
+    /// messages that arrive meanwhile wait to go together in the next; another opens only when the
+    /// newest has been out for 20 ms.
     public var requestsInFlightMax: Int
     /// How long lazy log records (`begun`, acknowledgements, `ended`, abort decisions) may wait
     /// for a forced write to share its SQLite transaction before they commit alone. Default 2 ms;

@@ -6,13 +6,18 @@ import Synchronization
 
 /// The coordinator's outgoing traffic, one link per participant.
 ///
-/// Messages for a participant queue on its link; a link keeps at most ``inFlightMax`` requests
-/// open and sends everything queued meanwhile as one `POST /v1/batch`. Under load this turns a
-/// message per transaction into a request per round trip: dozens of prepares or commits share one
-/// HTTP exchange and, at the participant, one fsync.
+/// Messages for a participant queue on its link, and the link sends everything queued as one
+/// `POST /v1/batch`. Normally one request is open per participant: what arrives while it is out
+/// waits for its answer and then goes in the next batch. Under load this turns a message per
+/// transaction into a request per round trip: dozens of prepares or commits share one HTTP exchange
+/// and, at the participant, one fsync. A request that takes longer than ``Options/patience`` (a
+/// participant slow on one message, a stalled connection) lets the link open another, up to
+/// ``Options/inFlightMax``, so that one slow answer does not hold up every other transaction.
 final class ParticipantLinks: Sendable {
     struct Options: Sendable {
         var inFlightMax = 4
+        /// How long the newest open request may be out before a second one is opened beside it.
+        var patience: Duration = .milliseconds(20)
         var batchSizeMax = 256
         /// How long a batch of prepares may take (the prepare deadline bounds it anyway).
         var prepareRequestTimeout: Duration
@@ -23,6 +28,8 @@ final class ParticipantLinks: Sendable {
     private struct Link {
         var queue: [CoordinatorMessage] = []
         var inFlight = 0
+        /// When the newest request was sent.
+        var lastSent = ContinuousClock.Instant.now
         /// Set when the participant does not serve `/v1/batch`: send one message per request.
         var singleMessages = false
     }
@@ -63,12 +70,28 @@ final class ParticipantLinks: Sendable {
         if let batch { start(batch, to: participant) }
     }
 
+    /// Opens a request on every link whose open ones have outlasted ``Options/patience`` while
+    /// messages wait. Called by the engine's timer loop.
+    func poke() {
+        let batches = links.withLock { links -> [(ParticipantID, [CoordinatorMessage])] in
+            var batches: [(ParticipantID, [CoordinatorMessage])] = []
+            for participant in links.keys where links[participant]?.queue.isEmpty == false {
+                if let batch = takeBatch(for: participant, &links) { batches.append((participant, batch)) }
+            }
+            return batches
+        }
+        for (participant, batch) in batches { start(batch, to: participant) }
+    }
+
     private func takeBatch(for participant: ParticipantID, _ links: inout [ParticipantID: Link]) -> [CoordinatorMessage]? {
         guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
+        let now = ContinuousClock.now
+        guard link.inFlight == 0 || now - link.lastSent >= options.patience else { return nil }
         let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
         let batch = Array(link.queue.prefix(count))
         link.queue.removeFirst(count)
         link.inFlight += 1
+        link.lastSent = now
         links[participant] = link
         return batch
     }

@@ -152,6 +152,27 @@ struct CoordinatorHTTPTests {
         }
     }
 
+    @Test("a participant stalled on one prepare does not hold up the other transactions sent to it")
+    func aStalledRequestDoesNotBlockTheLink() async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant { $0.rawValue == "s-slow" ? .hang : .yes }
+        let p1 = FakeParticipant()
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { _, client, _ in
+                async let slow = client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("s-slow"), timeout: .seconds(20))
+                try await eventually("the stalled prepare is out") { p1.state.prepared.contains(txid("s-slow")) }
+                // Sent while the stalled request is open (until its 5 s request timeout): they go in
+                // a second request and commit while the stalled transaction is still undecided.
+                for number in 0..<3 {
+                    let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("s-\(number)"))
+                    #expect(result.outcome == .committed)
+                }
+                #expect(try await client.transaction(txid("s-slow")).state == .preparing, "the others waited for the stalled request")
+                #expect(try await slow.outcome == .aborted)
+            }
+        }
+    }
+
     @Test("lazy records wait for the next forced write and commit in its transaction")
     func lazyRecordsRideWithTheDecision() async throws {
         let directory = try TemporaryDirectory()
