@@ -184,6 +184,7 @@ struct BankBench: AsyncParsableCommand {
             let ownCPU = (ProcessSample.read(pid: getpid())?.cpuSeconds ?? 0) + serverCPU
             let other = SystemCPU.sample().map { end in
                 OtherLoad(machineBusySeconds: end.busySeconds - (systemAtStart?.busySeconds ?? end.busySeconds),
+                          stealSeconds: end.stealSeconds - (systemAtStart?.stealSeconds ?? end.stealSeconds),
                           benchmarkSeconds: ownCPU, wallSeconds: Double(wall.nanosecondsCount) / 1e9,
                           busiestOthers: SystemCPU.busiestOthers(since: systemAtStart, excluding: Set([getpid()] + pids)))
             }
@@ -382,7 +383,8 @@ struct BankBench: AsyncParsableCommand {
         var out = "\n## bank-bench results\n\n"
         out += "machine: \(report.machine.summary)\n"
         if let other = report.otherLoad {
-            out += String(format: "other processes used %.2f cores on average during the run", other.othersCoreShare)
+            out += String(format: "other processes used %.2f cores on average during the run, the hypervisor took %.2f (steal)",
+                          other.othersCoreShare, other.stealCoreShare)
             out += other.busiestOthers.isEmpty ? "\n" : " (busiest: \(other.busiestOthers.joined(separator: ", ")))\n"
         }
         out += "phases: \(report.configuration.durationSeconds) s measured after \(report.configuration.warmupSeconds) s warm-up; "

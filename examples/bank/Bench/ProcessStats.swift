@@ -179,8 +179,10 @@ enum CleanSpawn {
 /// The machine's CPU time (from /proc/stat) and every process's (from /proc/PID/stat), to tell how
 /// much of the machine others used while the benchmark ran.
 struct SystemCPU: Sendable {
-    /// Non-idle CPU seconds of all cores since boot.
+    /// Non-idle CPU seconds of all cores since boot (steal included).
     var busySeconds: Double
+    /// CPU seconds the hypervisor gave to other guests while this machine's vCPUs wanted to run.
+    var stealSeconds: Double
     /// CPU seconds of each process since it started, with its command name.
     var processes: [Int32: (name: String, cpuSeconds: Double)]
 
@@ -201,7 +203,7 @@ struct SystemCPU: Sendable {
             guard fields.count > 13, let utime = Double(fields[11]), let stime = Double(fields[12]) else { continue }
             processes[pid] = (name, (utime + stime) / hz)
         }
-        return SystemCPU(busySeconds: busy / hz, processes: processes)
+        return SystemCPU(busySeconds: busy / hz, stealSeconds: ticks[7] / hz, processes: processes)
     }
 
     /// The processes, other than `excluded`, that used the most CPU between `start` and now.

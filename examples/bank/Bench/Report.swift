@@ -126,13 +126,16 @@ struct InvariantResult: Codable, Sendable {
 struct OtherLoad: Codable, Sendable {
     /// Busy CPU seconds of the whole machine over the run.
     var machineBusySeconds: Double
+    /// Of which stolen by the hypervisor (a virtual machine's neighbours); nil in older reports.
+    var stealSeconds: Double?
     /// Of which the benchmark's own processes.
     var benchmarkSeconds: Double
     var wallSeconds: Double
     /// The busiest other processes (command name, CPU seconds), sampled at the start and the end.
     var busiestOthers: [String]
 
-    var othersCoreShare: Double { max(0, machineBusySeconds - benchmarkSeconds) / wallSeconds }
+    var othersCoreShare: Double { max(0, machineBusySeconds - (stealSeconds ?? 0) - benchmarkSeconds) / wallSeconds }
+    var stealCoreShare: Double { (stealSeconds ?? 0) / wallSeconds }
 }
 
 // MARK: - Text
