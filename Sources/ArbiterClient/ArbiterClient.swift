@@ -3,6 +3,7 @@ public import ArbiterHTTP
 public import AsyncHTTPClient
 public import Logging
 import NIOHTTP1
+import Foundation
 
 /// A typed client for the coordinator's HTTP API.
 ///
@@ -70,7 +71,7 @@ public struct ArbiterClient: Sendable {
     /// - Parameters:
     ///   - branches: One per participant; each payload must be one JSON value.
     ///   - id: The transaction id, an idempotency key: submitting an id again returns the recorded
-    ///     outcome. When `nil`, the client makes a random one (``makeTransactionID()``).
+    ///     outcome. When `nil`, the client makes a unique one (``makeTransactionID()``).
     ///   - timeout: How long the coordinator may collect votes; its default when `nil`.
     ///   - wait: Answer at the decision (default) or once phase 2 has completed.
     /// - Throws: ``ArbiterClientError``; `invalid_request` without sending anything when a payload is
@@ -161,18 +162,30 @@ public struct ArbiterClient: Sendable {
         return response.outcome.answer
     }
 
-    /// A fresh random transaction id: `c-` and 32 hex digits (128 random bits), unique without
-    /// coordination.
+    /// A fresh transaction id, unique without coordination and ordered by time: `c-`, 12 hex digits
+    /// of the Unix time in milliseconds, then 20 hex digits (80 random bits) — the layout of a
+    /// UUIDv7.
+    ///
+    /// Why time first: the coordinator and every participant keep a B-tree index on the id. Random
+    /// ids land on a random leaf page each, so a batch of N transactions dirties N pages of it, and
+    /// each dirty page is 4 KiB more to write and fsync. Ids made in the same millisecond or the
+    /// next land on the same few pages at the index's right edge.
     public static func makeTransactionID() -> TxID {
+        makeTransactionID(millisecondsSinceEpoch: UInt64(max(0, Date().timeIntervalSince1970 * 1000)))
+    }
+
+    static func makeTransactionID(millisecondsSinceEpoch milliseconds: UInt64) -> TxID {
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64
         let low = generator.next() as UInt64
-        func hex(_ value: UInt64) -> String {
-            let digits = String(value, radix: 16)
-            return String(repeating: "0", count: 16 - digits.count) + digits
+        func hex(_ value: UInt64, digits: Int) -> String {
+            let text = String(value, radix: 16)
+            return String(repeating: "0", count: max(0, digits - text.count)) + text
         }
+        // 48 bits of time (good until the year 10889), 16 + 64 random bits.
+        let time = hex(milliseconds & 0xFFFF_FFFF_FFFF, digits: 12)
         // Only [0-9a-f-] characters: always a valid id.
-        return try! TxID("c-" + hex(high) + hex(low))
+        return try! TxID("c-" + time + hex(high & 0xFFFF, digits: 4) + hex(low, digits: 16))
     }
 
     /// Runs `attempt` until it succeeds, fails in a way a retry cannot fix, or the policy's

@@ -1,4 +1,4 @@
-import ArbiterClient
+@testable import ArbiterClient
 import ArbiterCore
 @testable import ArbiterHTTP
 import AsyncHTTPClient
@@ -94,6 +94,20 @@ struct ClientTests {
         #expect(result.outcome == .committed)
         #expect(result.id.rawValue.hasPrefix("c-"))
         #expect(seen.all == [result.id.rawValue])
+    }
+
+    @Test("made transaction ids are unique, valid, and sort by the time they were made")
+    func madeIDsSortByTime() throws {
+        let earlier = ArbiterClient.makeTransactionID(millisecondsSinceEpoch: 1_795_000_000_000)
+        let later = ArbiterClient.makeTransactionID(millisecondsSinceEpoch: 1_795_000_000_001)
+        #expect(earlier.rawValue.count == 34 && earlier.rawValue.hasPrefix("c-"))
+        #expect(earlier.rawValue.dropFirst(2).allSatisfy { $0.isHexDigit && !$0.isUppercase })
+        #expect(earlier.rawValue.dropFirst(2).prefix(12) == "01a1ee565e00")
+        #expect(earlier.rawValue < later.rawValue)
+        let sameMillisecond = (0..<1000).map { _ in ArbiterClient.makeTransactionID(millisecondsSinceEpoch: 1_795_000_000_000) }
+        #expect(Set(sameMillisecond).count == 1000)
+        let now = ArbiterClient.makeTransactionID()
+        #expect(now.rawValue > later.rawValue)
     }
 
     @Test("a retry after a 503 reuses the transaction id")
