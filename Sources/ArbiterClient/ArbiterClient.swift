@@ -34,6 +34,7 @@ public struct ArbiterClient: Sendable {
     private let requestTimeout: Duration
     private let responseSizeMax: Int
     private let logger: Logger?
+    private let batcher: SubmitBatcher?
 
     /// - Parameters:
     ///   - coordinator: The coordinator's base URL (`http://host:port`).
@@ -44,6 +45,9 @@ public struct ArbiterClient: Sendable {
     ///   - requestTimeout: The deadline of one attempt. A submit's attempt is given at least its
     ///     transaction timeout plus 5 s, so that the coordinator can answer before the client gives up.
     ///   - responseSizeMax: The largest answer read, in bytes. Default 16 MiB.
+    ///   - batching: When set, concurrent submits share requests (`POST /v1/transaction-batch`)
+    ///     as ``SubmitBatching`` describes; each is still answered on its own. Worth it when one
+    ///     process submits many transactions at once; `nil` (the default) sends one request each.
     public init(
         coordinator: String,
         secret: BearerSecret,
@@ -52,6 +56,7 @@ public struct ArbiterClient: Sendable {
         retry: RetryPolicy = RetryPolicy(),
         requestTimeout: Duration = .seconds(30),
         responseSizeMax: Int = 16 << 20,
+        batching: SubmitBatching? = nil,
         logger: Logger? = nil
     ) {
         var base = Substring(coordinator)
@@ -64,7 +69,14 @@ public struct ArbiterClient: Sendable {
         self.requestTimeout = requestTimeout
         self.responseSizeMax = responseSizeMax
         self.logger = logger
+        self.batcher = batching.map {
+            SubmitBatcher(settings: $0, url: String(base) + WireEndpoint.submitBatch.path, secret: secret,
+                          httpClient: httpClient, lineSizeMax: responseSizeMax, logger: logger)
+        }
     }
+
+    /// How many batch requests this client has sent (with ``SubmitBatching`` only).
+    var batchRequestCount: Int { batcher?.requestCount ?? 0 }
 
     /// Runs a transaction and returns its outcome.
     ///
@@ -91,7 +103,10 @@ public struct ArbiterClient: Sendable {
         }
         let attemptTimeout = max(requestTimeout, (timeout ?? .seconds(5)) + .seconds(5))
         let response = try await withRetries { () async throws(WireCallError) -> SubmitResponse in
-            try await WireCall.call(
+            if let batcher {
+                return try await batcher.submit(body, timeout: attemptTimeout).get()
+            }
+            return try await WireCall.call(
                 httpClient, method: .POST, url: coordinator + WireEndpoint.submit.path, body: body, secret: secret,
                 timeout: attemptTimeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, logger: logger
             )

@@ -3,6 +3,7 @@ import ArbiterHTTP
 import ArbiterStorage
 import Hummingbird
 import Logging
+import Synchronization
 
 /// The coordinator half of `schemas/openapi.yaml`, on Hummingbird.
 struct CoordinatorRoutes: Sendable {
@@ -36,6 +37,7 @@ struct CoordinatorRoutes: Sendable {
         // Protocol: the shared secret.
         let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware(secret: options.secret))
         protocolRoutes.post(RouterPath(WireEndpoint.submit.routerPath)) { request, _ in try await submit(request) }
+        protocolRoutes.post(RouterPath(WireEndpoint.submitBatch.routerPath)) { request, _ in try await submitBatch(request) }
         protocolRoutes.get(RouterPath(WireEndpoint.outcome.routerPath)) { request, context in
             let txid = try request.txid(context: context)
             return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
@@ -46,7 +48,50 @@ struct CoordinatorRoutes: Sendable {
     private func submit(_ request: Request) async throws -> Response {
         let body = try await request.decodeWire(SubmitRequest.self, bodySizeMax: options.limits.bodySizeMax)
         let submission = try body.validated(limits: options.limits)
-        let txid = submission.id ?? ids.next()
+        return try WireResponse.json(try await run(submission, as: submission.id ?? ids.next()))
+    }
+
+    /// `POST /v1/transaction-batch`: every transaction runs as if submitted alone, concurrently;
+    /// the response streams one line per transaction as its answer is known, several lines to a
+    /// write when they are ready together. A malformed batch is refused whole, before anything runs.
+    private func submitBatch(_ request: Request) async throws -> Response {
+        let body = try await request.decodeWire(SubmitBatchRequest.self, bodySizeMax: options.limits.batchBodySizeMax)
+        let submissions = try body.validated(limits: options.limits)
+        let txids = submissions.map { $0.id ?? ids.next() }
+        let lines = ResultLines()
+        let logger = options.logger
+        return Response(status: .ok, headers: [.contentType: WireResponse.ndjsonContentType], body: ResponseBody { writer in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, submission) in submissions.enumerated() {
+                    group.addTask {
+                        let result: SubmitBatchResult
+                        do throws(APIError) {
+                            let response = try await run(submission, as: txids[index])
+                            result = SubmitBatchResult(index: index, id: response.id, outcome: response.outcome, reason: response.reason)
+                        } catch {
+                            result = SubmitBatchResult(index: index, id: txids[index], error: error)
+                        }
+                        do {
+                            lines.append(try WireJSON.encode(result))
+                        } catch {
+                            logger.error("could not encode a batch result", metadata: ["error": "\(error)"])
+                            lines.append(try WireJSON.encode(SubmitBatchResult(index: index, id: txids[index], error: .internal())))
+                        }
+                    }
+                }
+                var written = 0
+                while written < submissions.count {
+                    let (bytes, count) = await lines.take()
+                    try await writer.write(ByteBuffer(bytes: bytes))
+                    written += count
+                }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Runs one submission to its answer, as `POST /v1/transactions` reports it.
+    private func run(_ submission: Submission, as txid: TxID) async throws(APIError) -> SubmitResponse {
         let deadline = submission.timeout ?? options.protocolConfig.prepareTimeout
         let result = try await storage {
             try await engine.submit(
@@ -56,7 +101,7 @@ struct CoordinatorRoutes: Sendable {
         }
         switch result {
         case .outcome(let txid, let outcome, let reason):
-            return try WireResponse.json(SubmitResponse(id: txid, outcome: outcome, reason: reason))
+            return SubmitResponse(id: txid, outcome: outcome, reason: reason)
         case .rejected(let txid, .idInUse):
             throw APIError.idInUse(txid.rawValue)
         case .rejected(_, let rejection):
@@ -141,6 +186,49 @@ struct CoordinatorRoutes: Sendable {
     }
 
     static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+}
+
+/// The lines of a transaction batch's response as its transactions finish: appended by each
+/// transaction's task, taken by the one writer — everything ready at once in one write.
+private final class ResultLines: Sendable {
+    private struct State {
+        var bytes: [UInt8] = []
+        var count = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func append(_ line: [UInt8]) {
+        let waiter = state.withLock { state in
+            state.bytes.append(contentsOf: line)
+            state.bytes.append(UInt8(ascii: "\n"))
+            state.count += 1
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Waits for at least one line, then takes every line there is.
+    func take() async -> (bytes: [UInt8], count: Int) {
+        while true {
+            let taken = state.withLock { state -> (bytes: [UInt8], count: Int)? in
+                guard state.count > 0 else { return nil }
+                defer { state.bytes = []; state.count = 0 }
+                return (state.bytes, state.count)
+            }
+            if let taken { return taken }
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state in
+                    if state.count > 0 { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        }
+    }
 }
 
 import Foundation

@@ -53,6 +53,8 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     /// `POST /v1/transactions`: run a transaction.
     public static let submit = WireEndpoint(.coordinator, .post, "/v1/transactions", access: .protocolToken)
+    /// `POST /v1/transaction-batch`: run many independent transactions, answered line by line.
+    public static let submitBatch = WireEndpoint(.coordinator, .post, "/v1/transaction-batch", access: .protocolToken)
     /// `GET /v1/transactions/{id}`: a transaction's state.
     public static let transaction = WireEndpoint(.coordinator, .get, "/v1/transactions/{id}", access: .protocolOrOperatorToken)
     /// `GET /v1/transactions`: the operators' listing.
@@ -80,7 +82,7 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     public static let participantMetrics = WireEndpoint(.participant, .get, "/metrics", access: .open)
 
     /// Every endpoint of the coordinator.
-    public static let coordinatorEndpoints: [WireEndpoint] = [submit, transaction, list, outcome, coordinatorHealth, metrics]
+    public static let coordinatorEndpoints: [WireEndpoint] = [submit, submitBatch, transaction, list, outcome, coordinatorHealth, metrics]
     /// Every endpoint of a participant.
     public static let participantEndpoints: [WireEndpoint] = [prepare, commit, abort, batch, participantHealth, participantMetrics]
     /// Every endpoint of the protocol.

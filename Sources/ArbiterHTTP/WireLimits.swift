@@ -5,13 +5,14 @@
 public struct WireLimits: Hashable, Sendable {
     /// The largest request body accepted, in bytes, except on the batch endpoint. Default 1 MiB.
     public var bodySizeMax: Int
-    /// The largest request body accepted by `POST /v1/batch`, in bytes. Default 16 MiB.
+    /// The largest request body accepted by the batch endpoints (`POST /v1/batch`,
+    /// `POST /v1/transaction-batch`), in bytes. Default 16 MiB.
     public var batchBodySizeMax: Int
     /// The most branches one transaction may have. Default 64.
     public var branchCountMax: Int
     /// The largest branch payload, in bytes of its JSON text. Default 64 KiB.
     public var payloadSizeMax: Int
-    /// The most messages one batch may carry. Default 1024.
+    /// The most messages one batch may carry, and the most transactions one transaction batch. Default 1024.
     public var batchMessageCountMax: Int
     /// The longest participant or coordinator URL, in bytes. Default 2048.
     public var urlLengthMax: Int

@@ -1,4 +1,4 @@
-import ArbiterClient
+@testable import ArbiterClient
 import ArbiterCore
 import ArbiterHTTP
 import AsyncHTTPClient
@@ -209,6 +209,132 @@ struct CoordinatorHTTPTests {
                 #expect(try await metric("arbiter_log_lazy_commits", http, url) >= 1)
             }
         }
+    }
+
+    @Test("a transaction batch answers each transaction on its own line, as if submitted alone")
+    func aTransactionBatchAnswersEachTransaction() async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant()
+        let p1 = FakeParticipant { $0.rawValue == "b-no" ? .no("insufficient funds") : .yes }
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, client, http in
+                _ = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("b-0"))
+                let request = SubmitBatchRequest(transactions: [
+                    try SubmitRequest(id: txid("b-yes"), branches: [branch(ids[0]), branch(ids[1])], timeout: nil, wait: .completion),
+                    try SubmitRequest(id: txid("b-no"), branches: [branch(ids[0]), branch(ids[1])], timeout: nil, wait: nil),
+                    // b-0 again with other branches: the id is in use.
+                    try SubmitRequest(id: txid("b-0"), branches: [branch(ids[0])], timeout: nil, wait: nil),
+                    // No id: the coordinator makes one.
+                    try SubmitRequest(id: nil, branches: [branch(ids[0]), branch(ids[1])], timeout: nil, wait: nil),
+                ])
+                let lines = try await batchLines(http, url, request)
+                #expect(lines.map(\.index).sorted() == [0, 1, 2, 3], "one line per transaction")
+                let byIndex = Dictionary(uniqueKeysWithValues: lines.map { ($0.index, $0) })
+                #expect(byIndex[0]?.id == "b-yes" && byIndex[0]?.outcome == .committed)
+                #expect(byIndex[1]?.id == "b-no" && byIndex[1]?.outcome == .aborted)
+                #expect(byIndex[1]?.reason?.contains("insufficient funds") == true)
+                #expect(byIndex[2]?.error?.code == "id_in_use" && byIndex[2]?.status == 409 && byIndex[2]?.outcome == nil)
+                let made = try #require(byIndex[3])
+                #expect(made.outcome == .committed && made.id.hasPrefix("test-"))
+                // Each ran as its own transaction.
+                #expect(try await client.transaction(txid("b-yes")).state == .committed)
+                #expect(try await client.transaction(txid(made.id)).outcome == .committed)
+                #expect(p1.state.committed.contains(txid("b-yes")) && !p1.state.committed.contains(txid("b-no")))
+            }
+        }
+    }
+
+    @Test("a malformed transaction batch is refused whole, naming the field, and runs nothing")
+    func aMalformedBatchRunsNothing() async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant()
+        try await withParticipants([p0]) { ids in
+            try await withCoordinator(data: directory.path) { url, client, http in
+                let good = #"{"id":"m-0","branches":[{"participant":"\#(ids[0].rawValue)","payload":{"op":"credit"}}]}"#
+                let cases: [(body: String, code: String, field: String?)] = [
+                    (#"{"transactions":[\#(good),{"id":"m-1","branches":[]}]}"#, "invalid_value", "transactions[1].branches"),
+                    (#"{"transactions":[\#(good),{"id":"m 2","branches":[]}]}"#, "invalid_value", "transactions[1].id"),
+                    (#"{"transactions":[]}"#, "invalid_value", "transactions"),
+                    (#"{"transactions":[\#(good)],"#, "invalid_json", nil),
+                ]
+                for (body, code, field) in cases {
+                    let response = try await rawRequest(http, .POST, url + "/v1/transaction-batch", body: body)
+                    #expect(response.status == 400, "\(body)")
+                    let error = try WireJSON.decode(ErrorResponse.self, from: Array(response.body.utf8)).error
+                    #expect(error.code == code, "\(body): \(error)")
+                    if let field { #expect(error.field == field, "\(body): \(error)") }
+                }
+                let unauthorized = try await rawRequest(http, .POST, url + "/v1/transaction-batch", body: #"{"transactions":[\#(good)]}"#, token: nil)
+                #expect(unauthorized.status == 401)
+                let tooMany = "{\"transactions\":[" + Array(repeating: good, count: 1025).joined(separator: ",") + "]}"
+                let limit = try await rawRequest(http, .POST, url + "/v1/transaction-batch", body: tooMany)
+                #expect(limit.status == 400 && limit.body.contains("limit_exceeded"))
+                // Nothing of any of them ran.
+                await #expect(throws: ArbiterClientError.self) { _ = try await client.transaction(txid("m-0")) }
+                #expect(p0.state.prepared.isEmpty)
+            }
+        }
+    }
+
+    @Test("a stalled transaction does not delay the answers of the others in its batch")
+    func aStalledTransactionDoesNotDelayItsBatch() async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant { $0.rawValue == "q-slow" ? .hang : .yes }
+        let p1 = FakeParticipant()
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, _, http in
+                let request = SubmitBatchRequest(transactions: [
+                    try SubmitRequest(id: txid("q-slow"), branches: [branch(ids[0]), branch(ids[1])], timeout: .seconds(2), wait: nil),
+                    try SubmitRequest(id: txid("q-fast"), branches: [branch(ids[1])], timeout: nil, wait: nil),
+                ])
+                let lines = try await batchLines(http, url, request)
+                // The fast one's line came first, while the slow one waited for its deadline.
+                #expect(lines.map(\.id) == ["q-fast", "q-slow"])
+                #expect(lines.map(\.outcome) == [.committed, .aborted])
+            }
+        }
+    }
+
+    @Test("a batching client carries concurrent submits in fewer requests, each answered on its own")
+    func aBatchingClientSharesRequests() async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant()
+        let p1 = FakeParticipant { $0.rawValue.hasSuffix("7") ? .no("refused") : .yes }
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, _, http in
+                let client = ArbiterClient(coordinator: url, secret: TestSecrets.protocolSecret, httpClient: http,
+                                           retry: RetryPolicy(attemptCountMax: 1), batching: SubmitBatching())
+                let count = 40
+                let outcomes = try await withThrowingTaskGroup(of: (Int, Outcome).self) { group in
+                    for number in 0..<count {
+                        group.addTask {
+                            let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("k-\(number)"))
+                            #expect(result.id == txid("k-\(number)"))
+                            return (number, result.outcome)
+                        }
+                    }
+                    return try await group.reduce(into: [Int: Outcome]()) { $0[$1.0] = $1.1 }
+                }
+                #expect(outcomes.count == count)
+                #expect(outcomes.allSatisfy { $0.value == ($0.key % 10 == 7 ? .aborted : .committed) })
+                #expect(client.batchRequestCount < count, "\(count) submits took \(client.batchRequestCount) requests")
+                try await eventually("phase 2 reaches P1") { p1.state.committed.count == count - 4 }
+                // A refused transaction in a batch is the client's error, as when submitted alone.
+                _ = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("k-0"))
+                await #expect(throws: ArbiterClientError.self) {
+                    _ = try await client.submit(branches: [branch(ids[0])], id: txid("k-0"))
+                }
+            }
+        }
+    }
+
+    private func batchLines(_ http: HTTPClient, _ url: String, _ request: SubmitBatchRequest) async throws -> [SubmitBatchResult] {
+        var lines: [SubmitBatchResult] = []
+        try await WireCall.streamLines(
+            http, url: url + "/v1/transaction-batch", body: request, secret: TestSecrets.protocolSecret,
+            timeout: .seconds(30), lineSizeMax: 1 << 20, as: SubmitBatchResult.self
+        ) { lines.append($0) }
+        return lines
     }
 
     private func fsyncs(_ http: HTTPClient, _ url: String) async throws -> Int {

@@ -58,7 +58,9 @@ struct OpenAPIDocument: @unchecked Sendable {
         guard var response = (operation(endpoint)?["responses"] as? [String: Any])?[status] as? [String: Any] else { return nil }
         response = resolve(response)
         let content = response["content"] as? [String: Any]
-        return (content?["application/json"] as? [String: Any])?["schema"] as? [String: Any]
+        // A streamed answer's schema is that of one line.
+        let media = content?["application/json"] ?? content?["application/x-ndjson"]
+        return (media as? [String: Any])?["schema"] as? [String: Any]
     }
 }
 
@@ -264,6 +266,13 @@ struct ContractTests {
             ContractSample("full submit", .submit, nil, SubmitRequest(id: "transfer-42", branches: [BranchBody(participant: "http://bank-a:9001", payload: payload)], timeoutMs: 2000, wait: .completion)),
             ContractSample("minimal submit", .submit, nil, SubmitRequest(branches: [BranchBody(participant: "https://b", payload: try! RawJSON(validating: "7"))])),
             ContractSample("committed", .submit, "200", SubmitResponse(id: "t", outcome: .committed)),
+            ContractSample("transaction batch", .submitBatch, nil, SubmitBatchRequest(transactions: [
+                SubmitRequest(id: "transfer-42", branches: [BranchBody(participant: "http://bank-a:9001", payload: payload)], timeoutMs: 2000, wait: .completion),
+                SubmitRequest(branches: [BranchBody(participant: "https://b", payload: try! RawJSON(validating: "7"))]),
+            ])),
+            ContractSample("batch line committed", .submitBatch, "200", SubmitBatchResult(index: 0, id: "t", outcome: .committed)),
+            ContractSample("batch line aborted", .submitBatch, "200", SubmitBatchResult(index: 3, id: "t", outcome: .aborted, reason: "voted no")),
+            ContractSample("batch line error", .submitBatch, "200", SubmitBatchResult(index: 1, id: try! TxID("t"), error: .idInUse("t"))),
             ContractSample("aborted with reason", .submit, "200", SubmitResponse(id: "t", outcome: .aborted, reason: "bank-a voted no: insufficient funds")),
             ContractSample("transaction", .transaction, "200", view),
             ContractSample("preparing transaction", .transaction, "200", TransactionView(id: "t", state: .preparing, branches: [], createdAt: "2025-01-02T03:04:05.678Z")),
@@ -307,6 +316,9 @@ struct ContractTests {
             (.submit, "500", .internal()),
             (.submit, "503", .unavailable("stopping")),
             (.submit, "504", .outcomeUnknown("t")),
+            (.submitBatch, "400", .missingField("transactions[1].branches[0].payload")),
+            (.submitBatch, "401", .unauthorized()),
+            (.submitBatch, "413", .bodyTooLarge(limit: 16 << 20)),
             (.transaction, "404", .notFound("no transaction t", field: "id")),
             (.list, "400", .invalidValue("limit", "bad")),
             (.prepare, "400", .invalidValue("coordinator", "bad")),
@@ -404,6 +416,8 @@ struct ContractTests {
         let submit = document.schema("SubmitRequest")["properties"] as! [String: Any]
         #expect((submit["branches"] as! [String: Any])["maxItems"] as? Int == limits.branchCountMax)
         #expect((submit["timeoutMs"] as! [String: Any])["maximum"] as? Int == limits.timeoutMsMax)
+        let transactionBatch = document.schema("SubmitBatchRequest")["properties"] as! [String: Any]
+        #expect((transactionBatch["transactions"] as! [String: Any])["maxItems"] as? Int == limits.batchMessageCountMax)
         let batch = document.schema("BatchRequest")["properties"] as! [String: Any]
         #expect((batch["messages"] as! [String: Any])["maxItems"] as? Int == limits.batchMessageCountMax)
         #expect(document.schema("ServiceURL")["maxLength"] as? Int == limits.urlLengthMax)
@@ -421,6 +435,7 @@ struct ContractTests {
     func requestExamples() throws {
         let decoders: [WireEndpoint: @Sendable ([UInt8]) throws -> Void] = [
             .submit: { _ = try WireJSON.decode(SubmitRequest.self, from: $0).validated(limits: .default) },
+            .submitBatch: { _ = try WireJSON.decode(SubmitBatchRequest.self, from: $0).validated(limits: .default) },
             .prepare: { _ = try WireJSON.decode(PrepareBody.self, from: $0).validated(limits: .default) },
             .batch: { _ = try WireJSON.decode(BatchRequest.self, from: $0).validated(limits: .default) },
         ]
@@ -438,6 +453,7 @@ struct ContractTests {
     func responseExamples() throws {
         let decoders: [WireEndpoint: @Sendable ([UInt8]) throws -> Void] = [
             .submit: { _ = try WireJSON.decode(SubmitResponse.self, from: $0) },
+            .submitBatch: { _ = try WireJSON.decode(SubmitBatchResult.self, from: $0) },
             .outcome: { _ = try WireJSON.decode(OutcomeResponse.self, from: $0).message() },
             .prepare: { _ = try WireJSON.decode(PrepareReply.self, from: $0).message() },
             .commit: { _ = try WireJSON.decode(AcknowledgeReply.self, from: $0).message() },
@@ -446,7 +462,8 @@ struct ContractTests {
         ]
         for (endpoint, decode) in decoders {
             let responses = document.operation(endpoint)!["responses"] as! [String: Any]
-            let media = ((responses["200"] as! [String: Any])["content"] as! [String: Any])["application/json"] as! [String: Any]
+            let content = (responses["200"] as! [String: Any])["content"] as! [String: Any]
+            let media = (content["application/json"] ?? content["application/x-ndjson"]) as! [String: Any]
             var examples: [Any] = []
             if let example = media["example"] { examples.append(example) }
             for (_, named) in media["examples"] as? [String: Any] ?? [:] {

@@ -151,6 +151,88 @@ public enum WireCall {
         }
     }
 
+    /// Sends `body` as JSON and reads a 2xx answer as newline-delimited JSON: each line, decoded
+    /// as `T`, goes to `line` as soon as it arrives. Any other status becomes
+    /// ``WireCallError/Kind/rejected`` carrying the server's JSON error.
+    ///
+    /// - Parameter lineSizeMax: The longest line read, in bytes; also the largest error body.
+    public static func streamLines<T: Decodable>(
+        _ client: HTTPClient,
+        url: String,
+        body: some Encodable,
+        secret: BearerSecret?,
+        timeout: Duration,
+        lineSizeMax: Int,
+        as type: T.Type,
+        logger: Logger? = nil,
+        line: (T) -> Void
+    ) async throws(WireCallError) {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Accept", value: "application/x-ndjson, application/json")
+        if let secret {
+            request.headers.add(name: "Authorization", value: secret.authorizationHeaderValue)
+        }
+        request.headers.add(name: "Content-Type", value: "application/json")
+        do {
+            request.body = .bytes(ByteBuffer(bytes: try WireJSON.encode(body)))
+        } catch {
+            throw WireCallError(kind: .invalidResponse, message: "could not encode the request: \(error)", cause: error)
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: TimeAmount(timeout), logger: logger)
+        } catch {
+            throw classify(error, url: url)
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let bytes: [UInt8]
+            do {
+                bytes = Array(try await response.body.collect(upTo: lineSizeMax).readableBytesView)
+            } catch {
+                throw classify(error, url: url)
+            }
+            _ = try decode(T.self, from: Reply(status: Int(response.status.code), body: bytes), url: url)
+            return
+        }
+        var pending: [UInt8] = []
+        do {
+            for try await buffer in response.body {
+                pending.append(contentsOf: buffer.readableBytesView)
+                var start = 0
+                while let end = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                    if end > start {
+                        line(try decodeLine(T.self, pending[start..<end], url: url))
+                    }
+                    start = end + 1
+                }
+                pending.removeFirst(start)
+                guard pending.count <= lineSizeMax else {
+                    throw WireCallError(kind: .invalidResponse, message: "\(url) answered with a line over \(lineSizeMax) bytes")
+                }
+            }
+        } catch let error as WireCallError {
+            throw error
+        } catch {
+            throw classify(error, url: url)
+        }
+        if !pending.isEmpty {
+            line(try decodeLine(T.self, pending[...], url: url))
+        }
+    }
+
+    private static func decodeLine<T: Decodable>(_ type: T.Type, _ bytes: ArraySlice<UInt8>, url: String) throws(WireCallError) -> T {
+        do {
+            return try WireJSON.decode(type, from: Array(bytes))
+        } catch {
+            throw WireCallError(
+                kind: .invalidResponse,
+                message: "\(url) answered with a line that does not follow the protocol: \(error.message)",
+                cause: error
+            )
+        }
+    }
+
     static func classify(_ error: any Error, url: String) -> WireCallError {
         if error is CancellationError {
             return WireCallError(kind: .cancelled, message: "the call to \(url) was cancelled", cause: error)

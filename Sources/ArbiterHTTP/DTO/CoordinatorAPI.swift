@@ -152,6 +152,87 @@ public struct SubmitResponse: Codable, Hashable, Sendable {
     }
 }
 
+/// `POST /v1/transaction-batch` request: `{transactions: [SubmitRequest]}`.
+///
+/// Many *independent* transactions in one request — not one atomic unit: each runs, and is
+/// answered, exactly as if it had been submitted alone. The response streams one
+/// ``SubmitBatchResult`` line per transaction as soon as its outcome is known.
+public struct SubmitBatchRequest: Codable, Hashable, Sendable {
+    /// The transactions, 1...``WireLimits/batchMessageCountMax`` of them.
+    public var transactions: [SubmitRequest]
+
+    /// Makes a value from its members, as they travel on the wire.
+    public init(transactions: [SubmitRequest]) {
+        self.transactions = transactions
+    }
+
+    /// Checks every transaction as `POST /v1/transactions` would, and their count against
+    /// ``WireLimits/batchMessageCountMax``.
+    ///
+    /// The first invalid transaction fails the whole request with its field prefixed by
+    /// `transactions[i].`, so that nothing of a malformed batch is submitted.
+    public func validated(limits: WireLimits) throws(APIError) -> [Submission] {
+        guard !transactions.isEmpty else {
+            throw APIError.invalidValue("transactions", "`transactions`: a batch needs at least one transaction")
+        }
+        guard transactions.count <= limits.batchMessageCountMax else {
+            throw APIError.limitExceeded(
+                "transactions",
+                "`transactions`: the batch has \(transactions.count) transactions; the limit is \(limits.batchMessageCountMax)"
+            )
+        }
+        var submissions: [Submission] = []
+        submissions.reserveCapacity(transactions.count)
+        for (index, transaction) in transactions.enumerated() {
+            do {
+                submissions.append(try transaction.validated(limits: limits))
+            } catch {
+                throw error.nested(in: "transactions[\(index)]")
+            }
+        }
+        return submissions
+    }
+}
+
+/// One line of the `POST /v1/transaction-batch` response (`application/x-ndjson`): what
+/// `POST /v1/transactions` would have answered for `transactions[index]` — its outcome, or the
+/// error with the HTTP status it would have had.
+public struct SubmitBatchResult: Codable, Hashable, Sendable {
+    /// The transaction's position in the request.
+    public var index: Int
+    /// The transaction id (made by the coordinator when the request gave none).
+    public var id: String
+    /// The outcome; absent when `error` is set.
+    public var outcome: WireOutcome?
+    /// Why the transaction aborted, for people.
+    public var reason: String?
+    /// Why there is no outcome: `id_in_use` (409), `outcome_unknown` (504, submit the id again),
+    /// `unavailable` (503, retry).
+    public var error: ErrorDetail?
+    /// With `error`: the HTTP status `POST /v1/transactions` would have answered.
+    public var status: Int?
+
+    /// Makes a value from its members, as they travel on the wire.
+    public init(index: Int, id: String, outcome: WireOutcome? = nil, reason: String? = nil, error: ErrorDetail? = nil, status: Int? = nil) {
+        self.index = index
+        self.id = id
+        self.outcome = outcome
+        self.reason = reason
+        self.error = error
+        self.status = status
+    }
+
+    /// The line for an outcome.
+    public init(index: Int, id: TxID, outcome: Outcome, reason: String?) {
+        self.init(index: index, id: id.rawValue, outcome: WireOutcome(outcome), reason: reason)
+    }
+
+    /// The line for an error.
+    public init(index: Int, id: TxID, error: APIError) {
+        self.init(index: index, id: id.rawValue, error: ErrorDetail(error), status: Int(error.status.code))
+    }
+}
+
 /// One branch as `GET /v1/transactions/{id}` shows it.
 public struct BranchView: Codable, Hashable, Sendable {
     /// The participant's base URL.

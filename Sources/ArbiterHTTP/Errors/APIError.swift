@@ -75,6 +75,12 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         "\(status.code) \(code): \(message)" + (field.map { " (field \($0))" } ?? "")
     }
 
+    /// The same error about a part of a larger request: `field` and the message are prefixed
+    /// with `path` (`transactions[3]` makes `branches` `transactions[3].branches`).
+    public func nested(in path: String) -> APIError {
+        APIError(status: status, code: code, message: "\(path): \(message)", field: field.map { "\(path).\($0)" } ?? path)
+    }
+
     /// `invalid_json`, 400.
     public static func invalidJSON(_ message: String) -> APIError {
         APIError(status: .badRequest, code: .invalidJSON, message: message)

@@ -7,6 +7,8 @@ import NIOCore
 public enum WireResponse {
     /// `application/json`, the type of every JSON body.
     public static let jsonContentType = "application/json"
+    /// Newline-delimited JSON (one JSON value per line), the type of a streamed batch of answers.
+    public static let ndjsonContentType = "application/x-ndjson"
     /// The Prometheus text exposition format's content type.
     public static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -82,6 +82,9 @@ struct BankBench: AsyncParsableCommand {
     @Option(help: "Round trips for the loopback floor.")
     var roundTripSamples: Int = 3000
 
+    @Flag(help: "The load generator's client batches concurrent submits into shared requests (POST /v1/transaction-batch, ArbiterClient's SubmitBatching) instead of one request per transfer.")
+    var clientBatching = false
+
     @Flag(help: "Do not count fsyncs with perf.")
     var noPerf = false
 
@@ -193,7 +196,8 @@ struct BankBench: AsyncParsableCommand {
                 configuration: BenchConfiguration(
                     concurrencies: concurrencies, waits: waits, durationSeconds: duration, warmupSeconds: warmup,
                     accountsPerNode: accounts, openingBalance: balance, dataDirectory: root,
-                    fsyncCounting: counting ? "perf record -a -e \(FsyncCounter.events), by pid" : "none"),
+                    fsyncCounting: counting ? "perf record -a -e \(FsyncCounter.events), by pid" : "none",
+                    clientBatching: clientBatching),
                 floorsBefore: floorsBefore, floorsAfter: floorsAfter, phases: phases,
                 invariants: InvariantResult(check), otherLoad: other, notes: notes)
             print(render(report))
@@ -261,7 +265,9 @@ struct BankBench: AsyncParsableCommand {
         concurrency: Int, counting: Bool, floors: Floors, root: String
     ) async throws -> (PhaseResult, [(txid: TxID, outcome: Outcome)]) {
         // No retries: a retry would hide inside a latency; a call without an outcome is counted.
-        let client = ArbiterClient(coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, retry: .none)
+        let client = ArbiterClient(
+            coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, retry: .none,
+            batching: clientBatching ? SubmitBatching() : nil)
         let load = LoadGenerator(
             client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),
             accountCount: accounts, wait: wait)
@@ -388,7 +394,10 @@ struct BankBench: AsyncParsableCommand {
             out += other.busiestOthers.isEmpty ? "\n" : " (busiest: \(other.busiestOthers.joined(separator: ", ")))\n"
         }
         out += "phases: \(report.configuration.durationSeconds) s measured after \(report.configuration.warmupSeconds) s warm-up; "
-        out += "\(report.configuration.accountsPerNode) accounts per node\n"
+        out += "\(report.configuration.accountsPerNode) accounts per node; "
+        out += report.configuration.clientBatching == true
+            ? "the load generator batches its submits (POST /v1/transaction-batch)\n"
+            : "one request per transfer\n"
         out += ReportText.floors(report.floorsBefore, label: "floors before") + "\n"
         if let after = report.floorsAfter { out += ReportText.floors(after, label: "floors after") + "\n" }
         out += ReportText.tables(report)

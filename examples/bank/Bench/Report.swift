@@ -61,6 +61,8 @@ struct BenchConfiguration: Codable, Sendable {
     var openingBalance: Int
     var dataDirectory: String
     var fsyncCounting: String
+    /// Whether the load generator batched its submits (`--client-batching`).
+    var clientBatching: Bool?
 }
 
 /// One concurrency in one wait mode.
