@@ -79,7 +79,9 @@ public struct TransactionSummary: Hashable, Sendable {
     public let reason: String?
     /// The participants that must hear the decision; nil while undecided.
     public let notify: [ParticipantID]?
-    /// The acknowledgements received, in the order recorded.
+    /// The acknowledgements received, in the order recorded. Once the transaction has ended, every
+    /// participant of `notify` has acknowledged: those whose acknowledgement was not written on its
+    /// own (see ``DecisionLog/append(_:durability:)``) are listed last, at the time it ended.
     public let acknowledgements: [Acknowledgement]
     /// When its first record was written (the coordinator's wall clock, like the other times).
     public let createdAt: Date
@@ -124,15 +126,23 @@ public final class DecisionLog: Sendable {
     ///
     /// Presumed abort forces only a commit decision; every other record may be lazy.
     ///
+    /// An acknowledgement matters only until its transaction's `ended` record: recovery reads the
+    /// acknowledgements of open transactions only, and an ended transaction's `notify` participants
+    /// have all acknowledged. So an acknowledgement whose `ended` is in the same `records` — one
+    /// SQLite transaction, all or nothing — is not written (two statements and an index entry each;
+    /// usually both acknowledgements of a transfer arrive in the write that ends it).
+    ///
     /// - Throws: ``StorageError``; ``StorageError/Code/conflict`` when a record contradicts the log
     ///   (a different decision for a decided transaction). Then none of `records` was applied.
     public func append(_ records: [CoordinatorRecord], durability: Durability) async throws(StorageError) {
         guard !records.isEmpty else { return }
         let now = self.now
         do {
+            let ending = Self.ended(in: records)
             try await writer.write(durability) { db in
                 let atMilliseconds = Stored.milliseconds(now())
                 for record in records {
+                    if case .acknowledged(let txid, _) = record, ending.contains(txid) { continue }
                     try Self.apply(record, atMilliseconds: atMilliseconds, in: db)
                 }
             }
@@ -250,6 +260,15 @@ public final class DecisionLog: Sendable {
     // MARK: Applying records
 
     /// Applies one record as an UPSERT on its transaction's row (see `schemas/coordinator.sql`).
+    /// The transactions that `records` end.
+    static func ended(in records: [CoordinatorRecord]) -> Set<TxID> {
+        var ended: Set<TxID> = []
+        for record in records {
+            if case .ended(let txid) = record { ended.insert(txid) }
+        }
+        return ended
+    }
+
     static func apply(_ record: CoordinatorRecord, atMilliseconds now: Int64, in db: Database) throws {
         switch record {
         case .begun(let txid, let branches):
@@ -331,7 +350,7 @@ public final class DecisionLog: Sendable {
 
     private static func summary(_ row: Row, in db: Database) throws -> TransactionSummary {
         let txid = try row.decode(String.self, atIndex: 1)
-        let acknowledgements = try Row.fetchAll(
+        var acknowledgements = try Row.fetchAll(
             db.cachedStatement(sql: """
                 SELECT participant, acknowledged_at_ms FROM coordinator_acknowledgement WHERE txid = ? ORDER BY seq
                 """),
@@ -341,6 +360,15 @@ public final class DecisionLog: Sendable {
                 participant: ParticipantID(try row.decode(String.self, atIndex: 0)),
                 acknowledgedAt: Stored.date(try row.decode(Int64.self, atIndex: 1)))
         }
+        let notify = try decodeParticipants(row.decode(String?.self, atIndex: 6))
+        let endedAt = Stored.date(try row.decode(Int64?.self, atIndex: 9))
+        if let endedAt, let notify {
+            // Ended: every participant to notify acknowledged, some in the write that ended it.
+            let recorded = Set(acknowledgements.map(\.participant))
+            for participant in notify where !recorded.contains(participant) {
+                acknowledgements.append(Acknowledgement(participant: participant, acknowledgedAt: endedAt))
+            }
+        }
         return TransactionSummary(
             txid: try Stored.txid(txid),
             state: try Stored.value(TransactionState.self, row.decode(String.self, atIndex: 2), column: "state"),
@@ -349,11 +377,11 @@ public final class DecisionLog: Sendable {
                 try Stored.value(Outcome.self, text, column: "outcome")
             },
             reason: try row.decode(String?.self, atIndex: 5),
-            notify: try decodeParticipants(row.decode(String?.self, atIndex: 6)),
+            notify: notify,
             acknowledgements: acknowledgements,
             createdAt: Stored.date(try row.decode(Int64.self, atIndex: 7)),
             decidedAt: Stored.date(try row.decode(Int64?.self, atIndex: 8)),
-            endedAt: Stored.date(try row.decode(Int64?.self, atIndex: 9)),
+            endedAt: endedAt,
             cursor: TransactionCursor(position: try row.decode(Int64.self, atIndex: 0)))
     }
 

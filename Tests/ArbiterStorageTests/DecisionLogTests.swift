@@ -102,6 +102,12 @@ struct DecisionLogTests {
             #expect(summary.branches == [jsonBranch, binaryBranch])
             #expect(summary.notify == [bankA, bankB])
             #expect(summary.acknowledgements.map(\.participant) == [bankB, bankA])
+            #expect(summary.acknowledgements.last?.acknowledgedAt == start.addingTimeInterval(0.75))
+            // bankA's acknowledgement came in the write that ended the transaction: no row of its own.
+            let rows = try await log.writer.read { db in
+                try String.fetchAll(db, sql: "SELECT participant FROM coordinator_acknowledgement WHERE txid = ?", arguments: [t.rawValue])
+            }
+            #expect(rows == [bankB.rawValue])
             #expect(summary.createdAt == start)
             #expect(summary.decidedAt == start.addingTimeInterval(0.25))
             #expect(summary.endedAt == start.addingTimeInterval(0.75))
