@@ -172,15 +172,7 @@ public struct SubmitBatchRequest: Codable, Hashable, Sendable {
     /// The first invalid transaction fails the whole request with its field prefixed by
     /// `transactions[i].`, so that nothing of a malformed batch is submitted.
     public func validated(limits: WireLimits) throws(APIError) -> [Submission] {
-        guard !transactions.isEmpty else {
-            throw APIError.invalidValue("transactions", "`transactions`: a batch needs at least one transaction")
-        }
-        guard transactions.count <= limits.batchMessageCountMax else {
-            throw APIError.limitExceeded(
-                "transactions",
-                "`transactions`: the batch has \(transactions.count) transactions; the limit is \(limits.batchMessageCountMax)"
-            )
-        }
+        try WireValidation.batchCount(transactions.count, field: "transactions", noun: "transaction", limits: limits)
         var submissions: [Submission] = []
         submissions.reserveCapacity(transactions.count)
         for (index, transaction) in transactions.enumerated() {

@@ -305,15 +305,7 @@ public struct BatchRequest: Codable, Hashable, Sendable {
     /// Checks every message; the whole batch is refused if one message is invalid, since only a
     /// faulty coordinator sends one.
     public func validated(limits: WireLimits) throws(APIError) -> [CoordinatorMessage] {
-        guard !messages.isEmpty else {
-            throw APIError.invalidValue("messages", "`messages`: a batch needs at least one message")
-        }
-        guard messages.count <= limits.batchMessageCountMax else {
-            throw APIError.limitExceeded(
-                "messages",
-                "`messages`: the batch has \(messages.count) messages; the limit is \(limits.batchMessageCountMax)"
-            )
-        }
+        try WireValidation.batchCount(messages.count, field: "messages", noun: "message", limits: limits)
         var result: [CoordinatorMessage] = []
         result.reserveCapacity(messages.count)
         for (index, message) in messages.enumerated() {

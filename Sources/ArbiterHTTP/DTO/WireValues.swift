@@ -207,6 +207,16 @@ public enum WireValidation {
         }
     }
 
+    /// Checks the length of a batch's array `field` of `noun`s: 1...``WireLimits/batchMessageCountMax``.
+    public static func batchCount(_ count: Int, field: String, noun: String, limits: WireLimits) throws(APIError) {
+        guard count > 0 else {
+            throw APIError.invalidValue(field, "`\(field)`: a batch needs at least one \(noun)")
+        }
+        guard count <= limits.batchMessageCountMax else {
+            throw APIError.limitExceeded(field, "`\(field)`: the batch has \(count) \(noun)s; the limit is \(limits.batchMessageCountMax)")
+        }
+    }
+
     /// Checks a payload's size.
     public static func payload(_ payload: RawJSON, field: String, limits: WireLimits) throws(APIError) -> Payload {
         guard payload.bytes.count <= limits.payloadSizeMax else {
