@@ -16,21 +16,28 @@ import Synchronization
 /// request.
 ///
 /// A batch is not atomic: every transaction in it runs, and is answered, as if submitted alone.
+/// A submit that is queued or sent waits for its answer even when its task is cancelled: the
+/// transaction runs either way, and the answer is what tells the caller its outcome.
 public struct SubmitBatching: Hashable, Sendable {
     /// How long a request collects before another may start beside it. Default 10 ms.
     public var patience: Duration
     /// The most transactions in one request. Default 256; at most the coordinator's
     /// batch limit (1024 by default).
     public var batchSizeMax: Int
+    /// The most payload bytes in one request, counted as the branches' JSON text. Default 4 MiB,
+    /// well inside the coordinator's 16 MiB limit on a batch's body; a transaction larger than
+    /// this goes alone.
+    public var batchBytesMax: Int
     /// The most requests collecting at once. Default 4.
     public var collectingMax: Int
 
     /// Makes a setting; the defaults are documented on the properties.
-    public init(patience: Duration = .milliseconds(10), batchSizeMax: Int = 256, collectingMax: Int = 4) {
-        precondition(batchSizeMax >= 1 && collectingMax >= 1, "batchSizeMax and collectingMax must be at least 1")
+    public init(patience: Duration = .milliseconds(10), batchSizeMax: Int = 256, batchBytesMax: Int = 4 << 20, collectingMax: Int = 4) {
+        precondition(batchSizeMax >= 1 && batchBytesMax >= 1 && collectingMax >= 1, "batchSizeMax, batchBytesMax and collectingMax must be at least 1")
         precondition(patience >= .zero, "patience must not be negative")
         self.patience = patience
         self.batchSizeMax = batchSizeMax
+        self.batchBytesMax = batchBytesMax
         self.collectingMax = collectingMax
     }
 }
@@ -41,6 +48,8 @@ final class SubmitBatcher: Sendable {
 
     private struct Waiting {
         var request: SubmitRequest
+        /// The branches' payload and participant bytes, for ``SubmitBatching/batchBytesMax``.
+        var size: Int
         var timeout: Duration
         var continuation: CheckedContinuation<Answer, Never>
     }
@@ -77,7 +86,8 @@ final class SubmitBatcher: Sendable {
     /// Queues one submit and waits for its answer. `timeout` bounds the request that carries it.
     func submit(_ request: SubmitRequest, timeout: Duration) async -> Answer {
         await withCheckedContinuation { continuation in
-            state.withLock { $0.queue.append(Waiting(request: request, timeout: timeout, continuation: continuation)) }
+            let size = request.branches.reduce(0) { $0 + $1.payload.bytes.count + $1.participant.utf8.count }
+            state.withLock { $0.queue.append(Waiting(request: request, size: size, timeout: timeout, continuation: continuation)) }
             pump()
         }
     }
@@ -99,7 +109,14 @@ final class SubmitBatcher: Sendable {
                         return nil
                     }
                 }
-                let count = min(state.queue.count, settings.batchSizeMax)
+                // At least one transaction, then as many as fit the count and the bytes.
+                var count = 1
+                var bytes = state.queue[0].size
+                while count < min(state.queue.count, settings.batchSizeMax),
+                      bytes + state.queue[count].size <= settings.batchBytesMax {
+                    bytes += state.queue[count].size
+                    count += 1
+                }
                 let batch = Array(state.queue.prefix(count))
                 state.queue.removeFirst(count)
                 state.requestCount += 1

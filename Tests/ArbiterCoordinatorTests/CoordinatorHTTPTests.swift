@@ -328,6 +328,29 @@ struct CoordinatorHTTPTests {
         }
     }
 
+    @Test("a batching client keeps each request within its byte budget")
+    func aBatchingClientKeepsToItsByteBudget() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, _, http in
+                // A budget smaller than two transactions: each goes alone, however many wait.
+                let client = ArbiterClient(coordinator: url, secret: TestSecrets.protocolSecret, httpClient: http,
+                                           retry: RetryPolicy(attemptCountMax: 1), batching: SubmitBatching(batchBytesMax: 100))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for number in 0..<10 {
+                        group.addTask {
+                            let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("z-\(number)"))
+                            #expect(result.outcome == .committed)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                #expect(client.batchRequestCount == 10)
+            }
+        }
+    }
+
     private func batchLines(_ http: HTTPClient, _ url: String, _ request: SubmitBatchRequest) async throws -> [SubmitBatchResult] {
         var lines: [SubmitBatchResult] = []
         try await WireCall.streamLines(
