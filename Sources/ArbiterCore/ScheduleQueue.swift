@@ -3,24 +3,42 @@
 ///
 /// Time is an integer in whatever unit the owner chooses (microseconds in the simulator,
 /// nanoseconds in the services' timer loop).
+///
+/// Inlinable, so that other modules (the services' timer loops) get code specialised for their
+/// item type instead of generic code that copies every item through its value witnesses.
 public struct ScheduleQueue<Item> {
-    private struct Entry {
-        var time: Int64
-        var sequence: UInt64
-        var item: Item
+    @usableFromInline
+    struct Entry {
+        @usableFromInline var time: Int64
+        @usableFromInline var sequence: UInt64
+        @usableFromInline var item: Item
+
+        @inlinable
+        init(time: Int64, sequence: UInt64, item: Item) {
+            self.time = time
+            self.sequence = sequence
+            self.item = item
+        }
+
+        @inlinable
         func precedes(_ other: Entry) -> Bool { (time, sequence) < (other.time, other.sequence) }
     }
 
-    private var heap: [Entry] = []
-    private var nextSequence: UInt64 = 0
+    @usableFromInline var heap: [Entry] = []
+    @usableFromInline var nextSequence: UInt64 = 0
 
+    @inlinable
     public init() {}
 
+    @inlinable
     public var isEmpty: Bool { heap.isEmpty }
+    @inlinable
     public var count: Int { heap.count }
     /// When the earliest item is due.
+    @inlinable
     public var nextTime: Int64? { heap.first?.time }
 
+    @inlinable
     public mutating func schedule(_ item: Item, at time: Int64) {
         heap.append(Entry(time: time, sequence: nextSequence, item: item))
         nextSequence += 1
@@ -34,6 +52,7 @@ public struct ScheduleQueue<Item> {
     }
 
     /// Removes and returns the earliest item.
+    @inlinable
     public mutating func pop() -> (time: Int64, item: Item)? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)

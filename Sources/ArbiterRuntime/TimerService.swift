@@ -1,5 +1,5 @@
 public import ArbiterCore
-import Synchronization
+public import Synchronization
 
 /// Keeps any number of protocol timers in one heap, for one loop to fire (``takeDue()``, then sleep
 /// ``pollInterval``).
@@ -12,11 +12,17 @@ import Synchronization
 /// late. An idle service wakes ``idlePollMax`` apart instead of ``resolution`` apart.
 ///
 /// Setting an id that is already set replaces it; a replaced or cancelled timer never fires.
+///
+/// Its hot methods are inlinable, so that each service gets them specialised for its timer ids.
 public final class TimerService<ID: Hashable & Sendable>: Sendable {
-    private struct State: ~Copyable {
-        var queue = ScheduleQueue<(id: ID, generation: UInt64)>()
-        var generations: [ID: UInt64] = [:]
-        var nextGeneration: UInt64 = 0
+    @usableFromInline
+    struct State: ~Copyable {
+        @usableFromInline var queue = ScheduleQueue<(id: ID, generation: UInt64)>()
+        @usableFromInline var generations: [ID: UInt64] = [:]
+        @usableFromInline var nextGeneration: UInt64 = 0
+
+        @usableFromInline
+        init() {}
     }
 
     /// How late a timer may fire while the loop is busy (timers due one after another).
@@ -24,9 +30,9 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
     /// How long the loop may sleep when no timer is due sooner; also how late a timer set during
     /// such a sleep may fire.
     public let idlePollMax: Duration
-    private let clock = ContinuousClock()
-    private let origin: ContinuousClock.Instant
-    private let state = Mutex(State())
+    @usableFromInline let clock = ContinuousClock()
+    @usableFromInline let origin: ContinuousClock.Instant
+    @usableFromInline let state = Mutex(State())
 
     public init(resolution: Duration = .milliseconds(5), idlePollMax: Duration = .milliseconds(25)) {
         precondition(resolution > .zero && idlePollMax >= resolution, "0 < resolution <= idlePollMax")
@@ -36,6 +42,7 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
     }
 
     /// Sets (or replaces) timer `id` to fire after `delay`.
+    @inlinable
     public func set(_ id: ID, after delay: Duration) {
         let due = nanoseconds(clock.now + delay)
         state.withLock { state in
@@ -46,6 +53,7 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
     }
 
     /// Cancels timer `id`, if set.
+    @inlinable
     public func cancel(_ id: ID) {
         _ = state.withLock { $0.generations.removeValue(forKey: id) }
     }
@@ -54,6 +62,7 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
     public var count: Int { state.withLock { $0.generations.count } }
 
     /// Removes and returns the timers due by now, earliest first.
+    @inlinable
     public func takeDue() -> [ID] {
         let now = nanoseconds(clock.now)
         return state.withLock { state in
@@ -79,7 +88,8 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
         return min(max(wait, resolution), idlePollMax)
     }
 
-    private func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 {
+    @usableFromInline
+    func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 {
         let (seconds, attoseconds) = (instant - origin).components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
