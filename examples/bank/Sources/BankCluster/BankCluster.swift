@@ -99,9 +99,11 @@ public final class BankCluster: Sendable {
     public func process(_ member: Member) -> ManagedProcess? { state.withLock { $0.processes[member] } }
     public func isRunning(_ member: Member) -> Bool { process(member)?.isRunning == true }
 
-    /// A client of the coordinator (retries reuse the transaction id).
-    public func client(retry: RetryPolicy = RetryPolicy()) -> ArbiterClient {
-        ArbiterClient(coordinator: coordinatorURL, secret: secret, operatorSecret: operatorSecret, httpClient: httpClient, retry: retry)
+    /// A client of the coordinator (retries reuse the transaction id); with `batching`, its
+    /// concurrent submits share requests.
+    public func client(retry: RetryPolicy = RetryPolicy(), batching: SubmitBatching? = nil) -> ArbiterClient {
+        ArbiterClient(coordinator: coordinatorURL, secret: secret, operatorSecret: operatorSecret, httpClient: httpClient,
+                      retry: retry, batching: batching)
     }
 
     // MARK: - Processes

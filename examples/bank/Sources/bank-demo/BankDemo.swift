@@ -44,6 +44,9 @@ struct BankDemo: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Kill a bank and then the coordinator mid-run (SIGKILL) and restart them.")
     var crashes = true
 
+    @Flag(help: "All clients share one ArbiterClient that batches their concurrent submits (POST /v1/transaction-batch).")
+    var clientBatching = false
+
     @Option(help: "Seed of the random transfers (default: random).")
     var seed: UInt64?
 
@@ -83,14 +86,17 @@ struct BankDemo: AsyncParsableCommand {
         }
         let total = nodes * accounts * balance
         print("opened \(nodes * accounts) accounts of \(cents(balance)): \(cents(total)) in all")
-        print("running \(transfers) transfers from \(concurrency) clients (seed \(seed))\(crashes ? ", with a bank and then the coordinator killed mid-run" : "")")
+        print("running \(transfers) transfers from \(concurrency) clients (seed \(seed))\(clientBatching ? " sharing batched requests" : "")\(crashes ? ", with a bank and then the coordinator killed mid-run" : "")")
 
         let progress = Progress(total: transfers)
         let clock = ContinuousClock()
         let started = clock.now
+        // One client per worker, or one batching client they all share.
+        let shared = clientBatching ? cluster.client(retry: RetryPolicy(attemptCountMax: 3), batching: SubmitBatching()) : nil
         let results = try await withThrowingTaskGroup(of: [TransferResult].self) { group in
             for worker in 0..<concurrency {
-                group.addTask { try await self.client(worker, cluster, seed: seed, progress: progress) }
+                let client = shared ?? cluster.client(retry: RetryPolicy(attemptCountMax: 3))
+                group.addTask { try await self.client(worker, client, cluster, seed: seed, progress: progress) }
             }
             if crashes {
                 group.addTask { try await self.chaos(cluster, progress: progress); return [] }
@@ -121,10 +127,11 @@ struct BankDemo: AsyncParsableCommand {
     }
 
     /// One client: takes transfers from the shared counter until none is left.
-    private func client(_ worker: Int, _ cluster: BankCluster, seed: UInt64, progress: Progress) async throws -> [TransferResult] {
+    private func client(
+        _ worker: Int, _ client: ArbiterClient, _ cluster: BankCluster, seed: UInt64, progress: Progress
+    ) async throws -> [TransferResult] {
         let mixed: UInt64 = UInt64(worker) &* 0x9E37_79B9
         var random = SplitMix64(seed: seed &+ mixed)
-        let client = cluster.client(retry: RetryPolicy(attemptCountMax: 3))
         var results: [TransferResult] = []
         while let number = progress.take() {
             let (branches, nodes) = randomTransfer(cluster, &random)
