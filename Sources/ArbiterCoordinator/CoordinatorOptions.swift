@@ -30,8 +30,14 @@ public struct CoordinatorOptions: Sendable {
     public var batchSizeMax: Int
     /// Requests open to one participant at once, at most. Default 4. Normally one is open and the
     /// messages that arrive meanwhile wait to go together in the next; another opens only when the
-    /// newest has been out for 20 ms.
+    /// newest has been out for ``requestPatience``, or when prepares wait and no open request
+    /// carries a prepare.
     public var requestsInFlightMax: Int
+    /// How long the newest request to a participant may be out before another opens beside it for
+    /// the messages that wait. Default 20 ms: long enough that under load one request collects
+    /// dozens of messages, short enough that a participant slow on one message (or a stalled
+    /// connection) holds up the others only that long.
+    public var requestPatience: Duration
     /// How long lazy log records (`begun`, acknowledgements, `ended`, abort decisions) may wait
     /// for a forced write to share its SQLite transaction before they commit alone. Default 2 ms;
     /// zero commits them at once. No outcome depends on it: lazy records may be lost in a crash.
@@ -51,6 +57,7 @@ public struct CoordinatorOptions: Sendable {
         clientWaitGrace: Duration = .seconds(5),
         batchSizeMax: Int = 256,
         requestsInFlightMax: Int = 4,
+        requestPatience: Duration = .milliseconds(20),
         lazyRecordLinger: Duration = .milliseconds(2),
         logger: Logger = Logger(label: "arbiter.coordinator")
     ) {
@@ -66,6 +73,7 @@ public struct CoordinatorOptions: Sendable {
         self.clientWaitGrace = clientWaitGrace
         self.batchSizeMax = batchSizeMax
         self.requestsInFlightMax = requestsInFlightMax
+        self.requestPatience = requestPatience
         self.lazyRecordLinger = lazyRecordLinger
         self.logger = logger
     }

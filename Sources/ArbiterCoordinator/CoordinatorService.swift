@@ -81,7 +81,7 @@ public final class CoordinatorService: Service, Sendable {
         let advertised = options.advertisedURL ?? "http://\(options.host):\(options.port)"
         let links = ParticipantLinks(
             client: ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits, logger: logger),
-            options: .init(inFlightMax: options.requestsInFlightMax, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
+            options: .init(inFlightMax: options.requestsInFlightMax, patience: options.requestPatience, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
                            prepareRequestTimeout: options.protocolConfig.prepareTimeout),
             logger: logger,
             spawn: { jobQueue.yield($0) })

@@ -13,6 +13,12 @@ import Synchronization
 /// and, at the participant, one fsync. A request that takes longer than ``Options/patience`` (a
 /// participant slow on one message, a stalled connection) lets the link open another, up to
 /// ``Options/inFlightMax``, so that one slow answer does not hold up every other transaction.
+///
+/// A prepare never waits behind requests that carry no prepare: at low load the previous
+/// transaction's commits are usually still out (the participant forces its commit record) when the
+/// next transaction's prepares arrive, and a prepare is on its client's critical path while a
+/// commit is not. So queued prepares open a request of their own beside open ones that carry only
+/// phase-2 messages; under load every request carries prepares and the rule above decides.
 final class ParticipantLinks: Sendable {
     struct Options: Sendable {
         var inFlightMax = 4
@@ -28,6 +34,10 @@ final class ParticipantLinks: Sendable {
     private struct Link {
         var queue: [CoordinatorMessage] = []
         var inFlight = 0
+        /// Open requests that carry at least one prepare.
+        var inFlightWithPrepares = 0
+        /// Prepares in `queue`.
+        var queuedPrepares = 0
         /// When the newest request was sent.
         var lastSent = ContinuousClock.Instant.now
         /// Set when the participant does not serve `/v1/batch`: send one message per request.
@@ -63,8 +73,9 @@ final class ParticipantLinks: Sendable {
 
     /// Queues `message` for `participant`; sends at once if the link has room. Never blocks.
     func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID) {
-        let batch = links.withLock { links -> [CoordinatorMessage]? in
+        let batch = links.withLock { links -> OpenBatch? in
             links[participant, default: Link()].queue.append(message)
+            if case .prepare = message { links[participant]!.queuedPrepares += 1 }
             return takeBatch(for: participant, &links)
         }
         if let batch { start(batch, to: participant) }
@@ -73,8 +84,8 @@ final class ParticipantLinks: Sendable {
     /// Opens a request on every link whose open ones have outlasted ``Options/patience`` while
     /// messages wait. Called by the engine's timer loop.
     func poke() {
-        let batches = links.withLock { links -> [(ParticipantID, [CoordinatorMessage])] in
-            var batches: [(ParticipantID, [CoordinatorMessage])] = []
+        let batches = links.withLock { links -> [(ParticipantID, OpenBatch)] in
+            var batches: [(ParticipantID, OpenBatch)] = []
             for participant in links.keys where links[participant]?.queue.isEmpty == false {
                 if let batch = takeBatch(for: participant, &links) { batches.append((participant, batch)) }
             }
@@ -83,24 +94,53 @@ final class ParticipantLinks: Sendable {
         for (participant, batch) in batches { start(batch, to: participant) }
     }
 
-    private func takeBatch(for participant: ParticipantID, _ links: inout [ParticipantID: Link]) -> [CoordinatorMessage]? {
-        guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
-        let now = ContinuousClock.now
-        guard link.inFlight == 0 || now - link.lastSent >= options.patience else { return nil }
-        let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
-        let batch = Array(link.queue.prefix(count))
-        link.queue.removeFirst(count)
-        link.inFlight += 1
-        link.lastSent = now
-        links[participant] = link
-        return batch
+    /// A batch taken from a link's queue, on its way as one request.
+    private struct OpenBatch {
+        var messages: [CoordinatorMessage]
+        var carriesPrepares: Bool
     }
 
-    private func start(_ batch: [CoordinatorMessage], to participant: ParticipantID) {
+    private func takeBatch(for participant: ParticipantID, _ links: inout [ParticipantID: Link]) -> OpenBatch? {
+        guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
+        let now = ContinuousClock.now
+        guard link.inFlight == 0 || now - link.lastSent >= options.patience else {
+            guard link.queuedPrepares > 0 && link.inFlightWithPrepares == 0 else { return nil }
+            // Only the prepares: a batch is answered when all its messages are, and the phase-2
+            // messages that wait may be resends to a participant that is slow to commit.
+            var prepares: [CoordinatorMessage] = []
+            var others: [CoordinatorMessage] = []
+            let countMax = link.singleMessages ? 1 : options.batchSizeMax
+            for message in link.queue {
+                if case .prepare = message, prepares.count < countMax { prepares.append(message) } else { others.append(message) }
+            }
+            link.queue = others
+            link.queuedPrepares -= prepares.count
+            link.inFlight += 1
+            link.inFlightWithPrepares += 1
+            link.lastSent = now
+            links[participant] = link
+            return OpenBatch(messages: prepares, carriesPrepares: true)
+        }
+        let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
+        let messages = Array(link.queue.prefix(count))
+        link.queue.removeFirst(count)
+        let prepares = link.queue.isEmpty || link.queuedPrepares == 0
+            ? link.queuedPrepares
+            : messages.reduce(0) { if case .prepare = $1 { $0 + 1 } else { $0 } }
+        link.queuedPrepares -= prepares
+        link.inFlight += 1
+        if prepares > 0 { link.inFlightWithPrepares += 1 }
+        link.lastSent = now
+        links[participant] = link
+        return OpenBatch(messages: messages, carriesPrepares: prepares > 0)
+    }
+
+    private func start(_ batch: OpenBatch, to participant: ParticipantID) {
         spawn { [self] in
-            await send(batch, to: participant)
-            let next = links.withLock { links -> [CoordinatorMessage]? in
+            await send(batch.messages, to: participant)
+            let next = links.withLock { links -> OpenBatch? in
                 links[participant]?.inFlight -= 1
+                if batch.carriesPrepares { links[participant]?.inFlightWithPrepares -= 1 }
                 return takeBatch(for: participant, &links)
             }
             if let next { start(next, to: participant) }

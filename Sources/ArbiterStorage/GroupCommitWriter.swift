@@ -30,6 +30,8 @@ public enum Durability: Hashable, Sendable {
 /// The writer owns a GRDB `DatabasePool` in WAL mode: one writer connection, driven only by this
 /// type, plus reader connections for ``read(_:)``. The batches run on the pool's writer dispatch
 /// queue, which is the one serial queue that may touch the writer connection; no `Task` is spawned.
+/// A write that finds the writer idle runs its batch through that queue on its own thread
+/// (``Options/commitsOnCallerWhenIdle``), saving the hand-offs to the queue and back.
 public final class GroupCommitWriter: Sendable {
     /// Limits and settings of a writer.
     public struct Options: Sendable {
@@ -44,6 +46,13 @@ public final class GroupCommitWriter: Sendable {
         /// How long a write waits for another process (an operator's `sqlite3` shell, say) to release
         /// the database's write lock before failing with ``StorageError/Code/busy``.
         public var busyTimeout: Duration
+        /// Whether a write that finds the writer idle commits its batch on the caller's thread
+        /// instead of the writer's queue. This saves two thread hand-offs per batch (to the queue
+        /// and back), which is most of a lone write's latency on a virtual machine, at the price of
+        /// blocking the caller for one batch and its fsync. Writes that arrive meanwhile queue and
+        /// commit on the writer's queue as usual, so the caller never runs more than one batch.
+        /// Default true; turn it off when callers must never block (an event loop on a slow disk).
+        public var commitsOnCallerWhenIdle: Bool
         /// Where the writer reports failed batches and its opening.
         public var logger: Logger
 
@@ -53,12 +62,14 @@ public final class GroupCommitWriter: Sendable {
             queueLengthMax: Int = 65_536,
             readerCountMax: Int = 4,
             busyTimeout: Duration = .seconds(5),
+            commitsOnCallerWhenIdle: Bool = true,
             logger: Logger = Logger(label: "arbiter.storage")
         ) {
             self.batchSizeMax = batchSizeMax
             self.queueLengthMax = queueLengthMax
             self.readerCountMax = readerCountMax
             self.busyTimeout = busyTimeout
+            self.commitsOnCallerWhenIdle = commitsOnCallerWhenIdle
             self.logger = logger
         }
     }
@@ -155,7 +166,11 @@ public final class GroupCommitWriter: Sendable {
         case .queued:
             return nil
         case .startDrain:
-            pool.asyncWriteWithoutTransaction { db in self.drain(db) }
+            if options.commitsOnCallerWhenIdle {
+                pool.writeWithoutTransaction { db in self.commitOneBatch(db) }
+            } else {
+                pool.asyncWriteWithoutTransaction { db in self.drain(db) }
+            }
             return nil
         case .refused(.closed):
             return StorageError(.closed, "\(path) is closed; open it again to write")
@@ -178,6 +193,27 @@ public final class GroupCommitWriter: Sendable {
             guard let batch else { return }
             finished = commit(batch, in: db)
         }
+    }
+
+    /// Commits one batch on the calling thread, then hands whatever queued meanwhile to the writer's
+    /// queue (``Options/commitsOnCallerWhenIdle``). Runs inside the pool's synchronous write, which
+    /// libdispatch runs on the calling thread because no other drain can be using the writer.
+    private func commitOneBatch(_ db: Database) {
+        guard let batch = takeBatch(recording: nil) else { return }
+        var finished = commit(batch, in: db)
+        finished.report.isOnCaller = true
+        let (continues, idleWaiters) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+            state.statistics.record(finished.report)
+            if state.queuedCount > 0 { return (true, []) }
+            state.isDraining = false
+            defer { state.idleWaiters = [] }
+            return (false, state.idleWaiters)
+        }
+        if continues {
+            pool.asyncWriteWithoutTransaction { db in self.drain(db) }
+        }
+        finished.answerCallers()
+        for waiter in idleWaiters { waiter.resume() }
     }
 
     /// Records the previous batch's figures, then takes the next batch, or ends the drain when the
@@ -399,6 +435,9 @@ public struct GroupCommitStatistics: Hashable, Sendable {
     public var batchSizeHistogram = [Int](repeating: 0, count: histogramBucketCount)
     /// Time spent running and committing batches, fsyncs included.
     public var batchDurationTotal = Duration.zero
+    /// Batches committed on their caller's thread because the writer was idle
+    /// (``GroupCommitWriter/Options/commitsOnCallerWhenIdle``); the others ran on the writer's queue.
+    public var callerBatchCount = 0
 
     /// Makes empty statistics.
     public init() {}
@@ -419,6 +458,7 @@ public struct GroupCommitStatistics: Hashable, Sendable {
         let bucket = min(Int.bitWidth - report.size.leadingZeroBitCount - 1, Self.histogramBucketCount - 1)
         batchSizeHistogram[bucket] += 1
         batchDurationTotal += report.duration
+        if report.isOnCaller { callerBatchCount += 1 }
     }
 }
 
@@ -457,6 +497,7 @@ struct BatchReport {
     var isForced: Bool
     var failedCount = 0
     var duration = Duration.zero
+    var isOnCaller = false
 }
 
 /// A committed (or failed) batch: its figures, and the answers owed to its callers.

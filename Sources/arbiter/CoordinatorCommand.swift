@@ -53,6 +53,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds lazy log records (begun, acknowledgements, ended, aborts) may wait to share a forced write's commit; 0: commit at once.")
     var lazyLingerMs: Int = 2
 
+    @Option(help: "Milliseconds a request to a participant may be out before another opens beside it for the messages waiting (prepares never wait behind requests that carry none).")
+    var requestPatienceMs: Int = 20
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -64,6 +67,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         guard (0...1000).contains(lazyLingerMs) else {
             throw ValidationError("--lazy-linger-ms must be 0...1000, got \(lazyLingerMs)")
+        }
+        guard (1...60_000).contains(requestPatienceMs) else {
+            throw ValidationError("--request-patience-ms must be 1...60000, got \(requestPatienceMs)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
@@ -81,6 +87,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             protocolConfig: CoordinatorConfig(
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
+            requestPatience: .milliseconds(requestPatienceMs),
             lazyRecordLinger: .milliseconds(lazyLingerMs),
             logger: logger)
         let service = CoordinatorService(options: options)

@@ -26,6 +26,10 @@ private func names(_ writer: GroupCommitWriter) async throws -> [String] {
 
 private struct RefusedByTest: Error, Equatable {}
 
+/// For tests that hold the writer inside a batch (``holdingWriter(_:untilQueued:_:)``): every batch
+/// on the writer's queue, so that the hold blocks that queue and not a thread of Swift's pool.
+private let holdable = testOptions(commitsOnCallerWhenIdle: false)
+
 @Suite("GroupCommitWriter")
 struct GroupCommitWriterTests {
     @Test("the database is in WAL mode; forced batches run with synchronous FULL, lazy ones with NORMAL")
@@ -53,7 +57,7 @@ struct GroupCommitWriterTests {
     @Test("a batch holding one forced write among lazy ones commits with synchronous FULL")
     func mixedBatchIsForced() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory)
+            let writer = try openWriter(directory, options: holdable)
             let levels = try await holdingWriter(writer, untilQueued: 3) {
                 try await withThrowingTaskGroup(of: Int?.self) { group in
                     for durability in [Durability.lazy, .forced, .lazy] {
@@ -73,7 +77,7 @@ struct GroupCommitWriterTests {
     @Test("writes queued while the writer is busy are committed in one batch: one fsync for 200 forced writes")
     func groupCommitDeterministic() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory)
+            let writer = try openWriter(directory, options: holdable)
             let count = 200
             try await holdingWriter(writer, untilQueued: count) {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -117,7 +121,7 @@ struct GroupCommitWriterTests {
     @Test("a failing write in a batch is rolled back alone; its caller gets its own error")
     func failureIsIsolated() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory)
+            let writer = try openWriter(directory, options: holdable)
             try await writer.write(.forced, insert("taken"))
             let results = try await holdingWriter(writer, untilQueued: 4) {
                 try await withThrowingTaskGroup(of: (String, (any Error)?).self) { group in
@@ -160,7 +164,7 @@ struct GroupCommitWriterTests {
     @Test("batches never exceed batchSizeMax")
     func batchSizeIsBounded() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory, options: testOptions(batchSizeMax: 10))
+            let writer = try openWriter(directory, options: testOptions(batchSizeMax: 10, commitsOnCallerWhenIdle: false))
             try await holdingWriter(writer, untilQueued: 25) {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for index in 0..<25 {
@@ -179,7 +183,7 @@ struct GroupCommitWriterTests {
     @Test("a long queue drains in full batches, none lost or repeated")
     func longQueue() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory, options: testOptions(batchSizeMax: 4096))
+            let writer = try openWriter(directory, options: testOptions(batchSizeMax: 4096, commitsOnCallerWhenIdle: false))
             let count = 10_000
             try await holdingWriter(writer, untilQueued: count) {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -201,7 +205,7 @@ struct GroupCommitWriterTests {
     @Test("a write beyond queueLengthMax fails at once with overloaded")
     func queueIsBounded() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory, options: testOptions(queueLengthMax: 3))
+            let writer = try openWriter(directory, options: testOptions(queueLengthMax: 3, commitsOnCallerWhenIdle: false))
             let (entered, release) = (Flag(), Flag())
             async let hold: Void = writer.write(.lazy) { _ in
                 entered.set()
@@ -225,6 +229,51 @@ struct GroupCommitWriterTests {
             }
             try await hold
             #expect(try await names(writer).sorted() == ["item-0", "item-1", "item-2"])
+            try await writer.close()
+        }
+    }
+
+    @Test("a write that finds the writer idle commits on its caller's thread; writes queued meanwhile commit on the writer's queue")
+    func idleWriterCommitsOnTheCaller() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory)
+            let entered = Flag()
+            // The first write finds the writer idle: its batch runs here, on this task's thread, and
+            // stays open until a second write has queued behind it.
+            async let first: pthread_t = writer.write(.forced) { db in
+                entered.set()
+                try insert("first")(db)
+                let deadline = ContinuousClock.now + .seconds(30)
+                while writer.statistics.queuedRequestCount < 1 && ContinuousClock.now < deadline { usleep(100) }
+                return pthread_self()
+            }
+            while !entered.isSet { try await Task.sleep(for: .milliseconds(1)) }
+            let secondThread = try await writer.write(.forced) { db in
+                try insert("second")(db)
+                return pthread_self()
+            }
+            let firstThread = try await first
+            #expect(pthread_equal(firstThread, secondThread) == 0, "the queued write ran on the writer's queue")
+            let statistics = writer.statistics
+            #expect(statistics.forcedBatchCount == 2)
+            #expect(statistics.callerBatchCount == 1)
+            #expect(try await names(writer) == ["first", "second"])
+
+            // Idle again: the next lone write commits on its caller too.
+            try await writer.write(.lazy, insert("third"))
+            #expect(writer.statistics.callerBatchCount == 2)
+            try await writer.close()
+        }
+    }
+
+    @Test("with commitsOnCallerWhenIdle off, every batch commits on the writer's queue")
+    func callerCommitsCanBeTurnedOff() async throws {
+        try await withTemporaryDirectory { directory in
+            let writer = try openWriter(directory, options: holdable)
+            try await writer.write(.forced, insert("a"))
+            try await writer.write(.lazy, insert("b"))
+            #expect(writer.statistics.batchCount == 2)
+            #expect(writer.statistics.callerBatchCount == 0)
             try await writer.close()
         }
     }
@@ -253,7 +302,7 @@ struct GroupCommitWriterTests {
     @Test("reads see every write that has returned, and run while a batch is held open")
     func readsDoNotWaitForBatches() async throws {
         try await withTemporaryDirectory { directory in
-            let writer = try openWriter(directory)
+            let writer = try openWriter(directory, options: holdable)
             try await writer.write(.lazy, insert("visible"))
             let seen = try await holdingWriter(writer, untilQueued: 1) {
                 // The writer is inside a batch; a read still completes, seeing the committed state.

@@ -69,8 +69,9 @@ func holdingWriter<T: Sendable>(
 }
 
 /// Writer options for tests: the defaults, with a logger that stays quiet unless something fails.
-func testOptions(batchSizeMax: Int = 1024, queueLengthMax: Int = 65_536) -> GroupCommitWriter.Options {
+func testOptions(batchSizeMax: Int = 1024, queueLengthMax: Int = 65_536, commitsOnCallerWhenIdle: Bool = true) -> GroupCommitWriter.Options {
     var logger = Logger(label: "arbiter.storage.tests")
     logger.logLevel = .error
-    return GroupCommitWriter.Options(batchSizeMax: batchSizeMax, queueLengthMax: queueLengthMax, logger: logger)
+    return GroupCommitWriter.Options(batchSizeMax: batchSizeMax, queueLengthMax: queueLengthMax,
+                                     commitsOnCallerWhenIdle: commitsOnCallerWhenIdle, logger: logger)
 }
