@@ -127,7 +127,7 @@ public final class CoordinatorEngine: Sendable {
         for effect in effects {
             switch effect {
             case .send(let participant, let message):
-                links.enqueue(message, to: participant)
+                links.enqueue(message, to: participant, urgent: isUrgent(message, state))
             case .write(let records):
                 state.outbox.append(PendingWrite(records: records, forced: nil))
                 wroteRecords = true
@@ -162,6 +162,18 @@ public final class CoordinatorEngine: Sendable {
         }
         metrics.active.set(Int64(state.machine.activeCount))
         if wroteRecords { storageWake.yield() }
+    }
+
+    /// Whether `message` must go at once: a prepare, or a phase-2 message of a transaction a client
+    /// waits to see completed. Other phase-2 messages may linger for a request to share (see
+    /// ``ParticipantLinks``).
+    private func isUrgent(_ message: CoordinatorMessage, _ state: borrowing State) -> Bool {
+        switch message {
+        case .commit(let txid), .abort(let txid):
+            return state.waiters[txid]?.contains { $0.wait == .completion } ?? false
+        default:
+            return true
+        }
     }
 
     /// Resumes the waiters of `txid` that wait for `wait` (all of them when `nil`).

@@ -38,6 +38,11 @@ public struct CoordinatorOptions: Sendable {
     /// dozens of messages, short enough that a participant slow on one message (or a stalled
     /// connection) holds up the others only that long.
     public var requestPatience: Duration
+    /// How long a commit or abort that no client waits for (the client asked to be answered at the
+    /// decision) may wait for the next request to its participant, to share its HTTP exchange and
+    /// the participant's forced write. Default 2 ms; zero sends at once. Phase 2 is asynchronous,
+    /// so it delays only the release of the participants' locks.
+    public var phaseTwoLinger: Duration
     /// How long lazy log records (`begun`, acknowledgements, `ended`, abort decisions) may wait
     /// for a forced write to share its SQLite transaction before they commit alone. Default 2 ms;
     /// zero commits them at once. No outcome depends on it: lazy records may be lost in a crash.
@@ -58,6 +63,7 @@ public struct CoordinatorOptions: Sendable {
         batchSizeMax: Int = 256,
         requestsInFlightMax: Int = 4,
         requestPatience: Duration = .milliseconds(20),
+        phaseTwoLinger: Duration = .milliseconds(2),
         lazyRecordLinger: Duration = .milliseconds(2),
         logger: Logger = Logger(label: "arbiter.coordinator")
     ) {
@@ -74,6 +80,7 @@ public struct CoordinatorOptions: Sendable {
         self.batchSizeMax = batchSizeMax
         self.requestsInFlightMax = requestsInFlightMax
         self.requestPatience = requestPatience
+        self.phaseTwoLinger = phaseTwoLinger
         self.lazyRecordLinger = lazyRecordLinger
         self.logger = logger
     }

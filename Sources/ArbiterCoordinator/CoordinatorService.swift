@@ -82,6 +82,7 @@ public final class CoordinatorService: Service, Sendable {
         let links = ParticipantLinks(
             client: ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits, logger: logger),
             options: .init(inFlightMax: options.requestsInFlightMax, patience: options.requestPatience, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
+                           phaseTwoLinger: options.phaseTwoLinger,
                            prepareRequestTimeout: options.protocolConfig.prepareTimeout),
             logger: logger,
             spawn: { jobQueue.yield($0) })

@@ -1,6 +1,7 @@
 import ArbiterCore
 import ArbiterHTTP
 import ArbiterRuntime
+import Dispatch
 import Logging
 import Synchronization
 
@@ -19,12 +20,20 @@ import Synchronization
 /// next transaction's prepares arrive, and a prepare is on its client's critical path while a
 /// commit is not. So queued prepares open a request of their own beside open ones that carry only
 /// phase-2 messages; under load every request carries prepares and the rule above decides.
+///
+/// Phase-2 messages that nobody waits for (the client asked to be answered at the decision) may
+/// linger, up to ``Options/phaseTwoLinger``, for the next request to the participant: at low load
+/// the next transaction's prepare usually comes within it, and the commit rides in its request,
+/// sharing the HTTP exchange and, at the participant, the forced write. Phase 2 is asynchronous to
+/// the client, so only the participant's locks are held that much longer.
 final class ParticipantLinks: Sendable {
     struct Options: Sendable {
         var inFlightMax = 4
         /// How long the newest open request may be out before a second one is opened beside it.
         var patience: Duration = .milliseconds(20)
         var batchSizeMax = 256
+        /// How long a phase-2 message nobody waits for may wait for a request to share.
+        var phaseTwoLinger: Duration = .milliseconds(2)
         /// How long a batch of prepares may take (the prepare deadline bounds it anyway).
         var prepareRequestTimeout: Duration
         /// How long a batch of commits or aborts may take before the retry timer resends.
@@ -38,6 +47,12 @@ final class ParticipantLinks: Sendable {
         var inFlightWithPrepares = 0
         /// Prepares in `queue`.
         var queuedPrepares = 0
+        /// Messages in `queue` that must not linger: prepares, and phase-2 messages a client waits for.
+        var queuedUrgent = 0
+        /// Whether `queue` is known to hold only messages that may linger; when nil they started to.
+        var lingerStarted: ContinuousClock.Instant?
+        /// Whether a wake-up is scheduled for the end of a linger.
+        var wakeScheduled = false
         /// When the newest request was sent.
         var lastSent = ContinuousClock.Instant.now
         /// Set when the participant does not serve `/v1/batch`: send one message per request.
@@ -71,27 +86,56 @@ final class ParticipantLinks: Sendable {
     /// Whether no message is queued or on the wire.
     var isIdle: Bool { links.withLock { $0.values.allSatisfy { $0.queue.isEmpty && $0.inFlight == 0 } } }
 
-    /// Queues `message` for `participant`; sends at once if the link has room. Never blocks.
-    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID) {
+    /// Queues `message` for `participant`; sends at once if the link has room (a phase-2 message
+    /// that is not `urgent` may linger, see the type's description). Never blocks.
+    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true) {
+        var wakes: [(ParticipantID, Duration)] = []
         let batch = links.withLock { links -> OpenBatch? in
-            links[participant, default: Link()].queue.append(message)
-            if case .prepare = message { links[participant]!.queuedPrepares += 1 }
-            return takeBatch(for: participant, &links)
+            var link = links[participant] ?? Link()
+            link.queue.append(message)
+            if case .prepare = message {
+                link.queuedPrepares += 1
+                link.queuedUrgent += 1
+            } else if urgent {
+                link.queuedUrgent += 1
+            } else if link.lingerStarted == nil {
+                link.lingerStarted = .now
+            }
+            links[participant] = link
+            return takeBatch(for: participant, &links, wakes: &wakes)
         }
         if let batch { start(batch, to: participant) }
+        schedule(wakes)
+    }
+
+    /// Ends lingers when they are due.
+    private func schedule(_ wakes: [(ParticipantID, Duration)]) {
+        for (participant, delay) in wakes {
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds))) { [self] in
+                var again: [(ParticipantID, Duration)] = []
+                let batch = links.withLock { links -> OpenBatch? in
+                    links[participant]?.wakeScheduled = false
+                    return takeBatch(for: participant, &links, wakes: &again)
+                }
+                if let batch { start(batch, to: participant) }
+                schedule(again)
+            }
+        }
     }
 
     /// Opens a request on every link whose open ones have outlasted ``Options/patience`` while
     /// messages wait. Called by the engine's timer loop.
     func poke() {
+        var wakes: [(ParticipantID, Duration)] = []
         let batches = links.withLock { links -> [(ParticipantID, OpenBatch)] in
             var batches: [(ParticipantID, OpenBatch)] = []
             for participant in links.keys where links[participant]?.queue.isEmpty == false {
-                if let batch = takeBatch(for: participant, &links) { batches.append((participant, batch)) }
+                if let batch = takeBatch(for: participant, &links, wakes: &wakes) { batches.append((participant, batch)) }
             }
             return batches
         }
         for (participant, batch) in batches { start(batch, to: participant) }
+        schedule(wakes)
     }
 
     /// A batch taken from a link's queue, on its way as one request.
@@ -100,9 +144,22 @@ final class ParticipantLinks: Sendable {
         var carriesPrepares: Bool
     }
 
-    private func takeBatch(for participant: ParticipantID, _ links: inout [ParticipantID: Link]) -> OpenBatch? {
+    /// Takes the next request's messages off `participant`'s queue if the rules let one open now.
+    /// Adds to `wakes` when the queue lingers and nothing else will look at it in time.
+    private func takeBatch(
+        for participant: ParticipantID, _ links: inout [ParticipantID: Link], wakes: inout [(ParticipantID, Duration)]
+    ) -> OpenBatch? {
         guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
         let now = ContinuousClock.now
+        if link.queuedUrgent == 0, let started = link.lingerStarted, now - started < options.phaseTwoLinger {
+            // Only lingering phase-2 messages: wait for a request to share, or the linger's end.
+            if !link.wakeScheduled {
+                link.wakeScheduled = true
+                wakes.append((participant, options.phaseTwoLinger - (now - started)))
+                links[participant] = link
+            }
+            return nil
+        }
         guard link.inFlight == 0 || now - link.lastSent >= options.patience else {
             guard link.queuedPrepares > 0 && link.inFlightWithPrepares == 0 else { return nil }
             // Only the prepares: a batch is answered when all its messages are, and the phase-2
@@ -115,6 +172,7 @@ final class ParticipantLinks: Sendable {
             }
             link.queue = others
             link.queuedPrepares -= prepares.count
+            link.queuedUrgent -= prepares.count
             link.inFlight += 1
             link.inFlightWithPrepares += 1
             link.lastSent = now
@@ -128,6 +186,14 @@ final class ParticipantLinks: Sendable {
             ? link.queuedPrepares
             : messages.reduce(0) { if case .prepare = $1 { $0 + 1 } else { $0 } }
         link.queuedPrepares -= prepares
+        if link.queue.isEmpty {
+            link.queuedUrgent = 0
+            link.lingerStarted = nil
+        } else {
+            // Rare (more than batchSizeMax waiting): what is left goes with the next request, whose
+            // turn comes when this one returns, so lingering no longer matters.
+            link.queuedUrgent = link.queue.count
+        }
         link.inFlight += 1
         if prepares > 0 { link.inFlightWithPrepares += 1 }
         link.lastSent = now
@@ -138,12 +204,14 @@ final class ParticipantLinks: Sendable {
     private func start(_ batch: OpenBatch, to participant: ParticipantID) {
         spawn { [self] in
             await send(batch.messages, to: participant)
+            var wakes: [(ParticipantID, Duration)] = []
             let next = links.withLock { links -> OpenBatch? in
                 links[participant]?.inFlight -= 1
                 if batch.carriesPrepares { links[participant]?.inFlightWithPrepares -= 1 }
-                return takeBatch(for: participant, &links)
+                return takeBatch(for: participant, &links, wakes: &wakes)
             }
             if let next { start(next, to: participant) }
+            schedule(wakes)
         }
     }
 

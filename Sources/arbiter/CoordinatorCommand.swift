@@ -56,6 +56,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a request to a participant may be out before another opens beside it for the messages waiting (prepares never wait behind requests that carry none).")
     var requestPatienceMs: Int = 20
 
+    @Option(help: "Milliseconds a commit or abort no client waits for may wait to share the next request to its participant; 0: send at once.")
+    var phaseTwoLingerMs: Int = 2
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -67,6 +70,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         guard (0...1000).contains(lazyLingerMs) else {
             throw ValidationError("--lazy-linger-ms must be 0...1000, got \(lazyLingerMs)")
+        }
+        guard (0...1000).contains(phaseTwoLingerMs) else {
+            throw ValidationError("--phase-two-linger-ms must be 0...1000, got \(phaseTwoLingerMs)")
         }
         guard (1...60_000).contains(requestPatienceMs) else {
             throw ValidationError("--request-patience-ms must be 1...60000, got \(requestPatienceMs)")
@@ -88,6 +94,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
             requestPatience: .milliseconds(requestPatienceMs),
+            phaseTwoLinger: .milliseconds(phaseTwoLingerMs),
             lazyRecordLinger: .milliseconds(lazyLingerMs),
             logger: logger)
         let service = CoordinatorService(options: options)

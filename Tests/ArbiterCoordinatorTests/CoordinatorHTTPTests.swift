@@ -193,6 +193,30 @@ struct CoordinatorHTTPTests {
         }
     }
 
+    @Test("a commit nobody waits for rides in the next request to its participant; one a client waits for goes at once")
+    func commitsLingerForTheNextRequest() async throws {
+        let directory = try TemporaryDirectory()
+        let (p0, p1) = (FakeParticipant(), FakeParticipant())
+        try await withParticipants([p0, p1]) { ids in
+            // A linger far beyond the test: a lingering commit can only leave with another request.
+            try await withCoordinator(data: directory.path, phaseTwoLinger: .seconds(3600)) { _, client, _ in
+                let first = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("l-1"), wait: .decision)
+                #expect(first.outcome == .committed)
+                let second = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("l-2"), wait: .decision)
+                #expect(second.outcome == .committed)
+                for participant in [p0, p1] {
+                    #expect(participant.state.requests.contains { $0.contains("prepare l-2") && $0.contains("commit l-1") },
+                            "l-1's commit went with l-2's prepare: \(participant.state.requests)")
+                }
+                // A client waiting for completion: its commit goes at once, and takes l-2's along.
+                let third = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("l-3"), wait: .completion)
+                #expect(third.outcome == .committed)
+                #expect(Set(p0.state.committed) == [txid("l-1"), txid("l-2"), txid("l-3")])
+                #expect(Set(p1.state.committed) == [txid("l-1"), txid("l-2"), txid("l-3")])
+            }
+        }
+    }
+
     @Test("lazy records wait for the next forced write and commit in its transaction")
     func lazyRecordsRideWithTheDecision() async throws {
         let directory = try TemporaryDirectory()

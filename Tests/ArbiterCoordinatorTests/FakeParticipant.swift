@@ -21,6 +21,8 @@ final class FakeParticipant: Sendable {
         var aborted: [TxID] = []
         /// Commits held by ``holdCommits(of:)`` and not yet released.
         var heldCommits: [TxID] = []
+        /// Each request's messages, as "prepare ID", "commit ID", "abort ID", in arrival order.
+        var requests: [[String]] = []
         var messages = 0
     }
 
@@ -47,20 +49,27 @@ final class FakeParticipant: Sendable {
         let routes = router.group().add(middleware: BearerTokenMiddleware(secret: TestSecrets.protocolSecret))
         routes.post("/v1/prepare") { request, _ in
             let body = try await request.decodeWire(PrepareBody.self, bodySizeMax: 1 << 20)
-            let reply = try await self.answer(.prepare(try body.validated(limits: .default)))
+            let message = CoordinatorMessage.prepare(try body.validated(limits: .default))
+            self.seen.withLock { $0.requests.append([Self.describe(message)]) }
+            let reply = try await self.answer(message)
             return try WireResponse.json(PrepareReply(reply)!)
         }
         routes.post("/v1/commit") { request, _ in
             let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: 1 << 20)
-            return try WireResponse.json(AcknowledgeReply(try await self.answer(.commit(try body.validated())))!)
+            let message = CoordinatorMessage.commit(try body.validated())
+            self.seen.withLock { $0.requests.append([Self.describe(message)]) }
+            return try WireResponse.json(AcknowledgeReply(try await self.answer(message))!)
         }
         routes.post("/v1/abort") { request, _ in
             let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: 1 << 20)
-            return try WireResponse.json(AcknowledgeReply(try await self.answer(.abort(try body.validated())))!)
+            let message = CoordinatorMessage.abort(try body.validated())
+            self.seen.withLock { $0.requests.append([Self.describe(message)]) }
+            return try WireResponse.json(AcknowledgeReply(try await self.answer(message))!)
         }
         routes.post("/v1/batch") { request, _ in
             let body = try await request.decodeWire(BatchRequest.self, bodySizeMax: 16 << 20)
             let messages = try body.validated(limits: .default)
+            self.seen.withLock { $0.requests.append(messages.map(Self.describe)) }
             let replies = try await withThrowingTaskGroup(of: (Int, BatchReply).self) { group in
                 for (index, message) in messages.enumerated() {
                     group.addTask {
@@ -78,6 +87,15 @@ final class FakeParticipant: Sendable {
             return try WireResponse.json(BatchResponse(replies: replies))
         }
         return router
+    }
+
+    private static func describe(_ message: CoordinatorMessage) -> String {
+        switch message {
+        case .prepare(let request): "prepare \(request.txid)"
+        case .commit(let txid): "commit \(txid)"
+        case .abort(let txid): "abort \(txid)"
+        case .outcome(let txid, _): "outcome \(txid)"
+        }
     }
 
     private func answer(_ message: CoordinatorMessage) async throws -> ParticipantMessage {

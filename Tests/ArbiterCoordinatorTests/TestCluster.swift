@@ -63,11 +63,13 @@ func withCoordinator<T: Sendable>(
     operatorSecret: BearerSecret? = TestSecrets.operatorSecret,
     lazyRecordLinger: Duration = .milliseconds(2),
     requestPatience: Duration = .milliseconds(20),
+    phaseTwoLinger: Duration = .milliseconds(2),
     _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
         dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret,
         operatorSecret: operatorSecret, protocolConfig: config, limits: limits, requestPatience: requestPatience,
+        phaseTwoLinger: phaseTwoLinger,
         lazyRecordLinger: lazyRecordLinger,
         logger: quietLogger("coordinator")))
     let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: quietLogger("group"))
