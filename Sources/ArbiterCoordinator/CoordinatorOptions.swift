@@ -30,8 +30,7 @@ public struct CoordinatorOptions: Sendable {
     public var batchSizeMax: Int
     /// Requests open to one participant at once, at most. Default 4. Normally one is open and the
     /// messages that arrive meanwhile wait to go together in the next; another opens only when the
-    /// newest has been out for ``requestPatience``, or when prepares wait and no open request
-    /// carries a prepare.
+    /// newest has been out for ``requestPatience``.
     public var requestsInFlightMax: Int
     /// How long the newest request to a participant may be out before another opens beside it for
     /// the messages that wait. Default 20 ms: long enough that under load one request collects

@@ -15,12 +15,6 @@ import Synchronization
 /// participant slow on one message, a stalled connection) lets the link open another, up to
 /// ``Options/inFlightMax``, so that one slow answer does not hold up every other transaction.
 ///
-/// A prepare never waits behind requests that carry no prepare: at low load the previous
-/// transaction's commits are usually still out (the participant forces its commit record) when the
-/// next transaction's prepares arrive, and a prepare is on its client's critical path while a
-/// commit is not. So queued prepares open a request of their own beside open ones that carry only
-/// phase-2 messages; under load every request carries prepares and the rule above decides.
-///
 /// Phase-2 messages that nobody waits for (the client asked to be answered at the decision) may
 /// linger, up to ``Options/phaseTwoLinger``, for the next request to the participant: at low load
 /// the next transaction's prepare usually comes within it, and the commit rides in its request,
@@ -43,10 +37,6 @@ final class ParticipantLinks: Sendable {
     private struct Link {
         var queue: [CoordinatorMessage] = []
         var inFlight = 0
-        /// Open requests that carry at least one prepare.
-        var inFlightWithPrepares = 0
-        /// Prepares in `queue`.
-        var queuedPrepares = 0
         /// Messages in `queue` that must not linger: prepares, and phase-2 messages a client waits for.
         var queuedUrgent = 0
         /// Whether `queue` is known to hold only messages that may linger; when nil they started to.
@@ -90,11 +80,10 @@ final class ParticipantLinks: Sendable {
     /// that is not `urgent` may linger, see the type's description). Never blocks.
     func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true) {
         var wakes: [(ParticipantID, Duration)] = []
-        let batch = links.withLock { links -> OpenBatch? in
+        let batch = links.withLock { links -> [CoordinatorMessage]? in
             var link = links[participant] ?? Link()
             link.queue.append(message)
             if case .prepare = message {
-                link.queuedPrepares += 1
                 link.queuedUrgent += 1
             } else if urgent {
                 link.queuedUrgent += 1
@@ -113,7 +102,7 @@ final class ParticipantLinks: Sendable {
         for (participant, delay) in wakes {
             DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds))) { [self] in
                 var again: [(ParticipantID, Duration)] = []
-                let batch = links.withLock { links -> OpenBatch? in
+                let batch = links.withLock { links -> [CoordinatorMessage]? in
                     links[participant]?.wakeScheduled = false
                     return takeBatch(for: participant, &links, wakes: &again)
                 }
@@ -127,8 +116,8 @@ final class ParticipantLinks: Sendable {
     /// messages wait. Called by the engine's timer loop.
     func poke() {
         var wakes: [(ParticipantID, Duration)] = []
-        let batches = links.withLock { links -> [(ParticipantID, OpenBatch)] in
-            var batches: [(ParticipantID, OpenBatch)] = []
+        let batches = links.withLock { links -> [(ParticipantID, [CoordinatorMessage])] in
+            var batches: [(ParticipantID, [CoordinatorMessage])] = []
             for participant in links.keys where links[participant]?.queue.isEmpty == false {
                 if let batch = takeBatch(for: participant, &links, wakes: &wakes) { batches.append((participant, batch)) }
             }
@@ -138,17 +127,11 @@ final class ParticipantLinks: Sendable {
         schedule(wakes)
     }
 
-    /// A batch taken from a link's queue, on its way as one request.
-    private struct OpenBatch {
-        var messages: [CoordinatorMessage]
-        var carriesPrepares: Bool
-    }
-
     /// Takes the next request's messages off `participant`'s queue if the rules let one open now.
     /// Adds to `wakes` when the queue lingers and nothing else will look at it in time.
     private func takeBatch(
         for participant: ParticipantID, _ links: inout [ParticipantID: Link], wakes: inout [(ParticipantID, Duration)]
-    ) -> OpenBatch? {
+    ) -> [CoordinatorMessage]? {
         guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
         let now = ContinuousClock.now
         if link.queuedUrgent == 0, let started = link.lingerStarted, now - started < options.phaseTwoLinger {
@@ -160,32 +143,10 @@ final class ParticipantLinks: Sendable {
             }
             return nil
         }
-        guard link.inFlight == 0 || now - link.lastSent >= options.patience else {
-            guard link.queuedPrepares > 0 && link.inFlightWithPrepares == 0 else { return nil }
-            // Only the prepares: a batch is answered when all its messages are, and the phase-2
-            // messages that wait may be resends to a participant that is slow to commit.
-            var prepares: [CoordinatorMessage] = []
-            var others: [CoordinatorMessage] = []
-            let countMax = link.singleMessages ? 1 : options.batchSizeMax
-            for message in link.queue {
-                if case .prepare = message, prepares.count < countMax { prepares.append(message) } else { others.append(message) }
-            }
-            link.queue = others
-            link.queuedPrepares -= prepares.count
-            link.queuedUrgent -= prepares.count
-            link.inFlight += 1
-            link.inFlightWithPrepares += 1
-            link.lastSent = now
-            links[participant] = link
-            return OpenBatch(messages: prepares, carriesPrepares: true)
-        }
+        guard link.inFlight == 0 || now - link.lastSent >= options.patience else { return nil }
         let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
-        let messages = Array(link.queue.prefix(count))
+        let batch = Array(link.queue.prefix(count))
         link.queue.removeFirst(count)
-        let prepares = link.queue.isEmpty || link.queuedPrepares == 0
-            ? link.queuedPrepares
-            : messages.reduce(0) { if case .prepare = $1 { $0 + 1 } else { $0 } }
-        link.queuedPrepares -= prepares
         if link.queue.isEmpty {
             link.queuedUrgent = 0
             link.lingerStarted = nil
@@ -195,19 +156,17 @@ final class ParticipantLinks: Sendable {
             link.queuedUrgent = link.queue.count
         }
         link.inFlight += 1
-        if prepares > 0 { link.inFlightWithPrepares += 1 }
         link.lastSent = now
         links[participant] = link
-        return OpenBatch(messages: messages, carriesPrepares: prepares > 0)
+        return batch
     }
 
-    private func start(_ batch: OpenBatch, to participant: ParticipantID) {
+    private func start(_ batch: [CoordinatorMessage], to participant: ParticipantID) {
         spawn { [self] in
-            await send(batch.messages, to: participant)
+            await send(batch, to: participant)
             var wakes: [(ParticipantID, Duration)] = []
-            let next = links.withLock { links -> OpenBatch? in
+            let next = links.withLock { links -> [CoordinatorMessage]? in
                 links[participant]?.inFlight -= 1
-                if batch.carriesPrepares { links[participant]?.inFlightWithPrepares -= 1 }
                 return takeBatch(for: participant, &links, wakes: &wakes)
             }
             if let next { start(next, to: participant) }

@@ -53,7 +53,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds lazy log records (begun, acknowledgements, ended, aborts) may wait to share a forced write's commit; 0: commit at once.")
     var lazyLingerMs: Int = 2
 
-    @Option(help: "Milliseconds a request to a participant may be out before another opens beside it for the messages waiting (prepares never wait behind requests that carry none).")
+    @Option(help: "Milliseconds a request to a participant may be out before another opens beside it for the messages waiting.")
     var requestPatienceMs: Int = 20
 
     @Option(help: "Milliseconds a commit or abort no client waits for may wait to share the next request to its participant; 0: send at once.")

@@ -173,26 +173,6 @@ struct CoordinatorHTTPTests {
         }
     }
 
-    @Test("a prepare does not wait behind an open request that carries only commits")
-    func aPrepareDoesNotWaitBehindCommits() async throws {
-        let directory = try TemporaryDirectory()
-        let (p0, p1) = (FakeParticipant(), FakeParticipant())
-        p0.holdCommits { $0.rawValue == "w-1" }
-        try await withParticipants([p0, p1]) { ids in
-            // A patience far beyond the prepare deadline: only the prepare rule can open the request.
-            try await withCoordinator(data: directory.path, requestPatience: .seconds(3600)) { _, client, _ in
-                let first = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("w-1"), wait: .decision)
-                #expect(first.outcome == .committed)
-                try await eventually("w-1's commit is held open at P0") { p0.state.heldCommits == [txid("w-1")] }
-                let second = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("w-2"), wait: .decision)
-                #expect(second.outcome == .committed, "w-2: \(second.reason ?? "")")
-                #expect(p0.state.heldCommits == [txid("w-1")], "w-2 went through while w-1's commit was still open")
-                p0.releaseCommits()
-                try await eventually("both commits reach P0") { Set(p0.state.committed) == [txid("w-1"), txid("w-2")] }
-            }
-        }
-    }
-
     @Test("a commit nobody waits for rides in the next request to its participant; one a client waits for goes at once")
     func commitsLingerForTheNextRequest() async throws {
         let directory = try TemporaryDirectory()

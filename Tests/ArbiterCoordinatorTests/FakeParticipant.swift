@@ -19,8 +19,6 @@ final class FakeParticipant: Sendable {
         var onePhase: [TxID] = []
         var committed: [TxID] = []
         var aborted: [TxID] = []
-        /// Commits held by ``holdCommits(of:)`` and not yet released.
-        var heldCommits: [TxID] = []
         /// Each request's messages, as "prepare ID", "commit ID", "abort ID", in arrival order.
         var requests: [[String]] = []
         var messages = 0
@@ -30,8 +28,6 @@ final class FakeParticipant: Sendable {
     private let behaviour: Mutex<@Sendable (TxID) -> Behaviour>
     /// While false, commits and aborts get 503 (a participant down during phase 2).
     private let acceptsDecisions = Mutex(true)
-    /// Commits of the transactions it returns true for wait until ``releaseCommits()``.
-    private let holdsCommit = Mutex<@Sendable (TxID) -> Bool>({ _ in false })
 
     init(_ behaviour: @escaping @Sendable (TxID) -> Behaviour = { _ in .yes }) {
         self.behaviour = Mutex(behaviour)
@@ -39,8 +35,6 @@ final class FakeParticipant: Sendable {
 
     var state: Seen { seen.withLock { $0 } }
     func setAcceptsDecisions(_ accepts: Bool) { acceptsDecisions.withLock { $0 = accepts } }
-    func holdCommits(of txids: @escaping @Sendable (TxID) -> Bool) { holdsCommit.withLock { $0 = txids } }
-    func releaseCommits() { holdsCommit.withLock { $0 = { _ in false } } }
     func setBehaviour(_ behaviour: @escaping @Sendable (TxID) -> Behaviour) { self.behaviour.withLock { $0 = behaviour } }
 
     func router() -> Router<BasicRequestContext> {
@@ -122,11 +116,6 @@ final class FakeParticipant: Sendable {
             }
         case .commit(let txid):
             guard acceptsDecisions.withLock({ $0 }) else { throw APIError.unavailable("down for maintenance") }
-            if holdsCommit.withLock({ $0 })(txid) {
-                seen.withLock { $0.heldCommits.append(txid) }
-                while holdsCommit.withLock({ $0 })(txid) { try await Task.sleep(for: .milliseconds(5)) }
-                seen.withLock { $0.heldCommits.removeAll { $0 == txid } }
-            }
             seen.withLock { if !$0.committed.contains(txid) { $0.committed.append(txid) } }
             return .acknowledge(txid, .committed)
         case .abort(let txid):
