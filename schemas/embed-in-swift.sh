@@ -14,8 +14,8 @@ out=../Sources/ArbiterStorage/Schemas.swift
     echo
     echo '/// The on-disk formats, byte for byte the files in `schemas/`, which are the source of truth.'
     echo 'enum Schemas {'
-    # A future coordinator.v2.sql is added to this list; its constant is named coordinator_v2.
-    for file in coordinator.sql participant.sql; do
+    # Every file, in the order its migrations run; coordinator.v2.sql becomes coordinator_v2.
+    for file in coordinator.sql coordinator.v2.sql participant.sql; do
         name=$(basename "$file" .sql | tr . _)
         echo "    /// \`schemas/$file\`."
         echo "    static let $name = #\"\"\""

@@ -218,7 +218,7 @@ public final class DecisionLog: Sendable {
     }
 
     private static func summary(of txid: TxID, in db: Database) throws -> TransactionSummary? {
-        try Row.fetchOne(db.cachedStatement(sql: "\(summarySelect) WHERE txid = ?"), arguments: [txid.rawValue])
+        try Row.fetchOne(db.cachedStatement(sql: "\(summarySelect) FROM coordinator_transaction WHERE txid = ?"), arguments: [txid.rawValue])
             .map { try summary($0, in: db) }
     }
 
@@ -235,15 +235,37 @@ public final class DecisionLog: Sendable {
             throw StorageError(.invalidArgument, "limit is \(limit); ask for 1 to \(Self.listLimitMax) transactions per page and page with `after`")
         }
         return try await reading { db in
-            var conditions = ["seq > ?"]
-            var arguments: StatementArguments = [cursor?.position ?? Int64.min]
-            if let state {
-                conditions.append("state = ?")
-                _ = arguments.append(contentsOf: [state.rawValue])
-            }
-            _ = arguments.append(contentsOf: [limit])
-            let sql = "\(Self.summarySelect) WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT ?"
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.summary($0, in: db) }
+            let sql = "\(Self.summarySelect) \(Self.listFilter(state)) ORDER BY seq LIMIT ?"
+            return try Row.fetchAll(db, sql: sql, arguments: [cursor?.position ?? Int64.min, limit])
+                .map { try Self.summary($0, in: db) }
+        }
+    }
+
+    /// The `FROM … WHERE` part of a listing of `state` after a log position (its one argument),
+    /// read in log order.
+    ///
+    /// Schema version 2 has no index on the state of every row (it cost pages in every forced
+    /// commit), so each state is found its own way: open ones through the partial index of open
+    /// transactions, aborted ones through the partial index of aborted ones (both named, so a
+    /// schema change that made either unusable fails loudly; a partial index is used only when
+    /// the query repeats its WHERE clause), committed ones, and all transactions, by walking the
+    /// log from the cursor. Committed transactions are most of a log, so that walk finds a page
+    /// of them quickly; it reads every row after the cursor when few have committed.
+    static func listFilter(_ state: TransactionState?) -> String {
+        guard let state else { return "FROM coordinator_transaction WHERE seq > ?" }
+        return switch state {
+        case .active, .committing, .aborting:
+            """
+            FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+            WHERE state IN ('active', 'committing', 'aborting') AND state = '\(state.rawValue)' AND seq > ?
+            """
+        case .aborted:
+            """
+            FROM coordinator_transaction INDEXED BY coordinator_transaction_aborted
+            WHERE state = 'aborted' AND seq > ?
+            """
+        case .committed:
+            "FROM coordinator_transaction WHERE state = 'committed' AND seq > ?"
         }
     }
 
@@ -345,7 +367,6 @@ public final class DecisionLog: Sendable {
 
     private static let summarySelect = """
         SELECT seq, txid, state, branches, outcome, reason, notify, created_at_ms, decided_at_ms, ended_at_ms
-        FROM coordinator_transaction
         """
 
     private static func summary(_ row: Row, in db: Database) throws -> TransactionSummary {

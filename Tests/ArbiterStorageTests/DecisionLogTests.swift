@@ -149,30 +149,79 @@ struct DecisionLogTests {
     func listing() async throws {
         try await withTemporaryDirectory { directory in
             let log = try openLog(directory)
-            for index in 0..<7 {
+            // t-0 … t-11 cycle through the five states, one index apart.
+            for index in 0..<12 {
                 let t = tx("t-\(index)")
                 try await log.append([.begun(t, branches: [jsonBranch])], durability: .lazy)
-                if index % 2 == 0 {
+                switch index % 5 {
+                case 0: break  // active
+                case 1: try await log.append([.decided(t, .committed, notify: [bankA], reason: nil)], durability: .forced)
+                case 2: try await log.append([.decided(t, .aborted, notify: [bankA], reason: "no")], durability: .lazy)
+                case 3:
                     try await log.append([.decided(t, .committed, notify: [bankA], reason: nil)], durability: .forced)
+                    try await log.append([.acknowledged(t, bankA), .ended(t)], durability: .lazy)
+                default: try await log.append([.ended(t)], durability: .lazy)  // aborted undecided
                 }
             }
             let all = try await log.list()
-            #expect(all.map(\.txid.rawValue) == (0..<7).map { "t-\($0)" })
-            let committing = try await log.list(state: .committing)
-            #expect(committing.map(\.txid.rawValue) == ["t-0", "t-2", "t-4", "t-6"])
+            #expect(all.map(\.txid.rawValue) == (0..<12).map { "t-\($0)" })
+            let expected: [TransactionState: [String]] = [
+                .active: ["t-0", "t-5", "t-10"], .committing: ["t-1", "t-6", "t-11"], .aborting: ["t-2", "t-7"],
+                .committed: ["t-3", "t-8"], .aborted: ["t-4", "t-9"],
+            ]
+            for state in TransactionState.allCases {
+                let listed = try await log.list(state: state)
+                #expect(listed.map(\.txid.rawValue) == expected[state], "\(state)")
+                #expect(listed.allSatisfy { $0.state == state }, "\(state)")
 
-            var paged: [String] = []
-            var cursor: TransactionCursor?
-            while true {
-                let page = try await log.list(state: .active, limit: 2, after: cursor)
-                if page.isEmpty { break }
-                paged += page.map(\.txid.rawValue)
-                cursor = TransactionCursor(page.last!.cursor.description)  // through its text form
+                var paged: [String] = []
+                var cursor: TransactionCursor?
+                while true {
+                    let page = try await log.list(state: state, limit: 1, after: cursor)
+                    if page.isEmpty { break }
+                    paged += page.map(\.txid.rawValue)
+                    cursor = TransactionCursor(page.last!.cursor.description)  // through its text form
+                }
+                #expect(paged == expected[state], "\(state)")
             }
-            #expect(paged == ["t-1", "t-3", "t-5"])
 
             let error = await #expect(throws: StorageError.self) { try await log.list(limit: 0) }
             #expect(error?.code == .invalidArgument)
+            try await log.close()
+        }
+    }
+
+    @Test("each listing reads in log order without sorting: open and aborted ones through their partial indexes, the rest along the log")
+    func listingPlans() async throws {
+        try await withTemporaryDirectory { directory in
+            let log = try openLog(directory)
+            try await log.writer.write(.lazy) { db in
+                for index in 0..<500 {
+                    let t = tx("t-\(index)")
+                    try DecisionLog.apply(.decided(t, index % 10 == 0 ? .aborted : .committed, notify: [bankA], reason: nil), atMilliseconds: 0, in: db)
+                    if index % 3 != 0 { try DecisionLog.apply(.ended(t), atMilliseconds: 0, in: db) }
+                }
+            }
+            let expectedIndex: [TransactionState?: String] = [
+                .active: "USING INDEX coordinator_transaction_open", .committing: "USING INDEX coordinator_transaction_open",
+                .aborting: "USING INDEX coordinator_transaction_open", .aborted: "USING INDEX coordinator_transaction_aborted",
+                .committed: "USING INTEGER PRIMARY KEY", nil: "USING INTEGER PRIMARY KEY",
+            ]
+            // With and without the statistics of ANALYZE, which change SQLite's plans.
+            for analyzed in [false, true] {
+                if analyzed { try await log.writer.write(.lazy) { db in try db.execute(sql: "ANALYZE") } }
+                for (state, index) in expectedIndex {
+                    let plan = try await log.writer.read { db in
+                        try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN SELECT seq \(DecisionLog.listFilter(state)) ORDER BY seq LIMIT 10",
+                                         arguments: [0]).map { row -> String in row["detail"] }
+                    }
+                    // One search of one index from the cursor on: no scan of the whole table.
+                    #expect(plan.count == 1, "\(String(describing: state)), analyzed: \(analyzed): \(plan)")
+                    #expect(plan.first?.hasPrefix("SEARCH") == true, "\(String(describing: state)), analyzed: \(analyzed): \(plan)")
+                    #expect(plan.first?.contains(index) == true, "\(String(describing: state)), analyzed: \(analyzed): \(plan)")
+                    #expect(!plan.contains { $0.contains("TEMP B-TREE") }, "\(String(describing: state)) sorts: \(plan)")
+                }
+            }
             try await log.close()
         }
     }

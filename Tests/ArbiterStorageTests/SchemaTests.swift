@@ -13,6 +13,7 @@ private let schemasDirectory = URL(fileURLWithPath: #filePath)
 struct SchemaTests {
     @Test("the SQL embedded in the module is byte for byte the files in schemas/", arguments: [
         ("coordinator.sql", Schemas.coordinator),
+        ("coordinator.v2.sql", Schemas.coordinator_v2),
         ("participant.sql", Schemas.participant),
     ])
     func embeddedCopiesMatchTheFiles(file: String, embedded: String) throws {
@@ -20,12 +21,13 @@ struct SchemaTests {
         #expect(onDisk == embedded, "schemas/\(file) changed: run schemas/embed-in-swift.sh")
     }
 
-    @Test("opening creates the tables and records schema version 1; reopening keeps data and runs nothing again")
+    @Test("opening creates the tables and records schema version 2; reopening keeps data and runs nothing again")
     func coordinatorMigrations() async throws {
         try await withTemporaryDirectory { directory in
             let path = "\(directory)/coordinator.sqlite"
             let log = try DecisionLog(path: path, options: testOptions())
-            #expect(try await log.schemaVersion() == 1)
+            #expect(try await log.schemaVersion() == 2)
+            #expect(try await coordinatorIndexes(log) == ["coordinator_transaction_aborted", "coordinator_transaction_open"])
             let tables = try await log.writer.read { db in
                 try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             }
@@ -38,10 +40,57 @@ struct SchemaTests {
                 (try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations"),
                  try Row.fetchAll(db, sql: "SELECT component, version FROM arbiter_schema_version").map { "\($0[0] as String)=\($0[1] as Int)" })
             }
-            #expect(migrations == ["arbiter.coordinator.v1"])
-            #expect(versions == ["coordinator=1"])  // a second run would have inserted again, or failed
+            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v2"])
+            #expect(versions == ["coordinator=2"])  // a second run of v1 would have inserted again, or failed
             #expect(try await reopened.transaction(tx("kept"))?.state == .committing)
             try await reopened.close()
+        }
+    }
+
+    @Test("a version-1 log is upgraded in place to version 2: every record kept, listings and recovery as before")
+    func coordinatorUpgradeFromVersion1() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = "\(directory)/coordinator.sqlite"
+            let bank = ParticipantID("http://bank:8081")
+            let branches = [Branch(participant: bank, payload: Payload(#"{"amount": 5}"#))]
+            // A log as a version-1 coordinator left it: one transaction in each state.
+            var version1 = DatabaseMigrator()
+            version1.registerMigration("arbiter.coordinator.v1") { db in try db.execute(sql: Schemas.coordinator) }
+            let queue = try DatabaseQueue(path: path)
+            try version1.migrate(queue)
+            try await queue.write { db in
+                let records: [CoordinatorRecord] = [
+                    .begun(tx("active"), branches: branches),
+                    .begun(tx("committing"), branches: branches),
+                    .decided(tx("committing"), .committed, notify: [bank], reason: nil),
+                    .decided(tx("aborting"), .aborted, notify: [bank], reason: "no"),
+                    .decided(tx("committed"), .committed, notify: [bank], reason: nil),
+                    .acknowledged(tx("committed"), bank),
+                    .ended(tx("committed")),
+                    .ended(tx("aborted")),
+                ]
+                for record in records { try DecisionLog.apply(record, atMilliseconds: 1_000, in: db) }
+            }
+            #expect(try await queue.read { db in try Migrations.schemaVersion(of: "coordinator", in: db) } == 1)
+            try queue.close()
+
+            let log = try DecisionLog(path: path, options: testOptions())
+            #expect(try await log.schemaVersion() == 2)
+            #expect(try await coordinatorIndexes(log) == ["coordinator_transaction_aborted", "coordinator_transaction_open"])
+            for state in TransactionState.allCases {
+                #expect(try await log.list(state: state).map(\.txid.rawValue) == [state.rawValue], "\(state)")
+            }
+            #expect(try await log.transaction(tx("committed"))?.acknowledgements.map(\.participant) == [bank])
+            #expect(try await log.recover() == [
+                .begun(tx("active"), branches: branches),
+                .begun(tx("committing"), branches: branches),
+                .decided(tx("committing"), .committed, notify: [bank], reason: nil),
+                .decided(tx("aborting"), .aborted, notify: [bank], reason: "no"),
+            ])
+            // The upgraded log goes on: the aborted index takes transactions that abort from now on.
+            try await log.append([.ended(tx("aborting"))], durability: .forced)
+            #expect(try await log.list(state: .aborted).map(\.txid.rawValue) == ["aborting", "aborted"])
+            try await log.close()
         }
     }
 
@@ -59,7 +108,7 @@ struct SchemaTests {
             #expect(error?.message.contains("arbiter.coordinator.v99") == true)
 
             let migrations = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") }
-            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v99"])
+            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v2", "arbiter.coordinator.v99"])
         }
     }
 }
@@ -120,5 +169,14 @@ struct OpeningErrorTests {
             }
             #expect(error?.code == .invalidArgument)
         }
+    }
+}
+
+/// The names of the coordinator's own indexes (not SQLite's automatic ones for UNIQUE).
+private func coordinatorIndexes(_ log: DecisionLog) async throws -> [String] {
+    try await log.writer.read { db in
+        try String.fetchAll(db, sql: """
+            SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name
+            """)
     }
 }
