@@ -117,7 +117,7 @@ public struct ParticipantMachine: Sendable {
         }
         switch transaction.state {
         case .prepared:
-            transaction.state = .committing(onePhase: false, heuristic: false)
+            transaction.state = .committing(onePhase: false, heuristic: false, replies: [])
             transactions[txid] = transaction
             effects.append(.cancelTimer(TimerID(.inquiry, txid)))
             effects.append(.force([.committed(txid, heuristic: false)]))
@@ -167,8 +167,15 @@ public struct ParticipantMachine: Sendable {
             if !replies.contains(acknowledgement) {
                 transactions[txid]?.state = .aborting(heuristic: heuristic, replies: replies + [acknowledgement])
             }
-        case .committing:
-            return  // A decision is being forced here; its answer follows.
+        case .committing(let onePhase, let heuristic, let replies):
+            // The committed record is being forced. A one-phase coordinator asks this way what was
+            // decided (its prepare went unanswered); answer once the record is durable, as a
+            // resend would be answered, instead of leaving its request waiting for a deadline.
+            if heuristic { effects.append(.anomaly(txid, "abort for a transaction an operator is committing heuristically")) }
+            let acknowledgement = ParticipantMessage.acknowledge(txid, .committed)
+            if !replies.contains(acknowledgement) {
+                transactions[txid]?.state = .committing(onePhase: onePhase, heuristic: heuristic, replies: replies + [acknowledgement])
+            }
         case .committed(let heuristic):
             // A coordinator asks a one-phase participant this way what it decided; a mismatch in
             // two-phase commit is the coordinator's to judge.
@@ -219,7 +226,7 @@ public struct ParticipantMachine: Sendable {
             // A one-phase read-only branch is a commit of nothing, but its record must still be
             // durable: the client is told "committed", and a coordinator that lost its own lazy
             // record after a crash asks this participant what the outcome was.
-            transaction.state = .committing(onePhase: true, heuristic: false)
+            transaction.state = .committing(onePhase: true, heuristic: false, replies: [])
             transactions[txid] = transaction
             effects.append(.force([.committed(txid, heuristic: false)]))
         case (.yes, false):
@@ -257,13 +264,15 @@ public struct ParticipantMachine: Sendable {
             transactions[txid] = transaction
             effects.append(.send(transaction.coordinator, .vote(txid, .yes)))
             effects.append(.setTimer(TimerID(.inquiry, txid), after: config.inquiryTimeout))
-        case .committing(let onePhase, let heuristic):
+        case .committing(let onePhase, let heuristic, let replies):
             transaction.state = .committed(heuristic: heuristic)
             transactions[txid] = transaction
+            var sent: [ParticipantMessage] = []
             if !heuristic {
-                let reply: ParticipantMessage = onePhase ? .onePhaseOutcome(txid, .committed) : .acknowledge(txid, .committed)
-                effects.append(.send(transaction.coordinator, reply))
+                sent.append(onePhase ? .onePhaseOutcome(txid, .committed) : .acknowledge(txid, .committed))
             }
+            for reply in replies where !sent.contains(reply) { sent.append(reply) }
+            for reply in sent { effects.append(.send(transaction.coordinator, reply)) }
             effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
         case .aborting(let heuristic, let replies):
             transaction.state = .aborted(heuristic: heuristic)
@@ -298,7 +307,7 @@ public struct ParticipantMachine: Sendable {
         effects.append(.cancelTimer(TimerID(.inquiry, txid)))
         switch outcome {
         case .committed:
-            transaction.state = .committing(onePhase: false, heuristic: true)
+            transaction.state = .committing(onePhase: false, heuristic: true, replies: [])
             transactions[txid] = transaction
             effects.append(.force([.committed(txid, heuristic: true)]))
         case .aborted:
@@ -395,7 +404,9 @@ extension ParticipantMachine {
         case staging(payload: Payload, onePhase: Bool, abortRequested: Bool)
         case preparing(payload: Payload)
         case prepared(payload: Payload, inquiries: Int)
-        case committing(onePhase: Bool, heuristic: Bool)
+        /// The committed record is being forced; `replies` are sent once it is durable, after the
+        /// commit's own answer.
+        case committing(onePhase: Bool, heuristic: Bool, replies: [ParticipantMessage])
         /// An aborted record is being forced; `replies` are sent once it is durable.
         case aborting(heuristic: Bool, replies: [ParticipantMessage])
         case committed(heuristic: Bool)

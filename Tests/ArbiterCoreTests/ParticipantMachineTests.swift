@@ -136,6 +136,44 @@ struct ParticipantMachineTests {
         #expect(machine.handle(prepare(onePhase: true)) == [.send(c, .onePhaseOutcome(t, .committed))])
     }
 
+    @Test func anAbortThatAsksWhileAOnePhaseCommitIsForcedIsAnsweredOnceItIsDurable() {
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare(onePhase: true))
+        _ = machine.handle(.staged(t, .yes))
+        // The coordinator's one-phase prepare went unanswered, so it asks with an abort; the
+        // committed record is still being forced, so nothing can be said yet (twice: a resend).
+        #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
+        #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
+        #expect(machine.state(of: t) == .committing)
+        // Durable: the prepare's answer, then the abort's, once each; no abort record.
+        let durable = machine.handle(.forced(t))
+        let sent = durable.compactMap { effect -> ParticipantMessage? in
+            if case .send(_, let message) = effect { message } else { nil }
+        }
+        #expect(sent == [.onePhaseOutcome(t, .committed), .acknowledge(t, .committed)])
+        #expect(!durable.contains { if case .force = $0 { true } else if case .write = $0 { true } else { false } })
+        #expect(machine.state(of: t) == .committed)
+    }
+
+    @Test func aCommitAndAnAbortDuringTheCommitsForceAreAnsweredWithOneAcknowledgement() {
+        var machine = prepared()
+        _ = machine.handle(.received(from: c, .commit(t)))
+        #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
+        let sent = machine.handle(.forced(t)).compactMap { effect -> ParticipantMessage? in
+            if case .send(_, let message) = effect { message } else { nil }
+        }
+        #expect(sent == [.acknowledge(t, .committed)])
+    }
+
+    @Test func anAbortDuringAHeuristicCommitsForceIsAnsweredWithTheCommitAndReported() {
+        var machine = prepared()
+        _ = machine.handle(.decideHeuristically(t, .committed))
+        let asked = machine.handle(.received(from: c, .abort(t)))
+        #expect(asked.contains { if case .anomaly(t, _) = $0 { true } else { false } })
+        #expect(!asked.contains { if case .send = $0 { true } else { false } })
+        #expect(machine.handle(.forced(t)).contains(.send(c, .acknowledge(t, .committed))))
+    }
+
     @Test func inDoubtItAsksAndNeverDecidesAlone() {
         var machine = prepared()
         for _ in 0..<5 {
