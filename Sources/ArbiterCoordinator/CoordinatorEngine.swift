@@ -1,7 +1,7 @@
 public import ArbiterCore
 import ArbiterRuntime
 public import ArbiterStorage
-import Dispatch
+import ArbiterHTTP
 import Logging
 import Synchronization
 
@@ -364,9 +364,7 @@ public final class CoordinatorEngine: Sendable {
             }
             guard let number else { return continuation.resume() }
             // Only this linger: a forced write may have ended it and a later one begun.
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(lazyLinger.nanoseconds))) { [self] in
-                endLinger(number)
-            }
+            EventLoopExecutor.run(after: lazyLinger) { [self] in endLinger(number) }
         }
     }
 

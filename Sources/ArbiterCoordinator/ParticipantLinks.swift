@@ -1,7 +1,6 @@
 import ArbiterCore
 import ArbiterHTTP
 import ArbiterRuntime
-import Dispatch
 import Logging
 import Synchronization
 
@@ -100,7 +99,7 @@ final class ParticipantLinks: Sendable {
     /// Ends lingers when they are due.
     private func schedule(_ wakes: [(ParticipantID, Duration)]) {
         for (participant, delay) in wakes {
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds))) { [self] in
+            EventLoopExecutor.run(after: delay) { [self] in
                 var again: [(ParticipantID, Duration)] = []
                 let batch = links.withLock { links -> [CoordinatorMessage]? in
                     links[participant]?.wakeScheduled = false
