@@ -37,7 +37,9 @@ struct BankBench: AsyncParsableCommand {
             (Hummingbird server, AsyncHTTPClient, kept-alive connection). A transfer's median at C=1 \
             is printed as a multiple of its floor: 2 fsyncs + 2 round trips for `wait: decision` \
             (client -> coordinator, prepare with the participants' forced vote, the forced \
-            decision), 3 + 3 for `wait: completion` (plus commit with the participants' forced commit).
+            decision), 3 + 3 for `wait: completion` (plus commit with the participants' forced commit). \
+            With them, a CPU probe (a fixed millisecond of single-threaded work, 30 times) gauges how \
+            fast the cores ran: compare it across runs on a machine whose speed drifts.
 
             At the end it waits until nothing is in flight and checks the bank's invariants: the sum \
             of all balances is unchanged, none is negative, nothing stays reserved. It exits non-zero \
@@ -241,7 +243,8 @@ struct BankBench: AsyncParsableCommand {
     private func measureFloors(_ root: String) async throws -> Floors {
         let fsync = try FloorMeasurement.fsync(directory: root, count: fsyncSamples)
         let roundTrip = try await FloorMeasurement.roundTrip(count: roundTripSamples)
-        return Floors(fsync: fsync, roundTrip: roundTrip)
+        let cpuProbe = FloorMeasurement.cpuProbe(count: 30)
+        return Floors(fsync: fsync, roundTrip: roundTrip, cpuProbe: cpuProbe)
     }
 
     private func openAccounts(_ cluster: BankCluster) async throws {

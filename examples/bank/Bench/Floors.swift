@@ -14,6 +14,10 @@ struct Floors: Codable, Sendable {
     /// One HTTP/1.1 POST with a small JSON body and answer, over a kept-alive loopback connection,
     /// Hummingbird server and AsyncHTTPClient client (the stack the services use).
     var roundTrip: LatencySummary
+    /// A fixed piece of single-threaded work (``FloorMeasurement/cpuProbe(count:)``): not a floor,
+    /// but a gauge of how fast the machine's cores ran at the time, for comparing runs on a machine
+    /// whose speed drifts. Absent from results written before it existed.
+    var cpuProbe: LatencySummary?
 
     /// The floor of a 2-participant transfer: `fsyncs` forced writes and `roundTrips` round trips
     /// in sequence, at their medians.
@@ -86,6 +90,34 @@ enum FloorMeasurement {
             guard written == 4096, fdatasync(fd) == 0 else { throw BenchError("pwrite/fdatasync failed on \(path): errno \(errno)") }
             histogram.record(clock.now - start)
         }
+        return LatencySummary(histogram)
+    }
+
+    /// `count` runs of the same fixed, single-threaded integer work (about a millisecond on the
+    /// project's machine): a gauge of the cores' speed at the time. On a virtual machine it moves
+    /// with what the neighbours do, even when no steal is reported, and every other figure of the
+    /// run moves with it.
+    static func cpuProbe(count: Int) -> LatencySummary {
+        precondition(count > 0)
+        var histogram = makeLatencyHistogram()
+        let clock = ContinuousClock()
+        var sink: UInt64 = 0
+        for round in 0..<count {
+            let start = clock.now
+            // SplitMix64 steps: a dependent chain of multiplies and shifts the optimiser cannot
+            // shorten, and no memory traffic.
+            var state = UInt64(round)
+            for _ in 0..<800_000 {
+                state &+= 0x9E37_79B9_7F4A_7C15
+                var z = state
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                sink ^= z ^ (z >> 31)
+            }
+            histogram.record(clock.now - start)
+        }
+        // Keeps the work observable.
+        if sink == 0x0123_4567_89AB_CDEF { print("") }
         return LatencySummary(histogram)
     }
 
