@@ -1,7 +1,7 @@
 public import ArbiterCore
+import ArbiterHTTP
 import ArbiterRuntime
 public import ArbiterStorage
-import ArbiterHTTP
 import Logging
 import Synchronization
 

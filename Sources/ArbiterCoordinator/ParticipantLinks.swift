@@ -38,7 +38,7 @@ final class ParticipantLinks: Sendable {
         var inFlight = 0
         /// Messages in `queue` that must not linger: prepares, and phase-2 messages a client waits for.
         var queuedUrgent = 0
-        /// Whether `queue` is known to hold only messages that may linger; when nil they started to.
+        /// When the oldest message in `queue` that may linger was queued; nil when none is queued.
         var lingerStarted: ContinuousClock.Instant?
         /// Whether a wake-up is scheduled for the end of a linger.
         var wakeScheduled = false
@@ -75,16 +75,15 @@ final class ParticipantLinks: Sendable {
     /// Whether no message is queued or on the wire.
     var isIdle: Bool { links.withLock { $0.values.allSatisfy { $0.queue.isEmpty && $0.inFlight == 0 } } }
 
-    /// Queues `message` for `participant`; sends at once if the link has room (a phase-2 message
-    /// that is not `urgent` may linger, see the type's description). Never blocks.
+    /// Queues `message` for `participant`; sends at once if the link has room. A message that is not
+    /// `urgent` (the engine says so only of a phase-2 message no client waits for) may linger, see
+    /// the type's description. Never blocks.
     func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true) {
         var wakes: [(ParticipantID, Duration)] = []
         let batch = links.withLock { links -> [CoordinatorMessage]? in
             var link = links[participant] ?? Link()
             link.queue.append(message)
-            if case .prepare = message {
-                link.queuedUrgent += 1
-            } else if urgent {
+            if urgent {
                 link.queuedUrgent += 1
             } else if link.lingerStarted == nil {
                 link.lingerStarted = .now

@@ -202,30 +202,19 @@ public final class GroupCommitWriter: Sendable {
         guard let batch = takeBatch(recording: nil) else { return }
         var finished = commit(batch, in: db)
         finished.report.isOnCaller = true
-        let (continues, idleWaiters) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
-            state.statistics.record(finished.report)
-            if state.queuedCount > 0 { return (true, []) }
-            state.isDraining = false
-            defer { state.idleWaiters = [] }
-            return (false, state.idleWaiters)
-        }
-        if continues {
+        let idleWaiters = state.withLock { $0.endDrainIfEmpty(recording: finished.report) }
+        if idleWaiters == nil {
             pool.asyncWriteWithoutTransaction { db in self.drain(db) }
         }
         finished.answerCallers()
-        for waiter in idleWaiters { waiter.resume() }
+        for waiter in idleWaiters ?? [] { waiter.resume() }
     }
 
     /// Records the previous batch's figures, then takes the next batch, or ends the drain when the
     /// queue is empty. One lock acquisition per batch does both.
     private func takeBatch(recording report: BatchReport?) -> Batch? {
         let (batch, idleWaiters) = state.withLock { state -> (Batch?, [CheckedContinuation<Void, Never>]) in
-            if let report { state.statistics.record(report) }
-            guard state.queuedCount > 0 else {
-                state.isDraining = false
-                defer { state.idleWaiters = [] }
-                return (nil, state.idleWaiters)
-            }
+            if let idleWaiters = state.endDrainIfEmpty(recording: report) { return (nil, idleWaiters) }
             let requests = state.dequeue(upTo: options.batchSizeMax)
             let synchronous: SynchronousLevel = requests.contains { $0.durability == .forced } ? .full : .normal
             defer { state.synchronous = synchronous }
@@ -537,6 +526,16 @@ private struct State {
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
 
     var queuedCount: Int { queue.count - queueHead }
+
+    /// Records a committed batch's figures; then, when nothing is queued, ends the drain and returns
+    /// the ``GroupCommitWriter/close()`` calls to resume. Returns nil while requests wait.
+    mutating func endDrainIfEmpty(recording report: BatchReport?) -> [CheckedContinuation<Void, Never>]? {
+        if let report { statistics.record(report) }
+        guard queuedCount == 0 else { return nil }
+        isDraining = false
+        defer { idleWaiters = [] }
+        return idleWaiters
+    }
 
     /// Takes up to `countMax` requests from the front of the queue, in arrival order.
     mutating func dequeue(upTo countMax: Int) -> [Request] {

@@ -7,8 +7,8 @@ import GRDB
 /// would never see the edit). Instead add a file holding the change and the `UPDATE
 /// arbiter_schema_version` to the new version (as `schemas/coordinator.v2.sql` does), add it to
 /// `schemas/embed-in-swift.sh` and run it, and register the migration after the last one below.
-/// GRDB then applies it once to every existing database, and all of them in order to a new one. Nothing here ever sets
-/// `eraseDatabaseOnSchemaChange`: a decision log is forever.
+/// GRDB then applies it once to every existing database, and all of them in order to a new one.
+/// Nothing here ever sets `eraseDatabaseOnSchemaChange`: a decision log is forever.
 enum Migrations {
     /// The coordinator's decision log.
     static var coordinator: DatabaseMigrator {

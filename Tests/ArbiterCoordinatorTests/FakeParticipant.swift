@@ -44,26 +44,26 @@ final class FakeParticipant: Sendable {
         routes.post("/v1/prepare") { request, _ in
             let body = try await request.decodeWire(PrepareBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.prepare(try body.validated(limits: .default))
-            self.seen.withLock { $0.requests.append([Self.describe(message)]) }
+            self.recordRequest([message])
             let reply = try await self.answer(message)
             return try WireResponse.json(PrepareReply(reply)!)
         }
         routes.post("/v1/commit") { request, _ in
             let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.commit(try body.validated())
-            self.seen.withLock { $0.requests.append([Self.describe(message)]) }
+            self.recordRequest([message])
             return try WireResponse.json(AcknowledgeReply(try await self.answer(message))!)
         }
         routes.post("/v1/abort") { request, _ in
             let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.abort(try body.validated())
-            self.seen.withLock { $0.requests.append([Self.describe(message)]) }
+            self.recordRequest([message])
             return try WireResponse.json(AcknowledgeReply(try await self.answer(message))!)
         }
         routes.post("/v1/batch") { request, _ in
             let body = try await request.decodeWire(BatchRequest.self, bodySizeMax: 16 << 20)
             let messages = try body.validated(limits: .default)
-            self.seen.withLock { $0.requests.append(messages.map(Self.describe)) }
+            self.recordRequest(messages)
             let replies = try await withThrowingTaskGroup(of: (Int, BatchReply).self) { group in
                 for (index, message) in messages.enumerated() {
                     group.addTask {
@@ -81,6 +81,11 @@ final class FakeParticipant: Sendable {
             return try WireResponse.json(BatchResponse(replies: replies))
         }
         return router
+    }
+
+    /// Notes one request's messages in ``Seen/requests``.
+    private func recordRequest(_ messages: [CoordinatorMessage]) {
+        seen.withLock { $0.requests.append(messages.map(Self.describe)) }
     }
 
     private static func describe(_ message: CoordinatorMessage) -> String {

@@ -36,8 +36,6 @@ public enum EventLoopExecutor {
     /// then wakes an event loop for whatever the block starts (three thread wake-ups per timer,
     /// counted with `perf trace` at the coordinator). `body` must not block.
     public static func run(after delay: Duration, _ body: @escaping @Sendable () -> Void) {
-        let (seconds, attoseconds) = delay.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(max(0, nanoseconds))) { body() }
+        MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(delay)) { body() }
     }
 }
