@@ -10,6 +10,12 @@
 ///   acknowledged, so that a `prepare` overtaken by its abort votes no instead of holding locks
 ///   until an inquiry — and, in one-phase commit, can never commit after the abort was reported.
 /// - A repeated message gets the same answer; a decision never changes.
+///
+/// Memory holds the transactions in progress, and ended ones for
+/// ``ParticipantConfig/memoryRetention`` only. A message about an ended transaction memory has
+/// forgotten is answered from the store: the driver feeds the transaction's records first
+/// (``ParticipantEvent/recovered(_:)`` before a `commit` or `abort`,
+/// ``ParticipantEvent/alreadyRecorded(_:_:)`` in place of staging a `prepare`).
 public struct ParticipantMachine: Sendable {
     public let config: ParticipantConfig
     private var random: SplitMix64
@@ -26,7 +32,7 @@ public struct ParticipantMachine: Sendable {
         transactions[txid].map { ParticipantState($0.state) }
     }
 
-    /// The transactions this participant remembers (in progress, or ended and within retention).
+    /// The transactions this participant remembers (in progress, or ended within memory retention).
     public var knownCount: Int { transactions.count }
 
     /// Feeds one event and returns what the driver must do, in order.
@@ -37,6 +43,8 @@ public struct ParticipantMachine: Sendable {
             receive(message, from: coordinator, into: &effects)
         case .staged(let txid, let vote):
             staged(txid, vote, into: &effects)
+        case .alreadyRecorded(let txid, let records):
+            alreadyRecorded(txid, records, into: &effects)
         case .forced(let txid):
             forced(txid, into: &effects)
         case .timerFired(let timer):
@@ -75,7 +83,15 @@ public struct ParticipantMachine: Sendable {
             effects.append(.stage(txid, payload: request.payload, onePhase: request.onePhase))
             return
         }
-        // A repeated prepare gets the answer the first one got (or will get).
+        answerRepeated(request, transaction, into: &effects)
+    }
+
+    /// A repeated prepare gets the answer the first one got (or will get).
+    private mutating func answerRepeated(
+        _ request: PrepareRequest, _ transaction: Transaction, into effects: inout [ParticipantEffect]
+    ) {
+        let txid = request.txid
+        let coordinator = request.coordinator
         let reply: ParticipantMessage?
         switch transaction.state {
         case .aborting(let heuristic, let replies):
@@ -247,12 +263,12 @@ public struct ParticipantMachine: Sendable {
             transactions[txid] = transaction
             effects.append(.write([.aborted(txid, heuristic: false)]))
             effects.append(.send(coordinator, .vote(txid, vote)))
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         case (.readOnly, false):
             transaction.state = .readOnly
             transactions[txid] = transaction
             effects.append(.send(coordinator, .vote(txid, .readOnly)))
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         }
     }
 
@@ -273,12 +289,12 @@ public struct ParticipantMachine: Sendable {
             }
             for reply in replies where !sent.contains(reply) { sent.append(reply) }
             for reply in sent { effects.append(.send(transaction.coordinator, reply)) }
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         case .aborting(let heuristic, let replies):
             transaction.state = .aborted(heuristic: heuristic)
             transactions[txid] = transaction
             for reply in replies { effects.append(.send(transaction.coordinator, reply)) }
-            effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+            effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         case .staging, .prepared, .committed, .aborted, .readOnly:
             return  // E.g. an abort overtook the force of the prepared record.
         }
@@ -295,8 +311,8 @@ public struct ParticipantMachine: Sendable {
             let delay = config.inquiryRetry.delay(attempt: inquiries, random: &random)
             effects.append(.setTimer(TimerID(.inquiry, txid), after: delay))
         case (.retention, .committed), (.retention, .aborted), (.retention, .readOnly):
+            // Memory forgets; the records stay in the store, which answers from now on.
             transactions[txid] = nil
-            effects.append(.forget(txid))
         default:
             return
         }
@@ -323,13 +339,35 @@ public struct ParticipantMachine: Sendable {
         transactions[txid]?.state = .aborted(heuristic: false)
         effects.append(.cancelTimer(TimerID(.inquiry, txid)))
         effects.append(.write([.aborted(txid, heuristic: false)]))
-        effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+        effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
+    }
+
+    /// The store already held records of a transaction whose prepare came in: it ended here and
+    /// memory forgot it. Nothing was staged. Its state comes back from the records, and the
+    /// prepare is answered as a repeat; an abort that came while the store was read follows.
+    private mutating func alreadyRecorded(
+        _ txid: TxID, _ records: [ParticipantRecord], into effects: inout [ParticipantEffect]
+    ) {
+        guard let transaction = transactions[txid],
+              case .staging(let payload, let onePhase, let abortRequested) = transaction.state,
+              records.contains(where: { $0.txid == txid })
+        else { return }
+        let coordinator = transaction.coordinator
+        transactions[txid] = nil
+        recover(records.filter { $0.txid == txid }, into: &effects)
+        guard var known = transactions[txid] else { return }
+        // The records may not name the coordinator (a tombstone); this prepare's does.
+        known.coordinator = coordinator
+        transactions[txid] = known
+        answerRepeated(PrepareRequest(txid: txid, coordinator: coordinator, payload: payload, onePhase: onePhase),
+                       known, into: &effects)
+        if abortRequested { abort(txid, from: coordinator, into: &effects) }
     }
 
     // MARK: - Recovery
 
-    /// Rebuilds state from the records: a prepared transaction asks the coordinator at once; ended
-    /// ones are kept to answer duplicates until their retention passes.
+    /// Rebuilds state from the records of transactions memory does not hold: a prepared one asks
+    /// the coordinator at once; an ended one is kept to answer duplicates for the memory retention.
     private mutating func recover(_ records: [ParticipantRecord], into effects: inout [ParticipantEffect]) {
         var order: [TxID] = []
         var folded: [TxID: Transaction] = [:]
@@ -357,10 +395,13 @@ public struct ParticipantMachine: Sendable {
             case .prepared:
                 effects.append(.setTimer(TimerID(.inquiry, txid), after: .zero))
             default:
-                effects.append(.setTimer(TimerID(.retention, txid), after: config.retention))
+                effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
             }
         }
     }
+
+    /// How long an ended transaction stays in memory.
+    private var memoryRetention: Duration { min(config.memoryRetention, config.retention) }
 }
 
 /// Where a transaction stands at a participant, for drivers, operators and tests.

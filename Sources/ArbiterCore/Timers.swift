@@ -10,7 +10,7 @@ public struct TimerID: Hashable, Comparable, Sendable, CustomStringConvertible {
         case phaseTwoRetry
         /// Participant: ask the coordinator about an in-doubt transaction.
         case inquiry
-        /// Participant: the ended transaction's records may be forgotten.
+        /// Participant: memory may forget the ended transaction (its records stay in the store).
         case retention
 
         public static func < (lhs: Kind, rhs: Kind) -> Bool { lhs.rawValue < rhs.rawValue }

@@ -53,7 +53,7 @@ final class ParticipantMetrics: Sendable {
         queuedStorageOps = Self.gauge(registry, "queued_storage_ops",
             help: "Protocol storage operations queued for the next group commits.")
         knownTransactions = Self.gauge(registry, "known_transactions",
-            help: "Transactions the state machine remembers (in progress, or ended within retention).")
+            help: "Transactions the state machine remembers (in progress, or ended within its memory retention).")
     }
 
     /// A gauge named `arbiter_participant_NAME`.

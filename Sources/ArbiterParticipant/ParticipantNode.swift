@@ -110,7 +110,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
                 inquiryTimeout: options.inquiryTimeout,
                 inquiryConcurrencyMax: options.inquiryConcurrencyMax,
                 inquiryQueueLengthMax: 65_536,
-                storageRetry: options.storageRetry
+                storageRetry: options.storageRetry,
+                sweepInterval: Self.sweepInterval(retention: options.protocolConfig.retention)
             ),
             logger: options.logger
         )
@@ -163,6 +164,12 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         }
     }
 
+    /// How often ended transactions past `retention` are deleted: a quarter of it, between 10 ms
+    /// and a minute.
+    static func sweepInterval(retention: Duration) -> Duration {
+        min(max(retention / 4, .milliseconds(10)), .seconds(60))
+    }
+
     private func serve() async throws {
         let logger = options.logger
         let records: [ParticipantRecord]
@@ -173,8 +180,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         }
         engine.recover(records)
         logger.info("recovered protocol state", metadata: [
-            "records": "\(records.count)",
-            "inDoubt": "\(Set(records.filter { if case .prepared = $0 { true } else { false } }.map(\.txid)).count)",
+            "inDoubt": "\(Set(records.map(\.txid)).count)",
             "database": "\(database.path)",
         ])
 
@@ -348,6 +354,11 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
                 metadata: ["txid": "\(txid)", "outcome": "\(body.outcome.rawValue)"])
             return try await status(txid)
         case .notFound:
+            // Memory forgets ended transactions; the store may still hold one.
+            if let stored = try await database.store.transaction(txid) {
+                throw APIError(status: .conflict, code: .invalidValue,
+                    message: "transaction \(txid) is \(stored.state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
+            }
             throw APIError.notFound("transaction \(txid) is not known here", field: "txid")
         case .notInDoubt(let state):
             throw APIError(status: .conflict, code: .invalidValue,

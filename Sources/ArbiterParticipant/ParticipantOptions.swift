@@ -28,7 +28,8 @@ public struct ParticipantOptions: Sendable {
     /// inquiries go, so it must not be whatever a request says. Default `nil`: any coordinator.
     public var coordinators: [String]?
     /// The protocol's timeouts: first inquiry after prepare (10 s), inquiry backoff (1 s doubling to
-    /// 30 s, 20 % jitter), retention of ended transactions (1 hour). See `ParticipantConfig`.
+    /// 30 s, 20 % jitter), retention of ended transactions in the store (1 hour) and in memory
+    /// (30 s). See `ParticipantConfig`.
     public var protocolConfig: ParticipantConfig
     /// Size and count limits on what the node receives (body 1 MiB, batch body 16 MiB, payload
     /// 64 KiB, 1024 batch messages, URL 2048 bytes). See `WireLimits`.

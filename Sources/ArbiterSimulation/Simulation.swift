@@ -237,6 +237,8 @@ public final class Simulation {
         case partition
         case heal(SimNode)
         case endFaults
+        /// The participant's retention sweep reaches a transaction that ended there.
+        case sweep(Int, TxID)
     }
 
     private func schedule(_ item: Scheduled, after delay: SimTime) {
@@ -248,6 +250,7 @@ public final class Simulation {
         case .toParticipant(let index, let message, let sequence):
             guard arrives(from: .coordinator, to: .participant(index), sequence: sequence) else { return }
             record(.toParticipant(index, message))
+            recallForgotten(message, at: index)
             stepParticipant(index, .received(from: Self.coordinatorID, message))
         case .toCoordinator(let index, let message, let sequence):
             guard arrives(from: .participant(index), to: .coordinator, sequence: sequence) else { return }
@@ -275,6 +278,8 @@ public final class Simulation {
             setIsolated(node, false)
         case .endFaults:
             endFaults()
+        case .sweep(let index, let txid):
+            sweep(txid, at: index)
         }
     }
 
@@ -415,9 +420,14 @@ public final class Simulation {
         switch effect {
         case .stage(let txid, let payload, _):
             // The resource stages and votes; the machine's answer is written in the same local
-            // transaction, which the simulated disk models as the entries its effects append.
-            let vote = participants[index].stage(txid, payload)
-            for effect in participants[index].logic.handle(.staged(txid, vote)) { apply(effect, at: index) }
+            // transaction, which the simulated disk models as the entries its effects append. As
+            // the participant library does, the stage first looks for records of the transaction:
+            // one that ended here and that memory forgot is answered from them, not staged again.
+            let recorded = participants[index].disk.records.filter { $0.txid == txid }
+            let event: ParticipantEvent = recorded.isEmpty
+                ? .staged(txid, participants[index].stage(txid, payload))
+                : .alreadyRecorded(txid, recorded)
+            for effect in participants[index].logic.handle(event) { apply(effect, at: index) }
         case .write(let records):
             appendParticipant(records, at: index)
         case .force(let records):
@@ -431,8 +441,6 @@ public final class Simulation {
             setTimer(timer, on: .participant(index), after: delay)
         case .cancelTimer(let timer):
             participants[index].timers[timer] = nil
-        case .forget(let txid):
-            participants[index].forget(txid)
         case .anomaly(let txid, let text):
             violate("P\(index) anomaly for \(txid): \(text)")
         }
@@ -443,11 +451,41 @@ public final class Simulation {
         for record in records {
             participants[index].apply(record)
             let txid = record.txid
+            switch record {
+            case .committed, .aborted:
+                schedule(.sweep(index, txid), after: max(options.participant.retention.microseconds, 0))
+            case .prepared:
+                break
+            }
             if case .committed = record, !client.isOnePhase(txid), coordinator.durableDecision(txid) != .committed {
                 violate("P\(index) committed \(txid) before the coordinator's commit decision was durable")
             }
             checkAgreement(txid)
         }
+    }
+
+    /// Before a `commit` or `abort` for a transaction the participant's memory does not hold, its
+    /// records are read from the disk and fed as `recovered`, as the participant library does.
+    private func recallForgotten(_ message: CoordinatorMessage, at index: Int) {
+        switch message {
+        case .commit(let txid), .abort(let txid):
+            guard participants[index].up, participants[index].logic.state(of: txid) == nil else { return }
+            let recorded = participants[index].disk.records.filter { $0.txid == txid }
+            if !recorded.isEmpty { stepParticipant(index, .recovered(recorded)) }
+        case .prepare, .outcome:
+            return
+        }
+    }
+
+    /// The retention sweep deletes an ended transaction's records (a down participant sweeps once
+    /// it is back).
+    private func sweep(_ txid: TxID, at index: Int) {
+        guard participants[index].up else {
+            schedule(.sweep(index, txid), after: 1_000_000)
+            return
+        }
+        guard let state = participants[index].recorded[txid], state != .prepared else { return }
+        participants[index].forget(txid)
     }
 
     // MARK: - Timers and durability
@@ -570,7 +608,9 @@ public final class Simulation {
             stepCoordinator(.recovered(coordinator.disk.records))
         case .participant(let index):
             participants[index].up = true
-            stepParticipant(index, .recovered(participants[index].disk.records))
+            // As the participant library does, only the transactions in doubt are read back.
+            let inDoubt = participants[index].disk.records.filter { participants[index].recorded[$0.txid] == .prepared }
+            stepParticipant(index, .recovered(inDoubt))
         }
     }
 

@@ -64,7 +64,8 @@ public struct SimulationOptions: Hashable, Sendable {
             participant: ParticipantConfig(
                 inquiryTimeout: .milliseconds(500),
                 inquiryRetry: Backoff(initial: .milliseconds(200), max: .seconds(4)),
-                retention: .seconds(3600))
+                retention: .seconds(3600),
+                memoryRetention: .seconds(3600))
         )
     }
 
@@ -93,6 +94,9 @@ public struct SimulationOptions: Hashable, Sendable {
         // Short enough that settling exercises the cleanup of ended records, far longer than any
         // message can stay in flight.
         options.participant.retention = .seconds(60)
+        // Memory forgets ended transactions sooner than the store, often while duplicates and
+        // resends are still in flight, so that the answers from the store are exercised.
+        options.participant.memoryRetention = pick([.milliseconds(1), .milliseconds(50), .seconds(1), .seconds(60)])
         return options
     }
 }

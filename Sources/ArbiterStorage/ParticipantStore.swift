@@ -52,6 +52,21 @@ public struct ParticipantTransaction: Hashable, Sendable {
 
     /// An abort recorded without a prepare: it exists so that a late prepare votes no.
     public var isTombstone: Bool { state == .aborted && coordinator == nil }
+
+    /// The protocol records this row stands for, in the order they apply: `prepared` (when one was
+    /// written), then `committed` or `aborted` (when it ended).
+    public var records: [ParticipantRecord] {
+        var records: [ParticipantRecord] = []
+        if let coordinator {
+            records.append(.prepared(txid, coordinator: coordinator, payload: payload ?? Payload([])))
+        }
+        switch state {
+        case .prepared: break
+        case .committed: records.append(.committed(txid, heuristic: isHeuristic))
+        case .aborted: records.append(.aborted(txid, heuristic: isHeuristic))
+        }
+        return records
+    }
 }
 
 /// A participant's protocol state and key locks, kept in the participant service's own SQLite
@@ -207,27 +222,37 @@ public final class ParticipantStore: Sendable {
         }
     }
 
-    /// Every record still retained, in log order: transactions in the order first recorded here, and
-    /// each one's `prepared` before its `committed` or `aborted`.
+    /// The records the participant replays at restart: the `prepared` records of the transactions
+    /// in doubt, in the order they were first recorded here. Their locks (see ``allLocks()``) are
+    /// still held.
     ///
-    /// The participant replays these at restart: a `prepared` without an end is in doubt, and its
-    /// locks (see ``allLocks()``) are still held.
+    /// Ended transactions are not read back: the participant answers their late duplicates from
+    /// the store (``records(of:)``, ``transaction(_:in:)``), so a restart's cost and memory do not
+    /// grow with the retention.
     public func recover() async throws(StorageError) -> [ParticipantRecord] {
         try await reading { db in
             var records: [ParticipantRecord] = []
-            let rows = try Row.fetchCursor(db, sql: "\(Self.transactionSelect) ORDER BY seq")
+            let rows = try Row.fetchCursor(db, sql: "\(Self.transactionSelect) WHERE state = 'prepared' ORDER BY seq")
             while let row = try rows.next() {
-                let transaction = try Self.transaction(row)
-                if let coordinator = transaction.coordinator {
-                    records.append(.prepared(transaction.txid, coordinator: coordinator, payload: transaction.payload ?? Payload([])))
-                }
-                switch transaction.state {
-                case .prepared: break
-                case .committed: records.append(.committed(transaction.txid, heuristic: transaction.isHeuristic))
-                case .aborted: records.append(.aborted(transaction.txid, heuristic: transaction.isHeuristic))
-                }
+                records.append(contentsOf: try Self.transaction(row).records)
             }
             return records
+        }
+    }
+
+    /// The records of each of `txids` that the store holds (see
+    /// ``ParticipantTransaction/records``), read in one snapshot; ids it holds nothing of are
+    /// left out.
+    public func records(of txids: [TxID]) async throws(StorageError) -> [TxID: [ParticipantRecord]] {
+        try await reading { db in
+            var found: [TxID: [ParticipantRecord]] = [:]
+            let statement = try db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?")
+            for txid in txids {
+                if let row = try Row.fetchOne(statement, arguments: [txid.rawValue]) {
+                    found[txid] = try Self.transaction(row).records
+                }
+            }
+            return found
         }
     }
 
@@ -304,6 +329,34 @@ public final class ParticipantStore: Sendable {
             }
         } catch {
             throw StorageError.wrapping(error, doing: "forgetting transactions in", path: writer.path)
+        }
+    }
+
+    /// Deletes up to `limit` of the transactions that ended longer ago than `retention` (by the
+    /// store's clock), oldest end first, in one lazy write; returns how many it deleted. Ask again
+    /// while it returns `limit`. A transaction in doubt has not ended, so it is never deleted.
+    ///
+    /// - Throws: ``StorageError/Code/invalidArgument`` when `limit` is not in
+    ///   1...``endedLimitMax``.
+    @discardableResult
+    public func forgetEnded(olderThan retention: Duration, limit: Int = 1000) async throws(StorageError) -> Int {
+        guard (1...Self.endedLimitMax).contains(limit) else {
+            throw StorageError(.invalidArgument, "limit is \(limit); ask for 1 to \(Self.endedLimitMax) transactions at a time")
+        }
+        let cutoff = Stored.milliseconds(now().addingTimeInterval(-(retention / .seconds(1))))
+        do {
+            return try await writer.write(.lazy) { db in
+                // Ended transactions hold no locks (their end released them), so only their rows go.
+                try db.cachedStatement(sql: """
+                    DELETE FROM participant_transaction WHERE txid IN (
+                        SELECT txid FROM participant_transaction INDEXED BY participant_transaction_by_end
+                        WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?
+                        ORDER BY ended_at_ms LIMIT ?)
+                    """).execute(arguments: [cutoff, limit])
+                return db.changesCount
+            }
+        } catch {
+            throw StorageError.wrapping(error, doing: "forgetting ended transactions in", path: writer.path)
         }
     }
 

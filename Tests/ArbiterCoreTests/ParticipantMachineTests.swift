@@ -213,10 +213,81 @@ struct ParticipantMachineTests {
         #expect(commit.contains { if case .anomaly = $0 { true } else { false } })
     }
 
-    @Test func endedTransactionsAreForgottenAfterRetention() {
-        var machine = prepared()
-        _ = machine.handle(.received(from: c, .abort(t)))
-        #expect(machine.handle(.timerFired(TimerID(.retention, t))) == [.forget(t)])
+    @Test func memoryForgetsAnEndedTransactionAfterItsMemoryRetentionAndLeavesTheRecords() {
+        var machine = ParticipantMachine(config: ParticipantConfig(retention: .seconds(3600), memoryRetention: .seconds(5)), seed: 1)
+        _ = machine.handle(prepare())
+        _ = machine.handle(.staged(t, .yes))
+        _ = machine.handle(.forced(t))
+        let aborted = machine.handle(.received(from: c, .abort(t)))
+        #expect(aborted.contains(.setTimer(TimerID(.retention, t), after: .seconds(5))))
+        // Nothing to write or delete: the store keeps the records until the driver's sweep.
+        #expect(machine.handle(.timerFired(TimerID(.retention, t))).isEmpty)
         #expect(machine.state(of: t) == nil)
+        #expect(machine.knownCount == 0)
+    }
+
+    @Test func theShorterOfTheTwoRetentionsKeepsAnEndedTransactionInMemory() {
+        var machine = ParticipantMachine(config: ParticipantConfig(retention: .seconds(2), memoryRetention: .seconds(30)), seed: 1)
+        _ = machine.handle(prepare())
+        let staged = machine.handle(.staged(t, .no(reason: "refused")))
+        #expect(staged.contains(.setTimer(TimerID(.retention, t), after: .seconds(2))))
+    }
+
+    /// A machine that forgot `t` after it ended with `records`, with a late prepare of it staging.
+    func forgotten(_ records: [ParticipantRecord], latePrepare: ParticipantEvent) -> (ParticipantMachine, [ParticipantEffect]) {
+        var machine = ParticipantMachine(seed: 1)
+        let effects = machine.handle(latePrepare)
+        #expect(effects == [.stage(t, payload: payload, onePhase: false)] || effects == [.stage(t, payload: payload, onePhase: true)])
+        return (machine, effects)
+    }
+
+    @Test func aLatePrepareOfAForgottenCommitIsAnsweredFromItsRecordsNotStagedAgain() {
+        let records: [ParticipantRecord] = [.prepared(t, coordinator: c, payload: payload), .committed(t, heuristic: false)]
+        var (machine, _) = forgotten(records, latePrepare: prepare())
+        let answer = machine.handle(.alreadyRecorded(t, records))
+        #expect(answer.contains(.send(c, .vote(t, .yes))))
+        #expect(!answer.contains { if case .force = $0 { true } else if case .write = $0 { true } else { false } })
+        #expect(machine.state(of: t) == .committed)
+        // Kept for the memory retention again, then forgotten.
+        #expect(answer.contains(.setTimer(TimerID(.retention, t), after: ParticipantConfig().memoryRetention)))
+
+        var onePhase = ParticipantMachine(seed: 1)
+        _ = onePhase.handle(prepare(onePhase: true))
+        #expect(onePhase.handle(.alreadyRecorded(t, [.committed(t, heuristic: false)])).contains(.send(c, .onePhaseOutcome(t, .committed))))
+    }
+
+    @Test func aLatePrepareOfAForgottenTombstoneVotesNo() {
+        var (machine, _) = forgotten([.aborted(t, heuristic: false)], latePrepare: prepare())
+        let answer = machine.handle(.alreadyRecorded(t, [.aborted(t, heuristic: false)]))
+        #expect(answer.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
+        #expect(machine.state(of: t) == .aborted)
+    }
+
+    @Test func anAbortThatCameWhileTheStoreWasReadFollowsTheAnswer() {
+        // A one-phase coordinator asks what was decided with an abort; the store says committed.
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare(onePhase: true))
+        #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)  // Staging: abort when it reports.
+        let answer = machine.handle(.alreadyRecorded(t, [.committed(t, heuristic: false)]))
+        #expect(answer.contains(.send(c, .onePhaseOutcome(t, .committed))))
+        #expect(answer.contains(.send(c, .acknowledge(t, .committed))))
+        #expect(!answer.contains { if case .force = $0 { true } else { false } })
+    }
+
+    @Test func aForgottenCommitIsAcknowledgedFromItsRecordsNotAsUnknown() {
+        // The driver feeds the stored records before a commit or abort of an id memory forgot.
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(.recovered([.prepared(t, coordinator: c, payload: payload), .committed(t, heuristic: false)]))
+        #expect(machine.handle(.received(from: c, .commit(t))) == [.send(c, .acknowledge(t, .committed))])
+        // An abort (a one-phase coordinator asking) gets the commit, never a tombstone over it.
+        #expect(machine.handle(.received(from: c, .abort(t))) == [.send(c, .acknowledge(t, .committed))])
+    }
+
+    @Test func recordsOfATransactionMemoryHoldsAreIgnored() {
+        var machine = prepared()
+        #expect(machine.handle(.recovered([.aborted(t, heuristic: false)])).isEmpty)
+        #expect(machine.state(of: t) == .prepared)
+        #expect(machine.handle(.alreadyRecorded(t, [.aborted(t, heuristic: false)])).isEmpty)
+        #expect(machine.state(of: t) == .prepared)
     }
 }

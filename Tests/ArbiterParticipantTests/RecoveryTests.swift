@@ -71,6 +71,45 @@ struct RecoveryTests {
         }
     }
 
+    @Test("memory forgets ended transactions after its retention; the store answers their late duplicates, before and after a restart")
+    func memoryRetention() async throws {
+        let shortMemory: @Sendable (inout ParticipantOptions) -> Void = { $0.protocolConfig.memoryRetention = .milliseconds(20) }
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory, configure: shortMemory) { node in
+                _ = try await node.prepare("t-c", payload: Scripts.vote("yes"))
+                #expect(try await node.commit("t-c").json()["state"] as? String == "committed")
+                _ = try await node.prepare("t-1p", payload: Scripts.vote("yes"), onePhase: true)
+                _ = try await node.abort("t-tomb")
+                try await eventually("memory forgets the ended transactions") {
+                    try ["t-c", "t-1p", "t-tomb"].allSatisfy { node.node.state(of: try TxID($0)) == nil }
+                }
+                try await Self.expectLateDuplicatesAnsweredFromTheStore(node)
+            }
+            // A restart reads back only the transactions in doubt; the store still answers.
+            try await withNode(ScriptedResource(), directory: directory, configure: shortMemory) { node in
+                #expect(node.node.state(of: try TxID("t-c")) == nil)
+                try await Self.expectLateDuplicatesAnsweredFromTheStore(node)
+            }
+        }
+    }
+
+    static func expectLateDuplicatesAnsweredFromTheStore(_ node: RunningNode<ScriptedResource>) async throws {
+        // A commit is acknowledged as committed, not as unknown.
+        #expect(try await node.commit("t-c").json()["state"] as? String == "committed")
+        // A prepare gets its first answer and is not staged again.
+        #expect(try await node.prepare("t-c", payload: Scripts.vote("yes")).json()["vote"] as? String == "yes")
+        #expect(try await node.rows("t-c") == ScriptRows(applied: true))
+        #expect(try await node.prepare("t-1p", payload: Scripts.vote("yes"), onePhase: true).json()["outcome"] as? String == "committed")
+        #expect(try await node.rows("t-1p") == ScriptRows(applied: true))
+        // An abort of a committed transaction (a one-phase coordinator asking) gets the commit:
+        // no tombstone is written over it.
+        #expect(try await node.abort("t-1p").json()["state"] as? String == "committed")
+        #expect(try await node.stored("t-1p")?.state == "committed")
+        // The tombstone still refuses its late prepare.
+        #expect(try await node.prepare("t-tomb", payload: Scripts.vote("yes")).json()["vote"] as? String == "no")
+        #expect(try await node.rows("t-tomb") == ScriptRows())
+    }
+
     @Test("ended transactions are forgotten after their retention; a late commit then answers unknown")
     func retention() async throws {
         try await withTemporaryDirectory { directory in

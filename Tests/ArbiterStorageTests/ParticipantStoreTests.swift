@@ -28,7 +28,7 @@ private func openStore(_ directory: String, clock: TestClock = TestClock()) thro
 
 @Suite("ParticipantStore")
 struct ParticipantStoreTests {
-    @Test("every record kind survives close and reopen; recover returns them in log order")
+    @Test("every record kind survives close and reopen; recover returns the transactions in doubt, the rest is read by id")
     func roundTrip() async throws {
         try await withTemporaryDirectory { directory in
             let (t1, t2, t3, t4, t5) = (tx("t1"), tx("t2"), tx("t3"), tx("t4"), tx("t5"))
@@ -44,14 +44,13 @@ struct ParticipantStoreTests {
             try await store.close()
 
             let reopened = try openStore(directory)
-            #expect(try await reopened.recover() == [
-                .prepared(t1, coordinator: coordinator, payload: payload),
-                .prepared(t2, coordinator: coordinator, payload: binary),
-                .committed(t2, heuristic: false),
-                .aborted(t3, heuristic: false),
-                .prepared(t4, coordinator: coordinator, payload: payload),
-                .aborted(t4, heuristic: true),
-                .committed(t5, heuristic: false),
+            #expect(try await reopened.recover() == [.prepared(t1, coordinator: coordinator, payload: payload)])
+            #expect(try await reopened.records(of: [t1, t2, t3, t4, t5, tx("unknown")]) == [
+                t1: [.prepared(t1, coordinator: coordinator, payload: payload)],
+                t2: [.prepared(t2, coordinator: coordinator, payload: binary), .committed(t2, heuristic: false)],
+                t3: [.aborted(t3, heuristic: false)],
+                t4: [.prepared(t4, coordinator: coordinator, payload: payload), .aborted(t4, heuristic: true)],
+                t5: [.committed(t5, heuristic: false)],
             ])
             #expect(try await reopened.prepared().map(\.txid) == [t1])
             #expect(try await reopened.transaction(t3)?.isTombstone == true)
@@ -172,6 +171,42 @@ struct ParticipantStoreTests {
             #expect(try await store.forget([old, recent]) == 2)
             #expect(try await store.forget(old) == false)
             #expect(try await store.recover() == [.prepared(inDoubt, coordinator: coordinator, payload: payload)])
+            try await store.close()
+        }
+    }
+
+    @Test("forgetEnded deletes the transactions ended longer ago than the retention, a page at a time, never one in doubt")
+    func forgetEnded() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = TestClock()
+            let store = try openStore(directory, clock: clock)
+            let inDoubt = tx("t-in-doubt")
+            try await store.write(.forced) { db in
+                try store.apply(.prepared(inDoubt, coordinator: coordinator, payload: payload), in: db)
+                for index in 0..<5 {
+                    let txid = tx("t-old-\(index)")
+                    try store.apply(.prepared(txid, coordinator: coordinator, payload: payload), in: db)
+                    try store.apply(index.isMultiple(of: 2) ? .committed(txid, heuristic: false) : .aborted(txid, heuristic: false), in: db)
+                }
+            }
+            clock.advance(by: 3000)
+            try await store.write(.forced) { db in try store.apply(.aborted(tx("t-recent"), heuristic: false), in: db) }
+            clock.advance(by: 1000)
+
+            // An hour's retention: the five that ended 4000 s ago go, two pages of at most three.
+            #expect(try await store.forgetEnded(olderThan: .seconds(3600), limit: 3) == 3)
+            #expect(try await store.forgetEnded(olderThan: .seconds(3600), limit: 3) == 2)
+            #expect(try await store.forgetEnded(olderThan: .seconds(3600), limit: 3) == 0)
+            #expect(try await store.records(of: (0..<5).map { tx("t-old-\($0)") }).isEmpty)
+            #expect(try await store.transaction(tx("t-recent")) != nil)
+            #expect(try await store.transaction(inDoubt)?.state == .prepared)
+            // Past the recent one's retention too; the one in doubt stays whatever its age.
+            #expect(try await store.forgetEnded(olderThan: .seconds(500)) == 1)
+            #expect(try await store.forgetEnded(olderThan: .zero) == 0)
+            #expect(try await store.recover() == [.prepared(inDoubt, coordinator: coordinator, payload: payload)])
+
+            let error = await #expect(throws: StorageError.self) { try await store.forgetEnded(olderThan: .zero, limit: 0) }
+            #expect(error?.code == .invalidArgument)
             try await store.close()
         }
     }

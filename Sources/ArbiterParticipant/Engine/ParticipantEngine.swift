@@ -14,6 +14,8 @@ enum EngineTimer: Hashable, Sendable {
     case replyDeadline(UInt64)
     /// Storage work that failed is due to run again.
     case storageRetry
+    /// The ended transactions past their retention are due to be deleted.
+    case sweep
 }
 
 /// One piece of storage work, queued in the machine's order.
@@ -24,12 +26,10 @@ enum StorageOp: Sendable {
     /// Write records (with the resource work each stands for); `forced` when the machine waits for
     /// `forced`.
     case records([ParticipantRecord], forced: Bool)
-    /// Delete an ended transaction's records.
-    case forget(TxID)
 
     var txid: TxID {
         switch self {
-        case .stage(let txid, _, _), .forget(let txid): return txid
+        case .stage(let txid, _, _): return txid
         case .records(let records, _): return records[0].txid
         }
     }
@@ -40,7 +40,6 @@ enum StorageOp: Sendable {
         switch self {
         case .stage: return true
         case .records(_, let forced): return forced
-        case .forget: return false
         }
     }
 }
@@ -51,11 +50,13 @@ struct Inquiry: Sendable {
     var coordinator: CoordinatorID
 }
 
-/// The effects of `staged`, split: records to write in the staging transaction, replies to send
-/// once it has committed.
+/// The effects of `staged` (or `alreadyRecorded`), split: records to write in the staging
+/// transaction, replies to send once it has committed.
 struct StagedEffects: Sendable {
     var txid: TxID
-    var vote: Vote
+    /// The resource's vote; nil when nothing was staged because the store already held the
+    /// transaction's records.
+    var vote: Vote?
     var records: [ParticipantRecord] = []
     var forced = false
     var sends: [ParticipantMessage] = []
@@ -64,7 +65,7 @@ struct StagedEffects: Sendable {
     /// phase, `committed`). An abort that arrived while staging rolls the work back instead of
     /// calling the resource's discard.
     var keepsStagedWork: Bool {
-        guard case .yes = vote else { return false }
+        guard case .yes? = vote else { return false }
         return records.contains { record in
             switch record {
             case .prepared, .committed: return true
@@ -104,7 +105,7 @@ struct EngineLoad: Sendable {
     var waitingRequests: Int
     /// Storage operations queued for the next group commits (retries included).
     var queuedStorageOps: Int
-    /// Transactions the state machine remembers (in progress, or ended within retention).
+    /// Transactions the state machine remembers (in progress, or ended within memory retention).
     var knownTransactions: Int
 }
 
@@ -134,6 +135,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
         var inquiryConcurrencyMax: Int
         var inquiryQueueLengthMax: Int
         var storageRetry: Backoff
+        /// How often ended transactions past their retention are deleted.
+        var sweepInterval: Duration
     }
 
     /// Where replies to messages that came over HTTP "go": nowhere, since they travel back in the
@@ -165,6 +168,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         var slotsByTxID: [TxID: [ReplySlot]] = [:]
         var slotsByID: [UInt64: ReplySlot] = [:]
         var nextSlotID: UInt64 = 0
+        var sweepDue = false
     }
 
     init(resource: R, store: ParticipantStore, config: ParticipantConfig, seed: UInt64, settings: Settings, logger: Logger) {
@@ -185,6 +189,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
             dispatch(state.machine.handle(.recovered(records)), into: &state)
             state.phase = .running
         }
+        timers.set(.sweep, after: settings.sweepInterval)
     }
 
     /// Refuses new messages, answers every waiting request `unavailable`, and ends the loops: the
@@ -209,7 +214,29 @@ final class ParticipantEngine<R: Resource>: Sendable {
 
     /// Feeds `messages` in order (in one lock, so a batch keeps its order and shares a group commit)
     /// and waits for each one's answer.
+    ///
+    /// A `commit` or `abort` for a transaction the machine has forgotten (it ended longer ago than
+    /// the memory retention) is answered from the store: its records are read first and fed as
+    /// `recovered` right before the message. Otherwise an abort would leave a tombstone over a
+    /// committed transaction, and a commit would be acknowledged as unknown.
     func deliver(_ messages: [CoordinatorMessage]) async -> [SlotResult] {
+        var stored: [TxID: [ParticipantRecord]] = [:]
+        let forgotten = state.withLock { state in
+            messages.compactMap { message -> TxID? in
+                switch message {
+                case .commit(let txid), .abort(let txid): state.machine.state(of: txid) == nil ? txid : nil
+                case .prepare, .outcome: nil
+                }
+            }
+        }
+        if !forgotten.isEmpty {
+            do {
+                stored = try await store.records(of: forgotten)
+            } catch {
+                logger.error("reading the records of forgotten transactions failed", metadata: ["error": "\(error)"])
+                return messages.map { _ in .failed(.unavailable("reading this participant's records failed; retry the request")) }
+            }
+        }
         let waiting = state.withLock { state -> [Waiting] in
             messages.map { message -> Waiting in
                 if let refusal = refusal(for: message, state: state) { return .done(.failed(refusal)) }
@@ -226,6 +253,9 @@ final class ParticipantEngine<R: Resource>: Sendable {
                     preconditionFailure("an inquiry's answer is not delivered as a request")
                 }
                 let slot = register(message.txid, kind, into: &state)
+                if let records = stored.removeValue(forKey: message.txid), state.machine.state(of: message.txid) == nil {
+                    dispatch(state.machine.handle(.recovered(records)), into: &state)
+                }
                 dispatch(state.machine.handle(.received(from: from, message)), into: &state)
                 return .slot(slot)
             }
@@ -273,6 +303,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
                 return .refused(.failed(.unavailable("the participant is starting or stopping; retry shortly")))
             }
             guard let current = state.machine.state(of: txid) else { return .refused(.notFound) }
+            // Memory forgets ended transactions, never one in doubt.
             guard current == .prepared else { return .refused(.notInDoubt(current)) }
             let slot = register(txid, .durable, into: &state)
             dispatch(state.machine.handle(.decideHeuristically(txid, outcome)), into: &state)
@@ -336,9 +367,6 @@ final class ParticipantEngine<R: Resource>: Sendable {
             case .force(let records):
                 guard !records.isEmpty else { continue }
                 state.outbox.append(.records(records, forced: true))
-                queued = true
-            case .forget(let txid):
-                state.outbox.append(.forget(txid))
                 queued = true
             case .send(let coordinator, .inquire(let txid)):
                 if case .dropped = inquiries.continuation.yield(Inquiry(txid: txid, coordinator: coordinator)) {
@@ -432,6 +460,13 @@ final class ParticipantEngine<R: Resource>: Sendable {
                 state.retryOps = []
                 doorbell.continuation.yield()
             }
+        case .sweep:
+            state.withLock { state in
+                guard state.phase == .running else { return }
+                state.sweepDue = true
+                doorbell.continuation.yield()
+            }
+            timers.set(.sweep, after: settings.sweepInterval)
         }
     }
 
@@ -479,6 +514,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
     func runStorage() async throws {
         for await _ in doorbell.stream {
             try await drainOutbox(roundsMax: .max)
+            await sweepIfDue()
         }
         // Stopped (not cancelled): write what the last answered requests left behind, a bounded
         // number of rounds, since each round's `forced` may queue more.
@@ -504,38 +540,44 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// Runs `ops` in ONE local transaction (each op in its own savepoint), forced when any op needs
     /// it; then delivers what their durability allows.
     private func commit(_ ops: [StorageOp]) async throws {
-        var writes: [StorageOp] = []
-        var forgets: [TxID] = []
-        for op in ops {
-            if case .forget(let txid) = op { forgets.append(txid) } else { writes.append(op) }
-        }
-        if !writes.isEmpty {
-            let durability: Durability = writes.contains(where: \.needsForce) ? .forced : .lazy
-            let ledger = BatchLedger()
-            let batch = writes
-            do {
-                let outcomes = try await store.write(durability) { db in
-                    batch.enumerated().map { index, op in self.perform(op, index: index, ledger: ledger, in: db) }
-                }
-                try await complete(batch, outcomes)
-            } catch let error as ParticipantNodeError {
-                throw error
-            } catch {
-                try batchFailed(batch, ledger: ledger, error)
+        let durability: Durability = ops.contains(where: \.needsForce) ? .forced : .lazy
+        let ledger = BatchLedger()
+        do {
+            let outcomes = try await store.write(durability) { db in
+                ops.enumerated().map { index, op in self.perform(op, index: index, ledger: ledger, in: db) }
             }
-        }
-        if !forgets.isEmpty {
-            await forget(forgets)
+            try await complete(ops, outcomes)
+        } catch let error as ParticipantNodeError {
+            throw error
+        } catch {
+            try batchFailed(ops, ledger: ledger, error)
         }
     }
 
-    /// Deletes ended transactions' records. A failure is logged and the records stay; they are
-    /// harmless (they answer duplicates) and are retried at the next restart's retention.
-    private func forget(_ txids: [TxID]) async {
+    // MARK: - Retention sweep
+
+    /// Deletes the records of transactions that ended longer ago than the retention, a page at a
+    /// time, on the storage loop (each page a lazy write of its own, so the protocol's group
+    /// commits go on between pages). Memory forgot them long before (see
+    /// ``ParticipantConfig/memoryRetention``); after this, a late duplicate finds nothing. A failure
+    /// is logged, and the next sweep tries again.
+    private func sweepIfDue() async {
+        let due = state.withLock { state in
+            defer { state.sweepDue = false }
+            return state.sweepDue && state.phase == .running
+        }
+        guard due else { return }
+        let page = ParticipantStore.endedLimitMax
         do {
-            try await store.forget(txids)
+            let deleted = try await store.forgetEnded(olderThan: state.withLock { $0.machine.config.retention }, limit: page)
+            if deleted == page {
+                // More are due: the next round of the loop writes the outbox first, then goes on.
+                state.withLock { $0.sweepDue = true }
+                doorbell.continuation.yield()
+            }
         } catch {
-            logger.warning("forgetting ended transactions failed; their records stay", metadata: ["count": "\(txids.count)", "error": "\(error)"])
+            logger.warning("deleting ended transactions past their retention failed; the next sweep tries again",
+                metadata: ["error": "\(error)"])
         }
     }
 
@@ -625,14 +667,16 @@ final class ParticipantEngine<R: Resource>: Sendable {
             } catch {
                 return .failed("\(error)", machineFed: false)
             }
-        case .forget:
-            preconditionFailure("forgets are written apart")
         }
     }
 
     /// Stages in a savepoint, delivers `staged` while still inside it (so that an abort that came
     /// meanwhile rolls the staged work back), then writes the records the machine returned, all in
     /// the caller's transaction: the staged change and its protocol record are one fact.
+    ///
+    /// First it looks the transaction up (one primary-key read, in this same transaction): if it
+    /// ended here and memory forgot it, nothing is staged, and the machine answers the prepare
+    /// from its records (`alreadyRecorded`).
     private func performStage(
         _ txid: TxID, payload: ArbiterCore.Payload, onePhase: Bool, index: Int, ledger: BatchLedger, in db: Database
     ) -> OpOutcome {
@@ -640,8 +684,13 @@ final class ParticipantEngine<R: Resource>: Sendable {
         do {
             try db.inPreparedSavepoint {
                 try db.inPreparedSavepoint {
-                    let vote = stageVote(txid, payload: payload, onePhase: onePhase, in: db)
-                    let effects = feedStaged(txid, vote)
+                    let effects: StagedEffects
+                    if let recorded = try store.transaction(txid, in: db) {
+                        effects = feed(.alreadyRecorded(txid, recorded.records), txid: txid, vote: nil)
+                    } else {
+                        let vote = stageVote(txid, payload: payload, onePhase: onePhase, in: db)
+                        effects = feed(.staged(txid, vote), txid: txid, vote: vote)
+                    }
                     ledger.markFed(index)
                     fed = effects
                     return effects.keepsStagedWork ? .commit : .rollback
@@ -691,13 +740,13 @@ final class ParticipantEngine<R: Resource>: Sendable {
         return String(decoding: text.utf8.prefix(limit), as: UTF8.self) + "…"
     }
 
-    /// Delivers `staged` and splits its effects: records are for the caller's transaction, replies
-    /// wait for its commit, the rest is dispatched now.
-    private func feedStaged(_ txid: TxID, _ vote: Vote) -> StagedEffects {
+    /// Delivers `staged` (or `alreadyRecorded`) and splits its effects: records are for the
+    /// caller's transaction, replies wait for its commit, the rest is dispatched now.
+    private func feed(_ event: ParticipantEvent, txid: TxID, vote: Vote?) -> StagedEffects {
         state.withLock { state in
             var staged = StagedEffects(txid: txid, vote: vote)
             var rest: [ParticipantEffect] = []
-            for effect in state.machine.handle(.staged(txid, vote)) {
+            for effect in state.machine.handle(event) {
                 switch effect {
                 case .write(let records):
                     staged.records += records
