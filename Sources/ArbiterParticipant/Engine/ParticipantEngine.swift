@@ -567,7 +567,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
             return state.sweepDue && state.phase == .running
         }
         guard due else { return }
-        let page = ParticipantStore.endedLimitMax
+        // A page of 1,000 rows holds the writer for a few milliseconds, not a group commit's worth.
+        let page = 1000
         do {
             let deleted = try await store.forgetEnded(olderThan: state.withLock { $0.machine.config.retention }, limit: page)
             if deleted == page {
