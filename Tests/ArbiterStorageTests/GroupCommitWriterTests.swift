@@ -286,56 +286,64 @@ struct GroupCommitWriterTests {
         try (FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
     }
 
-    /// In a new directory, opens a writer with `backgroundCheckpointPages` set to `pages`, commits
-    /// `written` forced rows of about a page each, and hands over the writer and how many bytes the
-    /// database file (not its WAL) grew meanwhile; closes the writer afterwards.
-    private func writingPages(
-        _ written: Int, checkpointPages pages: Int?,
-        _ check: (GroupCommitWriter, _ growth: Int, _ directory: String) async throws -> Void
-    ) async throws {
-        try await withTemporaryDirectory { directory in
-            var options = testOptions()
-            options.backgroundCheckpointPages = pages
-            let writer = try openWriter(directory, options: options)
-            let database = "\(directory)/items.sqlite"
-            let sizeBefore = try fileSize(database)
-            let filler = String(repeating: "x", count: 4000)
-            for index in 0..<written {
-                try await writer.write(.forced, insert("\(index)-\(filler)"))
-            }
-            try await check(writer, try fileSize(database) - sizeBefore, directory)
-            try await writer.close()
+    /// Writes `pages` rows of about a page each, `perBatch` to a batch.
+    private func writePages(_ writer: GroupCommitWriter, _ pages: Int, from start: Int = 0) async throws {
+        let filler = String(repeating: "x", count: 4000)
+        for index in start..<(start + pages) {
+            try await writer.write(.forced, insert("\(index)-\(filler)"))
         }
     }
 
     @Test("WAL checkpoints run beside the writer once enough pages were written, and copy them into the database file")
     func backgroundCheckpoints() async throws {
-        try await writingPages(40, checkpointPages: 16) { writer, _, directory in
+        try await withTemporaryDirectory { directory in
+            var options = testOptions()
+            options.backgroundCheckpointPages = 16
+            let writer = try openWriter(directory, options: options)
+            let database = "\(directory)/items.sqlite"
+            let sizeBefore = try fileSize(database)
+            try await writePages(writer, 40)
             let deadline = ContinuousClock.now + .seconds(30)
             while writer.statistics.backgroundCheckpointCount < 1 && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(5))
             }
             #expect(writer.statistics.backgroundCheckpointCount >= 1)
             #expect(writer.statistics.failedCheckpointCount == 0)
-            let databaseSize = try fileSize("\(directory)/items.sqlite")
-            #expect(databaseSize > 16 * 4096, "the checkpoint copied the pages into the database file")
+            #expect(try fileSize(database) > sizeBefore + 16 * 4096, "the checkpoint copied the pages into the database file")
             #expect(try await names(writer).count == 40)
+            try await writer.close()
+            let reopened = try openWriter(directory)
+            #expect(try await names(reopened).count == 40)
+            try await reopened.close()
         }
     }
 
     @Test("the writer's commits never checkpoint: SQLite's automatic checkpoint is replaced, and nil brings it back")
     func noCheckpointInCommits() async throws {
-        // A threshold never reached: if a commit still checkpointed (SQLite's automatic checkpoint
-        // at 1,000 pages), the database file would grow.
-        try await writingPages(1100, checkpointPages: 1_000_000) { writer, growth, directory in
-            #expect(growth == 0)
-            let walSize = try fileSize("\(directory)/items.sqlite-wal")
-            #expect(walSize > 1000 * 4096)
+        try await withTemporaryDirectory { directory in
+            // A threshold never reached: if a commit still checkpointed (SQLite's automatic
+            // checkpoint at 1,000 pages), the database file would grow.
+            var options = testOptions()
+            options.backgroundCheckpointPages = 1_000_000
+            let writer = try openWriter(directory, options: options)
+            let database = "\(directory)/items.sqlite"
+            let sizeBefore = try fileSize(database)
+            try await writePages(writer, 1100)
+            #expect(try fileSize(database) == sizeBefore)
+            #expect(try fileSize(database + "-wal") > 1000 * 4096)
             #expect(writer.statistics.backgroundCheckpointCount == 0)
+            try await writer.close()
         }
-        try await writingPages(1100, checkpointPages: nil) { writer, growth, _ in
-            #expect(growth > 900 * 4096, "SQLite checkpointed in a commit")
+        try await withTemporaryDirectory { directory in
+            var options = testOptions()
+            options.backgroundCheckpointPages = nil
+            let writer = try openWriter(directory, options: options)
+            let database = "\(directory)/items.sqlite"
+            let sizeBefore = try fileSize(database)
+            try await writePages(writer, 1100)
+            #expect(try fileSize(database) > sizeBefore + 900 * 4096, "SQLite checkpointed in a commit")
             #expect(writer.statistics.backgroundCheckpointCount == 0)
+            try await writer.close()
         }
         try await withTemporaryDirectory { directory in
             var options = testOptions()
