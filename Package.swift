@@ -62,8 +62,6 @@ let package = Package(
             dependencies: [
                 "ArbiterCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                // The SQLite C API, for the WAL hook of the background checkpoints.
-                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -53,11 +53,6 @@ public final class GroupCommitWriter: Sendable {
         /// commit on the writer's queue as usual, so the caller never runs more than one batch.
         /// Default true; turn it off when callers must never block (an event loop on a slow disk).
         public var commitsOnCallerWhenIdle: Bool
-        /// WAL pages written between two checkpoints, which then run on a connection of their own
-        /// so that no batch waits for one (see `Checkpointer`). Default 1,000, SQLite's own
-        /// interval. `nil` leaves SQLite's automatic checkpoint, which runs inside the commit that
-        /// takes the WAL past 1,000 pages.
-        public var backgroundCheckpointPages: Int?
         /// Where the writer reports failed batches and its opening.
         public var logger: Logger
 
@@ -68,7 +63,6 @@ public final class GroupCommitWriter: Sendable {
             readerCountMax: Int = 4,
             busyTimeout: Duration = .seconds(5),
             commitsOnCallerWhenIdle: Bool = true,
-            backgroundCheckpointPages: Int? = 1000,
             logger: Logger = Logger(label: "arbiter.storage")
         ) {
             self.batchSizeMax = batchSizeMax
@@ -76,7 +70,6 @@ public final class GroupCommitWriter: Sendable {
             self.readerCountMax = readerCountMax
             self.busyTimeout = busyTimeout
             self.commitsOnCallerWhenIdle = commitsOnCallerWhenIdle
-            self.backgroundCheckpointPages = backgroundCheckpointPages
             self.logger = logger
         }
     }
@@ -86,8 +79,6 @@ public final class GroupCommitWriter: Sendable {
     private let pool: DatabasePool
     private let options: Options
     private let state: Mutex<State>
-    /// Runs the WAL checkpoints beside the writer; nil when SQLite checkpoints in the writer's commits.
-    private let checkpointer: Checkpointer?
 
     /// Opens (or creates) the database at `path`, runs `migrator`, and starts accepting writes.
     ///
@@ -101,9 +92,6 @@ public final class GroupCommitWriter: Sendable {
         guard options.batchSizeMax >= 1, options.queueLengthMax >= 1, options.readerCountMax >= 1 else {
             throw StorageError(.invalidArgument,
                 "batchSizeMax, queueLengthMax and readerCountMax must each be at least 1 (got \(options.batchSizeMax), \(options.queueLengthMax), \(options.readerCountMax))")
-        }
-        if let pages = options.backgroundCheckpointPages, pages < 1 {
-            throw StorageError(.invalidArgument, "backgroundCheckpointPages must be at least 1 (got \(pages)); pass nil for SQLite's automatic checkpoint")
         }
         try FileLocation.check(path)
         self.path = path
@@ -120,20 +108,7 @@ public final class GroupCommitWriter: Sendable {
         } catch {
             throw StorageError.wrapping(error, doing: "opening", path: path)
         }
-        if let pages = options.backgroundCheckpointPages {
-            do {
-                checkpointer = try Checkpointer(path: path, threshold: pages, busyTimeout: options.busyTimeout, logger: options.logger)
-            } catch {
-                try? pool.close()
-                throw StorageError.wrapping(error, doing: "opening the checkpoint connection to", path: path)
-            }
-        } else {
-            checkpointer = nil
-        }
         try migrate(migrator)
-        if let checkpointer {
-            pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
-        }
         options.logger.info("opened database", metadata: ["path": "\(path)"])
     }
 
@@ -371,16 +346,11 @@ public final class GroupCommitWriter: Sendable {
 
     /// What the writer has done since it opened.
     public var statistics: GroupCommitStatistics {
-        var statistics = state.withLock { state in
+        state.withLock { state in
             var statistics = state.statistics
             statistics.queuedRequestCount = state.queuedCount
             return statistics
         }
-        if let counts = checkpointer?.counts {
-            statistics.backgroundCheckpointCount = counts.completed
-            statistics.failedCheckpointCount = counts.failed
-        }
-        return statistics
     }
 
     /// Stops accepting writes, waits for the queued ones to commit, and closes the database.
@@ -399,7 +369,6 @@ public final class GroupCommitWriter: Sendable {
         }
         do {
             try pool.close()
-            try checkpointer?.close()
         } catch {
             throw StorageError.wrapping(error, doing: "closing", path: path)
         }
@@ -458,10 +427,6 @@ public struct GroupCommitStatistics: Hashable, Sendable {
     /// Batches committed on their caller's thread because the writer was idle
     /// (``GroupCommitWriter/Options/commitsOnCallerWhenIdle``); the others ran on the writer's queue.
     public var callerBatchCount = 0
-    /// WAL checkpoints run beside the writer (``GroupCommitWriter/Options/backgroundCheckpointPages``).
-    public var backgroundCheckpointCount = 0
-    /// Of those, the ones that failed (tried again after the next writes).
-    public var failedCheckpointCount = 0
 
     /// Makes empty statistics.
     public init() {}
