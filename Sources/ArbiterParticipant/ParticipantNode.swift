@@ -63,6 +63,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private let listening = ListeningPort()
     private let hasRun = Mutex(false)
     private let metrics = ParticipantMetrics()
+    /// The last count of ended transactions for `/metrics`, and when it was taken.
+    private let endedCount = Mutex<(at: ContinuousClock.Instant, committed: Int, aborted: Int)?>(nil)
 
     /// Opens (or creates) the database in ``ParticipantOptions/dataDirectory`` and runs Arbiter's
     /// migrations, then the resource's. Nothing is served until ``run()``.
@@ -318,9 +320,24 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     }
 
     private func metricsText() async throws -> Response {
-        let census = try await database.store.census()
+        let census = try await census()
         return WireResponse.prometheus(metrics.exposition(
             storage: database.store.writer.statistics, census: census, load: engine.load()))
+    }
+
+    /// The store's census, with the ended transactions recounted at most every
+    /// `endedCountInterval` (see ``ParticipantOptions/endedCountInterval``).
+    private func census() async throws -> ParticipantCensus {
+        let now = ContinuousClock.now
+        if let last = endedCount.withLock({ $0 }), now - last.at < options.endedCountInterval {
+            var census = try await database.store.census(countingEnded: false)
+            census.committed = last.committed
+            census.aborted = last.aborted
+            return census
+        }
+        let census = try await database.store.census()
+        endedCount.withLock { $0 = (now, census.committed, census.aborted) }
+        return census
     }
 
     private func inDoubt() async throws -> InDoubtList {

@@ -58,6 +58,11 @@ public struct ParticipantOptions: Sendable {
     /// The database writer's settings (batch size, queue length, busy timeout).
     /// See `GroupCommitWriter.Options`. Default: its defaults, logging to ``logger``.
     public var storage: GroupCommitWriter.Options
+    /// How often `/metrics` recounts the committed and aborted transactions the store retains.
+    /// Counting them reads an index entry per retained row (an hour of traffic by default, about
+    /// 0.05 s per million), so a scrape reuses the last count until it is this old; transactions in
+    /// doubt and locks are counted at every scrape. Default 60 s; `.zero` counts at every scrape.
+    public var endedCountInterval: Duration
     /// Seeds the jitter of retries. Default `nil`: a random seed.
     public var seed: UInt64?
     /// Where the node logs. Default label `arbiter.participant`.
@@ -84,6 +89,7 @@ public struct ParticipantOptions: Sendable {
         storageRetry: Backoff = Backoff(initial: .milliseconds(100), max: .seconds(10)),
         httpClient: HTTPClientSettings = HTTPClientSettings(),
         storage: GroupCommitWriter.Options? = nil,
+        endedCountInterval: Duration = .seconds(60),
         seed: UInt64? = nil,
         logger: Logger = Logger(label: "arbiter.participant")
     ) {
@@ -105,6 +111,7 @@ public struct ParticipantOptions: Sendable {
         self.storageRetry = storageRetry
         self.httpClient = httpClient
         self.storage = storage ?? GroupCommitWriter.Options(logger: logger)
+        self.endedCountInterval = endedCountInterval
         self.seed = seed
         self.logger = logger
     }

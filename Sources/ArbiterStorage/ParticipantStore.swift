@@ -265,11 +265,18 @@ public final class ParticipantStore: Sendable {
 
     /// How many transactions are recorded in each state, and how many locks are held: one
     /// consistent snapshot, for metrics. It counts over the `(state, seq)` index, so its cost grows
-    /// with the records retained; it runs on a reader, concurrently with the writer.
-    public func census() async throws(StorageError) -> ParticipantCensus {
+    /// with the records retained (about 0.05 s per million ended transactions); it runs on a
+    /// reader, concurrently with the writer.
+    ///
+    /// - Parameter countingEnded: false counts only the transactions in doubt (a few index entries)
+    ///   and the locks, and leaves ``ParticipantCensus/committed`` and ``ParticipantCensus/aborted``
+    ///   at zero.
+    public func census(countingEnded: Bool = true) async throws(StorageError) -> ParticipantCensus {
         try await reading { db in
             var census = ParticipantCensus()
-            let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*) FROM participant_transaction GROUP BY state")
+            let rows = try Row.fetchAll(db, sql: countingEnded
+                ? "SELECT state, COUNT(*) FROM participant_transaction GROUP BY state"
+                : "SELECT state, COUNT(*) FROM participant_transaction WHERE state = 'prepared'")
             for row in rows {
                 let state = try row.decode(String.self, atIndex: 0)
                 let count = try row.decode(Int.self, atIndex: 1)

@@ -281,7 +281,7 @@ struct StorageBehaviourTests {
             text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
         }
         try await withTemporaryDirectory { directory in
-            try await withNode(ScriptedResource(), directory: directory) { node in
+            try await withNode(ScriptedResource(), directory: directory, configure: { $0.endedCountInterval = .zero }) { node in
                 let empty = try await node.http.get(node.url + "/metrics", token: nil)
                 #expect(empty.status == 200)
                 #expect(value(empty.text, "arbiter_participant_transactions{state=\"prepared\"}") == 0)
@@ -308,6 +308,32 @@ struct StorageBehaviourTests {
                 #expect(value(text, "arbiter_participant_locks") == 1)
                 #expect(value(text, "arbiter_participant_waiting_requests") == 0)
                 #expect(value(text, "arbiter_participant_known_transactions") == 3)
+            }
+        }
+    }
+
+    @Test("/metrics recounts the ended transactions at most every endedCountInterval; those in doubt and the locks at every scrape")
+    func endedCountsAreReused() async throws {
+        func value(_ text: String, _ name: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory, configure: { $0.endedCountInterval = .seconds(3600) }) { node in
+                _ = try await node.prepare("m-1", payload: Scripts.vote("yes", locks: ["k1"]))
+                _ = try await node.commit("m-1")
+                let first = try await node.http.get(node.url + "/metrics", token: nil).text
+                #expect(value(first, "arbiter_participant_transactions{state=\"committed\"}") == 1)
+                #expect(value(first, "arbiter_participant_transactions{state=\"prepared\"}") == 0)
+
+                _ = try await node.prepare("m-2", payload: Scripts.vote("yes", locks: ["k2"]))
+                _ = try await node.commit("m-2")
+                _ = try await node.prepare("m-3", payload: Scripts.vote("yes", locks: ["k3"]))
+                let second = try await node.http.get(node.url + "/metrics", token: nil).text
+                // The ended count is the first scrape's; the transaction in doubt and its lock are new.
+                #expect(value(second, "arbiter_participant_transactions{state=\"committed\"}") == 1)
+                #expect(value(second, "arbiter_participant_transactions{state=\"prepared\"}") == 1)
+                #expect(value(second, "arbiter_participant_locks") == 1)
+                #expect(try await node.database.store.census().committed == 2)
             }
         }
     }
