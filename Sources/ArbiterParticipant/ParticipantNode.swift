@@ -112,8 +112,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
                 inquiryTimeout: options.inquiryTimeout,
                 inquiryConcurrencyMax: options.inquiryConcurrencyMax,
                 inquiryQueueLengthMax: 65_536,
-                storageRetry: options.storageRetry,
-                sweepInterval: Self.sweepInterval(retention: options.protocolConfig.retention)
+                storageRetry: options.storageRetry
             ),
             logger: options.logger
         )
@@ -166,12 +165,6 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         }
     }
 
-    /// How often ended transactions past `retention` are deleted: a quarter of it, between 10 ms
-    /// and a minute.
-    static func sweepInterval(retention: Duration) -> Duration {
-        min(max(retention / 4, .milliseconds(10)), .seconds(60))
-    }
-
     private func serve() async throws {
         let logger = options.logger
         let records: [ParticipantRecord]
@@ -182,7 +175,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         }
         engine.recover(records)
         logger.info("recovered protocol state", metadata: [
-            "inDoubt": "\(Set(records.map(\.txid)).count)",
+            "inDoubt": "\(records.count)",  // One prepared record each.
             "database": "\(database.path)",
         ])
 

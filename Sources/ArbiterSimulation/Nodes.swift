@@ -73,6 +73,11 @@ struct ParticipantNode {
         }
     }
 
+    /// What the disk holds of `txid`, volatile records included (as a read of SQLite sees them).
+    func records(of txid: TxID) -> [ParticipantRecord] {
+        disk.records.filter { $0.txid == txid }
+    }
+
     /// Applies a record's effect on the derived state (locks and the per-transaction view).
     mutating func apply(_ record: ParticipantRecord) {
         switch record {

@@ -423,7 +423,7 @@ public final class Simulation {
             // transaction, which the simulated disk models as the entries its effects append. As
             // the participant library does, the stage first looks for records of the transaction:
             // one that ended here and that memory forgot is answered from them, not staged again.
-            let recorded = participants[index].disk.records.filter { $0.txid == txid }
+            let recorded = participants[index].records(of: txid)
             let event: ParticipantEvent = recorded.isEmpty
                 ? .staged(txid, participants[index].stage(txid, payload))
                 : .alreadyRecorded(txid, recorded)
@@ -470,7 +470,7 @@ public final class Simulation {
         switch message {
         case .commit(let txid), .abort(let txid):
             guard participants[index].up, participants[index].logic.state(of: txid) == nil else { return }
-            let recorded = participants[index].disk.records.filter { $0.txid == txid }
+            let recorded = participants[index].records(of: txid)
             if !recorded.isEmpty { stepParticipant(index, .recovered(recorded)) }
         case .prepare, .outcome:
             return

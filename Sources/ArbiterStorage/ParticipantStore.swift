@@ -161,7 +161,7 @@ public final class ParticipantStore: Sendable {
     /// to find a tombstone before staging anything).
     public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
         try catching("reading \(txid) from") {
-            // Cached: read for every commit and abort (and every stage of a known id).
+            // Cached: read for every stage, commit and abort.
             try Row.fetchOne(db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?"), arguments: [txid.rawValue])
                 .map(Self.transaction)
         }
@@ -246,11 +246,8 @@ public final class ParticipantStore: Sendable {
     public func records(of txids: [TxID]) async throws(StorageError) -> [TxID: [ParticipantRecord]] {
         try await reading { db in
             var found: [TxID: [ParticipantRecord]] = [:]
-            let statement = try db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?")
             for txid in txids {
-                if let row = try Row.fetchOne(statement, arguments: [txid.rawValue]) {
-                    found[txid] = try Self.transaction(row).records
-                }
+                found[txid] = try self.transaction(txid, in: db)?.records
             }
             return found
         }

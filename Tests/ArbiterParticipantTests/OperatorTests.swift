@@ -75,10 +75,10 @@ struct OperatorTests {
     @Test("a heuristic decision on an ended transaction that memory has forgotten is refused with its stored state, not as unknown")
     func heuristicDecisionOnAForgottenTransaction() async throws {
         try await withTemporaryDirectory { directory in
-            try await withNode(ScriptedResource(), directory: directory, configure: { $0.protocolConfig.memoryRetention = .milliseconds(20) }) { node in
+            try await withNode(ScriptedResource(), directory: directory, configure: shortMemoryRetention) { node in
                 _ = try await node.prepare("t-old", payload: Scripts.vote("yes"))
                 #expect(try await node.commit("t-old").json()["state"] as? String == "committed")
-                try await eventually("memory forgets the transaction") { node.node.state(of: try TxID("t-old")) == nil }
+                try await node.waitUntilForgotten("t-old")
 
                 let path = node.url + "/v1/operator/transactions/t-old/decide"
                 let refused = try await node.http.post(path, Self.decide("aborted", flag: true), token: TestSecrets.operatorText)

@@ -277,9 +277,6 @@ struct StorageBehaviourTests {
 
     @Test("GET /metrics needs no token and reports fsyncs, writes, batch sizes, transactions by state and locks")
     func metrics() async throws {
-        func value(_ text: String, _ name: String) -> Double? {
-            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
-        }
         try await withTemporaryDirectory { directory in
             try await withNode(ScriptedResource(), directory: directory, configure: { $0.endedCountInterval = .zero }) { node in
                 let empty = try await node.http.get(node.url + "/metrics", token: nil)
@@ -314,9 +311,6 @@ struct StorageBehaviourTests {
 
     @Test("/metrics recounts the ended transactions at most every endedCountInterval; those in doubt and the locks at every scrape")
     func endedCountsAreReused() async throws {
-        func value(_ text: String, _ name: String) -> Double? {
-            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
-        }
         try await withTemporaryDirectory { directory in
             try await withNode(ScriptedResource(), directory: directory, configure: { $0.endedCountInterval = .seconds(3600) }) { node in
                 _ = try await node.prepare("m-1", payload: Scripts.vote("yes", locks: ["k1"]))
@@ -337,4 +331,9 @@ struct StorageBehaviourTests {
             }
         }
     }
+}
+
+/// The value of the Prometheus sample `name` in an exposition `text`, if it is there.
+private func value(_ text: String, _ name: String) -> Double? {
+    text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
 }

@@ -73,20 +73,17 @@ struct RecoveryTests {
 
     @Test("memory forgets ended transactions after its retention; the store answers their late duplicates, before and after a restart")
     func memoryRetention() async throws {
-        let shortMemory: @Sendable (inout ParticipantOptions) -> Void = { $0.protocolConfig.memoryRetention = .milliseconds(20) }
         try await withTemporaryDirectory { directory in
-            try await withNode(ScriptedResource(), directory: directory, configure: shortMemory) { node in
+            try await withNode(ScriptedResource(), directory: directory, configure: shortMemoryRetention) { node in
                 _ = try await node.prepare("t-c", payload: Scripts.vote("yes"))
                 #expect(try await node.commit("t-c").json()["state"] as? String == "committed")
                 _ = try await node.prepare("t-1p", payload: Scripts.vote("yes"), onePhase: true)
                 _ = try await node.abort("t-tomb")
-                try await eventually("memory forgets the ended transactions") {
-                    try ["t-c", "t-1p", "t-tomb"].allSatisfy { node.node.state(of: try TxID($0)) == nil }
-                }
+                try await node.waitUntilForgotten("t-c", "t-1p", "t-tomb")
                 try await Self.expectLateDuplicatesAnsweredFromTheStore(node)
             }
             // A restart reads back only the transactions in doubt; the store still answers.
-            try await withNode(ScriptedResource(), directory: directory, configure: shortMemory) { node in
+            try await withNode(ScriptedResource(), directory: directory, configure: shortMemoryRetention) { node in
                 #expect(node.node.state(of: try TxID("t-c")) == nil)
                 try await Self.expectLateDuplicatesAnsweredFromTheStore(node)
             }

@@ -135,8 +135,6 @@ final class ParticipantEngine<R: Resource>: Sendable {
         var inquiryConcurrencyMax: Int
         var inquiryQueueLengthMax: Int
         var storageRetry: Backoff
-        /// How often ended transactions past their retention are deleted.
-        var sweepInterval: Duration
     }
 
     /// Where replies to messages that came over HTTP "go": nowhere, since they travel back in the
@@ -149,6 +147,11 @@ final class ParticipantEngine<R: Resource>: Sendable {
     let settings: Settings
     let logger: Logger
     let timers = TimerService<EngineTimer>()
+    /// How long the store keeps ended transactions (``ParticipantConfig/retention``).
+    let retention: Duration
+    /// How often the ended transactions past ``retention`` are deleted: a quarter of it, between
+    /// 10 ms and a minute.
+    let sweepInterval: Duration
     private let state: Mutex<State>
     private let doorbell = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     private let inquiries: (stream: AsyncStream<Inquiry>, continuation: AsyncStream<Inquiry>.Continuation)
@@ -176,6 +179,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
         self.store = store
         self.settings = settings
         self.logger = logger
+        self.retention = config.retention
+        self.sweepInterval = min(max(config.retention / 4, .milliseconds(10)), .seconds(60))
         self.state = Mutex(State(machine: ParticipantMachine(config: config, seed: seed), random: SplitMix64(seed: seed ^ 0x9E37_79B9_7F4A_7C15)))
         self.inquiries = AsyncStream.makeStream(of: Inquiry.self, bufferingPolicy: .bufferingOldest(settings.inquiryQueueLengthMax))
     }
@@ -189,7 +194,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
             dispatch(state.machine.handle(.recovered(records)), into: &state)
             state.phase = .running
         }
-        timers.set(.sweep, after: settings.sweepInterval)
+        timers.set(.sweep, after: sweepInterval)
     }
 
     /// Refuses new messages, answers every waiting request `unavailable`, and ends the loops: the
@@ -466,7 +471,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
                 state.sweepDue = true
                 doorbell.continuation.yield()
             }
-            timers.set(.sweep, after: settings.sweepInterval)
+            timers.set(.sweep, after: sweepInterval)
         }
     }
 
@@ -570,7 +575,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         // A page of 1,000 rows holds the writer for a few milliseconds, not a group commit's worth.
         let page = 1000
         do {
-            let deleted = try await store.forgetEnded(olderThan: state.withLock { $0.machine.config.retention }, limit: page)
+            let deleted = try await store.forgetEnded(olderThan: retention, limit: page)
             if deleted == page {
                 // More are due: the next round of the loop writes the outbox first, then goes on.
                 state.withLock { $0.sweepDue = true }

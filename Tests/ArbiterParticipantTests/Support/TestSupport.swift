@@ -273,3 +273,16 @@ final class FakeCoordinator: Sendable {
         }
     }
 }
+
+/// Node options with a 20 ms memory retention, so that a test sees ended transactions leave the
+/// machine's memory (and be answered from the store) at once.
+let shortMemoryRetention: @Sendable (inout ParticipantOptions) -> Void = { $0.protocolConfig.memoryRetention = .milliseconds(20) }
+
+extension RunningNode {
+    /// Waits until the machine's memory holds none of `txids` (see ``shortMemoryRetention``).
+    func waitUntilForgotten(_ txids: String...) async throws {
+        try await eventually("memory forgets \(txids.joined(separator: ", "))") {
+            try txids.allSatisfy { node.state(of: try TxID($0)) == nil }
+        }
+    }
+}
