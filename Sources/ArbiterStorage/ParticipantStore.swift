@@ -271,9 +271,10 @@ public final class ParticipantStore: Sendable {
     public func census(countingEnded: Bool = true) async throws(StorageError) -> ParticipantCensus {
         try await reading { db in
             var census = ParticipantCensus()
+            // GROUP BY in both: without it, an aggregate over no rows is one row with a NULL state.
             let rows = try Row.fetchAll(db, sql: countingEnded
                 ? "SELECT state, COUNT(*) FROM participant_transaction GROUP BY state"
-                : "SELECT state, COUNT(*) FROM participant_transaction WHERE state = 'prepared'")
+                : "SELECT state, COUNT(*) FROM participant_transaction WHERE state = 'prepared' GROUP BY state")
             for row in rows {
                 let state = try row.decode(String.self, atIndex: 0)
                 let count = try row.decode(Int.self, atIndex: 1)

@@ -124,6 +124,38 @@ struct ParticipantStoreTests {
         }
     }
 
+    @Test("the census counts each state and the locks; without the ended ones it counts only those in doubt, also when there are none")
+    func census() async throws {
+        try await withTemporaryDirectory { directory in
+            let store = try openStore(directory)
+            func census(countingEnded: Bool) async throws -> [Int] {
+                let census = try await store.census(countingEnded: countingEnded)
+                return [census.prepared, census.committed, census.aborted, census.locks]
+            }
+            #expect(try await census(countingEnded: true) == [0, 0, 0, 0])
+            #expect(try await census(countingEnded: false) == [0, 0, 0, 0])
+
+            let (t1, t2, t3) = (tx("t1"), tx("t2"), tx("t3"))
+            try await store.write(.forced) { db in
+                _ = try store.lock("account:alice", for: t1, in: db)
+                try store.apply(.prepared(t1, coordinator: coordinator, payload: payload), in: db)
+                try store.apply(.committed(t1, heuristic: false), in: db)
+                try store.apply(.aborted(t2, heuristic: false), in: db)
+            }
+            // Nothing in doubt, some ended: the query without the ended ones still finds no row to count.
+            #expect(try await census(countingEnded: true) == [0, 1, 1, 0])
+            #expect(try await census(countingEnded: false) == [0, 0, 0, 0])
+
+            try await store.write(.forced) { db in
+                _ = try store.lock("account:bob", for: t3, in: db)
+                try store.apply(.prepared(t3, coordinator: coordinator, payload: payload), in: db)
+            }
+            #expect(try await census(countingEnded: true) == [1, 1, 1, 1])
+            #expect(try await census(countingEnded: false) == [1, 0, 0, 1])
+            try await store.close()
+        }
+    }
+
     @Test("the resource's work and the protocol record commit together or not at all")
     func resourceWorkIsAtomicWithTheRecord() async throws {
         try await withTemporaryDirectory { directory in
