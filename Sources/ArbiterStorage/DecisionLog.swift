@@ -244,7 +244,7 @@ public final class DecisionLog: Sendable {
     /// The `FROM … WHERE` part of a listing of `state` after a log position (its one argument),
     /// read in log order.
     ///
-    /// Schema version 2 has no index on the state of every row (it cost pages in every forced
+    /// Since schema version 2 there is no index on the state of every row (it cost pages in every forced
     /// commit), so each state is found its own way: open ones through the partial index of open
     /// transactions, aborted ones through the partial index of aborted ones (both named, so a
     /// schema change that made either unusable fails loudly; a partial index is used only when
@@ -257,7 +257,7 @@ public final class DecisionLog: Sendable {
         case .active, .committing, .aborting:
             """
             FROM coordinator_transaction INDEXED BY coordinator_transaction_open
-            WHERE state IN ('active', 'committing', 'aborting') AND state = '\(state.rawValue)' AND seq > ?
+            WHERE ended_at_ms IS NULL AND state = '\(state.rawValue)' AND seq > ?
             """
         case .aborted:
             """
@@ -294,51 +294,70 @@ public final class DecisionLog: Sendable {
     static func apply(_ record: CoordinatorRecord, atMilliseconds now: Int64, in db: Database) throws {
         switch record {
         case .begun(let txid, let branches):
-            // A repeated or late `begun` fills in the branches only; it never moves the state back.
-            try db.cachedStatement(sql: """
-                INSERT INTO coordinator_transaction (txid, state, branches, created_at_ms)
-                VALUES (?, 'active', ?, ?)
-                ON CONFLICT (txid) DO UPDATE SET branches = coalesce(branches, excluded.branches)
-                """).execute(arguments: [txid.rawValue, encodeBranches(branches), now])
+            try db.cachedStatement(sql: RecordSQL.begun).execute(arguments: [txid.rawValue, encodeBranches(branches), now])
 
         case .decided(let txid, let outcome, let notify, let reason):
-            // The trigger coordinator_decision_is_final refuses a different outcome; a repeat of the
-            // same decision keeps what was first recorded.
             let state: TransactionState = outcome == .committed ? .committing : .aborting
-            try db.cachedStatement(sql: """
-                INSERT INTO coordinator_transaction (txid, state, outcome, reason, notify, created_at_ms, decided_at_ms)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                ON CONFLICT (txid) DO UPDATE SET
-                    outcome = excluded.outcome,
-                    reason = CASE WHEN outcome IS NULL THEN excluded.reason ELSE reason END,
-                    notify = CASE WHEN outcome IS NULL THEN excluded.notify ELSE notify END,
-                    decided_at_ms = coalesce(decided_at_ms, excluded.decided_at_ms),
-                    state = CASE WHEN ended_at_ms IS NULL THEN excluded.state ELSE state END
-                """).execute(arguments: [
-                    txid.rawValue, state.rawValue, outcome.rawValue, reason,
-                    Stored.jsonArray(notify.lazy.map(\.rawValue)), now,
-                ])
+            try db.cachedStatement(sql: RecordSQL.decided).execute(arguments: [
+                txid.rawValue, state.rawValue, outcome.rawValue, reason,
+                Stored.jsonArray(notify.lazy.map(\.rawValue)), now,
+            ])
 
         case .acknowledged(let txid, let participant):
-            try db.cachedStatement(sql: """
-                INSERT INTO coordinator_transaction (txid, state, created_at_ms) VALUES (?, 'active', ?)
-                ON CONFLICT (txid) DO NOTHING
-                """).execute(arguments: [txid.rawValue, now])
-            try db.cachedStatement(sql: """
-                INSERT INTO coordinator_acknowledgement (txid, participant, acknowledged_at_ms) VALUES (?, ?, ?)
-                ON CONFLICT (txid, participant) DO NOTHING
-                """).execute(arguments: [txid.rawValue, participant.rawValue, now])
+            try db.cachedStatement(sql: RecordSQL.acknowledgedTransaction).execute(arguments: [txid.rawValue, now])
+            try db.cachedStatement(sql: RecordSQL.acknowledged).execute(arguments: [txid.rawValue, participant.rawValue, now])
 
         case .ended(let txid):
-            // Ended without a recorded decision reads as aborted (presumed abort).
-            try db.cachedStatement(sql: """
-                INSERT INTO coordinator_transaction (txid, state, created_at_ms, ended_at_ms)
-                VALUES (?1, 'aborted', ?2, ?2)
-                ON CONFLICT (txid) DO UPDATE SET
-                    state = CASE outcome WHEN 'committed' THEN 'committed' ELSE 'aborted' END,
-                    ended_at_ms = coalesce(ended_at_ms, excluded.ended_at_ms)
-                """).execute(arguments: [txid.rawValue, now])
+            try db.cachedStatement(sql: RecordSQL.ended).execute(arguments: [txid.rawValue, now])
         }
+    }
+
+    /// The statements that apply the records, one UPSERT per record on the transaction's row (two
+    /// for an acknowledgement). They run for every transaction, so each must stay cheap: the schema
+    /// avoids what would make SQLite do more than touch the row and its indexes (see
+    /// `schemas/coordinator.v3.sql`), and a test checks their plans.
+    enum RecordSQL {
+        /// A repeated or late `begun` fills in the branches only; it never moves the state back.
+        static let begun = """
+            INSERT INTO coordinator_transaction (txid, state, branches, created_at_ms)
+            VALUES (?, 'active', ?, ?)
+            ON CONFLICT (txid) DO UPDATE SET branches = coalesce(branches, excluded.branches)
+            """
+
+        /// The trigger coordinator_decision_is_final refuses a different outcome; a repeat of the
+        /// same decision keeps what was first recorded.
+        static let decided = """
+            INSERT INTO coordinator_transaction (txid, state, outcome, reason, notify, created_at_ms, decided_at_ms)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+            ON CONFLICT (txid) DO UPDATE SET
+                outcome = excluded.outcome,
+                reason = CASE WHEN outcome IS NULL THEN excluded.reason ELSE reason END,
+                notify = CASE WHEN outcome IS NULL THEN excluded.notify ELSE notify END,
+                decided_at_ms = coalesce(decided_at_ms, excluded.decided_at_ms),
+                state = CASE WHEN ended_at_ms IS NULL THEN excluded.state ELSE state END
+            """
+
+        /// An acknowledgement's transaction row, when no earlier record made it.
+        static let acknowledgedTransaction = """
+            INSERT INTO coordinator_transaction (txid, state, created_at_ms) VALUES (?, 'active', ?)
+            ON CONFLICT (txid) DO NOTHING
+            """
+
+        static let acknowledged = """
+            INSERT INTO coordinator_acknowledgement (txid, participant, acknowledged_at_ms) VALUES (?, ?, ?)
+            ON CONFLICT (txid, participant) DO NOTHING
+            """
+
+        /// Ended without a recorded decision reads as aborted (presumed abort).
+        static let ended = """
+            INSERT INTO coordinator_transaction (txid, state, created_at_ms, ended_at_ms)
+            VALUES (?1, 'aborted', ?2, ?2)
+            ON CONFLICT (txid) DO UPDATE SET
+                state = CASE outcome WHEN 'committed' THEN 'committed' ELSE 'aborted' END,
+                ended_at_ms = coalesce(ended_at_ms, excluded.ended_at_ms)
+            """
+
+        static let all = [begun, decided, acknowledgedTransaction, acknowledged, ended]
     }
 
     // MARK: Reading rows
@@ -350,7 +369,7 @@ public final class DecisionLog: Sendable {
     static let openTransactionsSQL = """
         SELECT txid, branches, outcome, reason, notify
         FROM coordinator_transaction INDEXED BY coordinator_transaction_open
-        WHERE state IN ('active', 'committing', 'aborting')
+        WHERE ended_at_ms IS NULL
         ORDER BY seq
         """
 
@@ -361,7 +380,7 @@ public final class DecisionLog: Sendable {
         SELECT a.txid, a.participant
         FROM coordinator_transaction t INDEXED BY coordinator_transaction_open
         CROSS JOIN coordinator_acknowledgement a ON a.txid = t.txid
-        WHERE t.state IN ('active', 'committing', 'aborting')
+        WHERE t.ended_at_ms IS NULL
         ORDER BY a.seq
         """
 

@@ -388,7 +388,19 @@ public final class GroupCommitWriter: Sendable {
                 }
             }
             state.withLock { $0.synchronous = .full }
+            let applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
+            let pending = migrator.migrations.filter { !applied.contains($0) }
+            guard !pending.isEmpty else { return }
+            let started = ContinuousClock.now
             try migrator.migrate(pool)
+            // An upgrade that rebuilds a table writes all of it to the WAL, which SQLite would keep
+            // at that size for good; a truncating checkpoint gives the space back now.
+            try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+            options.logger.info("migrated", metadata: [
+                "path": "\(path)",
+                "migrations": "\(pending.joined(separator: ", "))",
+                "seconds": "\((ContinuousClock.now - started).seconds)",
+            ])
         } catch let error as StorageError {
             throw error
         } catch {

@@ -20,6 +20,11 @@ enum Migrations {
         migrator.registerMigration("arbiter.coordinator.v2") { db in
             try db.execute(sql: Schemas.coordinator_v2)
         }
+        // Rebuilds the transaction table without CHECKs and index predicates over IN lists, which
+        // made SQLite build a temporary B-tree in every write of a transaction row.
+        migrator.registerMigration("arbiter.coordinator.v3") { db in
+            try db.execute(sql: Schemas.coordinator_v3)
+        }
         return migrator
     }
 
@@ -32,7 +37,10 @@ enum Migrations {
         migrator.registerMigration("arbiter.participant.v1") { db in
             try db.execute(sql: Schemas.participant)
         }
-        // Next: migrator.registerMigration("arbiter.participant.v2") { db in try db.execute(sql: Schemas.participant_v2) }
+        // Rebuilds the transaction table without the CHECK over an IN list (as coordinator v3).
+        migrator.registerMigration("arbiter.participant.v2") { db in
+            try db.execute(sql: Schemas.participant_v2)
+        }
         resourceMigrations(&migrator)
         return migrator
     }

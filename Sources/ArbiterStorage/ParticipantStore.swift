@@ -134,27 +134,43 @@ public final class ParticipantStore: Sendable {
         try catching("recording \(record.txid) in") {
             switch record {
             case .prepared(let txid, let coordinator, let payload):
-                // On an existing row only `state` is set, so that the trigger participant_end_is_final
-                // refuses a prepare over a tombstone, and a repeated prepare keeps the first payload.
-                try db.cachedStatement(sql: """
-                    INSERT INTO participant_transaction (txid, state, coordinator, payload, prepared_at_ms)
-                    VALUES (?, 'prepared', ?, ?, ?)
-                    ON CONFLICT (txid) DO UPDATE SET state = 'prepared'
-                    """).execute(arguments: [txid.rawValue, coordinator.rawValue, Data(payload.bytes), now])
+                try db.cachedStatement(sql: RecordSQL.prepared)
+                    .execute(arguments: [txid.rawValue, coordinator.rawValue, Data(payload.bytes), now])
 
             case .committed(let txid, let heuristic), .aborted(let txid, let heuristic):
                 let state: ParticipantTransactionState = if case .committed = record { .committed } else { .aborted }
-                try db.cachedStatement(sql: """
-                    INSERT INTO participant_transaction (txid, state, heuristic, ended_at_ms) VALUES (?1, ?2, ?3, ?4)
-                    ON CONFLICT (txid) DO UPDATE SET
-                        state = excluded.state,
-                        heuristic = CASE WHEN state = 'prepared' THEN excluded.heuristic ELSE heuristic END,
-                        ended_at_ms = coalesce(ended_at_ms, excluded.ended_at_ms)
-                    """).execute(arguments: [txid.rawValue, state.rawValue, heuristic, now])
-                try db.cachedStatement(sql: "DELETE FROM participant_lock WHERE txid = ?")
-                    .execute(arguments: [txid.rawValue])
+                try db.cachedStatement(sql: RecordSQL.ended).execute(arguments: [txid.rawValue, state.rawValue, heuristic, now])
+                try db.cachedStatement(sql: RecordSQL.unlock).execute(arguments: [txid.rawValue])
             }
         }
+    }
+
+    /// The statements that write the protocol's rows, run for every branch, so each must stay
+    /// cheap: the schema avoids what would make SQLite do more than touch the row and its indexes
+    /// (see `schemas/participant.v2.sql`), and a test checks their plans.
+    enum RecordSQL {
+        /// On an existing row only `state` is set, so that the trigger participant_end_is_final
+        /// refuses a prepare over a tombstone, and a repeated prepare keeps the first payload.
+        static let prepared = """
+            INSERT INTO participant_transaction (txid, state, coordinator, payload, prepared_at_ms)
+            VALUES (?, 'prepared', ?, ?, ?)
+            ON CONFLICT (txid) DO UPDATE SET state = 'prepared'
+            """
+
+        /// Committed or aborted; the trigger refuses the other end over an ended row.
+        static let ended = """
+            INSERT INTO participant_transaction (txid, state, heuristic, ended_at_ms) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT (txid) DO UPDATE SET
+                state = excluded.state,
+                heuristic = CASE WHEN state = 'prepared' THEN excluded.heuristic ELSE heuristic END,
+                ended_at_ms = coalesce(ended_at_ms, excluded.ended_at_ms)
+            """
+
+        static let unlock = "DELETE FROM participant_lock WHERE txid = ?"
+
+        static let lock = "INSERT INTO participant_lock (key, txid, acquired_at_ms) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
+
+        static let all = [prepared, ended, unlock, lock]
     }
 
     /// What is recorded about `txid`, read in the caller's write (to answer a repeated message, or
@@ -181,9 +197,7 @@ public final class ParticipantStore: Sendable {
         }
         let now = Stored.milliseconds(self.now())
         let holder = try catching("locking \(key.debugDescription) in") { () -> String? in
-            try db.cachedStatement(sql: """
-                INSERT INTO participant_lock (key, txid, acquired_at_ms) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING
-                """).execute(arguments: [key, txid.rawValue, now])
+            try db.cachedStatement(sql: RecordSQL.lock).execute(arguments: [key, txid.rawValue, now])
             if db.changesCount == 1 { return nil }
             return try String.fetchOne(db.cachedStatement(sql: "SELECT txid FROM participant_lock WHERE key = ?"), arguments: [key])
         }
