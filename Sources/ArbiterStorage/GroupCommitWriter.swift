@@ -379,23 +379,20 @@ public final class GroupCommitWriter: Sendable {
     /// rare and must survive a crash) and refusing a database migrated by a newer version.
     private func migrate(_ migrator: DatabaseMigrator) throws(StorageError) {
         do {
-            try pool.writeWithoutTransaction { db in
+            let pending = try pool.writeWithoutTransaction { db in
                 try db.execute(sql: SynchronousLevel.full.pragma)
                 if try migrator.hasBeenSuperseded(db) {
                     let unknown = try migrator.appliedIdentifiers(db).subtracting(migrator.migrations).sorted()
                     throw StorageError(.schemaTooNew,
                         "\(path) was migrated by a newer version (unknown migrations: \(unknown.joined(separator: ", "))); run that version, or restore a backup made before the upgrade")
                 }
+                let applied = try migrator.appliedIdentifiers(db)
+                return migrator.migrations.filter { !applied.contains($0) }
             }
             state.withLock { $0.synchronous = .full }
-            let applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
-            let pending = migrator.migrations.filter { !applied.contains($0) }
             guard !pending.isEmpty else { return }
             let started = ContinuousClock.now
             try migrator.migrate(pool)
-            // An upgrade that rebuilds a table writes all of it to the WAL, which SQLite would keep
-            // at that size for good; a truncating checkpoint gives the space back now.
-            try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
             options.logger.info("migrated", metadata: [
                 "path": "\(path)",
                 "migrations": "\(pending.joined(separator: ", "))",
