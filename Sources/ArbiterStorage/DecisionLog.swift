@@ -105,6 +105,8 @@ public final class DecisionLog: Sendable {
 
     /// The writer that owns the database; its ``GroupCommitWriter/statistics`` feed the metrics.
     public let writer: GroupCommitWriter
+    /// The idempotency lookup's own connection.
+    private let lookup: PointReader
     private let now: @Sendable () -> Date
 
     /// Opens (or creates) the decision log at `path` and brings its tables to the current schema.
@@ -118,6 +120,7 @@ public final class DecisionLog: Sendable {
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(StorageError) {
         writer = try GroupCommitWriter(path: path, migrator: Migrations.coordinator, options: options)
+        lookup = try PointReader(path: path, sql: "SELECT state, branches, outcome, reason FROM coordinator_transaction WHERE txid = ?")
         self.now = now
     }
 
@@ -198,22 +201,17 @@ public final class DecisionLog: Sendable {
     /// What a coordinator needs to answer a submit of an id its machine no longer drives: the
     /// recorded branches, outcome, reason and state of `txid`, or nil when the log holds nothing.
     ///
-    /// One primary-key lookup, on the calling thread (see ``GroupCommitWriter/readBlocking(_:)``):
-    /// a coordinator asks this for every new transaction id (idempotency).
+    /// One primary-key lookup, on the calling thread, through a connection of its own (see
+    /// ``PointReader``): a coordinator asks this for every new transaction id (idempotency).
     public func recordedDecision(of txid: TxID) throws(StorageError) -> RecordedDecision? {
-        try writer.readBlocking { db in
-            try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT state, branches, outcome, reason FROM coordinator_transaction WHERE txid = ?"),
-                arguments: [txid.rawValue]
-            ).map { row throws in
-                RecordedDecision(
-                    state: try Stored.value(TransactionState.self, row.decode(String.self, atIndex: 0), column: "state"),
-                    branches: try row.decode(String?.self, atIndex: 1).map(Self.decodeBranches),
-                    outcome: try row.decode(String?.self, atIndex: 2).map { text throws(StorageError) in
-                        try Stored.value(Outcome.self, text, column: "outcome")
-                    },
-                    reason: try row.decode(String?.self, atIndex: 3))
-            }
+        try lookup.first(binding: txid.rawValue) { row throws(StorageError) in
+            RecordedDecision(
+                state: try Stored.value(TransactionState.self, row.text(0) ?? "", column: "state"),
+                branches: try row.text(1).map(Self.decodeBranches),
+                outcome: try row.text(2).map { text throws(StorageError) in
+                    try Stored.value(Outcome.self, text, column: "outcome")
+                },
+                reason: row.text(3))
         }
     }
 
@@ -276,12 +274,12 @@ public final class DecisionLog: Sendable {
 
     /// Waits for queued writes, then closes the database. See ``GroupCommitWriter/close()``.
     public func close() async throws(StorageError) {
+        lookup.close()
         try await writer.close()
     }
 
     // MARK: Applying records
 
-    /// Applies one record as an UPSERT on its transaction's row (see `schemas/coordinator.sql`).
     /// The transactions that `records` end.
     static func ended(in records: [CoordinatorRecord]) -> Set<TxID> {
         var ended: Set<TxID> = []
@@ -291,6 +289,7 @@ public final class DecisionLog: Sendable {
         return ended
     }
 
+    /// Applies one record as an UPSERT on its transaction's row (see `schemas/coordinator.sql`).
     static func apply(_ record: CoordinatorRecord, atMilliseconds now: Int64, in db: Database) throws {
         switch record {
         case .begun(let txid, let branches):

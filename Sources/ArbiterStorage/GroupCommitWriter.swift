@@ -329,19 +329,6 @@ public final class GroupCommitWriter: Sendable {
         }
     }
 
-    /// Runs `work` on a reader connection *on the calling thread*, without a hop to another queue
-    /// and back, and outside any transaction: for a point query on a hot path (a few microseconds
-    /// of SQLite, against two thread hand-offs and a BEGIN and COMMIT). Each statement of `work`
-    /// sees its own snapshot, so `work` should be one statement. It blocks the caller while it runs,
-    /// so keep it short; it waits only when every reader connection is busy.
-    public func readBlocking<T>(_ work: (Database) throws -> T) throws(StorageError) -> T {
-        do {
-            return try pool.unsafeRead(work)
-        } catch {
-            throw StorageError.wrapping(error, doing: "reading", path: path)
-        }
-    }
-
     // MARK: Lifecycle
 
     /// What the writer has done since it opened.

@@ -116,12 +116,21 @@ struct DecisionLogTests {
                 state: .committed, branches: [jsonBranch, binaryBranch], outcome: .committed, reason: "all voted yes"))
             #expect(try log.recordedDecision(of: tx("never-seen")) == nil)
 
+            // The lookup's own connection sees each write as soon as it commits, lazy ones too.
+            let next = tx("t-next")
+            try await log.append([.begun(next, branches: [jsonBranch])], durability: .lazy)
+            #expect(try log.recordedDecision(of: next) == RecordedDecision(state: .active, branches: [jsonBranch], outcome: nil, reason: nil))
+            try await log.append([.decided(next, .aborted, notify: [bankA], reason: "no")], durability: .lazy)
+            #expect(try log.recordedDecision(of: next) == RecordedDecision(state: .aborting, branches: [jsonBranch], outcome: .aborted, reason: "no"))
+
             let presumed = tx("t-ended-undecided")
             try await log.append([.begun(presumed, branches: [jsonBranch]), .ended(presumed)], durability: .lazy)
             let presumedSummary = try #require(try await log.transaction(presumed))
             #expect(presumedSummary.state == .aborted)
             #expect(presumedSummary.outcome == nil)
             try await log.close()
+            let closed = #expect(throws: StorageError.self) { try log.recordedDecision(of: t) }
+            #expect(closed?.code == .closed)
         }
     }
 
