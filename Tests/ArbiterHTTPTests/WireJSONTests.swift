@@ -24,6 +24,50 @@ struct WireJSONTests {
         #expect(received.payload.bytes == payload.bytes)
     }
 
+    @Test("the batch bodies written directly are byte for byte what the general encoder writes")
+    func directWritingMatchesTheEncoder() throws {
+        // Every kind of character a string may hold: quotes, backslashes, the escaped controls,
+        // other controls, non-ASCII and astral text.
+        let texts = ["t1", "", "with \"quotes\" and \\", "line\nfeed\r\ttab", "ctl \u{01}\u{1F}\u{7F}", "café ✓ 😀", "/slash"]
+        let payloads = [#"{"op": "debit", "amount": 5}"#, "[ 1 , 2 ]", "null", #""text""#].map { try! RawJSON(validating: Array($0.utf8)) }
+        var messages: [BatchMessage] = []
+        for (index, text) in texts.enumerated() {
+            let onePhase: [Bool?] = [nil, true, false]
+            messages.append(.prepare(PrepareBody(txid: text, coordinator: "http://c:1/\(text)", payload: payloads[index % payloads.count], onePhase: onePhase[index % 3])))
+            messages.append(.commit(DecisionBody(txid: text)))
+            messages.append(.abort(DecisionBody(txid: text)))
+        }
+        for request in [BatchRequest(messages: messages), BatchRequest(messages: []), BatchRequest(messages: [messages[0]])] {
+            let direct = try WireJSON.encode(request)
+            #expect(direct == (try WireJSON.encodeThroughTree(request)))
+            #expect(try WireJSON.decode(BatchRequest.self, from: direct) == request)
+        }
+
+        var replies: [BatchReply] = []
+        for text in texts {
+            replies.append(.prepare(.vote(txid: text, vote: .yes, reason: nil)))
+            replies.append(.prepare(.vote(txid: text, vote: .no, reason: "reason: \(text)")))
+            replies.append(.prepare(.vote(txid: text, vote: .readOnly, reason: nil)))
+            replies.append(.prepare(.outcome(txid: text, outcome: .committed)))
+            replies.append(.prepare(.outcome(txid: text, outcome: .aborted)))
+            for state in WireLocalOutcome.allCases {
+                replies.append(.commit(AcknowledgeReply(txid: text, state: state)))
+                replies.append(.abort(AcknowledgeReply(txid: text, state: state)))
+            }
+        }
+        let withError = replies + [.error(txid: "t-error", ErrorDetail(code: "internal", message: "failed \"here\"", field: "messages[3]"))]
+        for response in [BatchResponse(replies: replies), BatchResponse(replies: []), BatchResponse(replies: withError)] {
+            let direct = try WireJSON.encode(response)
+            #expect(direct == (try WireJSON.encodeThroughTree(response)))
+            #expect(try WireJSON.decode(BatchResponse.self, from: direct) == response)
+        }
+        // A response with an error reply is left to the general encoder, and the writer leaves
+        // nothing behind when it declines.
+        var out: [UInt8] = [0x20]
+        #expect(!BatchResponse(replies: withError).writeJSON(to: &out))
+        #expect(out == [0x20])
+    }
+
     @Test("scalar and array payloads keep their bytes", arguments: ["1", "-0.5e-3", "\"text\"", "null", "true", "[1, {\"a\": [ ]}]", "{}"])
     func scalarPayloads(payload: String) throws {
         let decoded = try WireJSON.decode(BranchBody.self, from: (#"{"participant":"http://p","payload":"# + payload + "}").bytes)

@@ -5,7 +5,8 @@ public import NIOCore
 /// Decoding is strict (see ``JSONParser``'s rules; integers must be written as integers) and
 /// reports every failure as an ``APIError`` with a field path. Unknown members are ignored, so
 /// that a newer peer may add optional fields. Encoding is compact, keeps the declared field order,
-/// omits `nil` optionals and writes ``RawJSON`` payloads byte for byte.
+/// omits `nil` optionals and writes ``RawJSON`` payloads byte for byte. The batch bodies between
+/// coordinator and participants write themselves (``DirectJSONWritable``), to the same bytes.
 public enum WireJSON {
     /// Decodes one `T` from `bytes`.
     ///
@@ -38,6 +39,17 @@ public enum WireJSON {
     /// - Throws: `EncodingError` only for values JSON cannot represent (a non-finite number); the
     ///   wire types never hold one.
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        if let direct = value as? any DirectJSONWritable {
+            var out: [UInt8] = []
+            out.reserveCapacity(1024)
+            if direct.writeJSON(to: &out) { return out }
+        }
+        return try encodeThroughTree(value)
+    }
+
+    /// Encodes `value` through its `Encodable` conformance, building a tree of nodes and writing
+    /// it: what every type but the few of ``DirectJSONWritable`` gets.
+    static func encodeThroughTree<T: Encodable>(_ value: T) throws -> [UInt8] {
         let root = EncodedNode()
         try value.encode(to: WireEncoderImpl(node: root, codingPath: []))
         var out: [UInt8] = []
