@@ -177,9 +177,21 @@ public final class ParticipantStore: Sendable {
     /// to find a tombstone before staging anything).
     public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
         try catching("reading \(txid) from") {
-            // Cached: read for every stage, commit and abort.
+            // Cached: read for every stage.
             try Row.fetchOne(db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?"), arguments: [txid.rawValue])
                 .map(Self.transaction)
+        }
+    }
+
+    /// The payload staged for `txid` if it is prepared here (in doubt, not yet ended), read in the
+    /// caller's write; nil otherwise. What a commit or an abort applies or discards: one column
+    /// of one row, without building the whole ``ParticipantTransaction``.
+    public func preparedPayload(of txid: TxID, in db: Database) throws(StorageError) -> Payload? {
+        try catching("reading the payload of \(txid) from") {
+            try Data.fetchOne(
+                db.cachedStatement(sql: "SELECT payload FROM participant_transaction WHERE txid = ? AND state = 'prepared'"),
+                arguments: [txid.rawValue]
+            ).map { Payload(Array($0)) }
         }
     }
 

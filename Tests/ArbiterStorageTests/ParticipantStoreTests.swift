@@ -53,6 +53,11 @@ struct ParticipantStoreTests {
                 t5: [.committed(t5, heuristic: false)],
             ])
             #expect(try await reopened.prepared().map(\.txid) == [t1])
+            // What a commit applies: the staged payload, only while the transaction is prepared.
+            let payloads = try await reopened.writer.read { db in
+                try [t1, t2, t3, t4, t5, tx("unknown")].map { txid throws(StorageError) in try reopened.preparedPayload(of: txid, in: db) }
+            }
+            #expect(payloads == [payload, nil, nil, nil, nil, nil])
             #expect(try await reopened.transaction(t3)?.isTombstone == true)
             #expect(try await reopened.transaction(t4)?.isHeuristic == true)
             #expect(try await reopened.transaction(tx("unknown")) == nil)

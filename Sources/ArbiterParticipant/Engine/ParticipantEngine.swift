@@ -794,9 +794,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
 
     /// The decoded payload of `txid` when it is prepared here (staged and not yet ended).
     private func stagedPayload(of txid: TxID, in db: Database) throws -> R.Payload? {
-        guard let transaction = try store.transaction(txid, in: db), transaction.state == .prepared,
-              let payload = transaction.payload
-        else { return nil }
+        guard let payload = try store.preparedPayload(of: txid, in: db) else { return nil }
         do {
             return try WireJSON.decode(R.Payload.self, from: payload.bytes)
         } catch {
