@@ -177,18 +177,9 @@ public final class ParticipantStore: Sendable {
     /// to find a tombstone before staging anything).
     public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
         try catching("reading \(txid) from") {
-            // Cached: read for every late duplicate.
+            // Cached: read for every stage.
             try Row.fetchOne(db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?"), arguments: [txid.rawValue])
                 .map(Self.transaction)
-        }
-    }
-
-    /// Whether anything is recorded about `txid`, read in the caller's write: one index probe, for
-    /// the stage of every prepare, which nearly always finds nothing (then ``transaction(_:in:)``
-    /// reads the rest).
-    public func isRecorded(_ txid: TxID, in db: Database) throws(StorageError) -> Bool {
-        try catching("looking up \(txid) in") {
-            try Int.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM participant_transaction WHERE txid = ?"), arguments: [txid.rawValue]) != nil
         }
     }
 

@@ -58,10 +58,6 @@ struct ParticipantStoreTests {
                 try [t1, t2, t3, t4, t5, tx("unknown")].map { txid throws(StorageError) in try reopened.preparedPayload(of: txid, in: db) }
             }
             #expect(payloads == [payload, nil, nil, nil, nil, nil])
-            let recorded = try await reopened.writer.read { db in
-                try [t1, t2, t3, t4, t5, tx("unknown")].map { txid throws(StorageError) in try reopened.isRecorded(txid, in: db) }
-            }
-            #expect(recorded == [true, true, true, true, true, false])
             #expect(try await reopened.transaction(t3)?.isTombstone == true)
             #expect(try await reopened.transaction(t4)?.isHeuristic == true)
             #expect(try await reopened.transaction(tx("unknown")) == nil)

@@ -680,9 +680,9 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// meanwhile rolls the staged work back), then writes the records the machine returned, all in
     /// the caller's transaction: the staged change and its protocol record are one fact.
     ///
-    /// First it looks the transaction up (one index probe, in this same transaction, and the whole
-    /// row only when there is one): if it ended here and memory forgot it, nothing is staged, and
-    /// the machine answers the prepare from its records (`alreadyRecorded`).
+    /// First it looks the transaction up (one primary-key read, in this same transaction): if it
+    /// ended here and memory forgot it, nothing is staged, and the machine answers the prepare
+    /// from its records (`alreadyRecorded`).
     private func performStage(
         _ txid: TxID, payload: ArbiterCore.Payload, onePhase: Bool, index: Int, ledger: BatchLedger, in db: Database
     ) -> OpOutcome {
@@ -691,7 +691,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
             try db.inPreparedSavepoint {
                 try db.inPreparedSavepoint {
                     let effects: StagedEffects
-                    if try store.isRecorded(txid, in: db), let recorded = try store.transaction(txid, in: db) {
+                    if let recorded = try store.transaction(txid, in: db) {
                         effects = feed(.alreadyRecorded(txid, recorded.records), txid: txid, vote: nil)
                     } else {
                         let vote = stageVote(txid, payload: payload, onePhase: onePhase, in: db)
