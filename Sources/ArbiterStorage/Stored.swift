@@ -67,6 +67,8 @@ enum Stored {
         return json + "}"
     }
 
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     /// Appends `string` as a JSON string literal (RFC 8259 §7: escape the quote, the backslash and
     /// the control characters; everything else stays as it is, in UTF-8).
     static func appendJSONString(_ string: String, to json: inout String) {
@@ -77,18 +79,32 @@ enum Stored {
             json += string
             return
         }
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": json += "\\\""
-            case "\\": json += "\\\\"
-            case "\n": json += "\\n"
-            case "\r": json += "\\r"
-            case "\t": json += "\\t"
-            case "\u{00}"..."\u{1F}":
-                let hex = String(scalar.value, radix: 16)
-                json += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: json.unicodeScalars.append(scalar)
+        // Payloads are JSON themselves, so they do have quotes: escape byte by byte (every byte to
+        // escape is ASCII; the bytes of other characters are copied as they are), then append once.
+        var escaped: [UInt8] = []
+        escaped.reserveCapacity(string.utf8.count + 16)
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                escaped.append(UInt8(ascii: "\\"))
+                escaped.append(byte)
+            case 0x0A:
+                escaped.append(UInt8(ascii: "\\"))
+                escaped.append(UInt8(ascii: "n"))
+            case 0x0D:
+                escaped.append(UInt8(ascii: "\\"))
+                escaped.append(UInt8(ascii: "r"))
+            case 0x09:
+                escaped.append(UInt8(ascii: "\\"))
+                escaped.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                escaped.append(contentsOf: "\\u00".utf8)
+                escaped.append(hexDigits[Int(byte >> 4)])
+                escaped.append(hexDigits[Int(byte & 0x0F)])
+            default:
+                escaped.append(byte)
             }
         }
+        json += String(decoding: escaped, as: UTF8.self)
     }
 }

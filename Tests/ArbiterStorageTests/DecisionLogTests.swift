@@ -80,6 +80,22 @@ struct DecisionLogTests {
         }
     }
 
+    @Test("stored JSON strings escape exactly the quote, the backslash and the control characters")
+    func storedJSONStrings() throws {
+        func literal(_ text: String) -> String {
+            var json = ""
+            Stored.appendJSONString(text, to: &json)
+            return json
+        }
+        #expect(literal("plain ✓") == #""plain ✓""#)
+        #expect(literal(#"{"op": "debit", "note": "a\b"}"#) == #""{\"op\": \"debit\", \"note\": \"a\\b\"}""#)
+        #expect(literal("tab\tline\ncr\r\u{00}\u{1F}") == #""tab\tline\ncr\r\u0000\u001f""#)
+        // Every control character, and text around it, reads back as the same string.
+        let every = (0..<0x20).map { String(UnicodeScalar(UInt8($0))) }.joined() + #" "\ é 😀 \u{7F}"#
+        let decoded = try JSONSerialization.jsonObject(with: Data(literal(every).utf8), options: .fragmentsAllowed) as? String
+        #expect(decoded == every)
+    }
+
     @Test("an ended transaction is not recovered, and its summary shows the whole story")
     func endedTransactions() async throws {
         try await withTemporaryDirectory { directory in
