@@ -71,6 +71,9 @@ struct DecisionLogTests {
                 .decided(t, .aborted, notify: [participant, bankB], reason: awkward),
                 .acknowledged(t, participant),
             ])
+            // The idempotency lookup reads the same text through its own connection.
+            #expect(try reopened.recordedDecision(of: t) == RecordedDecision(
+                state: .aborting, branches: [branch, binaryBranch], outcome: .aborted, reason: awkward))
             // The JSON columns stay valid JSON for operators' tools.
             let valid = try await reopened.writer.read { db in
                 try Bool.fetchOne(db, sql: "SELECT json_valid(branches) AND json_valid(notify) FROM coordinator_transaction")
