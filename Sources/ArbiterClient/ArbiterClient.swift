@@ -30,6 +30,7 @@ public struct ArbiterClient: Sendable {
     private let secret: BearerSecret
     private let operatorSecret: BearerSecret?
     private let httpClient: HTTPClient
+    private let connections: HTTP1Connections?
     private let retry: RetryPolicy
     private let requestTimeout: Duration
     private let responseSizeMax: Int
@@ -41,6 +42,9 @@ public struct ArbiterClient: Sendable {
     ///   - secret: The protocol secret.
     ///   - operatorSecret: The operator secret, needed by ``list(state:limit:after:)`` only.
     ///   - httpClient: Made with ``HTTPClientSettings``; the caller shuts it down.
+    ///   - connections: When given, submits to a plain-`http` coordinator go on these kept-alive
+    ///     connections instead of `httpClient`: one write per request, and no hop to another thread
+    ///     when the caller runs on an event loop (``HTTP1Connections``). The caller shuts them down.
     ///   - retry: How failures without an answer are retried.
     ///   - requestTimeout: The deadline of one attempt. A submit's attempt is given at least its
     ///     transaction timeout plus 5 s, so that the coordinator can answer before the client gives up.
@@ -53,6 +57,7 @@ public struct ArbiterClient: Sendable {
         secret: BearerSecret,
         operatorSecret: BearerSecret? = nil,
         httpClient: HTTPClient,
+        connections: HTTP1Connections? = nil,
         retry: RetryPolicy = RetryPolicy(),
         requestTimeout: Duration = .seconds(30),
         responseSizeMax: Int = 16 << 20,
@@ -65,6 +70,7 @@ public struct ArbiterClient: Sendable {
         self.secret = secret
         self.operatorSecret = operatorSecret
         self.httpClient = httpClient
+        self.connections = connections
         self.retry = retry
         self.requestTimeout = requestTimeout
         self.responseSizeMax = responseSizeMax
@@ -107,7 +113,7 @@ public struct ArbiterClient: Sendable {
                 return try await batcher.submit(body, timeout: attemptTimeout).get()
             }
             return try await WireCall.call(
-                httpClient, method: .POST, url: coordinator + WireEndpoint.submit.path, body: body, secret: secret,
+                httpClient, connections: connections, method: .POST, url: coordinator + WireEndpoint.submit.path, body: body, secret: secret,
                 timeout: attemptTimeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, logger: logger
             )
         }

@@ -76,11 +76,12 @@ public final class CoordinatorService: Service, Sendable {
         try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         let log = try DecisionLog(path: options.dataDirectory + "/coordinator.sqlite")
         let httpClient = HTTPClientSettings().makeClient()
+        let connections = HTTP1Connections()
         let (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         let metrics = CoordinatorMetrics()
         let advertised = options.advertisedURL ?? "http://\(options.host):\(options.port)"
         let links = ParticipantLinks(
-            client: ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits, logger: logger),
+            client: ProtocolClient(httpClient: httpClient, connections: connections, secret: options.secret, limits: options.limits, logger: logger),
             options: .init(inFlightMax: options.requestsInFlightMax, patience: options.requestPatience, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
                            phaseTwoLinger: options.phaseTwoLinger,
                            prepareRequestTimeout: options.protocolConfig.prepareTimeout),
@@ -122,10 +123,12 @@ public final class CoordinatorService: Service, Sendable {
             }
         } catch {
             logger.error("coordinator stopped", metadata: ["error": "\(error)"])
+            connections.shutdown()
             try? await httpClient.shutdown()
             try? await log.close()
             throw error
         }
+        connections.shutdown()
         try await httpClient.shutdown()
         try await log.close()
     }

@@ -55,18 +55,26 @@ let bankBranches = [
 
 let fastRetry = RetryPolicy(attemptCountMax: 3, backoff: Backoff(initial: .milliseconds(1), max: .milliseconds(5)))
 
-func withClient<T: Sendable>(port: Int, retry: RetryPolicy = fastRetry, _ body: (ArbiterClient) async throws -> T) async throws -> T {
+/// Runs `body` with a client of the server on `port`; with `connections`, its submits go over
+/// ``HTTP1Connections`` instead of AsyncHTTPClient.
+func withClient<T: Sendable>(
+    port: Int, retry: RetryPolicy = fastRetry, connections: Bool = false, _ body: (ArbiterClient) async throws -> T
+) async throws -> T {
     let http = HTTPClientSettings().makeClient()
+    let lean = connections ? HTTP1Connections() : nil
+    defer { lean?.shutdown() }
     let client = ArbiterClient(
         coordinator: "http://127.0.0.1:\(port)/",
         secret: TestSecrets.protocolSecret,
         operatorSecret: TestSecrets.operatorSecret,
         httpClient: http,
+        connections: lean,
         retry: retry,
         requestTimeout: .seconds(10)
     )
     do {
         let result = try await body(client)
+        if let lean { #expect(lean.openedCount >= 1, "the submits went over the kept-alive connections") }
         try await http.shutdown()
         return result
     } catch {
@@ -77,8 +85,8 @@ func withClient<T: Sendable>(port: Int, retry: RetryPolicy = fastRetry, _ body: 
 
 @Suite("ArbiterClient against a test coordinator on 127.0.0.1")
 struct ClientTests {
-    @Test("submit returns the outcome under a client-made id")
-    func submitReturnsOutcome() async throws {
+    @Test("submit returns the outcome under a client-made id", arguments: [false, true])
+    func submitReturnsOutcome(overConnections: Bool) async throws {
         let seen = Recorder<String>()
         let router = makeCoordinatorStub(seenIDs: seen) { submission, _ in
             #expect(submission.branches == bankBranches)
@@ -87,7 +95,7 @@ struct ClientTests {
             return SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
         }
         let result = try await withLiveServer(router) { port in
-            try await withClient(port: port) { client in
+            try await withClient(port: port, connections: overConnections) { client in
                 try await client.submit(branches: bankBranches, timeout: .milliseconds(2500), wait: .completion)
             }
         }
@@ -110,15 +118,15 @@ struct ClientTests {
         #expect(now.rawValue > later.rawValue)
     }
 
-    @Test("a retry after a 503 reuses the transaction id")
-    func retryReusesID() async throws {
+    @Test("a retry after a 503 reuses the transaction id", arguments: [false, true])
+    func retryReusesID(overConnections: Bool) async throws {
         let seen = Recorder<String>()
         let router = makeCoordinatorStub(seenIDs: seen) { submission, attempt in
             if attempt == 1 { throw APIError.unavailable("starting up") }
             return SubmitResponse(id: submission.id!, outcome: .aborted, reason: "bank-a voted no")
         }
         let result = try await withLiveServer(router) { port in
-            try await withClient(port: port) { client in
+            try await withClient(port: port, connections: overConnections) { client in
                 try await client.submit(branches: bankBranches)
             }
         }
@@ -128,15 +136,15 @@ struct ClientTests {
         #expect(Set(seen.all) == [result.id.rawValue], "both attempts carry the same id")
     }
 
-    @Test("a caller's id is sent as it is, and a 504 is retried with it")
-    func callerIDAndOutcomeUnknown() async throws {
+    @Test("a caller's id is sent as it is, and a 504 is retried with it", arguments: [false, true])
+    func callerIDAndOutcomeUnknown(overConnections: Bool) async throws {
         let seen = Recorder<String>()
         let router = makeCoordinatorStub(seenIDs: seen) { submission, attempt in
             if attempt < 3 { throw APIError.outcomeUnknown(submission.id!.rawValue) }
             return SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
         }
         let result = try await withLiveServer(router) { port in
-            try await withClient(port: port) { client in
+            try await withClient(port: port, connections: overConnections) { client in
                 try await client.submit(branches: bankBranches, id: txid("transfer-42"))
             }
         }
@@ -144,14 +152,14 @@ struct ClientTests {
         #expect(seen.all == ["transfer-42", "transfer-42", "transfer-42"])
     }
 
-    @Test("the server's JSON error maps to the typed error, without retrying a 4xx")
-    func errorBodyMaps() async throws {
+    @Test("the server's JSON error maps to the typed error, without retrying a 4xx", arguments: [false, true])
+    func errorBodyMaps(overConnections: Bool) async throws {
         let seen = Recorder<String>()
         let router = makeCoordinatorStub(seenIDs: seen) { submission, _ in
             throw APIError.idInUse(submission.id!.rawValue)
         }
         let error = try await withLiveServer(router) { port in
-            try await withClient(port: port) { client in
+            try await withClient(port: port, connections: overConnections) { client in
                 await #expect(throws: ArbiterClientError.self) {
                     try await client.submit(branches: bankBranches, id: txid("taken"))
                 }

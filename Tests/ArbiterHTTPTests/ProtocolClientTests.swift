@@ -105,6 +105,45 @@ struct ProtocolClientTests {
         #expect(received.all.count == 9)
     }
 
+    @Test("batches go over the kept-alive connections when the client has them, and answer the same")
+    func batchOverConnections() async throws {
+        let received = Recorder<CoordinatorMessage>()
+        try await withLiveServer(makeParticipantStub(received: received)) { port in
+            let http = HTTPClientSettings().makeClient()
+            let connections = HTTP1Connections()
+            defer { connections.shutdown() }
+            let client = ProtocolClient(httpClient: http, connections: connections, secret: TestSecrets.protocolSecret)
+            let participant = ParticipantID("http://127.0.0.1:\(port)")
+            do {
+                for round in 0..<3 {
+                    let results = try await client.sendBatch(
+                        [prepare("r\(round)"), .commit(txid("c\(round)")), .abort(txid("fail-\(round)"))], to: participant, timeout: .seconds(5))
+                    #expect(results.count == 3)
+                    #expect(results[0] == .success(.vote(txid("r\(round)"), .yes)))
+                    #expect(results[1] == .success(.acknowledge(txid("c\(round)"), .committed)))
+                    guard case .failure(let detail) = results[2] else {
+                        Issue.record("expected the third message to fail, got \(results[2])")
+                        continue
+                    }
+                    #expect(detail.code == "unavailable")
+                }
+                #expect(connections.openedCount == 1, "three batches, one kept-alive connection")
+                let wrongSecret = ProtocolClient(httpClient: http, connections: connections, secret: try BearerSecret("wrong"))
+                await #expect {
+                    try await wrongSecret.sendBatch([.commit(txid("t"))], to: participant, timeout: .seconds(5))
+                } throws: { error in
+                    let error = error as? WireCallError
+                    return error?.kind == .rejected && error?.status == 401 && error?.detail?.code == "unauthorized"
+                }
+            } catch {
+                try await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+        }
+        #expect(received.all.count == 9)
+    }
+
     @Test("a participant's error status and an unreachable participant are told apart")
     func failures() async throws {
         let received = Recorder<CoordinatorMessage>()

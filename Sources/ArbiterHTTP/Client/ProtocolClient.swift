@@ -10,6 +10,8 @@ public import Logging
 public struct ProtocolClient: Sendable {
     /// The client that carries the requests; its owner shuts it down.
     public let httpClient: HTTPClient
+    /// Where batches to participants go when their URL is plain `http` (``sendBatch(_:to:timeout:)``).
+    public let connections: HTTP1Connections?
     private let secret: BearerSecret
     private let limits: WireLimits
     private let logger: Logger?
@@ -17,10 +19,17 @@ public struct ProtocolClient: Sendable {
     /// - Parameters:
     ///   - httpClient: Made with ``HTTPClientSettings``; the caller shuts it down.
     ///   - secret: The protocol secret sent as the bearer token.
+    ///   - connections: Kept-alive connections for the batches, the hot path (see
+    ///     ``HTTP1Connections``); its owner shuts them down. Without them every request goes through
+    ///     `httpClient`.
     ///   - limits: Bounds the size of the answers read (``WireLimits/bodySizeMax``, and
     ///     ``WireLimits/batchBodySizeMax`` for batches).
-    public init(httpClient: HTTPClient, secret: BearerSecret, limits: WireLimits = .default, logger: Logger? = nil) {
+    public init(
+        httpClient: HTTPClient, connections: HTTP1Connections? = nil, secret: BearerSecret, limits: WireLimits = .default,
+        logger: Logger? = nil
+    ) {
         self.httpClient = httpClient
+        self.connections = connections
         self.secret = secret
         self.limits = limits
         self.logger = logger
@@ -66,7 +75,7 @@ public struct ProtocolClient: Sendable {
         let base = participant.rawValue
         let body = try wireBody { () throws(APIError) in try BatchRequest(messages) }
         let response = try await WireCall.call(
-            httpClient, method: .POST, url: base + WireEndpoint.batch.path, body: body, secret: secret,
+            httpClient, connections: connections, method: .POST, url: base + WireEndpoint.batch.path, body: body, secret: secret,
             timeout: timeout, responseSizeMax: limits.batchBodySizeMax, as: BatchResponse.self, logger: logger
         )
         guard response.replies.count == messages.count else {

@@ -71,8 +71,12 @@ public enum WireCall {
     }
 
     /// Sends one request and collects the answer's body (at most `responseSizeMax` bytes).
+    ///
+    /// - Parameter connections: When given and `url` is plain `http`, the request goes on one of
+    ///   these connections instead of `client` (see ``HTTP1Connections``).
     public static func execute(
         _ client: HTTPClient,
+        connections: HTTP1Connections? = nil,
         method: HTTPMethod,
         url: String,
         body: [UInt8]?,
@@ -81,6 +85,14 @@ public enum WireCall {
         responseSizeMax: Int,
         logger: Logger? = nil
     ) async throws(WireCallError) -> Reply {
+        if let connections, connections.serves(url) {
+            var headers = [("Accept", "application/json")]
+            if let secret { headers.append(("Authorization", secret.authorizationHeaderValue)) }
+            if body != nil { headers.append(("Content-Type", "application/json")) }
+            return try await connections.execute(
+                method: method, url: url, headers: headers, body: body, timeout: timeout, responseSizeMax: responseSizeMax
+            )
+        }
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Accept", value: "application/json")
@@ -104,6 +116,7 @@ public enum WireCall {
     /// ``WireCallError/Kind/rejected`` carrying the server's JSON error.
     public static func call<T: Decodable>(
         _ client: HTTPClient,
+        connections: HTTP1Connections? = nil,
         method: HTTPMethod,
         url: String,
         body: (any Encodable)?,
@@ -122,7 +135,7 @@ public enum WireCall {
             }
         }
         let reply = try await execute(
-            client, method: method, url: url, body: bytes, secret: secret, timeout: timeout,
+            client, connections: connections, method: method, url: url, body: bytes, secret: secret, timeout: timeout,
             responseSizeMax: responseSizeMax, logger: logger
         )
         return try decode(type, from: reply, url: url)

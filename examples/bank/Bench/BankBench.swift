@@ -135,6 +135,8 @@ struct BankBench: AsyncParsableCommand {
         let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info"))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient()
+        let connections = HTTP1Connections()
+        defer { connections.shutdown() }
         let metrics = MetricsReader(http: http)
         var notes: [String] = []
         do {
@@ -159,7 +161,7 @@ struct BankBench: AsyncParsableCommand {
             for waitName in waits {
                 for clients in concurrencies {
                     let (phase, outcomes) = try await runPhase(
-                        cluster: cluster, metrics: metrics, http: http, wait: WaitMode(rawValue: waitName)!,
+                        cluster: cluster, metrics: metrics, http: http, connections: connections, wait: WaitMode(rawValue: waitName)!,
                         concurrency: clients, counting: counting, floors: floorsBefore, root: root)
                     phases.append(phase)
                     sample += outcomes.prefix(max(0, Self.sampleMax - sample.count)).map { ($0.txid, $0.outcome, [0, 1]) }
@@ -242,9 +244,9 @@ struct BankBench: AsyncParsableCommand {
 
     private func measureFloors(_ root: String) async throws -> Floors {
         let fsync = try FloorMeasurement.fsync(directory: root, count: fsyncSamples)
-        let roundTrip = try await FloorMeasurement.roundTrip(count: roundTripSamples)
+        let roundTrips = try await FloorMeasurement.roundTrips(count: roundTripSamples)
         let cpuProbe = FloorMeasurement.cpuProbe(count: 30)
-        return Floors(fsync: fsync, roundTrip: roundTrip, cpuProbe: cpuProbe)
+        return Floors(fsync: fsync, roundTrip: roundTrips.connections, roundTripAsyncHTTPClient: roundTrips.asyncHTTPClient, cpuProbe: cpuProbe)
     }
 
     private func openAccounts(_ cluster: BankCluster) async throws {
@@ -264,12 +266,12 @@ struct BankBench: AsyncParsableCommand {
     }
 
     private func runPhase(
-        cluster: BankCluster, metrics: MetricsReader, http: HTTPClient, wait: WaitMode,
+        cluster: BankCluster, metrics: MetricsReader, http: HTTPClient, connections: HTTP1Connections, wait: WaitMode,
         concurrency: Int, counting: Bool, floors: Floors, root: String
     ) async throws -> (PhaseResult, [(txid: TxID, outcome: Outcome)]) {
         // No retries: a retry would hide inside a latency; a call without an outcome is counted.
         let client = ArbiterClient(
-            coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, retry: .none,
+            coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, connections: connections, retry: .none,
             batching: clientBatching ? SubmitBatching() : nil)
         let load = LoadGenerator(
             client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),

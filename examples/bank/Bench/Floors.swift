@@ -11,9 +11,14 @@ import NIOHTTP1
 struct Floors: Codable, Sendable {
     /// One 4 KiB `pwrite` plus `fdatasync` on a file in the benchmark's data directory.
     var fsync: LatencySummary
-    /// One HTTP/1.1 POST with a small JSON body and answer, over a kept-alive loopback connection,
-    /// Hummingbird server and AsyncHTTPClient client (the stack the services use).
+    /// One HTTP/1.1 POST with a small JSON body and answer, over a kept-alive loopback connection:
+    /// Hummingbird server, ``HTTP1Connections`` client (the stack of a transfer's hops: the
+    /// coordinator's batches to the nodes, and the load generator's submits without
+    /// `--client-batching`). Runs before that client existed measured AsyncHTTPClient here.
     var roundTrip: LatencySummary
+    /// The same round trip with an AsyncHTTPClient client, which carries every other call (and
+    /// `--client-batching`'s streamed answers). Absent from results written before it existed.
+    var roundTripAsyncHTTPClient: LatencySummary?
     /// A fixed piece of single-threaded work (``FloorMeasurement/cpuProbe(count:)``): not a floor,
     /// but a gauge of how fast the machine's cores ran at the time, for comparing runs on a machine
     /// whose speed drifts. Absent from results written before it existed.
@@ -122,9 +127,9 @@ enum FloorMeasurement {
     }
 
     /// `count` sequential POSTs (after `warmupCount` unmeasured ones) to a Hummingbird server in
-    /// this process, over one kept-alive connection of an AsyncHTTPClient made with the services'
-    /// ``HTTPClientSettings``.
-    static func roundTrip(count: Int, warmupCount: Int = 200) async throws -> LatencySummary {
+    /// this process, over one kept-alive connection of ``HTTP1Connections`` and then, the same way,
+    /// of an AsyncHTTPClient made with the services' ``HTTPClientSettings``.
+    static func roundTrips(count: Int, warmupCount: Int = 200) async throws -> (connections: LatencySummary, asyncHTTPClient: LatencySummary) {
         precondition(count > 0)
         let router = Router()
         // The shape of a protocol exchange: a small JSON body in, a small JSON body out.
@@ -144,17 +149,31 @@ enum FloorMeasurement {
                 portContinuation.finish()
             },
             logger: logger)
+
         let client = HTTPClientSettings().makeClient()
+        let connections = HTTP1Connections()
+        defer { connections.shutdown() }
         do {
-            let summary = try await withThrowingTaskGroup(of: Void.self) { group in
+            let summaries = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await app.run() }
                 var port = 0
                 for await bound in portStream { port = bound }
                 guard port > 0 else { throw BenchError("the floor's HTTP server did not start") }
                 let url = "http://127.0.0.1:\(port)/echo"
                 let body = #"{"txid":"c-0123456789abcdef0123456789abcdef","payload":{"op":"debit","account":"a1234","amount":42}}"#
-                var histogram = makeLatencyHistogram()
                 let clock = ContinuousClock()
+
+                var lean = makeLatencyHistogram()
+                let headers = [("Content-Type", "application/json"), ("Authorization", "Bearer 0123456789abcdef")]
+                for index in 0..<(warmupCount + count) {
+                    let start = clock.now
+                    let reply = try await connections.execute(
+                        method: .POST, url: url, headers: headers, body: Array(body.utf8), timeout: .seconds(10), responseSizeMax: 1 << 16)
+                    guard reply.status == 200 else { throw BenchError("the floor's HTTP server answered \(reply.status)") }
+                    if index >= warmupCount { lean.record(clock.now - start) }
+                }
+
+                var viaClient = makeLatencyHistogram()
                 for index in 0..<(warmupCount + count) {
                     var request = HTTPClientRequest(url: url)
                     request.method = .POST
@@ -164,13 +183,13 @@ enum FloorMeasurement {
                     let start = clock.now
                     let response = try await client.execute(request, timeout: .seconds(10))
                     _ = try await response.body.collect(upTo: 1 << 16)
-                    if index >= warmupCount { histogram.record(clock.now - start) }
+                    if index >= warmupCount { viaClient.record(clock.now - start) }
                 }
                 group.cancelAll()
-                return LatencySummary(histogram)
+                return (LatencySummary(lean), LatencySummary(viaClient))
             }
             try await client.shutdown()
-            return summary
+            return summaries
         } catch {
             try? await client.shutdown()
             throw error
