@@ -87,6 +87,9 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "The load generator's client batches concurrent submits into shared requests (POST /v1/transaction-batch, ArbiterClient's SubmitBatching) instead of one request per transfer.")
     var clientBatching = false
 
+    @Option(help: "With --client-batching: how long a request collects before another may start beside it, in milliseconds (SubmitBatching.patience; default: its default).")
+    var clientPatienceMs: Double?
+
     @Flag(help: "Do not count fsyncs with perf.")
     var noPerf = false
 
@@ -106,6 +109,16 @@ struct BankBench: AsyncParsableCommand {
         guard (2...1_000_000).contains(accounts) else { throw ValidationError("--accounts must be 2...1000000") }
         guard (1_000...1_000_000_000_000).contains(balance) else { throw ValidationError("--balance must be 1000...10^12 cents") }
         guard fsyncSamples > 0, roundTripSamples > 0 else { throw ValidationError("sample counts must be positive") }
+        if let clientPatienceMs, !(0...10_000).contains(clientPatienceMs) {
+            throw ValidationError("--client-patience-ms must be 0...10000, got \(clientPatienceMs)")
+        }
+    }
+
+    /// The load generator's batching with --client-batching.
+    var submitBatching: SubmitBatching {
+        var batching = SubmitBatching()
+        if let clientPatienceMs { batching.patience = .microseconds(Int64(clientPatienceMs * 1000)) }
+        return batching
     }
 
     var concurrencies: [Int] { concurrency.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -201,7 +214,8 @@ struct BankBench: AsyncParsableCommand {
                     concurrencies: concurrencies, waits: waits, durationSeconds: duration, warmupSeconds: warmup,
                     accountsPerNode: accounts, openingBalance: balance, dataDirectory: root,
                     fsyncCounting: counting ? "perf record -a -e \(FsyncCounter.events), by pid" : "none",
-                    clientBatching: clientBatching),
+                    clientBatching: clientBatching,
+                    clientPatienceMilliseconds: clientBatching ? Double(submitBatching.patience.nanosecondsCount) / 1e6 : nil),
                 floorsBefore: floorsBefore, floorsAfter: floorsAfter, phases: phases,
                 invariants: InvariantResult(check), otherLoad: other, notes: notes)
             print(render(report))
@@ -272,7 +286,7 @@ struct BankBench: AsyncParsableCommand {
         // No retries: a retry would hide inside a latency; a call without an outcome is counted.
         let client = ArbiterClient(
             coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, connections: connections, retry: .none,
-            batching: clientBatching ? SubmitBatching() : nil)
+            batching: clientBatching ? submitBatching : nil)
         let load = LoadGenerator(
             client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),
             accountCount: accounts, wait: wait)
@@ -401,7 +415,8 @@ struct BankBench: AsyncParsableCommand {
         out += "phases: \(report.configuration.durationSeconds) s measured after \(report.configuration.warmupSeconds) s warm-up; "
         out += "\(report.configuration.accountsPerNode) accounts per node; "
         out += report.configuration.clientBatching == true
-            ? "the load generator batches its submits (POST /v1/transaction-batch)\n"
+            ? "the load generator batches its submits (POST /v1/transaction-batch"
+                + (report.configuration.clientPatienceMilliseconds.map { ", patience \(ReportText.decimal($0, 1)) ms" } ?? "") + ")\n"
             : "one request per transfer\n"
         out += ReportText.floors(report.floorsBefore, label: "floors before") + "\n"
         if let after = report.floorsAfter { out += ReportText.floors(after, label: "floors after") + "\n" }

@@ -63,6 +63,8 @@ struct BenchConfiguration: Codable, Sendable {
     var fsyncCounting: String
     /// Whether the load generator batched its submits (`--client-batching`).
     var clientBatching: Bool?
+    /// With `--client-batching`, the batching's patience in milliseconds.
+    var clientPatienceMilliseconds: Double?
 }
 
 /// One concurrency in one wait mode.
