@@ -155,7 +155,9 @@ enum ReportText {
     static func floors(_ floors: Floors, label: String) -> String {
         "\(label): fdatasync p50 \(milliseconds(floors.fsync.p50Nanoseconds)) ms (p99 \(milliseconds(floors.fsync.p99Nanoseconds)) ms, n=\(floors.fsync.count)); "
             + "loopback HTTP round trip p50 \(milliseconds(floors.roundTrip.p50Nanoseconds)) ms (p99 \(milliseconds(floors.roundTrip.p99Nanoseconds)) ms, n=\(floors.roundTrip.count))"
-            + (floors.roundTripAsyncHTTPClient.map { "; with AsyncHTTPClient p50 \(milliseconds($0.p50Nanoseconds)) ms" } ?? "")
+            + (floors.roundTripConnections.flatMap { lean in floors.roundTripAsyncHTTPClient.map { client in
+                " (the faster of HTTP1Connections, p50 \(milliseconds(lean.p50Nanoseconds)) ms, and AsyncHTTPClient, p50 \(milliseconds(client.p50Nanoseconds)) ms)"
+            } } ?? "")
             + (floors.cpuProbe.map { "; CPU probe p50 \(milliseconds($0.p50Nanoseconds)) ms (n=\($0.count))" } ?? "")
     }
 
