@@ -68,6 +68,126 @@ struct WireJSONTests {
         #expect(out == [0x20])
     }
 
+    /// Decoding `bytes` directly either declines (nil) or gives what the general decoder gives; it
+    /// never takes what the general decoder refuses.
+    static func expectDirectReadingAgrees<T: Decodable & DirectJSONReadable & Equatable>(
+        _ type: T.Type, _ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        guard let direct = T.readJSON(bytes) else { return }
+        let general = try? WireJSON.decodeThroughTree(T.self, from: bytes)
+        #expect(general == direct, "\(String(decoding: bytes, as: UTF8.self))", sourceLocation: sourceLocation)
+    }
+
+    @Test("the batch bodies and submits read directly are what the general decoder reads, or left to it")
+    func directReadingMatchesTheDecoder() throws {
+        let payloads = [#"{"op":"debit","account":"a1","amount":5}"#, #"{ "note" : "caf\u00e9 \"x\" é", "n": [1, 2.5e3, -0, null, true, false, {}] }"#,
+                        "[ 1 , 2 ]", "null", #""text""#, "12", "-0.5e-3", "{}", "[]"]
+            .map { try! RawJSON(validating: Array($0.utf8)) }
+        var messages: [BatchMessage] = []
+        for (index, payload) in payloads.enumerated() {
+            let onePhase: [Bool?] = [nil, true, false]
+            messages.append(.prepare(PrepareBody(txid: "c-0123456789abcdef0123456789ab\(index)", coordinator: "http://127.0.0.1:8080", payload: payload, onePhase: onePhase[index % 3])))
+            messages.append(.commit(DecisionBody(txid: "t\(index)")))
+            messages.append(.abort(DecisionBody(txid: "t\(index)")))
+        }
+        let request = BatchRequest(messages: messages)
+        let requestBytes = try WireJSON.encode(request)
+        // The plain bodies the coordinator writes are read directly, to the same value.
+        #expect(BatchRequest.readJSON(requestBytes) == request)
+        #expect(BatchRequest.readJSON(try WireJSON.encode(BatchRequest(messages: []))) == BatchRequest(messages: []))
+
+        let replies: [BatchReply] = [
+            .prepare(.vote(txid: "t1", vote: .yes, reason: nil)),
+            .prepare(.vote(txid: "t2", vote: .no, reason: "no account a1")),
+            .prepare(.vote(txid: "t3", vote: .readOnly, reason: nil)),
+            .prepare(.outcome(txid: "t4", outcome: .committed)),
+            .prepare(.outcome(txid: "t5", outcome: .aborted)),
+        ] + WireLocalOutcome.allCases.flatMap { state in
+            [BatchReply.commit(AcknowledgeReply(txid: "t6", state: state)), .abort(AcknowledgeReply(txid: "t7", state: state))]
+        }
+        let response = BatchResponse(replies: replies)
+        let responseBytes = try WireJSON.encode(response)
+        #expect(BatchResponse.readJSON(responseBytes) == response)
+
+        // Left to the general decoder: escapes, non-ASCII text, error replies, unknown, repeated
+        // or misplaced members, and anything that is not JSON. Each still agrees where it reads.
+        let declined: [(String, String)] = [
+            (#"{"messages":[{"type":"commit","txid":"t\u0031"}]}"#, "an escape"),
+            (#"{"messages":[{"type":"commit","txid":"t1","extra":1}]}"#, "an unknown member"),
+            (#"{"messages":[{"type":"commit","txid":"t1","txid":"t2"}]}"#, "a repeated member"),
+            (#"{"messages":[{"type":"commit","txid":"t1","payload":{}}]}"#, "a payload on a commit"),
+            (#"{"messages":[{"type":"prepare","txid":"t1","coordinator":"http://c","payload":01}]}"#, "a bad payload"),
+            (#"{"messages":[{"type":"prepare","txid":"t1","coordinator":"http://c","payload":{"a":1,"a":2}}]}"#, "a payload with a repeated key"),
+            (#"{"messages":[{"type":"prepare","txid":"t1","coordinator":"http://c","payload":[1,]}]}"#, "a trailing comma"),
+            (#"{"messages":[{"type":"prepare","txid":"t1","coordinator":"http://c","payload":{},"onePhase":null}]}"#, "a null flag"),
+            (#"{"messages":[{"type":"refund","txid":"t1"}]}"#, "an unknown type"),
+            (#"{"messages":[]} x"#, "text after the value"),
+            (#"{"messages":[],"messages":[]}"#, "a repeated top-level member"),
+            (#"{"replies":[{"type":"prepare","txid":"t1","vote":"no","reason":"café"}]}"#, "a non-ASCII reason"),
+            (#"{"replies":[{"type":"error","txid":"t1","error":{"code":"internal","message":"m"}}]}"#, "an error reply"),
+            (#"{"replies":[{"type":"prepare","txid":"t1","vote":"yes","outcome":"committed"}]}"#, "a vote and an outcome"),
+            (#"{"replies":[{"type":"commit","txid":"t1"}]}"#, "an acknowledgement without its state"),
+        ]
+        for (text, why) in declined {
+            if text.hasPrefix(#"{"messages""#) {
+                #expect(BatchRequest.readJSON(Array(text.utf8)) == nil, "\(why)")
+            } else {
+                #expect(BatchResponse.readJSON(Array(text.utf8)) == nil, "\(why)")
+            }
+        }
+        // Whitespace and member order are the decoder's business too, and read the same.
+        let spaced = Array(#" { "messages" : [ { "txid" : "t1" , "type" : "commit" } , {"payload": [ 1 ] ,"coordinator":"http://c","txid":"t2","type":"prepare","onePhase":true} ] } "#.utf8)
+        #expect(BatchRequest.readJSON(spaced) == (try WireJSON.decodeThroughTree(BatchRequest.self, from: spaced)))
+
+        // Nesting at the parser's limit: the direct reader counts the containers around a payload.
+        for levels in [JSONParser.depthMax - 4, JSONParser.depthMax - 3, JSONParser.depthMax - 2] {
+            let payload = String(repeating: "[", count: levels) + String(repeating: "]", count: levels)
+            let body = Array((#"{"messages":[{"type":"prepare","txid":"t1","coordinator":"http://c","payload":"# + payload + "}]}").utf8)
+            Self.expectDirectReadingAgrees(BatchRequest.self, body)
+            #expect((BatchRequest.readJSON(body) != nil) == ((try? WireJSON.decodeThroughTree(BatchRequest.self, from: body)) != nil))
+        }
+
+        // A client's submits, alone and batched.
+        let submit = SubmitRequest(
+            id: "c-0123456789abcdef0123456789abcdef",
+            branches: [BranchBody(participant: "http://127.0.0.1:9001", payload: payloads[0]), BranchBody(participant: "http://127.0.0.1:9002", payload: payloads[1])],
+            wait: .decision)
+        let submitBytes = try WireJSON.encode(submit)
+        #expect(SubmitRequest.readJSON(submitBytes) == submit)
+        let bare = SubmitRequest(branches: [BranchBody(participant: "http://p", payload: payloads[2])])
+        #expect(SubmitRequest.readJSON(try WireJSON.encode(bare)) == bare)
+        let batch = SubmitBatchRequest(transactions: [submit, bare])
+        let batchBytes = try WireJSON.encode(batch)
+        #expect(SubmitBatchRequest.readJSON(batchBytes) == batch)
+        for (text, why) in [
+            (#"{"branches":[{"participant":"http://p","payload":1}],"timeoutMs":2500}"#, "a timeout (a number)"),
+            (#"{"id":null,"branches":[{"participant":"http://p","payload":1}]}"#, "a null id"),
+            (#"{"branches":[{"participant":"http://p","payload":1}],"wait":"later"}"#, "an unknown wait"),
+            (#"{"branches":[{"participant":"http://p"}]}"#, "a branch without its payload"),
+            (#"{"id":"x"}"#, "no branches"),
+        ] {
+            #expect(SubmitRequest.readJSON(Array(text.utf8)) == nil, "\(why)")
+        }
+
+        // Every prefix, and every byte replaced by each of a few others: never more accepting
+        // than the general decoder, never a different value.
+        let replacements = Array(#" "\{}[],:0a-"#.utf8) + [0x00, 0xC3]
+        func fuzz<T: Decodable & DirectJSONReadable & Equatable>(_ type: T.Type, _ bytes: [UInt8]) {
+            for end in 0..<bytes.count { Self.expectDirectReadingAgrees(T.self, Array(bytes[..<end])) }
+            for position in bytes.indices {
+                for replacement in replacements {
+                    var mutated = bytes
+                    mutated[position] = replacement
+                    Self.expectDirectReadingAgrees(T.self, mutated)
+                }
+            }
+        }
+        fuzz(BatchRequest.self, requestBytes)
+        fuzz(BatchResponse.self, responseBytes)
+        fuzz(SubmitRequest.self, submitBytes)
+        fuzz(SubmitBatchRequest.self, batchBytes)
+    }
+
     @Test("scalar and array payloads keep their bytes", arguments: ["1", "-0.5e-3", "\"text\"", "null", "true", "[1, {\"a\": [ ]}]", "{}"])
     func scalarPayloads(payload: String) throws {
         let decoded = try WireJSON.decode(BranchBody.self, from: (#"{"participant":"http://p","payload":"# + payload + "}").bytes)

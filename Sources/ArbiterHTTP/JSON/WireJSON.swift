@@ -6,12 +6,22 @@ public import NIOCore
 /// reports every failure as an ``APIError`` with a field path. Unknown members are ignored, so
 /// that a newer peer may add optional fields. Encoding is compact, keeps the declared field order,
 /// omits `nil` optionals and writes ``RawJSON`` payloads byte for byte. The batch bodies between
-/// coordinator and participants write themselves (``DirectJSONWritable``), to the same bytes.
+/// coordinator and participants write themselves (``DirectJSONWritable``), to the same bytes, and
+/// read themselves when they are in their plain form (``DirectJSONReadable``), to the same values.
 public enum WireJSON {
     /// Decodes one `T` from `bytes`.
     ///
     /// - Throws: ``APIError`` `invalid_json`, `missing_field`, `wrong_type` or `invalid_value`.
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(APIError) -> T {
+        if let direct = T.self as? any DirectJSONReadable.Type, let value = direct.readJSON(bytes) as? T {
+            return value
+        }
+        return try decodeThroughTree(type, from: bytes)
+    }
+
+    /// Decodes `bytes` through a tree of nodes and `T`'s `Decodable` conformance: what every type
+    /// gets but the plain bodies of ``DirectJSONReadable``, and what decides and reports errors.
+    static func decodeThroughTree<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(APIError) -> T {
         let node: JSONNode
         do {
             node = try JSONParser.parse(bytes)
