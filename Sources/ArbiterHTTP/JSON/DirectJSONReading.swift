@@ -22,12 +22,7 @@ protocol DirectJSONReadable {
 
 extension BatchRequest: DirectJSONReadable {
     static func readJSON(_ bytes: [UInt8]) -> BatchRequest? {
-        var reader = PlainJSONReader(bytes)
-        var messages: [BatchMessage] = []
-        let read = reader.readDocument(member: "messages") { reader throws(PlainJSONReader.NotPlain) in
-            try reader.readArray { reader throws(PlainJSONReader.NotPlain) in messages.append(try readMessage(&reader)) }
-        }
-        return read ? BatchRequest(messages: messages) : nil
+        PlainJSONReader.readList(bytes, member: "messages", readMessage).map(BatchRequest.init(messages:))
     }
 
     private static func readMessage(_ reader: inout PlainJSONReader) throws(PlainJSONReader.NotPlain) -> BatchMessage {
@@ -61,12 +56,7 @@ extension BatchRequest: DirectJSONReadable {
 
 extension BatchResponse: DirectJSONReadable {
     static func readJSON(_ bytes: [UInt8]) -> BatchResponse? {
-        var reader = PlainJSONReader(bytes)
-        var replies: [BatchReply] = []
-        let read = reader.readDocument(member: "replies") { reader throws(PlainJSONReader.NotPlain) in
-            try reader.readArray { reader throws(PlainJSONReader.NotPlain) in replies.append(try readReply(&reader)) }
-        }
-        return read ? BatchResponse(replies: replies) : nil
+        PlainJSONReader.readList(bytes, member: "replies", readReply).map(BatchResponse.init(replies:))
     }
 
     /// A prepare, commit or abort reply; an error reply (rare) is left to the general decoder.
@@ -153,12 +143,7 @@ extension SubmitRequest: DirectJSONReadable {
 
 extension SubmitBatchRequest: DirectJSONReadable {
     static func readJSON(_ bytes: [UInt8]) -> SubmitBatchRequest? {
-        var reader = PlainJSONReader(bytes)
-        var transactions: [SubmitRequest] = []
-        let read = reader.readDocument(member: "transactions") { reader throws(PlainJSONReader.NotPlain) in
-            try reader.readArray { reader throws(PlainJSONReader.NotPlain) in transactions.append(try SubmitRequest.readSubmit(&reader)) }
-        }
-        return read ? SubmitBatchRequest(transactions: transactions) : nil
+        PlainJSONReader.readList(bytes, member: "transactions", SubmitRequest.readSubmit).map(SubmitBatchRequest.init(transactions:))
     }
 }
 
@@ -174,6 +159,19 @@ struct PlainJSONReader {
     private var depth = 0
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The elements of `{"member": [element, …]}`, the whole of `bytes`, each read by `element`;
+    /// nil when any of it is not plain.
+    static func readList<Element>(
+        _ bytes: [UInt8], member: String, _ element: (inout PlainJSONReader) throws(NotPlain) -> Element
+    ) -> [Element]? {
+        var reader = PlainJSONReader(bytes)
+        var elements: [Element] = []
+        let read = reader.readDocument(member: member) { reader throws(NotPlain) in
+            try reader.readArray { reader throws(NotPlain) in elements.append(try element(&reader)) }
+        }
+        return read ? elements : nil
+    }
 
     /// Reads `{"member": …}` and nothing after it but whitespace, `body` reading the member's value.
     /// Returns whether all of it was plain.
