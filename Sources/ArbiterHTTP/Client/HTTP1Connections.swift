@@ -58,9 +58,6 @@ public final class HTTP1Connections: Sendable {
         self.idleCountMax = settings.connectionsPerHostMax
     }
 
-    /// Whether `url` is one these connections carry: plain `http` with a host.
-    public func serves(_ url: String) -> Bool { Self.target(url) != nil }
-
     /// Connections opened so far (for tests: reuse opens none).
     var openedCount: Int { pool.withLock { $0.opened } }
 
@@ -81,6 +78,20 @@ public final class HTTP1Connections: Sendable {
         guard let target = Self.target(url) else {
             throw WireCallError(kind: .unreachable, message: "\(url) is not a plain http:// URL")
         }
+        return try await execute(
+            method: method, target: target, url: url, headers: headers, body: body, timeout: timeout, responseSizeMax: responseSizeMax)
+    }
+
+    /// ``execute(method:url:headers:body:timeout:responseSizeMax:)`` for a URL already parsed.
+    func execute(
+        method: HTTPMethod,
+        target: Target,
+        url: String,
+        headers: [(String, String)],
+        body: [UInt8]?,
+        timeout: Duration,
+        responseSizeMax: Int
+    ) async throws(WireCallError) -> WireCall.Reply {
         let deadline = NIODeadline.now() + TimeAmount(timeout)
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: target.path)
         head.headers.reserveCapacity(headers.count + 2)

@@ -85,24 +85,19 @@ public enum WireCall {
         responseSizeMax: Int,
         logger: Logger? = nil
     ) async throws(WireCallError) -> Reply {
-        if let connections, connections.serves(url) {
-            var headers = [("Accept", "application/json")]
-            if let secret { headers.append(("Authorization", secret.authorizationHeaderValue)) }
-            if body != nil { headers.append(("Content-Type", "application/json")) }
+        var headers = [("Accept", "application/json")]
+        if let secret { headers.append(("Authorization", secret.authorizationHeaderValue)) }
+        if body != nil { headers.append(("Content-Type", "application/json")) }
+        if let connections, let target = HTTP1Connections.target(url) {
             return try await connections.execute(
-                method: method, url: url, headers: headers, body: body, timeout: timeout, responseSizeMax: responseSizeMax
+                method: method, target: target, url: url, headers: headers, body: body, timeout: timeout,
+                responseSizeMax: responseSizeMax
             )
         }
         var request = HTTPClientRequest(url: url)
         request.method = method
-        request.headers.add(name: "Accept", value: "application/json")
-        if let secret {
-            request.headers.add(name: "Authorization", value: secret.authorizationHeaderValue)
-        }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body))
-        }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         do {
             let response = try await client.execute(request, timeout: TimeAmount(timeout), logger: logger)
             let buffer = try await response.body.collect(upTo: responseSizeMax)

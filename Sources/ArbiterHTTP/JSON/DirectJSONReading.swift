@@ -201,41 +201,35 @@ struct PlainJSONReader {
 
     /// Reads an object, calling `member` with each key, positioned at its value, which it must read.
     mutating func readObject(_ member: (inout PlainJSONReader, String) throws(NotPlain) -> Void) throws(NotPlain) {
-        try enter(UInt8(ascii: "{"))
-        skipWhitespace()
-        if try peek() == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return
+        try readContainer(UInt8(ascii: "{"), UInt8(ascii: "}")) { reader throws(NotPlain) in
+            let key = try reader.readString()
+            reader.skipWhitespace()
+            try reader.expect(UInt8(ascii: ":"))
+            try member(&reader, key)
         }
-        while true {
-            let key = try readString()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"))
-            try member(&self, key)
-            skipWhitespace()
-            let next = try take()
-            if next == UInt8(ascii: "}") { break }
-            guard next == UInt8(ascii: ",") else { throw .notPlain }
-            skipWhitespace()
-        }
-        depth -= 1
     }
 
     /// Reads an array, calling `element` positioned at each element, which it must read.
     mutating func readArray(_ element: (inout PlainJSONReader) throws(NotPlain) -> Void) throws(NotPlain) {
-        try enter(UInt8(ascii: "["))
+        try readContainer(UInt8(ascii: "["), UInt8(ascii: "]"), item: element)
+    }
+
+    /// Reads `opening`, items separated by commas, each read by `item`, and `closing`.
+    private mutating func readContainer(
+        _ opening: UInt8, _ closing: UInt8, item: (inout PlainJSONReader) throws(NotPlain) -> Void
+    ) throws(NotPlain) {
+        try enter(opening)
         skipWhitespace()
-        if try peek() == UInt8(ascii: "]") {
+        if try peek() == closing {
             index += 1
             depth -= 1
             return
         }
         while true {
-            try element(&self)
+            try item(&self)
             skipWhitespace()
             let next = try take()
-            if next == UInt8(ascii: "]") { break }
+            if next == closing { break }
             guard next == UInt8(ascii: ",") else { throw .notPlain }
             skipWhitespace()
         }

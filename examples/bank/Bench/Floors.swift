@@ -164,32 +164,33 @@ enum FloorMeasurement {
                 guard port > 0 else { throw BenchError("the floor's HTTP server did not start") }
                 let url = "http://127.0.0.1:\(port)/echo"
                 let body = #"{"txid":"c-0123456789abcdef0123456789abcdef","payload":{"op":"debit","account":"a1234","amount":42}}"#
-                let clock = ContinuousClock()
-
-                var lean = makeLatencyHistogram()
+                // `count` round trips after `warmupCount` unmeasured ones.
+                func measure(_ roundTrip: () async throws -> Void) async throws -> LatencySummary {
+                    let clock = ContinuousClock()
+                    var histogram = makeLatencyHistogram()
+                    for index in 0..<(warmupCount + count) {
+                        let start = clock.now
+                        try await roundTrip()
+                        if index >= warmupCount { histogram.record(clock.now - start) }
+                    }
+                    return LatencySummary(histogram)
+                }
                 let headers = [("Content-Type", "application/json"), ("Authorization", "Bearer 0123456789abcdef")]
-                for index in 0..<(warmupCount + count) {
-                    let start = clock.now
+                let lean = try await measure {
                     let reply = try await connections.execute(
                         method: .POST, url: url, headers: headers, body: Array(body.utf8), timeout: .seconds(10), responseSizeMax: 1 << 16)
                     guard reply.status == 200 else { throw BenchError("the floor's HTTP server answered \(reply.status)") }
-                    if index >= warmupCount { lean.record(clock.now - start) }
                 }
-
-                var viaClient = makeLatencyHistogram()
-                for index in 0..<(warmupCount + count) {
-                    var request = HTTPClientRequest(url: url)
-                    request.method = .POST
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    request.headers.add(name: "Authorization", value: "Bearer 0123456789abcdef")
-                    request.body = .bytes(ByteBuffer(string: body))
-                    let start = clock.now
+                var request = HTTPClientRequest(url: url)
+                request.method = .POST
+                for (name, value) in headers { request.headers.add(name: name, value: value) }
+                request.body = .bytes(ByteBuffer(string: body))
+                let viaClient = try await measure {
                     let response = try await client.execute(request, timeout: .seconds(10))
                     _ = try await response.body.collect(upTo: 1 << 16)
-                    if index >= warmupCount { viaClient.record(clock.now - start) }
                 }
                 group.cancelAll()
-                return (LatencySummary(lean), LatencySummary(viaClient))
+                return (lean, viaClient)
             }
             try await client.shutdown()
             return summaries
