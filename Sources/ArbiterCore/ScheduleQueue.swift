@@ -37,6 +37,9 @@ public struct ScheduleQueue<Item> {
     /// When the earliest item is due.
     @inlinable
     public var nextTime: Int64? { heap.first?.time }
+    /// The earliest item, left in place.
+    @inlinable
+    public var first: (time: Int64, item: Item)? { heap.first.map { ($0.time, $0.item) } }
 
     @inlinable
     public mutating func schedule(_ item: Item, at time: Int64) {

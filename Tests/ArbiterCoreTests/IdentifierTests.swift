@@ -20,6 +20,25 @@ struct IdentifierTests {
         #expect(InvalidTxID.forbiddenCharacter("/").description.contains("[A-Za-z0-9._:-]"))
     }
 
+    /// Ids are equal exactly when their texts are, whichever way each was made, and they work as
+    /// dictionary keys (they hash a cached value, not the text).
+    @Test func idsCompareAndHashByText() throws {
+        let texts = (0..<2_000).map { "order-\($0 % 1_000)-\($0 / 1_000)" } + ["a", "b", "ab", "ba", String(repeating: "x", count: 128)]
+        let first = try texts.map { try TxID($0) }
+        let second = try texts.map { try TxID(String($0)) }
+        for (left, right) in zip(first, second) {
+            #expect(left == right && left.hashValue == right.hashValue)
+        }
+        #expect(try TxID("ab") != TxID("ba"))
+        #expect(try TxID("order-1") != TxID("order-10"))
+        var byID: [TxID: Int] = [:]
+        for (index, id) in first.enumerated() { byID[id] = index }
+        #expect(byID.count == texts.count)
+        for (index, id) in second.enumerated() { #expect(byID[id] == index) }
+        #expect(Set(first + second).count == texts.count)
+        #expect(try byID[TxID("order-1000-0")] == nil)
+    }
+
     @Test func backoffGrowsAndIsCapped() {
         let backoff = Backoff(initial: .milliseconds(100), multiplier: 2, max: .seconds(1), jitter: 0.2)
         var random = SplitMix64(seed: 7)
