@@ -172,5 +172,35 @@ struct DTOMappingTests {
         for url in bad {
             #expect(throws: APIError.self, "\(url)") { try WireValidation.serviceURL(url, field: "f", limits: .default) }
         }
+        // Each rule's own message, for the first rule a URL breaks.
+        let reasons: [(url: String, message: String)] = [
+            ("ftp://a", "is not an http:// or https:// URL"), ("htt://a", "is not an http:// or https:// URL"),
+            ("http://a b", "whitespace, a control character or a non-ASCII character"),
+            ("http://a\u{7F}", "whitespace, a control character or a non-ASCII character"),
+            ("https://é.com?x", "whitespace, a control character or a non-ASCII character"),
+            ("http://a/p?x", "must not have a query or fragment"), ("http://a#", "must not have a query or fragment"),
+            ("http://u@a/", "must not contain credentials"), ("http://[::1/x", "unterminated IPv6 address"),
+            ("http://a:", "port must be a number in 1...65535"), ("http://[::1]x", "port must be a number in 1...65535"),
+            ("http://a:65536", "port must be a number in 1...65535"),
+            ("http://a:+80", "port must be a number in 1...65535"), ("http://a:0080000", "port must be a number in 1...65535"),
+            ("http://a:" + String(repeating: "9", count: 40), "port must be a number in 1...65535"), ("http://:80", "has no host"),
+            ("http://", "has no host"), ("http://" + String(repeating: "a", count: 2100), "the limit is"),
+        ]
+        for (url, message) in reasons {
+            do {
+                _ = try WireValidation.serviceURL(url, field: "f", limits: .default)
+                Issue.record("\(url) was accepted")
+            } catch {
+                #expect(error.message.contains(message) && error.message.hasPrefix("`f`: "), "\(url): \(error.message)")
+            }
+        }
+        // Valid URLs come back as given, without their trailing slashes (the scheme's case kept).
+        let normalised: [(url: String, expected: String)] = [
+            ("HTTPS://Host:8443/base//", "HTTPS://Host:8443/base"), ("http://[::1]", "http://[::1]"),
+            ("http://[::1]:1/", "http://[::1]:1"), ("http://a:080", "http://a:080"), ("hTtP://a/b/c", "hTtP://a/b/c"),
+        ]
+        for (url, expected) in normalised {
+            #expect(try WireValidation.serviceURL(url, field: "f", limits: .default) == expected)
+        }
     }
 }

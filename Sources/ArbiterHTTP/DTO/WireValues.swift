@@ -153,57 +153,111 @@ public enum WireValidation {
     /// A valid URL is `http://` or `https://` (any case), a host, an optional numeric port and an
     /// optional path; no credentials, query, fragment, whitespace or control characters.
     public static func serviceURL(_ text: String, field: String, limits: WireLimits) throws(APIError) -> String {
-        let utf8 = text.utf8
-        guard utf8.count <= limits.urlLengthMax else {
-            throw APIError.limitExceeded(field, "`\(field)`: the URL has \(utf8.count) bytes; the limit is \(limits.urlLengthMax)")
+        guard text.utf8.count <= limits.urlLengthMax else {
+            throw APIError.limitExceeded(field, "`\(field)`: the URL has \(text.utf8.count) bytes; the limit is \(limits.urlLengthMax)")
         }
-        let lowered = text.lowercased()
-        let rest: Substring
-        if lowered.hasPrefix("http://") {
-            rest = text.dropFirst(7)
-        } else if lowered.hasPrefix("https://") {
-            rest = text.dropFirst(8)
-        } else {
+        // Every submit names its participants, so this runs per branch: it reads the bytes once,
+        // without lowercasing or copying the text (it was 3 % of the coordinator's CPU).
+        var contiguous = text
+        let verdict = contiguous.withUTF8(ServiceURLVerdict.init)
+        switch verdict {
+        case .valid(let trailingSlashes):
+            return trailingSlashes == 0 ? text : String(text.dropLast(trailingSlashes))
+        case .notHTTP:
             throw APIError.invalidValue(field, "`\(field)`: \"\(abbreviated(text))\" is not an http:// or https:// URL")
-        }
-        for scalar in text.unicodeScalars {
-            if scalar.value <= 0x20 || scalar.value == 0x7F || !scalar.isASCII {
-                throw APIError.invalidValue(field, "`\(field)`: the URL contains whitespace, a control character or a non-ASCII character")
-            }
-            if scalar == "?" || scalar == "#" {
-                throw APIError.invalidValue(field, "`\(field)`: the URL must not have a query or fragment")
-            }
-        }
-        let authority = rest.prefix(while: { $0 != "/" })
-        if authority.contains("@") {
+        case .forbiddenCharacter:
+            throw APIError.invalidValue(field, "`\(field)`: the URL contains whitespace, a control character or a non-ASCII character")
+        case .queryOrFragment:
+            throw APIError.invalidValue(field, "`\(field)`: the URL must not have a query or fragment")
+        case .credentials:
             throw APIError.invalidValue(field, "`\(field)`: the URL must not contain credentials")
-        }
-        let host: Substring
-        if authority.hasPrefix("[") {
-            // An IPv6 literal: "[::1]" or "[::1]:8080".
-            guard let close = authority.firstIndex(of: "]") else {
-                throw APIError.invalidValue(field, "`\(field)`: unterminated IPv6 address in the URL")
-            }
-            host = authority[authority.startIndex...close]
-            try checkPort(authority[authority.index(after: close)...], field: field, allowEmpty: true)
-        } else if let colon = authority.firstIndex(of: ":") {
-            host = authority[..<colon]
-            try checkPort(authority[colon...], field: field, allowEmpty: false)
-        } else {
-            host = authority
-        }
-        guard !host.isEmpty else {
+        case .unterminatedIPv6:
+            throw APIError.invalidValue(field, "`\(field)`: unterminated IPv6 address in the URL")
+        case .badPort:
+            throw APIError.invalidValue(field, "`\(field)`: the URL's port must be a number in 1...65535")
+        case .noHost:
             throw APIError.invalidValue(field, "`\(field)`: the URL has no host")
         }
-        var trimmed = Substring(text)
-        while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
-        return String(trimmed)
     }
 
-    private static func checkPort(_ text: Substring, field: String, allowEmpty: Bool) throws(APIError) {
-        if text.isEmpty && allowEmpty { return }
-        guard text.first == ":", let port = Int(text.dropFirst()), (1...65535).contains(port) else {
-            throw APIError.invalidValue(field, "`\(field)`: the URL's port must be a number in 1...65535")
+    /// What ``serviceURL(_:field:limits:)`` finds in a URL's bytes: the first rule broken, checked
+    /// in the order of the cases, or how many trailing slashes to drop.
+    private enum ServiceURLVerdict {
+        case valid(trailingSlashes: Int)
+        case notHTTP, forbiddenCharacter, queryOrFragment, credentials, unterminatedIPv6, badPort, noHost
+
+        init(_ bytes: UnsafeBufferPointer<UInt8>) {
+            func hasPrefixIgnoringCase(_ prefix: StaticString) -> Bool {
+                guard bytes.count >= prefix.utf8CodeUnitCount else { return false }
+                for offset in 0..<prefix.utf8CodeUnitCount {
+                    let byte = bytes[offset]
+                    let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+                    if lowered != prefix.utf8Start[offset] { return false }
+                }
+                return true
+            }
+            let authorityStart: Int
+            if hasPrefixIgnoringCase("http://") {
+                authorityStart = 7
+            } else if hasPrefixIgnoringCase("https://") {
+                authorityStart = 8
+            } else {
+                self = .notHTTP
+                return
+            }
+            for byte in bytes {
+                if byte <= 0x20 || byte >= 0x7F {
+                    self = .forbiddenCharacter
+                    return
+                }
+                if byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#") {
+                    self = .queryOrFragment
+                    return
+                }
+            }
+            let authorityEnd = bytes[authorityStart...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
+            let authority = bytes[authorityStart..<authorityEnd]
+            if authority.contains(UInt8(ascii: "@")) {
+                self = .credentials
+                return
+            }
+            let host: Slice<UnsafeBufferPointer<UInt8>>
+            let port: Slice<UnsafeBufferPointer<UInt8>>
+            if authority.first == UInt8(ascii: "[") {
+                // An IPv6 literal: "[::1]" or "[::1]:8080".
+                guard let close = authority.firstIndex(of: UInt8(ascii: "]")) else {
+                    self = .unterminatedIPv6
+                    return
+                }
+                host = authority[...close]
+                port = authority[(close + 1)...]
+            } else if let colon = authority.firstIndex(of: UInt8(ascii: ":")) {
+                host = authority[..<colon]
+                port = authority[colon...]
+            } else {
+                host = authority
+                port = authority[authorityEnd...]
+            }
+            if !port.isEmpty {
+                // ":" and 1–5 digits (no sign), 1...65535.
+                let digits = port.dropFirst()
+                guard port.first == UInt8(ascii: ":"), (1...5).contains(digits.count),
+                      digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                      (1...65535).contains(digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) })
+                else {
+                    self = .badPort
+                    return
+                }
+            }
+            if host.isEmpty {
+                self = .noHost
+                return
+            }
+            var trailingSlashes = 0
+            while trailingSlashes < bytes.count && bytes[bytes.count - 1 - trailingSlashes] == UInt8(ascii: "/") {
+                trailingSlashes += 1
+            }
+            self = .valid(trailingSlashes: trailingSlashes)
         }
     }
 
