@@ -76,13 +76,15 @@ public struct ArbiterClient: Sendable {
         self.responseSizeMax = responseSizeMax
         self.logger = logger
         self.batcher = batching.map {
-            SubmitBatcher(settings: $0, url: String(base) + WireEndpoint.submitBatch.path, secret: secret,
-                          httpClient: httpClient, lineSizeMax: responseSizeMax, logger: logger)
+            SubmitBatcher(settings: $0, url: String(base) + WireEndpoint.submitBatch.path,
+                          submitURL: String(base) + WireEndpoint.submit.path, secret: secret, httpClient: httpClient,
+                          connections: connections, lineSizeMax: responseSizeMax, logger: logger)
         }
     }
 
-    /// How many batch requests this client has sent (with ``SubmitBatching`` only).
-    var batchRequestCount: Int { batcher?.requestCount ?? 0 }
+    /// How many submit requests this client has sent with ``SubmitBatching``: alone (plain submits)
+    /// and batches.
+    var submitRequestCounts: (alone: Int, batches: Int) { batcher?.requestCounts ?? (0, 0) }
 
     /// Runs a transaction and returns its outcome.
     ///

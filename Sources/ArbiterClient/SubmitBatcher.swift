@@ -8,8 +8,9 @@ import Synchronization
 /// (`POST /v1/transaction-batch`) instead of one HTTP exchange each.
 ///
 /// The rule is the one the coordinator applies to its participants: one request *collecting* at a
-/// time. A submit made while no request is collecting goes at once, alone; submits made while one
-/// is collecting wait for it and then go together. A request stops collecting when its first
+/// time. A submit made while no request is collecting goes at once, alone (as a plain
+/// `POST /v1/transactions`, on the client's kept-alive connections when it has them); submits made
+/// while one is collecting wait for it and then go together. A request stops collecting when its first
 /// answer arrives (the coordinator has taken the batch through its pipeline) or after
 /// ``patience``, so a stalled request never holds the others back for long. Each transaction is
 /// answered as soon as its own line arrives: a slow transaction does not delay the others of its
@@ -61,27 +62,38 @@ final class SubmitBatcher: Sendable {
         /// Whether a wake-up is scheduled for the end of the newest request's patience.
         var wakeUpScheduled = false
         var requestCount: UInt64 = 0
+        /// How many of them carried one transaction, as a plain submit.
+        var loneCount: UInt64 = 0
     }
 
     private let settings: SubmitBatching
     private let url: String
     private let secret: BearerSecret
+    private let submitURL: String
     private let httpClient: HTTPClient
+    private let connections: HTTP1Connections?
     private let lineSizeMax: Int
     private let logger: Logger?
     private let state = Mutex(State())
 
-    init(settings: SubmitBatching, url: String, secret: BearerSecret, httpClient: HTTPClient, lineSizeMax: Int, logger: Logger?) {
+    init(
+        settings: SubmitBatching, url: String, submitURL: String, secret: BearerSecret, httpClient: HTTPClient,
+        connections: HTTP1Connections?, lineSizeMax: Int, logger: Logger?
+    ) {
         self.settings = settings
         self.url = url
+        self.submitURL = submitURL
         self.secret = secret
         self.httpClient = httpClient
+        self.connections = connections
         self.lineSizeMax = lineSizeMax
         self.logger = logger
     }
 
-    /// How many requests have been sent: fewer than the submits when batching works.
-    var requestCount: Int { state.withLock { Int($0.requestCount) } }
+    /// How many requests have been sent: alone (plain submits) and batches.
+    var requestCounts: (alone: Int, batches: Int) {
+        state.withLock { (Int($0.loneCount), Int($0.requestCount - $0.loneCount)) }
+    }
 
     /// Queues one submit and waits for its answer. `timeout` bounds the request that carries it.
     func submit(_ request: SubmitRequest, timeout: Duration) async -> Answer {
@@ -120,6 +132,7 @@ final class SubmitBatcher: Sendable {
                 let batch = Array(state.queue.prefix(count))
                 state.queue.removeFirst(count)
                 state.requestCount += 1
+                if count == 1 { state.loneCount += 1 }
                 state.collecting[state.requestCount] = now
                 return (state.requestCount, batch)
             }
@@ -146,6 +159,20 @@ final class SubmitBatcher: Sendable {
     /// One request: answers each transaction as its line arrives, and any left unanswered with
     /// the request's error (or, when the stream ended early, an error a retry may fix).
     private func send(_ batch: [Waiting], number: UInt64) async {
+        if batch.count == 1 {
+            // Alone: the plain submit, whose answer is the outcome (no stream to set up and read).
+            let answer: Answer
+            do {
+                answer = .success(try await WireCall.call(
+                    httpClient, connections: connections, method: .POST, url: submitURL, body: batch[0].request, secret: secret,
+                    timeout: batch[0].timeout, responseSizeMax: lineSizeMax, as: SubmitResponse.self, logger: logger))
+            } catch {
+                answer = .failure(error)
+            }
+            stoppedCollecting(number)
+            batch[0].continuation.resume(returning: answer)
+            return
+        }
         var answered = [Bool](repeating: false, count: batch.count)
         var firstLine = true
         let timeout = batch.map(\.timeout).max() ?? .seconds(30)

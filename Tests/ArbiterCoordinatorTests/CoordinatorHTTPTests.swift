@@ -1,6 +1,6 @@
 @testable import ArbiterClient
 import ArbiterCore
-import ArbiterHTTP
+@testable import ArbiterHTTP
 import AsyncHTTPClient
 import Foundation
 import Testing
@@ -341,7 +341,8 @@ struct CoordinatorHTTPTests {
                 }
                 #expect(outcomes.count == count)
                 #expect(outcomes.allSatisfy { $0.value == ($0.key % 10 == 7 ? .aborted : .committed) })
-                #expect(client.batchRequestCount < count, "\(count) submits took \(client.batchRequestCount) requests")
+                let requests = client.submitRequestCounts
+                #expect(requests.batches >= 1 && requests.alone + requests.batches < count, "\(count) submits took \(requests)")
                 try await eventually("phase 2 reaches P1") { p1.state.committed.count == count - 4 }
                 // A refused transaction in a batch is the client's error, as when submitted alone.
                 _ = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("k-0"))
@@ -370,7 +371,35 @@ struct CoordinatorHTTPTests {
                     }
                     try await group.waitForAll()
                 }
-                #expect(client.batchRequestCount == 10)
+                #expect(client.submitRequestCounts == (alone: 10, batches: 0))
+            }
+        }
+    }
+
+    @Test("a batching client sends a lone submit as a plain one, on its kept-alive connections when given", arguments: [false, true])
+    func aBatchingClientSendsALoneSubmitPlainly(onConnections: Bool) async throws {
+        let directory = try TemporaryDirectory()
+        let p0 = FakeParticipant()
+        let p1 = FakeParticipant { $0.rawValue.hasSuffix("3") ? .no("refused") : .yes }
+        try await withParticipants([p0, p1]) { ids in
+            try await withCoordinator(data: directory.path) { url, _, http in
+                let connections = HTTP1Connections()
+                defer { connections.shutdown() }
+                let client = ArbiterClient(coordinator: url, secret: TestSecrets.protocolSecret, httpClient: http,
+                                           connections: onConnections ? connections : nil,
+                                           retry: RetryPolicy(attemptCountMax: 1), batching: SubmitBatching())
+                for number in 0..<5 {
+                    let result = try await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: txid("lone-\(number)"))
+                    #expect(result.id == txid("lone-\(number)") && result.outcome == (number == 3 ? .aborted : .committed))
+                    #expect((result.reason?.contains("refused") ?? false) == (number == 3), "\(result)")
+                }
+                #expect(client.submitRequestCounts == (alone: 5, batches: 0))
+                #expect(connections.openedCount == (onConnections ? 1 : 0))
+                // A refusal comes back as the same typed error as from an unbatched client.
+                let error = await #expect(throws: ArbiterClientError.self) {
+                    _ = try await client.submit(branches: [branch(ids[0])], id: txid("lone-0"))
+                }
+                #expect(error?.code == ArbiterClientError.Code(.idInUse), "\(String(describing: error))")
             }
         }
     }
