@@ -20,7 +20,12 @@ import Synchronization
 /// A submit that is queued or sent waits for its answer even when its task is cancelled: the
 /// transaction runs either way, and the answer is what tells the caller its outcome.
 public struct SubmitBatching: Hashable, Sendable {
-    /// How long a request collects before another may start beside it. Default 10 ms.
+    /// How long a request collects before another may start beside it. Default 2 ms: under load a
+    /// request's first answer takes a whole pass through the coordinator (a forced vote at each
+    /// participant and the forced decision), and a shorter patience lets the next request start
+    /// before that, so that the coordinator and the participants work on several requests at
+    /// once. (In the bank benchmark at C=64, 2 ms gave about 6 % more transfers/s than 10 ms on
+    /// average over ten paired runs, more in six of them.)
     public var patience: Duration
     /// The most transactions in one request. Default 256; at most the coordinator's
     /// batch limit (1024 by default).
@@ -33,7 +38,7 @@ public struct SubmitBatching: Hashable, Sendable {
     public var collectingMax: Int
 
     /// Makes a setting; the defaults are documented on the properties.
-    public init(patience: Duration = .milliseconds(10), batchSizeMax: Int = 256, batchBytesMax: Int = 4 << 20, collectingMax: Int = 4) {
+    public init(patience: Duration = .milliseconds(2), batchSizeMax: Int = 256, batchBytesMax: Int = 4 << 20, collectingMax: Int = 4) {
         precondition(batchSizeMax >= 1 && batchBytesMax >= 1 && collectingMax >= 1, "batchSizeMax, batchBytesMax and collectingMax must be at least 1")
         precondition(patience >= .zero, "patience must not be negative")
         self.patience = patience

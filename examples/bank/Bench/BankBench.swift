@@ -20,8 +20,11 @@ struct BankBench: AsyncParsableCommand {
             forced write is fsynced). Opens --accounts accounts on each node, then for each wait mode \
             and each concurrency C runs C clients in this process, each submitting one transfer after \
             another: a debit of 1-100 cents on a random account of node A and a credit on a random \
-            account of node B, one 2-participant transaction. Each phase warms up for --warmup \
-            seconds, then measures for --duration seconds.
+            account of node B, one 2-participant transaction. The clients share one ArbiterClient, as \
+            the tasks of one service would, which carries their concurrent submits in shared requests \
+            (SubmitBatching; a submit with none collecting goes alone); --no-client-batching sends \
+            one request per transfer. Each phase warms up for --warmup seconds, then measures for \
+            --duration seconds.
 
             Per phase it reports: committed transfers/s; latency p50/p99/p99.9/max of the committed \
             transfers (HdrHistogram, from submit to answer at the client); aborts and why; client \
@@ -34,7 +37,8 @@ struct BankBench: AsyncParsableCommand {
 
             The floors are measured before the first phase and after the last: fdatasync of a 4 KiB \
             write in the data directory, and one HTTP round trip on loopback with the services' stack \
-            (Hummingbird server, AsyncHTTPClient, kept-alive connection). A transfer's median at C=1 \
+            (Hummingbird server, kept-alive connection; the faster of AsyncHTTPClient and the hot \
+            path's HTTP1Connections). A transfer's median at C=1 \
             is printed as a multiple of its floor: 2 fsyncs + 2 round trips for `wait: decision` \
             (client -> coordinator, prepare with the participants' forced vote, the forced \
             decision), 3 + 3 for `wait: completion` (plus commit with the participants' forced commit). \
@@ -84,10 +88,10 @@ struct BankBench: AsyncParsableCommand {
     @Option(help: "Round trips for the loopback floor.")
     var roundTripSamples: Int = 3000
 
-    @Flag(help: "The load generator's client batches concurrent submits into shared requests (POST /v1/transaction-batch, ArbiterClient's SubmitBatching) instead of one request per transfer.")
-    var clientBatching = false
+    @Flag(inversion: .prefixedNo, help: "The load generator's client carries concurrent submits in shared requests (POST /v1/transaction-batch, ArbiterClient's SubmitBatching); --no-client-batching sends one request per transfer.")
+    var clientBatching = true
 
-    @Option(help: "With --client-batching: how long a request collects before another may start beside it, in milliseconds (SubmitBatching.patience; default: its default).")
+    @Option(help: "With client batching: how long a request collects before another may start beside it, in milliseconds (SubmitBatching.patience; default: its default).")
     var clientPatienceMs: Double?
 
     @Flag(help: "Do not count fsyncs with perf.")
@@ -114,7 +118,7 @@ struct BankBench: AsyncParsableCommand {
         }
     }
 
-    /// The load generator's batching with --client-batching.
+    /// The load generator's batching (unless --no-client-batching).
     var submitBatching: SubmitBatching {
         var batching = SubmitBatching()
         if let clientPatienceMs { batching.patience = .microseconds(Int64(clientPatienceMs * 1000)) }

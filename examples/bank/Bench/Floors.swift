@@ -16,11 +16,11 @@ struct Floors: Codable, Sendable {
     /// (the floor is a lower bound). Runs before 2026-11-24 06:30 UTC measured AsyncHTTPClient only.
     var roundTrip: LatencySummary
     /// The round trip with an ``HTTP1Connections`` client (a transfer's hops: the coordinator's
-    /// batches to the nodes, the load generator's submits without `--client-batching`). Absent
+    /// batches to the nodes, the load generator's lone submits). Absent
     /// from results written before it existed.
     var roundTripConnections: LatencySummary?
     /// The round trip with an AsyncHTTPClient client, which carries every other call (and
-    /// `--client-batching`'s streamed answers). Absent from results written before it existed.
+    /// the batched submits' streamed answers). Absent from results written before it existed.
     var roundTripAsyncHTTPClient: LatencySummary?
     /// A fixed piece of single-threaded work (``FloorMeasurement/cpuProbe(count:)``): not a floor,
     /// but a gauge of how fast the machine's cores ran at the time, for comparing runs on a machine

@@ -61,9 +61,10 @@ struct BenchConfiguration: Codable, Sendable {
     var openingBalance: Int
     var dataDirectory: String
     var fsyncCounting: String
-    /// Whether the load generator batched its submits (`--client-batching`).
+    /// Whether the load generator batched its submits (the default since 2026-11-24; before, only
+    /// with `--client-batching`).
     var clientBatching: Bool?
-    /// With `--client-batching`, the batching's patience in milliseconds.
+    /// With client batching, the batching's patience in milliseconds.
     var clientPatienceMilliseconds: Double?
 }
 
