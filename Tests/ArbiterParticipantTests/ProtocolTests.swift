@@ -78,6 +78,31 @@ struct ProtocolTests {
         }
     }
 
+    @Test("a commit or abort uses the payload decoded at the stage; after a restart, the stored one")
+    func stagedPayloadIsDecodedOnce() async throws {
+        let tag = "decoded-once-\(UUID().uuidString)"
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory) { (node: RunningNode<ScriptedResource>) async throws in
+                #expect(try await node.prepare("d-c", payload: Scripts.vote("yes", value: tag + "c")).json()["vote"] as? String == "yes")
+                #expect(try await node.prepare("d-a", payload: Scripts.vote("yes", value: tag + "a")).json()["vote"] as? String == "yes")
+                #expect(try await node.prepare("d-r", payload: Scripts.vote("yes", value: tag + "r")).json()["vote"] as? String == "yes")
+                #expect(try await node.commit("d-c").json()["state"] as? String == "committed")
+                #expect(try await node.abort("d-a").json()["state"] as? String == "aborted")
+                #expect(try await node.rows("d-c") == ScriptRows(applied: true))
+                #expect(try await node.rows("d-a") == ScriptRows(discarded: true))
+                #expect(Self.decodes(tag + "c") == 1 && Self.decodes(tag + "a") == 1 && Self.decodes(tag + "r") == 1)
+            }
+            // A new process has nothing decoded: the commit decodes what the store kept.
+            try await withNode(ScriptedResource(), directory: directory) { (node: RunningNode<ScriptedResource>) async throws in
+                #expect(try await node.commit("d-r").json()["state"] as? String == "committed")
+                #expect(try await node.rows("d-r") == ScriptRows(applied: true))
+                #expect(Self.decodes(tag + "r") == 2)
+            }
+        }
+    }
+
+    private static func decodes(_ value: String) -> Int { scriptDecodeCounts.withLock { $0[value] ?? 0 } }
+
     @Test("an abort before its prepare leaves a tombstone: the late prepare votes no and stages nothing")
     func abortBeforePrepare() async throws {
         try await withTemporaryDirectory { directory in

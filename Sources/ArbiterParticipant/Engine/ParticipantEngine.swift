@@ -147,6 +147,12 @@ final class ParticipantEngine<R: Resource>: Sendable {
     let settings: Settings
     let logger: Logger
     let timers = TimerService<EngineTimer>()
+    /// The payloads decoded at the stage of transactions that voted yes, with the bytes they were
+    /// decoded from, so that the commit (or abort) that follows does not decode them again. Used
+    /// only when the bytes the store holds are the same; an entry goes at the transaction's end.
+    private let decodedPayloads = Mutex<[TxID: (bytes: [UInt8], payload: R.Payload)]>([:])
+    /// A bound on ``decodedPayloads``, should ends go missing (the cache is emptied past it).
+    private static var decodedPayloadCountMax: Int { 100_000 }
     /// How long the store keeps ended transactions (``ParticipantConfig/retention``).
     let retention: Duration
     /// How often the ended transactions past ``retention`` are deleted: a quarter of it, between
@@ -727,6 +733,11 @@ final class ParticipantEngine<R: Resource>: Sendable {
             let vote = try resource.stage(decoded, in: StageContext(txid: txid, db: db, store: store))
             if onePhase, case .yes = vote {
                 try resource.apply(decoded, in: OutcomeContext(txid: txid, db: db, isHeuristic: false))
+            } else if case .yes = vote {
+                decodedPayloads.withLock { cache in
+                    if cache.count >= Self.decodedPayloadCountMax { cache.removeAll() }
+                    cache[txid] = (payload.bytes, decoded)
+                }
             }
             if case .no(let reason) = vote {
                 return .no(reason: Self.reason(reason.isEmpty ? "refused by the resource" : reason))
@@ -792,9 +803,12 @@ final class ParticipantEngine<R: Resource>: Sendable {
         }
     }
 
-    /// The decoded payload of `txid` when it is prepared here (staged and not yet ended).
+    /// The decoded payload of `txid` when it is prepared here (staged and not yet ended): the one
+    /// decoded at its stage when the store holds the same bytes, else decoded from the store.
     private func stagedPayload(of txid: TxID, in db: Database) throws -> R.Payload? {
+        let cached = decodedPayloads.withLock { $0.removeValue(forKey: txid) }
         guard let payload = try store.preparedPayload(of: txid, in: db) else { return nil }
+        if let cached, cached.bytes == payload.bytes { return cached.payload }
         do {
             return try WireJSON.decode(R.Payload.self, from: payload.bytes)
         } catch {

@@ -9,7 +9,21 @@ struct Script: Decodable, Sendable {
     var vote: String
     var locks: [String]?
     var value: String?
+
+    private enum CodingKeys: String, CodingKey { case vote, locks, value }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        vote = try container.decode(String.self, forKey: .vote)
+        locks = try container.decodeIfPresent([String].self, forKey: .locks)
+        value = try container.decodeIfPresent(String.self, forKey: .value)
+        if let value { scriptDecodeCounts.withLock { $0[value, default: 0] += 1 } }
+    }
 }
+
+/// How many times a script with each `value` was decoded, across every test (give a test's
+/// scripts values of their own).
+let scriptDecodeCounts = Mutex<[String: Int]>([:])
 
 /// A resource whose votes the payload scripts. It writes a `staged` row at stage (before voting, so
 /// that a `no`, a read-only vote or a throw must roll it back), moves it to `applied` at commit and
