@@ -1,7 +1,7 @@
 public import ArbiterCore
 public import Synchronization
 
-/// Keeps any number of protocol timers in one heap, for one loop to fire (``takeDue()``, then sleep
+/// Keeps any number of protocol timers in one queue, for one loop to fire (``takeDue()``, then sleep
 /// ``pollInterval``).
 ///
 /// The state machines set and cancel timers by id (thousands at a time under load: a deadline per
@@ -72,7 +72,6 @@ public final class TimerService<ID: Hashable & Sendable>: Sendable {
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }
-
 
 /// The timers of a ``TimerService``, by due time in integer nanoseconds (or any unit): a pure
 /// structure, tested on its own against a plain model.
