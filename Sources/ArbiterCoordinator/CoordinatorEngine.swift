@@ -76,7 +76,7 @@ public final class CoordinatorEngine: Sendable {
 
     public let log: DecisionLog
     let links: ParticipantLinks
-    /// The machine's timers and each waiting client's deadline: one heap on the timer loop instead
+    /// The machine's timers and each waiting client's deadline: one queue on the timer loop instead
     /// of a sleeping task per request.
     let timers: TimerService<EngineTimer>
     let metrics: CoordinatorMetrics
