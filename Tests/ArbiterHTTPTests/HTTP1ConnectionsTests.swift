@@ -45,7 +45,8 @@ struct HTTP1ConnectionsTests {
         #expect(HTTP1Connections.target("http://bank-a/v1/batch?x=1")?.path == "/v1/batch?x=1")
         #expect(HTTP1Connections.target("http://bank-a")?.path == "/")
         #expect(HTTP1Connections.target("http://[::1]:9001/p")?.endpoint == .init(host: "::1", port: 9001))
-        for refused in ["https://bank-a/v1", "http://", "http://:80/", "http://a:0/", "http://a:99999/", "http://a:x/", "http://user@a/", "ftp://a/"] {
+        for refused in ["https://bank-a/v1", "http://", "http://:80/", "http://a:0/", "http://a:99999/", "http://a:x/", "http://user@a/", "ftp://a/",
+                        "http://a:+80/", "http://[::1/", "http://[]:80/"] {
             #expect(HTTP1Connections.target(refused) == nil, "\(refused)")
         }
     }

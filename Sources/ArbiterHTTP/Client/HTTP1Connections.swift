@@ -194,32 +194,21 @@ public final class HTTP1Connections: Sendable {
 
     /// `http://host[:port][/path]`, or nil for anything else (https, no host, a bad port).
     static func target(_ url: String) -> Target? {
-        guard url.hasPrefix("http://") else { return nil }
-        let rest = url.dropFirst("http://".count)
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        var path = String(rest.dropFirst(authority.count))
-        if let fragment = path.firstIndex(of: "#") { path = String(path[..<fragment]) }
-        if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
-        guard !authority.isEmpty, !authority.contains("@") else { return nil }
-        let host: Substring
-        var port = 80
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":"), let number = Int(after.dropFirst()), (1...65535).contains(number) else { return nil }
-                port = number
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            guard let number = Int(authority[authority.index(after: colon)...]), (1...65535).contains(number) else { return nil }
-            port = number
-        } else {
-            host = authority
+        var url = url
+        return url.withUTF8 { bytes -> Target? in
+            let scheme = "http://".utf8
+            guard bytes.starts(with: scheme) else { return nil }
+            let rest = bytes[scheme.count...]
+            let authorityEnd = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
+            let authority = rest[..<authorityEnd]
+            guard case .success(let (host, port)) = URLAuthority.read(authority) else { return nil }
+            let pathEnd = rest[authorityEnd...].firstIndex(of: UInt8(ascii: "#")) ?? rest.endIndex
+            var path = String(decoding: rest[authorityEnd..<pathEnd], as: UTF8.self)
+            if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
+            return Target(
+                endpoint: Endpoint(host: String(decoding: host, as: UTF8.self), port: port ?? 80),
+                authority: String(decoding: authority, as: UTF8.self), path: path)
         }
-        guard !host.isEmpty else { return nil }
-        return Target(endpoint: Endpoint(host: String(host), port: port), authority: String(authority), path: path)
     }
 }
 

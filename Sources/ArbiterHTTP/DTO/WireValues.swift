@@ -169,13 +169,13 @@ public enum WireValidation {
             throw APIError.invalidValue(field, "`\(field)`: the URL contains whitespace, a control character or a non-ASCII character")
         case .queryOrFragment:
             throw APIError.invalidValue(field, "`\(field)`: the URL must not have a query or fragment")
-        case .credentials:
+        case .authority(.credentials):
             throw APIError.invalidValue(field, "`\(field)`: the URL must not contain credentials")
-        case .unterminatedIPv6:
+        case .authority(.unterminatedIPv6):
             throw APIError.invalidValue(field, "`\(field)`: unterminated IPv6 address in the URL")
-        case .badPort:
+        case .authority(.badPort):
             throw APIError.invalidValue(field, "`\(field)`: the URL's port must be a number in 1...65535")
-        case .noHost:
+        case .authority(.noHost):
             throw APIError.invalidValue(field, "`\(field)`: the URL has no host")
         }
     }
@@ -184,7 +184,8 @@ public enum WireValidation {
     /// in the order of the cases, or how many trailing slashes to drop.
     private enum ServiceURLVerdict {
         case valid(trailingSlashes: Int)
-        case notHTTP, forbiddenCharacter, queryOrFragment, credentials, unterminatedIPv6, badPort, noHost
+        case notHTTP, forbiddenCharacter, queryOrFragment
+        case authority(URLAuthority.Problem)
 
         init(_ bytes: UnsafeBufferPointer<UInt8>) {
             func hasPrefixIgnoringCase(_ prefix: StaticString) -> Bool {
@@ -216,41 +217,8 @@ public enum WireValidation {
                 }
             }
             let authorityEnd = bytes[authorityStart...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
-            let authority = bytes[authorityStart..<authorityEnd]
-            if authority.contains(UInt8(ascii: "@")) {
-                self = .credentials
-                return
-            }
-            let host: Slice<UnsafeBufferPointer<UInt8>>
-            let port: Slice<UnsafeBufferPointer<UInt8>>
-            if authority.first == UInt8(ascii: "[") {
-                // An IPv6 literal: "[::1]" or "[::1]:8080".
-                guard let close = authority.firstIndex(of: UInt8(ascii: "]")) else {
-                    self = .unterminatedIPv6
-                    return
-                }
-                host = authority[...close]
-                port = authority[(close + 1)...]
-            } else if let colon = authority.firstIndex(of: UInt8(ascii: ":")) {
-                host = authority[..<colon]
-                port = authority[colon...]
-            } else {
-                host = authority
-                port = authority[authorityEnd...]
-            }
-            if !port.isEmpty {
-                // ":" and 1–5 digits (no sign), 1...65535.
-                let digits = port.dropFirst()
-                guard port.first == UInt8(ascii: ":"), (1...5).contains(digits.count),
-                      digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                      (1...65535).contains(digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) })
-                else {
-                    self = .badPort
-                    return
-                }
-            }
-            if host.isEmpty {
-                self = .noHost
+            if case .failure(let problem) = URLAuthority.read(bytes[authorityStart..<authorityEnd]) {
+                self = .authority(problem)
                 return
             }
             var trailingSlashes = 0
