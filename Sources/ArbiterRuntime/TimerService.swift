@@ -191,30 +191,27 @@ public struct TimerQueue<ID: Hashable>: ~Copyable {
 
     /// When the earliest queued entry is due (possibly a cancelled one).
     @inlinable
-    public var nextDue: Int64? {
-        var next = heap.first?.item.due
-        for lane in lanes {
-            if let due = lane.first?.due, next == nil || due < next! { next = due }
+    public var nextDue: Int64? { earliest()?.entry.due }
+
+    /// The earliest queued entry: the least of the heap's top and the lanes' heads, with its lane
+    /// (`nil`: the heap's).
+    @inlinable
+    func earliest() -> (entry: Entry, lane: Int?)? {
+        var earliest = heap.first.map { (entry: $0.item, lane: Int?.none) }
+        for index in lanes.indices {
+            guard let head = lanes[index].first else { continue }
+            if let current = earliest, !head.precedes(current.entry) { continue }
+            earliest = (head, index)
         }
-        return next
+        return earliest
     }
 
     /// Removes and returns the timers due by `now`, earliest first.
     @inlinable
     public mutating func takeDue(now: Int64) -> [ID] {
         var due: [ID] = []
-        while true {
-            // The earliest of the heap's top and the lanes' heads; `nil` lane means the heap.
-            var earliest = heap.first?.item
-            var earliestLane: Int? = nil
-            for index in lanes.indices {
-                if let head = lanes[index].first, earliest == nil || head.precedes(earliest!) {
-                    earliest = head
-                    earliestLane = index
-                }
-            }
-            guard let entry = earliest, entry.due <= now else { return due }
-            if let lane = earliestLane {
+        while let (entry, lane) = earliest(), entry.due <= now {
+            if let lane {
                 lanes[lane].removeFirst()
             } else {
                 _ = heap.pop()
@@ -224,5 +221,6 @@ public struct TimerQueue<ID: Hashable>: ~Copyable {
             generations[entry.id] = nil
             due.append(entry.id)
         }
+        return due
     }
 }
