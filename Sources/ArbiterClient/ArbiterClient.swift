@@ -30,12 +30,14 @@ public struct ArbiterClient: Sendable {
     private let secret: BearerSecret
     private let operatorSecret: BearerSecret?
     private let httpClient: HTTPClient
-    private let connections: HTTP1Connections?
     private let retry: RetryPolicy
     private let requestTimeout: Duration
     private let responseSizeMax: Int
     private let logger: Logger?
     private let batcher: SubmitBatcher?
+    /// One submit as a plain request (`POST /v1/transactions`): the unbatched path, and a batching
+    /// client's lone submits.
+    private let plainSubmit: SubmitBatcher.PlainSubmit
 
     /// - Parameters:
     ///   - coordinator: The coordinator's base URL (`http://host:port`).
@@ -70,15 +72,21 @@ public struct ArbiterClient: Sendable {
         self.secret = secret
         self.operatorSecret = operatorSecret
         self.httpClient = httpClient
-        self.connections = connections
         self.retry = retry
         self.requestTimeout = requestTimeout
         self.responseSizeMax = responseSizeMax
         self.logger = logger
+        let submitURL = String(base) + WireEndpoint.submit.path
+        let plainSubmit: SubmitBatcher.PlainSubmit = { body, timeout throws(WireCallError) in
+            try await WireCall.call(
+                httpClient, connections: connections, method: .POST, url: submitURL, body: body, secret: secret,
+                timeout: timeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, logger: logger
+            )
+        }
+        self.plainSubmit = plainSubmit
         self.batcher = batching.map {
-            SubmitBatcher(settings: $0, url: String(base) + WireEndpoint.submitBatch.path,
-                          submitURL: String(base) + WireEndpoint.submit.path, secret: secret, httpClient: httpClient,
-                          connections: connections, lineSizeMax: responseSizeMax, logger: logger)
+            SubmitBatcher(settings: $0, url: String(base) + WireEndpoint.submitBatch.path, plainSubmit: plainSubmit,
+                          secret: secret, httpClient: httpClient, lineSizeMax: responseSizeMax, logger: logger)
         }
     }
 
@@ -114,10 +122,7 @@ public struct ArbiterClient: Sendable {
             if let batcher {
                 return try await batcher.submit(body, timeout: attemptTimeout).get()
             }
-            return try await WireCall.call(
-                httpClient, connections: connections, method: .POST, url: coordinator + WireEndpoint.submit.path, body: body, secret: secret,
-                timeout: attemptTimeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, logger: logger
-            )
+            return try await plainSubmit(body, attemptTimeout)
         }
         guard response.id == txid.rawValue else {
             throw ArbiterClientError(

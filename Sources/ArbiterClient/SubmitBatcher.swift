@@ -51,6 +51,8 @@ public struct SubmitBatching: Hashable, Sendable {
 /// The queue behind ``SubmitBatching``: submits wait here until a request takes them.
 final class SubmitBatcher: Sendable {
     typealias Answer = Result<SubmitResponse, WireCallError>
+    /// Sends one submit as a plain `POST /v1/transactions` (the client's own unbatched path).
+    typealias PlainSubmit = @Sendable (SubmitRequest, Duration) async throws(WireCallError) -> SubmitResponse
 
     private struct Waiting {
         var request: SubmitRequest
@@ -74,23 +76,21 @@ final class SubmitBatcher: Sendable {
     private let settings: SubmitBatching
     private let url: String
     private let secret: BearerSecret
-    private let submitURL: String
+    private let plainSubmit: PlainSubmit
     private let httpClient: HTTPClient
-    private let connections: HTTP1Connections?
     private let lineSizeMax: Int
     private let logger: Logger?
     private let state = Mutex(State())
 
     init(
-        settings: SubmitBatching, url: String, submitURL: String, secret: BearerSecret, httpClient: HTTPClient,
-        connections: HTTP1Connections?, lineSizeMax: Int, logger: Logger?
+        settings: SubmitBatching, url: String, plainSubmit: @escaping PlainSubmit, secret: BearerSecret, httpClient: HTTPClient,
+        lineSizeMax: Int, logger: Logger?
     ) {
         self.settings = settings
         self.url = url
-        self.submitURL = submitURL
+        self.plainSubmit = plainSubmit
         self.secret = secret
         self.httpClient = httpClient
-        self.connections = connections
         self.lineSizeMax = lineSizeMax
         self.logger = logger
     }
@@ -168,9 +168,7 @@ final class SubmitBatcher: Sendable {
             // Alone: the plain submit, whose answer is the outcome (no stream to set up and read).
             let answer: Answer
             do {
-                answer = .success(try await WireCall.call(
-                    httpClient, connections: connections, method: .POST, url: submitURL, body: batch[0].request, secret: secret,
-                    timeout: batch[0].timeout, responseSizeMax: lineSizeMax, as: SubmitResponse.self, logger: logger))
+                answer = .success(try await plainSubmit(batch[0].request, batch[0].timeout))
             } catch {
                 answer = .failure(error)
             }
