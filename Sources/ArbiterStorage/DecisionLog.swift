@@ -1,6 +1,7 @@
 public import ArbiterCore
 public import Foundation
 import GRDB
+import GRDBSQLite
 
 /// Where a transaction stands in the coordinator's decision log.
 ///
@@ -291,23 +292,31 @@ public final class DecisionLog: Sendable {
 
     /// Applies one record as an UPSERT on its transaction's row (see `schemas/coordinator.sql`).
     static func apply(_ record: CoordinatorRecord, atMilliseconds now: Int64, in db: Database) throws {
+        // Through SQLite's C API (see HotStatements): these run for every transaction.
         switch record {
         case .begun(let txid, let branches):
-            try db.cachedStatement(sql: RecordSQL.begun).execute(arguments: [txid.rawValue, encodeBranches(branches), now])
+            let branches = encodeBranches(branches)
+            try HotStatements.execute(.coordinatorBegun, in: db) { bind in
+                HotStatements.Bindings.first(bind.text(1, txid.rawValue), bind.text(2, branches), bind.int(3, now))
+            }
 
         case .decided(let txid, let outcome, let notify, let reason):
             let state: TransactionState = outcome == .committed ? .committing : .aborting
-            try db.cachedStatement(sql: RecordSQL.decided).execute(arguments: [
-                txid.rawValue, state.rawValue, outcome.rawValue, reason,
-                Stored.jsonArray(notify.lazy.map(\.rawValue)), now,
-            ])
+            let notify = Stored.jsonArray(notify.lazy.map(\.rawValue))
+            try HotStatements.execute(.coordinatorDecided, in: db) { bind in
+                HotStatements.Bindings.first(
+                    bind.text(1, txid.rawValue), bind.text(2, state.rawValue), bind.text(3, outcome.rawValue),
+                    reason.map { bind.text(4, $0) } ?? SQLITE_OK, bind.text(5, notify), bind.int(6, now))
+            }
 
         case .acknowledged(let txid, let participant):
             try db.cachedStatement(sql: RecordSQL.acknowledgedTransaction).execute(arguments: [txid.rawValue, now])
             try db.cachedStatement(sql: RecordSQL.acknowledged).execute(arguments: [txid.rawValue, participant.rawValue, now])
 
         case .ended(let txid):
-            try db.cachedStatement(sql: RecordSQL.ended).execute(arguments: [txid.rawValue, now])
+            try HotStatements.execute(.coordinatorEnded, in: db) { bind in
+                HotStatements.Bindings.first(bind.text(1, txid.rawValue), bind.int(2, now))
+            }
         }
     }
 

@@ -109,6 +109,7 @@ public final class GroupCommitWriter: Sendable {
             throw StorageError.wrapping(error, doing: "opening", path: path)
         }
         try migrate(migrator)
+        pool.writeWithoutTransaction { db in HotStatements.keep(on: db) }
         options.logger.info("opened database", metadata: ["path": "\(path)"])
     }
 
@@ -355,6 +356,8 @@ public final class GroupCommitWriter: Sendable {
             if isIdle { continuation.resume() }
         }
         do {
+            // SQLite keeps a connection open while statements prepared on it remain.
+            try await pool.writeWithoutTransaction { db in HotStatements.finalize(on: db) }
             try pool.close()
         } catch {
             throw StorageError.wrapping(error, doing: "closing", path: path)

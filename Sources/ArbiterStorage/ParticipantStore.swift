@@ -1,6 +1,7 @@
 public import ArbiterCore
 public import Foundation
 public import GRDB
+import GRDBSQLite
 
 /// The answer to ``ParticipantStore/lock(_:for:in:)``.
 public enum LockResult: Hashable, Sendable {
@@ -134,13 +135,16 @@ public final class ParticipantStore: Sendable {
         try catching("recording \(record.txid) in") {
             switch record {
             case .prepared(let txid, let coordinator, let payload):
-                try db.cachedStatement(sql: RecordSQL.prepared)
-                    .execute(arguments: [txid.rawValue, coordinator.rawValue, Data(payload.bytes), now])
+                try HotStatements.execute(.participantPrepared, in: db) { bind in
+                    HotStatements.Bindings.first(bind.text(1, txid.rawValue), bind.text(2, coordinator.rawValue), bind.blob(3, payload.bytes), bind.int(4, now))
+                }
 
             case .committed(let txid, let heuristic), .aborted(let txid, let heuristic):
                 let state: ParticipantTransactionState = if case .committed = record { .committed } else { .aborted }
-                try db.cachedStatement(sql: RecordSQL.ended).execute(arguments: [txid.rawValue, state.rawValue, heuristic, now])
-                try db.cachedStatement(sql: RecordSQL.unlock).execute(arguments: [txid.rawValue])
+                try HotStatements.execute(.participantEnded, in: db) { bind in
+                    HotStatements.Bindings.first(bind.text(1, txid.rawValue), bind.text(2, state.rawValue), bind.int(3, heuristic ? 1 : 0), bind.int(4, now))
+                }
+                try HotStatements.execute(.participantUnlock, in: db) { bind in bind.text(1, txid.rawValue) }
             }
         }
     }
@@ -177,9 +181,8 @@ public final class ParticipantStore: Sendable {
     /// to find a tombstone before staging anything).
     public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
         try catching("reading \(txid) from") {
-            // Cached: read for every stage.
-            try Row.fetchOne(db.cachedStatement(sql: "\(Self.transactionSelect) WHERE txid = ?"), arguments: [txid.rawValue])
-                .map(Self.transaction)
+            // Read for every stage.
+            try HotStatements.run(.participantTransaction, in: db, bind: { $0.text(1, txid.rawValue) }, read: Self.transaction)
         }
     }
 
@@ -188,10 +191,9 @@ public final class ParticipantStore: Sendable {
     /// of one row, without building the whole ``ParticipantTransaction``.
     public func preparedPayload(of txid: TxID, in db: Database) throws(StorageError) -> Payload? {
         try catching("reading the payload of \(txid) from") {
-            try Data.fetchOne(
-                db.cachedStatement(sql: "SELECT payload FROM participant_transaction WHERE txid = ? AND state = 'prepared'"),
-                arguments: [txid.rawValue]
-            ).map { Payload(Array($0)) }
+            try HotStatements.run(.participantPreparedPayload, in: db, bind: { $0.text(1, txid.rawValue) }) { columns in
+                Payload(columns.blob(0) ?? [])
+            }
         }
     }
 
@@ -209,9 +211,11 @@ public final class ParticipantStore: Sendable {
         }
         let now = Stored.milliseconds(self.now())
         let holder = try catching("locking \(key.debugDescription) in") { () -> String? in
-            try db.cachedStatement(sql: RecordSQL.lock).execute(arguments: [key, txid.rawValue, now])
+            try HotStatements.execute(.participantLock, in: db) { bind in
+                HotStatements.Bindings.first(bind.text(1, key), bind.text(2, txid.rawValue), bind.int(3, now))
+            }
             if db.changesCount == 1 { return nil }
-            return try String.fetchOne(db.cachedStatement(sql: "SELECT txid FROM participant_lock WHERE key = ?"), arguments: [key])
+            return try HotStatements.run(.participantLockHolder, in: db, bind: { $0.text(1, key) }) { $0.text(0) } ?? nil
         }
         guard let holder else { return .acquired }
         return holder == txid.rawValue ? .alreadyHeld : .conflict(holder: try Stored.txid(holder))
@@ -409,9 +413,22 @@ public final class ParticipantStore: Sendable {
 
     // MARK: Rows
 
-    private static let transactionSelect = """
+    static let transactionSelect = """
         SELECT txid, state, coordinator, payload, heuristic, prepared_at_ms, ended_at_ms FROM participant_transaction
         """
+
+    /// The transaction in a row of ``HotSQL/participantTransaction``, which selects the columns of
+    /// ``transactionSelect``.
+    private static func transaction(_ row: HotStatements.Columns) throws -> ParticipantTransaction {
+        ParticipantTransaction(
+            txid: try Stored.txid(row.text(0) ?? ""),
+            state: try Stored.value(ParticipantTransactionState.self, row.text(1) ?? "", column: "state"),
+            coordinator: row.text(2).map(CoordinatorID.init),
+            payload: row.blob(3).map(Payload.init),
+            isHeuristic: row.int(4) == 1,
+            preparedAt: Stored.date(row.int(5)),
+            endedAt: Stored.date(row.int(6)))
+    }
 
     private static func transaction(_ row: Row) throws -> ParticipantTransaction {
         ParticipantTransaction(

@@ -2,26 +2,27 @@ public import GRDB
 
 extension Database {
     /// Runs `body` in a savepoint: GRDB's `inSavepoint`, with its statements prepared once per
-    /// connection instead of parsed on every call, which counts on a path that runs for every
-    /// transaction (a participant stages each prepare in nested savepoints inside its group commit).
+    /// connection and run through SQLite's C API (``HotStatements``), which counts on a path that
+    /// runs for every transaction (a participant stages each prepare in nested savepoints inside its
+    /// group commit).
     ///
     /// Call it inside a transaction. If `body` returns `.rollback` its changes are undone and the
     /// savepoint released; if it throws they are undone and the error rethrown. Savepoints nest.
     public func inPreparedSavepoint(_ body: () throws -> TransactionCompletion) throws {
-        try cachedStatement(sql: "SAVEPOINT arbiter").execute()
+        try HotStatements.execute(.savepoint, in: self)
         let completion: TransactionCompletion
         do {
             completion = try body()
         } catch {
             // These fail, harmlessly, when SQLite has already rolled back the whole transaction;
             // callers that care check `isInsideTransaction`.
-            try? cachedStatement(sql: "ROLLBACK TO SAVEPOINT arbiter").execute()
-            try? cachedStatement(sql: "RELEASE SAVEPOINT arbiter").execute()
+            try? HotStatements.execute(.rollbackToSavepoint, in: self)
+            try? HotStatements.execute(.releaseSavepoint, in: self)
             throw error
         }
         if completion == .rollback {
-            try cachedStatement(sql: "ROLLBACK TO SAVEPOINT arbiter").execute()
+            try HotStatements.execute(.rollbackToSavepoint, in: self)
         }
-        try cachedStatement(sql: "RELEASE SAVEPOINT arbiter").execute()
+        try HotStatements.execute(.releaseSavepoint, in: self)
     }
 }
