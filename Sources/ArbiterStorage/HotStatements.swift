@@ -2,28 +2,31 @@ import GRDB
 import GRDBSQLite
 import Synchronization
 
-/// A statement that runs several times for every transaction, run through ``HotStatements``: its
-/// slot in a connection's table of prepared statements, and its SQL.
-struct HotSQL: Sendable {
-    let slot: Int
-    let sql: String
+/// A statement that runs several times for every transaction, run through ``HotStatements``; its
+/// raw value is its slot in a connection's table of prepared statements.
+enum HotSQL: Int, CaseIterable, Sendable {
+    case savepoint, releaseSavepoint, rollbackToSavepoint
+    case participantPrepared, participantEnded, participantUnlock, participantLock, participantLockHolder
+    case participantTransaction, participantPreparedPayload
+    case coordinatorBegun, coordinatorDecided, coordinatorEnded
 
-    static let savepoint = HotSQL(slot: 0, sql: "SAVEPOINT arbiter")
-    static let releaseSavepoint = HotSQL(slot: 1, sql: "RELEASE SAVEPOINT arbiter")
-    static let rollbackToSavepoint = HotSQL(slot: 2, sql: "ROLLBACK TO SAVEPOINT arbiter")
-    static let participantPrepared = HotSQL(slot: 3, sql: ParticipantStore.RecordSQL.prepared)
-    static let participantEnded = HotSQL(slot: 4, sql: ParticipantStore.RecordSQL.ended)
-    static let participantUnlock = HotSQL(slot: 5, sql: ParticipantStore.RecordSQL.unlock)
-    static let participantLock = HotSQL(slot: 6, sql: ParticipantStore.RecordSQL.lock)
-    static let participantLockHolder = HotSQL(slot: 7, sql: "SELECT txid FROM participant_lock WHERE key = ?")
-    static let participantTransaction = HotSQL(slot: 8, sql: "\(ParticipantStore.transactionSelect) WHERE txid = ?")
-    static let participantPreparedPayload = HotSQL(
-        slot: 9, sql: "SELECT payload FROM participant_transaction WHERE txid = ? AND state = 'prepared'")
-    static let coordinatorBegun = HotSQL(slot: 10, sql: DecisionLog.RecordSQL.begun)
-    static let coordinatorDecided = HotSQL(slot: 11, sql: DecisionLog.RecordSQL.decided)
-    static let coordinatorEnded = HotSQL(slot: 12, sql: DecisionLog.RecordSQL.ended)
-
-    static let slotCount = 13
+    var sql: String {
+        switch self {
+        case .savepoint: "SAVEPOINT arbiter"
+        case .releaseSavepoint: "RELEASE SAVEPOINT arbiter"
+        case .rollbackToSavepoint: "ROLLBACK TO SAVEPOINT arbiter"
+        case .participantPrepared: ParticipantStore.RecordSQL.prepared
+        case .participantEnded: ParticipantStore.RecordSQL.ended
+        case .participantUnlock: ParticipantStore.RecordSQL.unlock
+        case .participantLock: ParticipantStore.RecordSQL.lock
+        case .participantLockHolder: "SELECT txid FROM participant_lock WHERE key = ?"
+        case .participantTransaction: "\(ParticipantStore.transactionSelect) WHERE txid = ?"
+        case .participantPreparedPayload: "SELECT payload FROM participant_transaction WHERE txid = ? AND state = 'prepared'"
+        case .coordinatorBegun: DecisionLog.RecordSQL.begun
+        case .coordinatorDecided: DecisionLog.RecordSQL.decided
+        case .coordinatorEnded: DecisionLog.RecordSQL.ended
+        }
+    }
 }
 
 /// Runs the statements executed for every transaction — a participant's protocol rows and the
@@ -79,6 +82,21 @@ enum HotStatements {
                 sqlite3_finalize(statement)
             }
         }
+        return try step(statement, bind: bind, read: read) { _ in
+            DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(connection)),
+                message: String(cString: sqlite3_errmsg(connection)), sql: sql.sql)
+        }
+    }
+
+    /// Binds `statement`'s parameters, steps it once and reads the row it produced, if any; returns
+    /// nil when it produced none, and throws `failure` of SQLite's result code when a bind or the
+    /// step failed. The caller resets the statement. Shared with ``PointReader``.
+    static func step<T, Failure: Error>(
+        _ statement: OpaquePointer,
+        bind: (Bindings) -> Int32,
+        read: (Columns) throws(Failure) -> T,
+        failure: (Int32) -> Failure
+    ) throws(Failure) -> T? {
         var code = bind(Bindings(statement: statement))
         if code == SQLITE_OK { code = sqlite3_step(statement) }
         switch code {
@@ -87,8 +105,7 @@ enum HotStatements {
         case SQLITE_DONE:
             return nil
         default:
-            throw DatabaseError(resultCode: ResultCode(rawValue: sqlite3_extended_errcode(connection)),
-                message: String(cString: sqlite3_errmsg(connection)), sql: sql.sql)
+            throw failure(code)
         }
     }
 
@@ -116,7 +133,7 @@ enum HotStatements {
         guard let connection = db.sqliteConnection else { return }
         table.withLock { table in
             if table[Connection(pointer: connection)] == nil {
-                table[Connection(pointer: connection)] = Array(repeating: nil, count: HotSQL.slotCount)
+                table[Connection(pointer: connection)] = Array(repeating: nil, count: HotSQL.allCases.count)
             }
         }
     }
@@ -125,11 +142,11 @@ enum HotStatements {
     /// the connection keeps none.
     private static func prepared(_ sql: HotSQL, on connection: OpaquePointer) throws -> OpaquePointer? {
         let key = Connection(pointer: connection)
-        let kept = table.withLock { table -> Statement?? in table[key].map { $0[sql.slot] } }
+        let kept = table.withLock { table -> Statement?? in table[key].map { $0[sql.rawValue] } }
         guard let kept else { return nil }
         if let kept { return kept.pointer }
         let statement = try prepare(sql, on: connection, flags: UInt32(SQLITE_PREPARE_PERSISTENT))
-        table.withLock { table in table[key]?[sql.slot] = Statement(pointer: statement) }
+        table.withLock { table in table[key]?[sql.rawValue] = Statement(pointer: statement) }
         return statement
     }
 
@@ -144,7 +161,7 @@ enum HotStatements {
 
     /// Binds a statement's parameters (numbered from 1); each returns SQLite's result code.
     struct Bindings {
-        fileprivate let statement: OpaquePointer
+        let statement: OpaquePointer
 
         /// Binds a copy of `value`'s UTF-8 bytes.
         func text(_ index: Int32, _ value: String) -> Int32 {
@@ -179,7 +196,7 @@ enum HotStatements {
 
     /// The current row's columns (numbered from 0). Valid only inside the `read` closure.
     struct Columns {
-        fileprivate let statement: OpaquePointer
+        let statement: OpaquePointer
 
         func isNull(_ column: Int32) -> Bool {
             sqlite3_column_type(statement, column) == SQLITE_NULL

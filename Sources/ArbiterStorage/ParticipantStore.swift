@@ -182,7 +182,7 @@ public final class ParticipantStore: Sendable {
     public func transaction(_ txid: TxID, in db: Database) throws(StorageError) -> ParticipantTransaction? {
         try catching("reading \(txid) from") {
             // Read for every stage.
-            try HotStatements.run(.participantTransaction, in: db, bind: { $0.text(1, txid.rawValue) }, read: Self.transaction)
+            try HotStatements.run(.participantTransaction, in: db, bind: { $0.text(1, txid.rawValue) }, read: { try Self.transaction($0) })
         }
     }
 
@@ -286,7 +286,7 @@ public final class ParticipantStore: Sendable {
     /// The in-doubt transactions (prepared, not yet told the outcome), oldest first, for operators.
     public func prepared() async throws(StorageError) -> [ParticipantTransaction] {
         try await reading { db in
-            try Row.fetchAll(db, sql: "\(Self.transactionSelect) WHERE state = 'prepared' ORDER BY seq").map(Self.transaction)
+            try Row.fetchAll(db, sql: "\(Self.transactionSelect) WHERE state = 'prepared' ORDER BY seq").map { try Self.transaction($0) }
         }
     }
 
@@ -417,28 +417,17 @@ public final class ParticipantStore: Sendable {
         SELECT txid, state, coordinator, payload, heuristic, prepared_at_ms, ended_at_ms FROM participant_transaction
         """
 
-    /// The transaction in a row of ``HotSQL/participantTransaction``, which selects the columns of
-    /// ``transactionSelect``.
-    private static func transaction(_ row: HotStatements.Columns) throws -> ParticipantTransaction {
+    /// The transaction in a row of ``transactionSelect``'s columns: a GRDB `Row` where the store
+    /// lists, ``HotStatements/Columns`` where it looks one up for every stage.
+    private static func transaction(_ row: some ColumnReading) throws -> ParticipantTransaction {
         ParticipantTransaction(
             txid: try Stored.txid(row.text(0) ?? ""),
             state: try Stored.value(ParticipantTransactionState.self, row.text(1) ?? "", column: "state"),
-            coordinator: row.text(2).map(CoordinatorID.init),
-            payload: row.blob(3).map(Payload.init),
-            isHeuristic: row.int(4) == 1,
-            preparedAt: Stored.date(row.int(5)),
-            endedAt: Stored.date(row.int(6)))
-    }
-
-    private static func transaction(_ row: Row) throws -> ParticipantTransaction {
-        ParticipantTransaction(
-            txid: try Stored.txid(row.decode(String.self, atIndex: 0)),
-            state: try Stored.value(ParticipantTransactionState.self, row.decode(String.self, atIndex: 1), column: "state"),
-            coordinator: try row.decode(String?.self, atIndex: 2).map(CoordinatorID.init),
-            payload: try row.decode(Data?.self, atIndex: 3).map { Payload(Array($0)) },
-            isHeuristic: try row.decode(Bool.self, atIndex: 4),
-            preparedAt: Stored.date(try row.decode(Int64?.self, atIndex: 5)),
-            endedAt: Stored.date(try row.decode(Int64?.self, atIndex: 6)))
+            coordinator: try row.text(2).map(CoordinatorID.init),
+            payload: try row.blob(3).map(Payload.init),
+            isHeuristic: try row.int(4) == 1,
+            preparedAt: Stored.date(try row.int(5)),
+            endedAt: Stored.date(try row.int(6)))
     }
 
     private func catching<T>(_ doing: String, _ body: () throws -> T) throws(StorageError) -> T {
@@ -472,4 +461,19 @@ public struct ParticipantCensus: Hashable, Sendable {
 
     /// Makes an empty census.
     public init() {}
+}
+
+/// A row's columns by index, from either reader the store uses.
+private protocol ColumnReading {
+    func text(_ column: Int32) throws -> String?
+    func blob(_ column: Int32) throws -> [UInt8]?
+    func int(_ column: Int32) throws -> Int64?
+}
+
+extension HotStatements.Columns: ColumnReading {}
+
+extension Row: ColumnReading {
+    fileprivate func text(_ column: Int32) throws -> String? { try decode(String?.self, atIndex: Int(column)) }
+    fileprivate func blob(_ column: Int32) throws -> [UInt8]? { try decode(Data?.self, atIndex: Int(column)).map(Array.init) }
+    fileprivate func int(_ column: Int32) throws -> Int64? { try decode(Int64?.self, atIndex: Int(column)) }
 }

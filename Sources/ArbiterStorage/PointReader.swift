@@ -19,17 +19,6 @@ final class PointReader: Sendable {
         var statement: OpaquePointer
     }
 
-    /// The current row's columns as text (SQLite converts other types; NULL is nil). Valid only
-    /// inside the closure given to ``first(binding:_:)``.
-    struct Columns {
-        fileprivate let statement: OpaquePointer
-
-        func text(_ column: Int32) -> String? {
-            guard let bytes = sqlite3_column_text(statement, column) else { return nil }
-            return String(cString: bytes)
-        }
-    }
-
     /// Opens `path` read-only and prepares `sql`, which takes one text parameter.
     init(path: String, sql: String) throws(StorageError) {
         self.path = path
@@ -58,7 +47,9 @@ final class PointReader: Sendable {
 
     /// Runs the statement with `parameter` bound and returns `read` of its first row, or nil when
     /// it has none.
-    func first<T: Sendable>(binding parameter: String, _ read: (Columns) throws(StorageError) -> T) throws(StorageError) -> T? {
+    func first<T: Sendable>(
+        binding parameter: String, _ read: (HotStatements.Columns) throws(StorageError) -> T
+    ) throws(StorageError) -> T? {
         try handle.withLock { (handle: inout Handle?) throws(StorageError) -> T? in
             guard let handle else { throw StorageError(.closed, "\(path) is closed; open it again") }
             let statement = handle.statement
@@ -66,19 +57,8 @@ final class PointReader: Sendable {
                 sqlite3_reset(statement)
                 sqlite3_clear_bindings(statement)
             }
-            // SQLITE_STATIC: SQLite reads the bytes in place; they outlive the step, which ends
-            // (with the reset above) before withCString returns.
-            let code = parameter.withCString { text in
-                let bound = sqlite3_bind_text(statement, 1, text, -1, nil)
-                return bound == SQLITE_OK ? sqlite3_step(statement) : bound
-            }
-            switch code {
-            case SQLITE_ROW:
-                return try read(Columns(statement: statement))
-            case SQLITE_DONE:
-                return nil
-            default:
-                throw Self.error(code, handle.db, doing: "reading", path: path)
+            return try HotStatements.step(statement, bind: { $0.text(1, parameter) }, read: read) { code in
+                Self.error(code, handle.db, doing: "reading", path: path)
             }
         }
     }

@@ -1,8 +1,8 @@
 public import GRDB
 
 extension Database {
-    /// Runs `body` in a savepoint: GRDB's `inSavepoint`, with its statements prepared once per
-    /// connection and run through SQLite's C API (``HotStatements``), which counts on a path that
+    /// Runs `body` in a savepoint: GRDB's `inSavepoint`, with its statements run through SQLite's C
+    /// API and, on a writer's connection, prepared once (``HotStatements``), which counts on a path that
     /// runs for every transaction (a participant stages each prepare in nested savepoints inside its
     /// group commit).
     ///
