@@ -243,7 +243,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BankDemoTests",
-            dependencies: ["ArbiterTesting", "bank-demo"],
+            dependencies: ["ArbiterTesting", "bank-demo", "bank-bench"],
             path: "Tests/BankDemoTests",
             swiftSettings: swiftSettings
         ),

@@ -43,7 +43,14 @@ struct BankBench: AsyncParsableCommand {
             (client -> coordinator, prepare with the participants' forced vote, the forced \
             decision), 3 + 3 for `wait: completion` (plus commit with the participants' forced commit). \
             With them, a CPU probe (a fixed millisecond of single-threaded work, 30 times) gauges how \
-            fast the cores ran: compare it across runs on a machine whose speed drifts.
+            fast the cores ran: compare it across runs on a machine whose speed drifts. And the \
+            skeleton of a transfer (--skeleton-samples): three processes of this executable stand \
+            in for the coordinator and the two nodes, with the same stack, and do only what a \
+            `wait: decision` transfer must: the client's request, the coordinator's two requests \
+            to the nodes at once, a 4 KiB forced write at each node and then at the coordinator. \
+            What a transfer takes beyond the skeleton is the protocol's own work; what the \
+            skeleton takes beyond the floor is the cost of the transfer's shape on this machine \
+            (the two nodes' requests and fsyncs at once, each hop waking a process).
 
             At the end it waits until nothing is in flight and checks the bank's invariants: the sum \
             of all balances is unchanged, none is negative, nothing stays reserved. It exits non-zero \
@@ -94,6 +101,15 @@ struct BankBench: AsyncParsableCommand {
     @Option(help: "With client batching: how long a request collects before another may start beside it, in milliseconds (SubmitBatching.patience; default: its default).")
     var clientPatienceMs: Double?
 
+    @Option(help: "Transfers through the skeleton (processes, hops and fsyncs of a transfer without the protocol's work), measured with the floors; 0 skips it.")
+    var skeletonSamples: Int = 3000
+
+    @Option(help: .hidden)
+    var skeletonRole: String?
+
+    @Option(help: .hidden)
+    var skeletonNodes: String?
+
     @Flag(help: "Do not count fsyncs with perf.")
     var noPerf = false
 
@@ -112,6 +128,10 @@ struct BankBench: AsyncParsableCommand {
         }
         guard (2...1_000_000).contains(accounts) else { throw ValidationError("--accounts must be 2...1000000") }
         guard (1_000...1_000_000_000_000).contains(balance) else { throw ValidationError("--balance must be 1000...10^12 cents") }
+        if let skeletonRole, Skeleton.Role(rawValue: skeletonRole) == nil {
+            throw ValidationError("--skeleton-role takes coordinator or node, got \(skeletonRole)")
+        }
+        guard skeletonSamples >= 0 else { throw ValidationError("--skeleton-samples must be 0 or more") }
         guard fsyncSamples > 0, roundTripSamples > 0 else { throw ValidationError("sample counts must be positive") }
         if let clientPatienceMs, !(0...10_000).contains(clientPatienceMs) {
             throw ValidationError("--client-patience-ms must be 0...10000, got \(clientPatienceMs)")
@@ -131,6 +151,11 @@ struct BankBench: AsyncParsableCommand {
     func run() async throws {
         // Handlers run on the event loop that read their request: see EventLoopExecutor.
         EventLoopExecutor.install()
+        if let role = skeletonRole.flatMap(Skeleton.Role.init(rawValue:)) {
+            // One of the skeleton's servers, started by a benchmark: it runs until killed.
+            let nodes = skeletonNodes?.split(separator: ",").map(String.init) ?? []
+            return try await Skeleton.serve(role: role, directory: dataDirectory ?? FileManager.default.temporaryDirectory.path, nodes: nodes)
+        }
         let root = try prepareDataDirectory()
         var machine = MachineInfo.current()
         let systemAtStart = SystemCPU.sample()
@@ -264,10 +289,11 @@ struct BankBench: AsyncParsableCommand {
         let fsync = try FloorMeasurement.fsync(directory: root, count: fsyncSamples)
         let roundTrips = try await FloorMeasurement.roundTrips(count: roundTripSamples)
         let cpuProbe = FloorMeasurement.cpuProbe(count: 30)
+        let skeleton = skeletonSamples > 0 ? try await Skeleton.measure(directory: root, count: skeletonSamples) : nil
         let fastest = roundTrips.connections.p50Nanoseconds <= roundTrips.asyncHTTPClient.p50Nanoseconds
             ? roundTrips.connections : roundTrips.asyncHTTPClient
         return Floors(fsync: fsync, roundTrip: fastest, roundTripConnections: roundTrips.connections,
-                      roundTripAsyncHTTPClient: roundTrips.asyncHTTPClient, cpuProbe: cpuProbe)
+                      roundTripAsyncHTTPClient: roundTrips.asyncHTTPClient, cpuProbe: cpuProbe, skeleton: skeleton)
     }
 
     private func openAccounts(_ cluster: BankCluster) async throws {
@@ -384,6 +410,7 @@ struct BankBench: AsyncParsableCommand {
             committed: committed, aborted: tally.abortedCount, abortReasons: tally.abortReasons, errors: tally.errors,
             transfersPerSecond: Double(committed) / windowSeconds, latency: latency,
             p50OverFloor: latency.p50Nanoseconds / floors.floorNanoseconds(fsyncs: floorFsyncs, roundTrips: floorTrips),
+            p50OverSkeleton: wait == .decision ? floors.skeleton.map { latency.p50Nanoseconds / $0.p50Nanoseconds } : nil,
             coordinatorLogFsyncs: zip(logFsyncsBefore, logFsyncsAfter).map { Int($1 - $0) },
             processes: processes)
         return (result, tally.sample)

@@ -26,6 +26,11 @@ struct Floors: Codable, Sendable {
     /// but a gauge of how fast the machine's cores ran at the time, for comparing runs on a machine
     /// whose speed drifts. Absent from results written before it existed.
     var cpuProbe: LatencySummary?
+    /// A `wait: decision` transfer's skeleton (``Skeleton``): its processes, hops and forced writes
+    /// without the protocol's work, one transfer after another. Not a floor of the hardware but of
+    /// the transfer's shape on this stack. Absent from results written before it existed, and with
+    /// `--skeleton-samples 0`.
+    var skeleton: LatencySummary?
 
     /// The floor of a 2-participant transfer: `fsyncs` forced writes and `roundTrips` round trips
     /// in sequence, at their medians.

@@ -84,6 +84,10 @@ struct PhaseResult: Codable, Sendable {
     var latency: LatencySummary
     /// The median latency as a multiple of the floor (fsyncs and round trips in sequence).
     var p50OverFloor: Double
+    /// The median latency as a multiple of the skeleton's median (``Skeleton``: the same processes,
+    /// hops and forced writes without the protocol's work), for `wait: decision`, whose shape the
+    /// skeleton has. Absent for `completion`, without a skeleton, and from earlier results.
+    var p50OverSkeleton: Double?
     /// Group commits of the coordinator's decision log in the window (`arbiter_log_fsyncs`).
     var coordinatorLogFsyncs: Int?
     var processes: [ProcessResult]
@@ -160,6 +164,7 @@ enum ReportText {
                 " (the faster of HTTP1Connections, p50 \(milliseconds(lean.p50Nanoseconds)) ms, and AsyncHTTPClient, p50 \(milliseconds(client.p50Nanoseconds)) ms)"
             } } ?? "")
             + (floors.cpuProbe.map { "; CPU probe p50 \(milliseconds($0.p50Nanoseconds)) ms (n=\($0.count))" } ?? "")
+            + (floors.skeleton.map { "; skeleton of a transfer p50 \(milliseconds($0.p50Nanoseconds)) ms (p99 \(milliseconds($0.p99Nanoseconds)) ms, n=\($0.count))" } ?? "")
     }
 
     /// The results as Markdown tables, one pair per wait mode.
@@ -170,15 +175,19 @@ enum ReportText {
             let phases = report.phases.filter { $0.wait == wait }
             guard !phases.isEmpty else { continue }
             let (fsyncs, trips) = floorShape(wait)
-            out += "\nwait: \(wait) — floor \(fsyncs) fsyncs + \(trips) round trips = \(milliseconds(report.floorsBefore.floorNanoseconds(fsyncs: fsyncs, roundTrips: trips))) ms\n\n"
-            out += "| C | transfers/s | p50 ms | p99 ms | p99.9 ms | max ms | p50 / floor | aborted | errors | log fsyncs/transfer (coordinator) |\n"
-            out += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+            out += "\nwait: \(wait) — floor \(fsyncs) fsyncs + \(trips) round trips = \(milliseconds(report.floorsBefore.floorNanoseconds(fsyncs: fsyncs, roundTrips: trips))) ms"
+            if wait == "decision", let skeleton = report.floorsBefore.skeleton {
+                out += "; skeleton of a transfer p50 \(milliseconds(skeleton.p50Nanoseconds)) ms"
+            }
+            out += "\n\n| C | transfers/s | p50 ms | p99 ms | p99.9 ms | max ms | p50 / floor | p50 / skeleton | aborted | errors | log fsyncs/transfer (coordinator) |\n"
+            out += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
             for phase in phases {
                 let errors = phase.errors.values.reduce(0, +)
                 let logFsyncs = phase.coordinatorLogFsyncs.map { decimal(Double($0) / Double(max(phase.committed, 1)), 3) } ?? "n/a"
                 out += "| \(phase.concurrency) | \(String(format: "%.0f", phase.transfersPerSecond)) | \(milliseconds(phase.latency.p50Nanoseconds)) | "
                     + "\(milliseconds(phase.latency.p99Nanoseconds)) | \(milliseconds(phase.latency.p999Nanoseconds)) | \(milliseconds(phase.latency.maxNanoseconds)) | "
-                    + "\(decimal(phase.p50OverFloor, 1))× | \(phase.aborted) | \(errors) | \(logFsyncs) |\n"
+                    + "\(decimal(phase.p50OverFloor, 1))× | \(phase.p50OverSkeleton.map { decimal($0, 1) + "×" } ?? "–") | "
+                    + "\(phase.aborted) | \(errors) | \(logFsyncs) |\n"
             }
             let servers = roles.filter { $0 != "load generator" }
             out += "\n| C | " + servers.map { "\($0) fsyncs/transfer" }.joined(separator: " | ") + " | "
