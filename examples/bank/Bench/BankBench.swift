@@ -410,7 +410,7 @@ struct BankBench: AsyncParsableCommand {
             committed: committed, aborted: tally.abortedCount, abortReasons: tally.abortReasons, errors: tally.errors,
             transfersPerSecond: Double(committed) / windowSeconds, latency: latency,
             p50OverFloor: latency.p50Nanoseconds / floors.floorNanoseconds(fsyncs: floorFsyncs, roundTrips: floorTrips),
-            p50OverSkeleton: wait == .decision ? floors.skeleton.map { latency.p50Nanoseconds / $0.p50Nanoseconds } : nil,
+            p50OverSkeleton: wait == .decision && concurrency == 1 ? floors.skeleton.map { latency.p50Nanoseconds / $0.p50Nanoseconds } : nil,
             coordinatorLogFsyncs: zip(logFsyncsBefore, logFsyncsAfter).map { Int($1 - $0) },
             processes: processes)
         return (result, tally.sample)

@@ -85,8 +85,9 @@ struct PhaseResult: Codable, Sendable {
     /// The median latency as a multiple of the floor (fsyncs and round trips in sequence).
     var p50OverFloor: Double
     /// The median latency as a multiple of the skeleton's median (``Skeleton``: the same processes,
-    /// hops and forced writes without the protocol's work), for `wait: decision`, whose shape the
-    /// skeleton has. Absent for `completion`, without a skeleton, and from earlier results.
+    /// hops and forced writes without the protocol's work, one transfer at a time), for
+    /// `wait: decision` at C=1, whose shape the skeleton has. Absent otherwise, without a
+    /// skeleton, and from earlier results.
     var p50OverSkeleton: Double?
     /// Group commits of the coordinator's decision log in the window (`arbiter_log_fsyncs`).
     var coordinatorLogFsyncs: Int?
