@@ -80,31 +80,26 @@ extension Duration {
 }
 
 enum FloorMeasurement {
-    /// `count` writes of 4 KiB at offset 0, each followed by `fdatasync`, in a fresh file in
-    /// `directory` (the file is removed afterwards).
+    /// `count` writes of 4 KiB at offset 0, each followed by `fdatasync` (``ForcedFile/force()``),
+    /// in a fresh file in `directory` (the file is removed afterwards).
     static func fsync(directory: String, count: Int) throws -> LatencySummary {
         precondition(count > 0)
         let path = directory + "/fsync-floor.bin"
-        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw BenchError("cannot create \(path): errno \(errno)") }
-        defer {
-            close(fd)
-            unlink(path)
-        }
-        let block = [UInt8](repeating: 0xA5, count: 4096)
-        // Allocate the block once, as a WAL that has grown does.
-        _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 0) }
-        _ = fdatasync(fd)
+        let file = try ForcedFile(path: path)
+        defer { unlink(path) }
         var histogram = makeLatencyHistogram()
         let clock = ContinuousClock()
         for _ in 0..<count {
             let start = clock.now
-            let written = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 0) }
-            guard written == 4096, fdatasync(fd) == 0 else { throw BenchError("pwrite/fdatasync failed on \(path): errno \(errno)") }
+            try file.force()
             histogram.record(clock.now - start)
         }
         return LatencySummary(histogram)
     }
+
+    /// The headers of the floor's and the skeleton's requests: a transfer's content type and a
+    /// bearer token of a secret's length (their servers check neither).
+    static let requestHeaders = [("Content-Type", "application/json"), ("Authorization", "Bearer 0123456789abcdef")]
 
     /// `count` runs of the same fixed, single-threaded integer work (about a millisecond on the
     /// project's machine): a gauge of the cores' speed at the time. On a virtual machine it moves
@@ -180,7 +175,7 @@ enum FloorMeasurement {
                     }
                     return LatencySummary(histogram)
                 }
-                let headers = [("Content-Type", "application/json"), ("Authorization", "Bearer 0123456789abcdef")]
+                let headers = requestHeaders
                 let lean = try await measure {
                     let reply = try await connections.execute(
                         method: .POST, url: url, headers: headers, body: Array(body.utf8), timeout: .seconds(10), responseSizeMax: 1 << 16)
@@ -203,5 +198,34 @@ enum FloorMeasurement {
             try? await client.shutdown()
             throw error
         }
+    }
+}
+
+/// A 4 KiB block at offset 0 of a file, rewritten and `fdatasync`ed on each ``force()``: the fsync
+/// floor's write, and the skeleton's forced write.
+final class ForcedFile: Sendable {
+    private let path: String
+    private let descriptor: Int32
+    private static let block = [UInt8](repeating: 0xA5, count: 4096)
+
+    /// Creates (or truncates) the file at `path` and forces the block once, so that it is allocated
+    /// as in a WAL that has grown and later writes overwrite it.
+    init(path: String) throws {
+        self.path = path
+        descriptor = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        guard descriptor >= 0 else { throw BenchError("cannot create \(path): errno \(errno)") }
+        do {
+            try force()
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    deinit { close(descriptor) }
+
+    func force() throws {
+        let written = Self.block.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, 4096, 0) }
+        guard written == 4096, fdatasync(descriptor) == 0 else { throw BenchError("pwrite/fdatasync failed on \(path): errno \(errno)") }
     }
 }

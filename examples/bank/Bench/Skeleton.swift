@@ -50,7 +50,7 @@ enum Skeleton {
         let connections = HTTP1Connections()
         defer { connections.shutdown() }
         let router = Router()
-        let headers = [("Content-Type", "application/json"), ("Authorization", "Bearer 0123456789abcdef")]
+        let headers = FloorMeasurement.requestHeaders
         switch role {
         case .node:
             router.post("/prepare") { request, _ -> Response in
@@ -90,25 +90,6 @@ enum Skeleton {
         try await app.run()
     }
 
-    /// A 4 KiB block at offset 0 of a file, rewritten and `fdatasync`ed: the fsync floor's write.
-    final class ForcedFile: Sendable {
-        private let descriptor: Int32
-        private static let block = [UInt8](repeating: 0xA5, count: 4096)
-
-        init(path: String) throws {
-            descriptor = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
-            guard descriptor >= 0 else { throw BenchError("cannot create \(path): errno \(errno)") }
-            try force()
-        }
-
-        deinit { close(descriptor) }
-
-        func force() throws {
-            let written = Self.block.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, 4096, 0) }
-            guard written == 4096, fdatasync(descriptor) == 0 else { throw BenchError("pwrite/fdatasync failed: errno \(errno)") }
-        }
-    }
-
     // MARK: - Measurement
 
     /// Starts the three servers (this executable with `--skeleton-role`), runs `warmupCount` then
@@ -117,11 +98,15 @@ enum Skeleton {
     static func measure(directory: String, count: Int, warmupCount: Int = 300) async throws -> LatencySummary {
         precondition(count > 0)
         let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        let serversDirectory = directory + "/skeleton"
         var servers: [ManagedProcess] = []
-        defer { for server in servers { server.kill() } }
+        defer {
+            for server in servers { server.kill() }
+            try? FileManager.default.removeItem(atPath: serversDirectory)
+        }
         func start(_ role: Role, _ name: String, nodes: [String] = []) async throws -> String {
             let server = try ManagedProcess(name: "skeleton \(name)", executable: executable, arguments: [
-                "--skeleton-role", role.rawValue, "--data-directory", directory + "/skeleton-" + name,
+                "--skeleton-role", role.rawValue, "--data-directory", serversDirectory + "/" + name,
             ] + (nodes.isEmpty ? [] : ["--skeleton-nodes", nodes.joined(separator: ",")]))
             servers.append(server)
             return "http://127.0.0.1:" + (try await server.waitFor(listeningPattern, timeout: .seconds(30)))
@@ -131,7 +116,7 @@ enum Skeleton {
 
         let connections = HTTP1Connections()
         defer { connections.shutdown() }
-        let headers = [("Content-Type", "application/json"), ("Authorization", "Bearer 0123456789abcdef")]
+        let headers = FloorMeasurement.requestHeaders
         let clock = ContinuousClock()
         var histogram = makeLatencyHistogram()
         for index in 0..<(warmupCount + count) {
@@ -142,10 +127,6 @@ enum Skeleton {
             guard reply.status == 200 else { throw BenchError("the skeleton coordinator answered \(reply.status)") }
             if index >= warmupCount { histogram.record(clock.now - start) }
         }
-        for server in servers { server.kill() }
-        try? FileManager.default.removeItem(atPath: directory + "/skeleton-node-a")
-        try? FileManager.default.removeItem(atPath: directory + "/skeleton-node-b")
-        try? FileManager.default.removeItem(atPath: directory + "/skeleton-coordinator")
         return LatencySummary(histogram)
     }
 }
