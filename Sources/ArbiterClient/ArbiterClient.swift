@@ -12,12 +12,13 @@ import Foundation
 /// defer { try? await http.shutdown() }   // or shut it down when your service stops
 /// let client = ArbiterClient(
 ///     coordinator: "http://127.0.0.1:8080",
-///     secret: try BearerSecret.read(fromFile: "/etc/arbiter/secret"),
+///     secret: try BearerSecret.read(fromFile: "/etc/arbiter/client-token"),
 ///     httpClient: http
 /// )
+/// // Participants by the names the coordinator's registry gives them (or their registered URLs).
 /// let result = try await client.submit(branches: [
-///     Branch(participant: ParticipantID("http://bank-a:9001"), payload: Payload(#"{"op":"debit","account":"alice","amount":100}"#)),
-///     Branch(participant: ParticipantID("http://bank-b:9001"), payload: Payload(#"{"op":"credit","account":"bob","amount":100}"#)),
+///     Branch(participant: ParticipantID("bank-a"), payload: Payload(#"{"op":"debit","account":"alice","amount":100}"#)),
+///     Branch(participant: ParticipantID("bank-b"), payload: Payload(#"{"op":"credit","account":"bob","amount":100}"#)),
 /// ])
 /// ```
 ///
@@ -41,7 +42,8 @@ public struct ArbiterClient: Sendable {
 
     /// - Parameters:
     ///   - coordinator: The coordinator's base URL (`http://host:port`).
-    ///   - secret: The protocol secret.
+    ///   - secret: A client token of the coordinator's `--client-secret-file` (the protocol secret
+    ///     when the coordinator runs in the single-secret mode).
     ///   - operatorSecret: The operator secret, needed by ``list(state:limit:after:)`` only.
     ///   - httpClient: Made with ``HTTPClientSettings``; the caller shuts it down.
     ///   - connections: When given, submits to a plain-`http` coordinator go on these kept-alive
@@ -171,8 +173,10 @@ public struct ArbiterClient: Sendable {
     /// The coordinator's answer to an in-doubt inquiry: `committed`, `aborted` (also for an
     /// unknown id: presumed abort) or `pending`.
     ///
-    /// This is the participants' question. Asked about an id it has no record of, the coordinator
-    /// records it as aborted, and a later submit of that id is answered `aborted`. To learn a
+    /// This is the participants' question, and it needs a participant's credential: a coordinator
+    /// with client tokens answers a client token here with 403 `forbidden`. Asked about an id it
+    /// has no record of, the coordinator records it as aborted, and a later submit of that id is
+    /// answered `aborted`. To learn a
     /// transaction's outcome as a client, submit it again with the same id, or use
     /// ``transaction(_:)``: a one-phase transaction's record at the coordinator is not forced, so
     /// after a crash the coordinator may not know one it reported committed.

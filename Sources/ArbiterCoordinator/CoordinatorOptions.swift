@@ -15,10 +15,18 @@ public struct CoordinatorOptions: Sendable {
     /// This coordinator's name: the prefix of the ids it makes, so ids are unique across
     /// coordinators. Default "arbiter".
     public var name: String
-    /// The shared secret of coordinator, participants and clients.
+    /// The protocol secret: presented to participants (unless the registry gives one of their
+    /// own) and accepted from them on the inquiry route. Without ``clientTokens`` it is also the
+    /// clients' credential (the single-secret mode).
     public var secret: BearerSecret
-    /// The operator token for listing transactions; `nil`: the listing is refused.
-    public var operatorSecret: BearerSecret?
+    /// The participants this coordinator talks to, and their credentials. A branch naming any
+    /// other is refused before anything is sent.
+    public var participants: ParticipantRegistry
+    /// The clients' tokens (submit and read transactions), each with a name for the logs; `nil`:
+    /// clients use ``secret``. With client tokens, ``secret`` cannot submit.
+    public var clientTokens: [NamedToken]?
+    /// The operators' tokens (listing transactions); empty: the listing is refused.
+    public var operatorTokens: [NamedToken]
     /// The protocol's timeouts (prepare deadline, phase-2 resend backoff).
     public var protocolConfig: CoordinatorConfig
     /// Limits on requests (body size, branches, id length, payload size).
@@ -55,7 +63,9 @@ public struct CoordinatorOptions: Sendable {
         advertisedURL: String? = nil,
         name: String = "arbiter",
         secret: BearerSecret,
-        operatorSecret: BearerSecret? = nil,
+        participants: ParticipantRegistry,
+        clientTokens: [NamedToken]? = nil,
+        operatorTokens: [NamedToken] = [],
         protocolConfig: CoordinatorConfig = CoordinatorConfig(),
         limits: WireLimits = .default,
         clientWaitGrace: Duration = .seconds(5),
@@ -72,7 +82,9 @@ public struct CoordinatorOptions: Sendable {
         self.advertisedURL = advertisedURL
         self.name = name
         self.secret = secret
-        self.operatorSecret = operatorSecret
+        self.participants = participants
+        self.clientTokens = clientTokens
+        self.operatorTokens = operatorTokens
         self.protocolConfig = protocolConfig
         self.limits = limits
         self.clientWaitGrace = clientWaitGrace

@@ -11,6 +11,7 @@ struct CoordinatorRoutes: Sendable {
     let ids: TransactionIDs
     let options: CoordinatorOptions
     let metrics: CoordinatorMetrics
+    let keyring: Keyring
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
@@ -19,35 +20,38 @@ struct CoordinatorRoutes: Sendable {
         router.get(RouterPath(WireEndpoint.metrics.routerPath)) { _, _ in
             WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics))
         }
-        // Operator listing: the operator token only; without one configured, the listing is off.
-        if let operatorSecret = options.operatorSecret {
+        // Operator listing: operators only; without operator tokens, the listing is off.
+        if keyring.hasTokens(for: .operator) {
             router.group()
-                .add(middleware: BearerTokenMiddleware(secret: operatorSecret))
+                .add(middleware: RoleMiddleware(keyring, allowing: [.operator], realm: "arbiter-operator"))
                 .get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
         } else {
             router.get(RouterPath(WireEndpoint.list.routerPath)) { _, _ -> Response in
-                throw APIError(status: .forbidden, code: "unauthorized",
-                               message: "the transaction listing is off: start the coordinator with --operator-secret-file")
+                throw APIError.forbidden("the transaction listing is off: start the coordinator with --operator-secret-file")
             }
         }
-        // One transaction: either token.
+        // One transaction: clients and operators.
         router.group()
-            .add(middleware: BearerTokenMiddleware(accepting: [options.secret] + (options.operatorSecret.map { [$0] } ?? [])))
+            .add(middleware: RoleMiddleware(keyring, allowing: [.client, .operator]))
             .get(RouterPath(WireEndpoint.transaction.routerPath)) { request, context in try await show(request, context) }
-        // Protocol: the shared secret.
-        let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware(secret: options.secret))
-        protocolRoutes.post(RouterPath(WireEndpoint.submit.routerPath)) { request, _ in try await submit(request) }
-        protocolRoutes.post(RouterPath(WireEndpoint.submitBatch.routerPath)) { request, _ in try await submitBatch(request) }
-        protocolRoutes.get(RouterPath(WireEndpoint.outcome.routerPath)) { request, context in
-            let txid = try request.txid(context: context)
-            return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
-        }
+        // Submitting: clients only.
+        let clientRoutes = router.group().add(middleware: RoleMiddleware(keyring, allowing: [.client]))
+        clientRoutes.post(RouterPath(WireEndpoint.submit.routerPath)) { request, _ in try await submit(request) }
+        clientRoutes.post(RouterPath(WireEndpoint.submitBatch.routerPath)) { request, _ in try await submitBatch(request) }
+        // A participant's in-doubt inquiry: participants only. An inquiry about an unknown id
+        // records a presumed abort, so a client must not be able to send one for ids it does not own.
+        router.group()
+            .add(middleware: RoleMiddleware(keyring, allowing: [.participant]))
+            .get(RouterPath(WireEndpoint.outcome.routerPath)) { request, context in
+                let txid = try request.txid(context: context)
+                return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
+            }
         return router
     }
 
     private func submit(_ request: Request) async throws -> Response {
         let body = try await request.decodeWire(SubmitRequest.self, bodySizeMax: options.limits.bodySizeMax)
-        let submission = try body.validated(limits: options.limits)
+        let submission = try body.validated(limits: options.limits, participant: options.participants.resolve)
         return try WireResponse.json(try await run(submission, as: submission.id ?? ids.next()))
     }
 
@@ -56,7 +60,7 @@ struct CoordinatorRoutes: Sendable {
     /// write when they are ready together. A malformed batch is refused whole, before anything runs.
     private func submitBatch(_ request: Request) async throws -> Response {
         let body = try await request.decodeWire(SubmitBatchRequest.self, bodySizeMax: options.limits.batchBodySizeMax)
-        let submissions = try body.validated(limits: options.limits)
+        let submissions = try body.validated(limits: options.limits, participant: options.participants.resolve)
         let txids = submissions.map { $0.id ?? ids.next() }
         let lines = ResultLines()
         let logger = options.logger

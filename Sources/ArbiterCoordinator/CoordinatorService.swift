@@ -1,5 +1,5 @@
 import ArbiterCore
-import ArbiterHTTP
+public import ArbiterHTTP
 import ArbiterStorage
 import AsyncHTTPClient
 import Foundation
@@ -22,8 +22,33 @@ public final class CoordinatorService: Service, Sendable {
     /// Waiters of ``listeningPort()``, and whether ``run()`` has ended (they then get `nil`).
     private let listening = Mutex<(waiters: [CheckedContinuation<Int?, Never>], ended: Bool)>(([], false))
 
+    /// The credentials accepted, by role; replaced by ``reloadCredentials(clientTokens:operatorTokens:)``.
+    private let keyring: Keyring
+
     public init(options: CoordinatorOptions) {
         self.options = options
+        self.keyring = Keyring(Self.roles(options, clientTokens: options.clientTokens, operatorTokens: options.operatorTokens))
+    }
+
+    /// Takes new client and operator tokens and the registry's current participant credentials
+    /// (call ``ParticipantRegistry/reload()`` first), for rotation without a restart. Requests
+    /// already admitted are not affected.
+    public func reloadCredentials(clientTokens: [NamedToken]?, operatorTokens: [NamedToken]) {
+        keyring.replace(Self.roles(options, clientTokens: clientTokens, operatorTokens: operatorTokens))
+    }
+
+    /// Who may do what: clients submit and read (the protocol secret stands in for them in the
+    /// single-secret mode), participants inquire with the protocol secret or their own, operators
+    /// list.
+    private static func roles(
+        _ options: CoordinatorOptions, clientTokens: [NamedToken]?, operatorTokens: [NamedToken]
+    ) -> [CredentialRole: [NamedToken]] {
+        let shared = NamedToken(name: "protocol", secret: options.secret)
+        return [
+            .client: clientTokens ?? [shared],
+            .participant: [shared] + options.participants.participantTokens,
+            .operator: operatorTokens,
+        ]
     }
 
     /// The port the server listens on, once it does (useful with port 0).
@@ -81,7 +106,10 @@ public final class CoordinatorService: Service, Sendable {
         let metrics = CoordinatorMetrics()
         let advertised = options.advertisedURL ?? "http://\(options.host):\(options.port)"
         let links = ParticipantLinks(
-            client: ProtocolClient(httpClient: httpClient, connections: connections, secret: options.secret, limits: options.limits, logger: logger),
+            client: ProtocolClient(
+                httpClient: httpClient, connections: connections,
+                credentials: { [participants = options.participants, secret = options.secret] url in participants.secret(for: url, fallback: secret) },
+                limits: options.limits, logger: logger),
             options: .init(inFlightMax: options.requestsInFlightMax, patience: options.requestPatience, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
                            phaseTwoLinger: options.phaseTwoLinger,
                            prepareRequestTimeout: options.protocolConfig.prepareTimeout),
@@ -95,7 +123,8 @@ public final class CoordinatorService: Service, Sendable {
 
         do {
             try await engine.recover()
-            let routes = CoordinatorRoutes(engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics)
+            let routes = CoordinatorRoutes(
+                engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics, keyring: keyring)
             let app = Application(
                 router: routes.router(),
                 configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter"),

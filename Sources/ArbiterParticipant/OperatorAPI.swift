@@ -9,6 +9,7 @@ import Hummingbird
 //   GET  /v1/operator/in-doubt                        → InDoubtList
 //   GET  /v1/operator/transactions/{txid}             → TransactionStatus
 //   POST /v1/operator/transactions/{txid}/decide      HeuristicDecisionRequest → TransactionStatus
+//   GET  /v1/operator/audit?limit=N&before=ID         → AuditTrail (newest first)
 
 /// A transaction as this participant's database holds it, for operators.
 public struct TransactionStatus: Codable, Hashable, Sendable {
@@ -86,13 +87,63 @@ public struct HeuristicDecisionRequest: Codable, Hashable, Sendable {
     public var outcome: WireOutcome
     /// Must be `true`.
     public var iUnderstandThisMayBreakAtomicity: Bool?
+    /// Why the operator decides alone (1...1000 characters), kept in the audit trail. Required.
+    public var reason: String?
 
     /// Makes a value from its members, as they travel on the wire.
-    public init(outcome: WireOutcome, iUnderstandThisMayBreakAtomicity: Bool?) {
+    public init(outcome: WireOutcome, iUnderstandThisMayBreakAtomicity: Bool?, reason: String? = nil) {
         self.outcome = outcome
         self.iUnderstandThisMayBreakAtomicity = iUnderstandThisMayBreakAtomicity
+        self.reason = reason
     }
+}
+
+/// One row of the operators' audit trail: who asked for what, when, why, and what came of it.
+public struct AuditEntry: Codable, Hashable, Sendable {
+    /// The row's position in the trail (ascending); pass the last one as `before` for older rows.
+    public var id: Int64
+    /// When the action was asked for (RFC 3339, UTC).
+    public var at: String
+    /// The operator token's name.
+    public var actor: String
+    /// `decide-committed` or `decide-aborted`.
+    public var action: String
+    /// The transaction.
+    public var txid: String
+    /// The operator's reason.
+    public var reason: String
+    /// `done`, why it was refused, or absent when the node stopped while the action ran.
+    public var result: String?
+
+    /// Makes a value from its members, as they travel on the wire.
+    public init(id: Int64, at: String, actor: String, action: String, txid: String, reason: String, result: String?) {
+        self.id = id
+        self.at = at
+        self.actor = actor
+        self.action = action
+        self.txid = txid
+        self.reason = reason
+        self.result = result
+    }
+
+    init(_ action: OperatorAction) {
+        self.init(
+            id: action.id,
+            at: WireTimestamp.string(millisecondsSinceEpoch: Int64((action.at.timeIntervalSince1970 * 1000).rounded(.down))),
+            actor: action.actor, action: action.action, txid: action.txid, reason: action.reason, result: action.result)
+    }
+}
+
+/// `GET /v1/operator/audit`: the operators' actions at this participant, newest first. Audit
+/// rows are never removed by retention.
+public struct AuditTrail: Codable, Hashable, Sendable {
+    /// The rows, newest first.
+    public var entries: [AuditEntry]
+
+    /// Makes a value from its members, as they travel on the wire.
+    public init(entries: [AuditEntry]) { self.entries = entries }
 }
 
 extension TransactionStatus: WireResponseBody {}
 extension InDoubtList: WireResponseBody {}
+extension AuditTrail: WireResponseBody {}

@@ -60,6 +60,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     let engine: ParticipantEngine<R>
     private let routes: @Sendable (ParticipantRoutes) -> Void
     private let coordinators: Set<String>?
+    /// The credentials accepted, by role; replaced by ``reloadCredentials(clientTokens:operatorTokens:)``.
+    private let keyring: Keyring
     private let listening = ListeningPort()
     private let hasRun = Mutex(false)
     private let metrics = ParticipantMetrics()
@@ -97,6 +99,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         }
         self.resource = resource
         self.options = options
+        self.keyring = Keyring(Self.roles(secret: options.secret, clientTokens: options.clientTokens, operatorTokens: options.operatorTokens))
         self.database = ParticipantDatabase(store: store)
         self.routes = routes
         self.engine = ParticipantEngine(
@@ -116,6 +119,21 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             ),
             logger: options.logger
         )
+    }
+
+    /// Takes new client and operator tokens, for rotation without a restart (bank-node does on
+    /// SIGHUP). The operator endpoints are served or not as decided at start: with no operator
+    /// token at start they stay off.
+    public func reloadCredentials(clientTokens: [NamedToken]?, operatorTokens: [NamedToken]) {
+        keyring.replace(Self.roles(secret: options.secret, clientTokens: clientTokens, operatorTokens: operatorTokens))
+    }
+
+    /// Who may do what: the coordinator speaks the protocol with the protocol secret; the
+    /// service's clients use their tokens (the protocol secret in the single-secret mode);
+    /// operators theirs.
+    private static func roles(secret: BearerSecret, clientTokens: [NamedToken]?, operatorTokens: [NamedToken]) -> [CredentialRole: [NamedToken]] {
+        let shared = NamedToken(name: "protocol", secret: secret)
+        return [.participant: [shared], .client: clientTokens ?? [shared], .operator: operatorTokens]
     }
 
     /// Waits until the node accepts connections and returns its port (the one the operating system
@@ -241,16 +259,18 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         router.get(RouterPath(WireEndpoint.participantHealth.path)) { _, _ in HealthResponse() }
         router.get(RouterPath(WireEndpoint.participantMetrics.path)) { _, _ in try await self.metricsText() }
 
-        let protocolRoutes = router.group().add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: options.secret))
+        // The protocol: the coordinator's credential only, never a client's.
+        let protocolRoutes = router.group().add(middleware: RoleMiddleware<BasicRequestContext>(keyring, allowing: [.participant]))
         protocolRoutes.post(RouterPath(WireEndpoint.prepare.path)) { request, _ in try await self.prepare(request) }
         protocolRoutes.post(RouterPath(WireEndpoint.commit.path)) { request, _ in try await self.decision(request, commit: true) }
         protocolRoutes.post(RouterPath(WireEndpoint.abort.path)) { request, _ in try await self.decision(request, commit: false) }
         protocolRoutes.post(RouterPath(WireEndpoint.batch.path)) { request, _ in try await self.batch(request) }
 
-        if let operatorSecret = options.operatorSecret {
+        if !options.operatorTokens.isEmpty {
             let operatorRoutes = router.group("/v1/operator")
-                .add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: operatorSecret, realm: "arbiter-operator"))
+                .add(middleware: RoleMiddleware<BasicRequestContext>(keyring, allowing: [.operator], realm: "arbiter-operator"))
             operatorRoutes.get("/in-doubt") { _, _ in try await self.inDoubt() }
+            operatorRoutes.get("/audit") { request, _ in try await self.auditTrail(request) }
             operatorRoutes.get("/transactions/:txid") { request, context in
                 try await self.status(try request.txid(pathParameter: "txid", context: context))
             }
@@ -259,7 +279,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             }
         }
 
-        let serviceRoutes = router.group().add(middleware: BearerTokenMiddleware<BasicRequestContext>(secret: options.secret))
+        // The service's own API: its clients (the protocol secret in the single-secret mode).
+        let serviceRoutes = router.group().add(middleware: RoleMiddleware<BasicRequestContext>(keyring, allowing: [.client]))
         routes(ParticipantRoutes(router: serviceRoutes, database: database, limits: options.limits, logger: options.logger))
         return router
     }
@@ -352,29 +373,70 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         return TransactionStatus(transaction, locks: try await store.locks(of: txid))
     }
 
+    private func auditTrail(_ request: Request) async throws -> AuditTrail {
+        let limit = try request.uri.queryParameters.get("limit").map { text throws(APIError) in
+            guard let limit = Int(text), (1...1000).contains(limit) else {
+                throw APIError.invalidValue("limit", "`limit`: give a number in 1...1000")
+            }
+            return limit
+        } ?? 100
+        let before = try request.uri.queryParameters.get("before").map { text throws(APIError) in
+            guard let before = Int64(text), before > 0 else {
+                throw APIError.invalidValue("before", "`before`: give the id of an audit entry from a previous page")
+            }
+            return before
+        }
+        return AuditTrail(entries: try await database.store.operatorActions(limit: limit, before: before).map(AuditEntry.init))
+    }
+
     private func decide(_ txid: TxID, _ request: Request) async throws -> TransactionStatus {
         let body = try await request.decodeWire(HeuristicDecisionRequest.self, bodySizeMax: options.limits.bodySizeMax)
         guard body.iUnderstandThisMayBreakAtomicity == true else {
             throw APIError.invalidValue("iUnderstandThisMayBreakAtomicity",
                 "deciding alone may leave this participant with another outcome than the coordinator's; ask the coordinator first, and to proceed anyway send `\"iUnderstandThisMayBreakAtomicity\": true`")
         }
-        switch await engine.decideHeuristically(txid, body.outcome.outcome) {
-        case .decided:
+        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
+            throw APIError.invalidValue("reason", "`reason`: say why you decide alone (1...1000 characters); it is kept in the audit trail")
+        }
+        // The route admits operators only, so the token has a name.
+        let actor = keyring.identify(request.headers[.authorization])?.name ?? "unknown"
+        // Durable before it acts: the audit row is forced before the decision is applied.
+        let audit = try await database.store.beginOperatorAction(
+            actor: actor, action: "decide-\(body.outcome.rawValue)", txid: txid, reason: reason)
+        do {
+            let status = try await decideHeuristically(txid, body.outcome)
+            try await database.store.finishOperatorAction(audit, result: "done")
             options.logger.warning("operator decided a transaction heuristically",
-                metadata: ["txid": "\(txid)", "outcome": "\(body.outcome.rawValue)"])
-            return try await status(txid)
-        case .notFound:
-            // Memory forgets ended transactions; the store may still hold one.
-            if let stored = try await database.store.transaction(txid) {
-                throw APIError(status: .conflict, code: .invalidValue,
-                    message: "transaction \(txid) is \(stored.state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
-            }
-            throw APIError.notFound("transaction \(txid) is not known here", field: "txid")
-        case .notInDoubt(let state):
-            throw APIError(status: .conflict, code: .invalidValue,
-                message: "transaction \(txid) is \(state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
-        case .failed(let error):
+                metadata: ["txid": "\(txid)", "outcome": "\(body.outcome.rawValue)", "actor": "\(actor)", "reason": "\(reason)"])
+            return status
+        } catch let error as APIError {
+            try await database.store.finishOperatorAction(audit, result: "refused: \(error.message)")
             throw error
+        }
+    }
+
+    private func decideHeuristically(_ txid: TxID, _ outcome: WireOutcome) async throws(APIError) -> TransactionStatus {
+        do {
+            switch await engine.decideHeuristically(txid, outcome.outcome) {
+            case .decided:
+                return try await status(txid)
+            case .notFound:
+                // Memory forgets ended transactions; the store may still hold one.
+                if let stored = try await database.store.transaction(txid) {
+                    throw APIError(status: .conflict, code: .invalidValue,
+                        message: "transaction \(txid) is \(stored.state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
+                }
+                throw APIError.notFound("transaction \(txid) is not known here", field: "txid")
+            case .notInDoubt(let state):
+                throw APIError(status: .conflict, code: .invalidValue,
+                    message: "transaction \(txid) is \(state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
+            case .failed(let error):
+                throw error
+            }
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.unavailable("the participant's database is unavailable (\(error)); retry")
         }
     }
 

@@ -18,11 +18,17 @@ public struct ParticipantOptions: Sendable {
     /// The database file's name inside ``dataDirectory``. Default `participant.sqlite`.
     public var databaseFileName: String
     /// The protocol secret: the coordinator presents it as `Authorization: Bearer <secret>`, and
-    /// the node presents it on its inquiries. Routes the service adds need it too.
+    /// the node presents it on its inquiries. Without ``clientTokens``, the routes the service
+    /// adds need it too.
     public var secret: BearerSecret
-    /// The operator secret for `/v1/operator/...` (in-doubt list, transaction status, heuristic
-    /// decisions). Default `nil`: the operator endpoints are not served.
-    public var operatorSecret: BearerSecret?
+    /// The tokens the routes the service adds accept (its own API: the bank's accounts), each
+    /// with a name for the logs. Default `nil`: those routes take ``secret``. With client tokens,
+    /// ``secret`` no longer opens them, and no client token opens the protocol endpoints.
+    public var clientTokens: [NamedToken]?
+    /// The operators' tokens for `/v1/operator/...` (in-doubt list, transaction status, heuristic
+    /// decisions, the audit trail); a token's name is recorded as who acted. Default empty: the
+    /// operator endpoints are not served.
+    public var operatorTokens: [NamedToken]
     /// The coordinators this participant works for, as base URLs (`http://host:port`). A `prepare`
     /// naming another coordinator is refused (400): the coordinator URL is where in-doubt
     /// inquiries go, so it must not be whatever a request says. Default `nil`: any coordinator.
@@ -76,7 +82,8 @@ public struct ParticipantOptions: Sendable {
         dataDirectory: String,
         databaseFileName: String = "participant.sqlite",
         secret: BearerSecret,
-        operatorSecret: BearerSecret? = nil,
+        clientTokens: [NamedToken]? = nil,
+        operatorTokens: [NamedToken] = [],
         coordinators: [String]? = nil,
         protocolConfig: ParticipantConfig = ParticipantConfig(),
         limits: WireLimits = .default,
@@ -98,7 +105,8 @@ public struct ParticipantOptions: Sendable {
         self.dataDirectory = dataDirectory
         self.databaseFileName = databaseFileName
         self.secret = secret
-        self.operatorSecret = operatorSecret
+        self.clientTokens = clientTokens
+        self.operatorTokens = operatorTokens
         self.coordinators = coordinators
         self.protocolConfig = protocolConfig
         self.limits = limits

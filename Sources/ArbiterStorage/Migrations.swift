@@ -44,6 +44,10 @@ enum Migrations {
             try redefine(table: "participant_transaction", as: Schemas.participant_v2_table, in: db)
             try db.execute(sql: Schemas.participant_v2)
         }
+        // The operators' audit trail, which retention never deletes.
+        migrator.registerMigration("arbiter.participant.v3") { db in
+            try db.execute(sql: Schemas.participant_v3)
+        }
         resourceMigrations(&migrator)
         return migrator
     }

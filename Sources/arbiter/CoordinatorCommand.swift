@@ -5,6 +5,7 @@ import ArgumentParser
 import Logging
 import Foundation
 import ServiceLifecycle
+import UnixSignals
 
 /// `arbiter coordinator`: runs a coordinator.
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -29,11 +30,20 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on. Only loopback unless you choose otherwise.")
     var host: String = "127.0.0.1"
 
-    @Option(help: "File holding the shared secret of coordinator, participants and clients.")
+    @Option(help: "File holding the protocol secret, presented to participants and accepted from their inquiries. Without --client-secret-file, clients use it too.")
     var secretFile: String
 
-    @Option(help: "File holding the operator token for listing transactions (default: listing disabled).")
+    @Option(help: "File of client tokens (one per line, optionally name:token): only these may submit and read transactions, and the protocol secret no longer can.")
+    var clientSecretFile: String?
+
+    @Option(help: "File of operator tokens (one per line, optionally name:token) for listing transactions (default: listing disabled).")
     var operatorSecretFile: String?
+
+    @Option(help: "Participant registry: one `NAME URL [SECRET_FILE]` line per participant. Branches may name only these (by name or URL). Re-read on SIGHUP, with the token files.")
+    var participants: String?
+
+    @Flag(help: "UNSAFE: talk to any participant URL a client names, sending it the protocol secret. For experiments on one machine only; use --participants otherwise.")
+    var allowAnyParticipant = false
 
     @Option(help: "URL participants use to reach this coordinator (default: http://HOST:PORT).")
     var advertisedUrl: String?
@@ -78,18 +88,37 @@ struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("--request-patience-ms must be 1...60000, got \(requestPatienceMs)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard (participants != nil) != allowAnyParticipant else {
+            throw ValidationError(participants == nil
+                ? "name the participants this coordinator may talk to with --participants FILE (or, unsafe, --allow-any-participant)"
+                : "--participants and --allow-any-participant exclude each other")
+        }
     }
 
     func run() async throws {
         // Handlers run on the event loop that read their request: see EventLoopExecutor.
         EventLoopExecutor.install()
-        var logger = Logger(label: "arbiter.coordinator")
-        logger.logLevel = Logger.Level(rawValue: logLevel)!
+        let logger = {
+            var logger = Logger(label: "arbiter.coordinator")
+            logger.logLevel = Logger.Level(rawValue: logLevel)!
+            return logger
+        }()
         let secret = try readSecret(secretFile, option: "--secret-file")
-        let operatorSecret = try operatorSecretFile.map { try readSecret($0, option: "--operator-secret-file") }
+        let tokens = try readTokens()
+        let registry: ParticipantRegistry
+        if let participants {
+            do {
+                registry = try ParticipantRegistry(file: participants)
+            } catch {
+                throw ValidationError("--participants: \(error)")
+            }
+        } else {
+            registry = .open()
+            logger.warning("--allow-any-participant: any client may make this coordinator call any URL with its protocol secret")
+        }
         let options = CoordinatorOptions(
             dataDirectory: data, host: host, port: port, advertisedURL: advertisedUrl, name: name,
-            secret: secret, operatorSecret: operatorSecret,
+            secret: secret, participants: registry, clientTokens: tokens.client, operatorTokens: tokens.operator,
             protocolConfig: CoordinatorConfig(
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
@@ -100,18 +129,62 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let service = CoordinatorService(options: options)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+        // Ends when the service group does (signal, or a failure); the other tasks then stop.
+        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            tasks.addTask { try await group.run(); return true }
             tasks.addTask {
                 // nil when the service stopped without listening (port in use): then there is
                 // nothing to announce, and waiting would keep the command from exiting.
-                guard let port = await service.listeningPort() else { return }
+                guard let port = await service.listeningPort() else { return false }
                 // Whatever the log level: a supervisor (or a test) reads the port from this line.
                 FileHandle.standardOutput.write(Data("arbiter coordinator listening on http://\(host):\(port)\n".utf8))
+                return false
             }
-            try await tasks.waitForAll()
+            tasks.addTask { await reloadOnHangup(service, registry: registry, logger: logger); return false }
+            for try await serviceGroupEnded in tasks where serviceGroupEnded {
+                tasks.cancelAll()
+            }
         }
     }
+
+    /// The client and operator tokens in their files.
+    private func readTokens() throws -> (client: [NamedToken]?, operator: [NamedToken]) {
+        (try clientSecretFile.map { try readTokenFile($0, option: "--client-secret-file", defaultName: "client") },
+         try operatorSecretFile.map { try readTokenFile($0, option: "--operator-secret-file", defaultName: "operator") } ?? [])
+    }
+
+    /// On every SIGHUP: re-reads the registry and the token files and swaps them in. A file with
+    /// an error leaves everything as it was, and the error is logged.
+    private func reloadOnHangup(_ service: CoordinatorService, registry: ParticipantRegistry, logger: Logger) async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            do {
+                let tokens = try readTokens()
+                let count = try registry.reload()
+                service.reloadCredentials(clientTokens: tokens.client, operatorTokens: tokens.operator)
+                logger.notice("reloaded the participant registry and the token files", metadata: ["participants": "\(count)"])
+                // A supervisor (or a test) waits for this line to know the new registry is in force.
+                FileHandle.standardOutput.write(Data("arbiter coordinator reloaded: \(count) participants\n".utf8))
+            } catch {
+                logger.error("SIGHUP: reload failed; the previous registry and tokens stay in force", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// Reads a token file (one token per line, optionally `name:token`), turning a problem into a
+/// message that says what to fix.
+func readTokenFile(_ path: String, option: String, defaultName: String) throws -> [NamedToken] {
+    do {
+        return try NamedToken.read(fromFile: path, defaultName: defaultName)
+    } catch {
+        throw ValidationError("\(option): \(error)")
+    }
+}
+
+/// The token a command presents: the first of the token file at `path` (a plain secret file is a
+/// token file of one token), with a message that says what to fix on a problem.
+func readPresentedToken(_ path: String, option: String) throws -> BearerSecret {
+    try readTokenFile(path, option: option, defaultName: "token")[0].secret
 }
 
 /// Reads a secret file, turning a problem into a message that says what to fix.

@@ -12,7 +12,7 @@ struct ParticipantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "participant",
         abstract: "Inspect a participant's in-doubt transactions; decide one heuristically (last resort).",
-        subcommands: [InDoubt.self, Show.self, Decide.self]
+        subcommands: [InDoubt.self, Show.self, Decide.self, Audit.self]
     )
 
     struct Connection: ParsableArguments {
@@ -67,7 +67,9 @@ struct ParticipantCommand: AsyncParsableCommand {
                 Use only when the coordinator is gone for good. If the coordinator decided otherwise, \
                 this participant and the others will disagree: atomicity is broken for this \
                 transaction, and the coordinator reports an anomaly. The decision is recorded as \
-                heuristic and shown as such afterwards. Requires --i-understand-this-may-break-atomicity.
+                heuristic and shown as such afterwards, and the participant's audit trail keeps who \
+                decided, when and why (see `arbiter participant audit`). Requires --reason and \
+                --i-understand-this-may-break-atomicity.
                 """
         )
 
@@ -79,6 +81,9 @@ struct ParticipantCommand: AsyncParsableCommand {
         @Option(help: "committed or aborted.")
         var outcome: String
 
+        @Option(help: "Why you decide alone; kept in the participant's audit trail with your token's name.")
+        var reason: String
+
         @Flag(help: "Confirm that you accept breaking atomicity if the coordinator decided otherwise.")
         var iUnderstandThisMayBreakAtomicity = false
 
@@ -88,10 +93,38 @@ struct ParticipantCommand: AsyncParsableCommand {
             guard iUnderstandThisMayBreakAtomicity else {
                 throw ValidationError("refusing without --i-understand-this-may-break-atomicity (see --help)")
             }
-            let body = try WireJSON.encode(HeuristicDecisionRequest(outcome: outcome, iUnderstandThisMayBreakAtomicity: true))
+            let body = try WireJSON.encode(HeuristicDecisionRequest(outcome: outcome, iUnderstandThisMayBreakAtomicity: true, reason: reason))
             let status = try await operatorCall(connection, .POST, "/v1/operator/transactions/\(id.rawValue)/decide", body: body,
                                                 as: TransactionStatus.self)
             print("\(status.txid) is now \(status.state)\(status.heuristic ? " (heuristic)" : "")")
+        }
+    }
+}
+
+extension ParticipantCommand {
+    struct Audit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the operators' actions at the participant, newest first: who, when, what, why, and the result.")
+
+        @OptionGroup var connection: Connection
+
+        @Option(help: "How many to show (1–1000).")
+        var limit: Int = 100
+
+        @Option(help: "Show entries older than this id (the last id of a previous page).")
+        var before: Int64?
+
+        func run() async throws {
+            guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1...1000") }
+            var path = "/v1/operator/audit?limit=\(limit)"
+            if let before { path += "&before=\(before)" }
+            let trail = try await operatorCall(connection, .GET, path, as: AuditTrail.self)
+            print(pad("ID", 6), pad("AT", 25), pad("ACTOR", 16), pad("ACTION", 17), pad("TXID", 36), pad("RESULT", 10), "REASON")
+            for entry in trail.entries {
+                print(pad(String(entry.id), 6), pad(entry.at, 25), pad(entry.actor, 16), pad(entry.action, 17), pad(entry.txid, 36),
+                      pad(entry.result ?? "(unknown)", 10), entry.reason)
+            }
+            if trail.entries.isEmpty { print("(none)") }
         }
     }
 }
@@ -108,7 +141,7 @@ private func pad(_ text: String, _ width: Int) -> String {
 private func operatorCall<T: Decodable>(
     _ connection: ParticipantCommand.Connection, _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, as type: T.Type
 ) async throws -> T {
-    let secret = try readSecret(connection.operatorSecretFile, option: "--operator-secret-file")
+    let secret = try readPresentedToken(connection.operatorSecretFile, option: "--operator-secret-file")
     let http = HTTPClientSettings().makeClient()
     do {
         var request = HTTPClientRequest(url: connection.participant.trimmingSuffix("/") + path)

@@ -41,7 +41,7 @@ struct TxnCommand: AsyncParsableCommand {
                 }
                 return state
             }
-            let secret = try readSecret(operatorSecretFile, option: "--operator-secret-file")
+            let secret = try readPresentedToken(operatorSecretFile, option: "--operator-secret-file")
             let after = try after.map { try TxID($0) }
             try await withClient(connection, secret: secret, operatorSecret: secret) { client in
                 let page = try await client.list(state: state, limit: limit, after: after)
@@ -60,7 +60,7 @@ struct TxnCommand: AsyncParsableCommand {
 
         @OptionGroup var connection: Connection
 
-        @Option(help: "File holding the shared secret (or the operator token).")
+        @Option(help: "File holding a client token (or an operator token; the first token of a token file).")
         var secretFile: String
 
         @Argument(help: "The transaction id.")
@@ -69,7 +69,7 @@ struct TxnCommand: AsyncParsableCommand {
         func run() async throws {
             let txid: TxID
             do { txid = try TxID(id) } catch { throw ValidationError("\(error)") }
-            let secret = try readSecret(secretFile, option: "--secret-file")
+            let secret = try readPresentedToken(secretFile, option: "--secret-file")
             try await withClient(connection, secret: secret, operatorSecret: nil) { client in
                 let view = try await client.transaction(txid)
                 print("id:       \(view.id)")

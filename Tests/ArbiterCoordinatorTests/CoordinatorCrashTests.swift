@@ -28,7 +28,7 @@ final class CoordinatorProcess: Sendable {
         let process = try ManagedProcess(name: "coordinator", executable: try builtProduct("arbiter"), arguments: [
             "coordinator", "--data", directory + "/data", "--port", String(port),
             "--secret-file", directory + "/secret", "--operator-secret-file", directory + "/operator-secret",
-            "--retry-initial-ms", "20", "--retry-max-ms", "200", "--log-level", "info",
+            "--allow-any-participant", "--retry-initial-ms", "20", "--retry-max-ms", "200", "--log-level", "info",
         ], environment: failpoints.map { ["ARBITER_FAILPOINTS": $0] } ?? [:])
         state.withLock { $0.process = process }
         let bound = try await process.waitFor(#"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#)
@@ -170,7 +170,7 @@ struct CoordinatorCrashTests {
         let port = String(first.url.split(separator: ":").last!)
         let second = try ManagedProcess(name: "second coordinator", executable: try builtProduct("arbiter"), arguments: [
             "coordinator", "--data", directory.path + "/data-2", "--port", port,
-            "--secret-file", directory.path + "/secret", "--log-level", "warning",
+            "--secret-file", directory.path + "/secret", "--allow-any-participant", "--log-level", "warning",
         ])
         try await second.waitForExit(timeout: .seconds(60))
         #expect(second.exitStatus != 0)

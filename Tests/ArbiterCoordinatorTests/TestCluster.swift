@@ -61,14 +61,15 @@ func withCoordinator<T: Sendable>(
     config: CoordinatorConfig = CoordinatorConfig(prepareTimeout: .seconds(5), phaseTwoRetry: Backoff(initial: .milliseconds(20), max: .milliseconds(200))),
     limits: WireLimits = .default,
     operatorSecret: BearerSecret? = TestSecrets.operatorSecret,
+    participants: ParticipantRegistry = .open(),
     lazyRecordLinger: Duration = .milliseconds(2),
     requestPatience: Duration = .milliseconds(20),
     phaseTwoLinger: Duration = .milliseconds(2),
     _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
-        dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret,
-        operatorSecret: operatorSecret, protocolConfig: config, limits: limits, requestPatience: requestPatience,
+        dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret, participants: participants,
+        operatorTokens: operatorSecret.map { [NamedToken(name: "test-operator", secret: $0)] } ?? [], protocolConfig: config, limits: limits, requestPatience: requestPatience,
         phaseTwoLinger: phaseTwoLinger,
         lazyRecordLinger: lazyRecordLinger,
         logger: quietLogger("coordinator")))

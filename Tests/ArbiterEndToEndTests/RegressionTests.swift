@@ -32,7 +32,7 @@ extension EndToEnd {
                 let credit = cluster.branch(.credit, Workload.accountID(1, 0), 100, at: 1)
 
                 // What the coordinator sent before it crashed and lost its lazy record of the transaction.
-                let participants = ProtocolClient(httpClient: cluster.httpClient, secret: cluster.secret)
+                let participants = ProtocolClient(httpClient: cluster.httpClient, credentials: cluster.protocolCredentials)
                 let prepare = PrepareRequest(txid: txid, coordinator: CoordinatorID(cluster.coordinatorURL), payload: debit.payload, onePhase: false)
                 let vote = try await participants.send(.prepare(prepare), to: debit.participant, timeout: .seconds(30))
                 #expect(vote == .vote(txid, .yes))

@@ -93,7 +93,7 @@ struct OperatorTests {
     @Test("without an operator secret the operator endpoints are not served")
     func noOperatorSecret() async throws {
         try await withTemporaryDirectory { directory in
-            try await withNode(ScriptedResource(), directory: directory, configure: { $0.operatorSecret = nil }) { node in
+            try await withNode(ScriptedResource(), directory: directory, configure: { $0.operatorTokens = [] }) { node in
                 let reply = try await node.http.get(node.url + "/v1/operator/in-doubt", token: TestSecrets.operatorText)
                 #expect(reply.status == 404 || reply.status == 401)
             }

@@ -257,9 +257,9 @@ struct ParticipantStoreTests {
                 (try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid"),
                  try Int.fetchOne(db, sql: "SELECT count(*) FROM migration_run"))
             }
-            #expect(migrations == ["arbiter.participant.v1", "arbiter.participant.v2", "bank.v1"])
+            #expect(migrations == ["arbiter.participant.v1", "arbiter.participant.v2", "arbiter.participant.v3", "bank.v1"])
             #expect(runs == 1)
-            #expect(try await store.schemaVersion() == 2)
+            #expect(try await store.schemaVersion() == 3)
             try await store.close()
         }
     }

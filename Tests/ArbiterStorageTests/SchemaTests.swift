@@ -20,6 +20,7 @@ struct SchemaTests {
         ("participant.sql", Schemas.participant),
         ("participant.v2.table.sql", Schemas.participant_v2_table),
         ("participant.v2.sql", Schemas.participant_v2),
+        ("participant.v3.sql", Schemas.participant_v3),
     ])
     func embeddedCopiesMatchTheFiles(file: String, embedded: String) throws {
         let onDisk = try String(contentsOf: schemasDirectory.appendingPathComponent(file), encoding: .utf8)
@@ -107,7 +108,7 @@ struct SchemaTests {
         }
     }
 
-    @Test("a version-1 participant database is upgraded in place to version 2: rows, locks and the resource's tables kept")
+    @Test("a version-1 participant database is upgraded in place to the current version: rows, locks and the resource's tables kept")
     func participantUpgradeFromVersion1() async throws {
         try await withTemporaryDirectory { directory in
             let path = "\(directory)/participant.sqlite"
@@ -134,7 +135,7 @@ struct SchemaTests {
             let store = try ParticipantStore(path: path, options: testOptions()) { migrator in
                 migrator.registerMigration("resource.v1") { _ in Issue.record("a resource's migration ran twice") }
             }
-            #expect(try await store.writer.read { db in try Migrations.schemaVersion(of: "participant", in: db) } == 2)
+            #expect(try await store.writer.read { db in try Migrations.schemaVersion(of: "participant", in: db) } == 3)
             #expect(try await store.writer.read { db in try rows(of: "participant_transaction", in: db) } == rowsBefore)
             #expect(try await store.writer.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") } == ["ok"])
             #expect(try await store.writer.read { db in try String.fetchAll(db, sql: "SELECT id FROM resource_row") } == ["kept"])

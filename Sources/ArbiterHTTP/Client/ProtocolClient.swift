@@ -12,7 +12,8 @@ public struct ProtocolClient: Sendable {
     public let httpClient: HTTPClient
     /// Where batches to participants go when their URL is plain `http` (``sendBatch(_:to:timeout:)``).
     public let connections: HTTP1Connections?
-    private let secret: BearerSecret
+    /// The credential for a destination's base URL; `nil`: nothing may be sent there.
+    private let credentials: @Sendable (_ baseURL: String) -> BearerSecret?
     private let limits: WireLimits
     private let logger: Logger?
 
@@ -28,11 +29,33 @@ public struct ProtocolClient: Sendable {
         httpClient: HTTPClient, connections: HTTP1Connections? = nil, secret: BearerSecret, limits: WireLimits = .default,
         logger: Logger? = nil
     ) {
+        self.init(httpClient: httpClient, connections: connections, credentials: { _ in secret }, limits: limits, logger: logger)
+    }
+
+    /// A client that presents to each destination its own credential.
+    ///
+    /// - Parameter credentials: The bearer secret for a destination's base URL, or `nil` when the
+    ///   destination is not one to talk to (not registered): the call then fails as
+    ///   ``WireCallError/Kind/unreachable`` without anything being sent, so the protocol retries it
+    ///   later, when an operator may have registered the destination.
+    public init(
+        httpClient: HTTPClient, connections: HTTP1Connections? = nil,
+        credentials: @escaping @Sendable (_ baseURL: String) -> BearerSecret?, limits: WireLimits = .default,
+        logger: Logger? = nil
+    ) {
         self.httpClient = httpClient
         self.connections = connections
-        self.secret = secret
+        self.credentials = credentials
         self.limits = limits
         self.logger = logger
+    }
+
+    /// The credential for `base`, or the error that stops the call before anything is sent.
+    private func secret(for base: String) throws(WireCallError) -> BearerSecret {
+        guard let secret = credentials(base) else {
+            throw WireCallError(kind: .unreachable, message: "\(base) is not a registered participant: nothing was sent; register it and reload the registry (SIGHUP)")
+        }
+        return secret
     }
 
     /// Sends one message to `participant` on its single-message endpoint and returns its answer:
@@ -41,6 +64,7 @@ public struct ProtocolClient: Sendable {
     /// - Precondition: `message` is not ``CoordinatorMessage/outcome(_:_:)``.
     public func send(_ message: CoordinatorMessage, to participant: ParticipantID, timeout: Duration) async throws(WireCallError) -> ParticipantMessage {
         let base = participant.rawValue
+        let secret = try secret(for: base)
         switch message {
         case .prepare(let request):
             let body = try wireBody { () throws(APIError) in try PrepareBody(request) }
@@ -73,6 +97,7 @@ public struct ProtocolClient: Sendable {
     ) async throws(WireCallError) -> [Result<ParticipantMessage, ErrorDetail>] {
         precondition(!messages.isEmpty && messages.count <= limits.batchMessageCountMax, "a batch holds 1...\(limits.batchMessageCountMax) messages")
         let base = participant.rawValue
+        let secret = try secret(for: base)
         let body = try wireBody { () throws(APIError) in try BatchRequest(messages) }
         let response = try await WireCall.call(
             httpClient, connections: connections, method: .POST, url: base + WireEndpoint.batch.path, body: body, secret: secret,
@@ -106,6 +131,7 @@ public struct ProtocolClient: Sendable {
     /// (`GET /v1/transactions/{id}/outcome`).
     public func inquire(_ txid: TxID, coordinator: CoordinatorID, timeout: Duration) async throws(WireCallError) -> InquiryAnswer {
         let base = coordinator.rawValue
+        let secret = try secret(for: base)
         let response = try await WireCall.call(
             httpClient, method: .GET, url: base + "/v1/transactions/\(txid.rawValue)/outcome", body: nil, secret: secret,
             timeout: timeout, responseSizeMax: limits.bodySizeMax, as: OutcomeResponse.self, logger: logger

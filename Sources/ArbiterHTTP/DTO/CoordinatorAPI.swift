@@ -68,6 +68,17 @@ public struct SubmitRequest: Codable, Hashable, Sendable {
     /// that is not an http(s) URL; a participant named twice; a payload over
     /// ``WireLimits/payloadSizeMax``; a timeout outside 1...``WireLimits/timeoutMsMax``.
     public func validated(limits: WireLimits) throws(APIError) -> Submission {
+        try validated(limits: limits) { (text, field) throws(APIError) in
+            try WireValidation.serviceURL(text, field: field, limits: limits)
+        }
+    }
+
+    /// Checks the request as ``validated(limits:)`` does, with `participant` turning each branch's
+    /// `participant` into the base URL to use (a coordinator's registry resolves names there and
+    /// refuses what it does not know).
+    public func validated(
+        limits: WireLimits, participant resolve: (_ text: String, _ field: String) throws(APIError) -> String
+    ) throws(APIError) -> Submission {
         let txid = try id.map { (text) throws(APIError) in try WireValidation.txid(text, field: "id") }
         guard !branches.isEmpty else {
             throw APIError.invalidValue("branches", "`branches`: a transaction needs at least one branch")
@@ -83,7 +94,7 @@ public struct SubmitRequest: Codable, Hashable, Sendable {
         coreBranches.reserveCapacity(branches.count)
         for (index, branch) in branches.enumerated() {
             let field = "branches[\(index)].participant"
-            let url = try WireValidation.serviceURL(branch.participant, field: field, limits: limits)
+            let url = try resolve(branch.participant, field)
             if let first = seen[url] {
                 throw APIError(
                     status: .badRequest,
@@ -172,12 +183,22 @@ public struct SubmitBatchRequest: Codable, Hashable, Sendable {
     /// The first invalid transaction fails the whole request with its field prefixed by
     /// `transactions[i].`, so that nothing of a malformed batch is submitted.
     public func validated(limits: WireLimits) throws(APIError) -> [Submission] {
+        try validated(limits: limits) { (text, field) throws(APIError) in
+            try WireValidation.serviceURL(text, field: field, limits: limits)
+        }
+    }
+
+    /// Checks every transaction as ``validated(limits:)`` does, resolving participants with
+    /// `participant` (see ``SubmitRequest/validated(limits:participant:)``).
+    public func validated(
+        limits: WireLimits, participant resolve: (_ text: String, _ field: String) throws(APIError) -> String
+    ) throws(APIError) -> [Submission] {
         try WireValidation.batchCount(transactions.count, field: "transactions", noun: "transaction", limits: limits)
         var submissions: [Submission] = []
         submissions.reserveCapacity(transactions.count)
         for (index, transaction) in transactions.enumerated() {
             do {
-                submissions.append(try transaction.validated(limits: limits))
+                submissions.append(try transaction.validated(limits: limits, participant: resolve))
             } catch {
                 throw error.nested(in: "transactions[\(index)]")
             }

@@ -250,7 +250,8 @@ public enum WireValidation {
         return payload.payload
     }
 
-    static func abbreviated(_ text: String) -> String {
+    /// `text` cut to 64 characters (with `...`), for quoting client input in an error message.
+    public static func abbreviated(_ text: String) -> String {
         text.count <= 64 ? text : String(text.prefix(61)) + "..."
     }
 }

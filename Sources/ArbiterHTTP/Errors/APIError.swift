@@ -31,6 +31,11 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let duplicateParticipant: Code = "duplicate_participant"
         /// The request needs a valid bearer token. 401.
         public static let unauthorized: Code = "unauthorized"
+        /// The bearer token is valid but its role may not call this route (a client token at a
+        /// participant's protocol endpoint, a participant token at submit). 403.
+        public static let forbidden: Code = "forbidden"
+        /// A branch names a participant the coordinator was not told about (its registry). 400.
+        public static let unknownParticipant: Code = "unknown_participant"
         /// No such route or transaction. 404.
         public static let notFound: Code = "not_found"
         /// The route exists but not with this method. 405.
@@ -49,7 +54,7 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         /// Every code the API sends, as `schemas/openapi.yaml` lists them.
         public static let all: [Code] = [
             .invalidJSON, .missingField, .wrongType, .invalidValue, .limitExceeded, .duplicateParticipant,
-            .unauthorized, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge, .internal, .unavailable,
+            .unknownParticipant, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge, .internal, .unavailable,
             .outcomeUnknown,
         ]
     }
@@ -118,6 +123,12 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `unauthorized`, 401. The message never echoes what the caller sent.
     public static func unauthorized(_ message: String = "this request needs the header `Authorization: Bearer <secret>` with a valid secret") -> APIError {
         APIError(status: .unauthorized, code: .unauthorized, message: message)
+    }
+
+    /// `forbidden`, 403: the token is known but its role may not do this. The message names the
+    /// role needed, never the token.
+    public static func forbidden(_ message: String) -> APIError {
+        APIError(status: .forbidden, code: .forbidden, message: message)
     }
 
     /// `not_found`, 404.

@@ -94,6 +94,8 @@ public struct SecretError: Error, Hashable, Sendable, CustomStringConvertible {
         case unreadable(String)
         case empty
         case invalidCharacter
+        /// A line of a token file is malformed (its number, from 1, and what is wrong).
+        case badLine(Int, String)
     }
 
     /// The file the secret was read from, when it came from one.
@@ -118,6 +120,8 @@ public struct SecretError: Error, Hashable, Sendable, CustomStringConvertible {
             return "\(source) is empty; put the shared secret in it"
         case .invalidCharacter:
             return "\(source) contains whitespace or a control character inside the secret; use printable characters only"
+        case .badLine(let line, let problem):
+            return "\(source), line \(line): \(problem); write one token per line, optionally as name:token"
         }
     }
 }

@@ -152,3 +152,52 @@ extension APIError: HTTPResponseError {
         response()
     }
 }
+
+/// Lets a request through only when its bearer token belongs to one of the `allowed` roles of a
+/// ``Keyring``: no token or an unknown one gets 401 `unauthorized`, a known token of another role
+/// 403 `forbidden`, with the JSON error body; the handler behind it does not run.
+///
+/// The keyring may change under it (token files re-read on SIGHUP); each request sees the tokens
+/// current when it arrived.
+public struct RoleMiddleware<Context: RequestContext>: RouterMiddleware {
+    private let keyring: Keyring
+    private let allowed: Set<CredentialRole>
+    private let realm: String
+
+    /// Admits the tokens of `keyring` that hold one of `allowed`.
+    public init(_ keyring: Keyring, allowing allowed: Set<CredentialRole>, realm: String = "arbiter") {
+        precondition(!allowed.isEmpty, "a role middleware admits at least one role")
+        self.keyring = keyring
+        self.allowed = allowed
+        self.realm = realm
+    }
+
+    public func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard let holder = keyring.identify(request.headers[.authorization]) else {
+            context.logger.debug(
+                "refused a request without a valid bearer token",
+                metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)"]
+            )
+            var response = APIError.unauthorized().response()
+            response.headers[.wwwAuthenticate] = "Bearer realm=\"\(realm)\""
+            return response
+        }
+        guard !holder.roles.isDisjoint(with: allowed) else {
+            context.logger.notice(
+                "refused a request whose credential has another role",
+                metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
+                           "holder": "\(holder.name)", "roles": "\(holder.roles.map(\.rawValue).sorted())"]
+            )
+            let needed = allowed.map(\.rawValue).sorted().joined(separator: " or ")
+            let held = holder.roles.map(\.rawValue).sorted().joined(separator: ", ")
+            return APIError.forbidden(
+                "\(request.method.rawValue) \(request.uri.path) needs a \(needed) credential; the token presented is a \(held) credential"
+            ).response()
+        }
+        return try await next(request, context)
+    }
+}

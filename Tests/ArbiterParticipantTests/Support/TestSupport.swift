@@ -193,7 +193,7 @@ func withNode<R: Resource, T>(
         port: 0,
         dataDirectory: directory,
         secret: TestSecrets.protocolSecret,
-        operatorSecret: TestSecrets.operatorSecret,
+        operatorTokens: [NamedToken(name: "test-operator", secret: TestSecrets.operatorSecret)],
         seed: 42,
         logger: testLogger("participant")
     )

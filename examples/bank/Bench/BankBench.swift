@@ -318,7 +318,7 @@ struct BankBench: AsyncParsableCommand {
     ) async throws -> (PhaseResult, [(txid: TxID, outcome: Outcome)]) {
         // No retries: a retry would hide inside a latency; a call without an outcome is counted.
         let client = ArbiterClient(
-            coordinator: cluster.coordinatorURL, secret: cluster.secret, httpClient: http, connections: connections, retry: .none,
+            coordinator: cluster.coordinatorURL, secret: cluster.clientToken, httpClient: http, connections: connections, retry: .none,
             batching: clientBatching ? submitBatching : nil)
         let load = LoadGenerator(
             client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),

@@ -74,20 +74,47 @@ public final class BankCluster: Sendable {
 
     public let options: Options
     public let httpClient: HTTPClient
-    public let secret: BearerSecret
+    /// The clients' token: submits at the coordinator, the bank's own API at the nodes.
+    public let clientToken: BearerSecret
+    /// The operators' token, at the coordinator and the nodes.
     public let operatorSecret: BearerSecret
+    /// Each node's protocol secret: the coordinator presents node i's to node i only (the
+    /// registry says which), and node i presents it on its inquiries.
+    private let nodeSecrets: [BearerSecret]
     private let state = Mutex(State())
 
+    /// Writes every credential under `root`: a secret per node (`node-N.secret`), the
+    /// coordinator's own protocol secret (`secret`), the client and operator token files
+    /// (`client-tokens`, `operator-tokens`, as `name:token` lines), and an empty participant
+    /// registry (`participants`) that ``start(_:failpoints:)`` fills as the nodes bind their ports.
     public init(options: Options) throws {
         self.options = options
-        let secret = "cluster-\(UUID().uuidString)"
-        let operatorSecret = "operator-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: options.root, withIntermediateDirectories: true)
-        try secret.write(toFile: options.root + "/secret", atomically: true, encoding: .utf8)
-        try operatorSecret.write(toFile: options.root + "/operator-secret", atomically: true, encoding: .utf8)
-        self.secret = try BearerSecret(secret)
-        self.operatorSecret = try BearerSecret(operatorSecret)
+        func write(_ text: String, _ name: String) throws {
+            try text.write(toFile: options.root + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let client = "client-\(UUID().uuidString)"
+        let operatorToken = "operator-\(UUID().uuidString)"
+        try write("coordinator-\(UUID().uuidString)\n", "secret")
+        try write("demo:\(client)\n", "client-tokens")
+        try write("ops:\(operatorToken)\n", "operator-tokens")
+        try write("# NAME URL SECRET_FILE, one line per bank node\n", "participants")
+        var nodeSecrets: [BearerSecret] = []
+        for node in 0..<options.nodeCount {
+            let secret = "node-\(node)-\(UUID().uuidString)"
+            try write(secret + "\n", "node-\(node).secret")
+            nodeSecrets.append(try BearerSecret(secret))
+        }
+        self.clientToken = try BearerSecret(client)
+        self.operatorSecret = try BearerSecret(operatorToken)
+        self.nodeSecrets = nodeSecrets
         httpClient = HTTPClientSettings().makeClient()
+    }
+
+    /// The credential the coordinator presents at the node whose base URL is `url`, as its
+    /// registry gives it: for a test that plays the coordinator.
+    public var protocolCredentials: @Sendable (_ url: String) -> BearerSecret? {
+        { [self] url in nodes.indices.first { self.url(.node($0)) == url }.map { nodeSecrets[$0] } }
     }
 
     public var nodes: [Member] { (0..<options.nodeCount).map { .node($0) } }
@@ -102,7 +129,7 @@ public final class BankCluster: Sendable {
     /// A client of the coordinator (retries reuse the transaction id); with `batching`, its
     /// concurrent submits share requests.
     public func client(retry: RetryPolicy = RetryPolicy(), batching: SubmitBatching? = nil) -> ArbiterClient {
-        ArbiterClient(coordinator: coordinatorURL, secret: secret, operatorSecret: operatorSecret, httpClient: httpClient,
+        ArbiterClient(coordinator: coordinatorURL, secret: clientToken, operatorSecret: operatorSecret, httpClient: httpClient,
                       retry: retry, batching: batching)
     }
 
@@ -128,7 +155,8 @@ public final class BankCluster: Sendable {
             let (executable, prefix) = options.launcher.coordinator
             process = try ManagedProcess(name: "coordinator", executable: executable, arguments: prefix + [
                 "--data", directory, "--port", String(port),
-                "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
+                "--secret-file", options.root + "/secret", "--client-secret-file", options.root + "/client-tokens",
+                "--operator-secret-file", options.root + "/operator-tokens", "--participants", options.root + "/participants",
                 "--log-level", Self.coordinatorLogLevel(options.logLevel),
             ] + options.coordinatorArguments, environment: environment, logFile: logFile)
             pattern = #"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#
@@ -136,7 +164,8 @@ public final class BankCluster: Sendable {
             let (executable, prefix) = options.launcher.node
             process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + [
                 "--data", directory, "--port", String(port), "--coordinator", coordinatorURL,
-                "--secret-file", options.root + "/secret", "--operator-secret-file", options.root + "/operator-secret",
+                "--secret-file", options.root + "/node-\(index).secret", "--client-secret-file", options.root + "/client-tokens",
+                "--operator-secret-file", options.root + "/operator-tokens",
                 "--log-level", options.logLevel,
             ] + options.nodeArguments, environment: environment, logFile: logFile)
             pattern = #"bank-node listening on http://127\.0\.0\.1:(\d+)"#
@@ -144,6 +173,21 @@ public final class BankCluster: Sendable {
         state.withLock { $0.processes[member] = process }
         let bound = try await process.waitFor(pattern)
         state.withLock { $0.ports[member] = Int(bound)! }
+        if case .node = member, port == 0 { try await register() }
+    }
+
+    /// Writes every node that has a port into the coordinator's participant registry, and when
+    /// the coordinator runs, has it re-read the registry (SIGHUP) and waits until it has.
+    private func register() async throws {
+        let registered = nodes.compactMap { member -> String? in
+            guard case .node(let index) = member, state.withLock({ $0.ports[member] }) != nil else { return nil }
+            return "bank-\(index) \(url(member)) node-\(index).secret"
+        }
+        let text = (["# NAME URL SECRET_FILE, one line per bank node"] + registered).joined(separator: "\n") + "\n"
+        try text.write(toFile: options.root + "/participants", atomically: true, encoding: .utf8)
+        guard let coordinator = process(.coordinator), coordinator.isRunning else { return }
+        Foundation.kill(coordinator.pid, SIGHUP)
+        _ = try await coordinator.waitFor("arbiter coordinator reloaded: (\(registered.count)) participants", timeout: .seconds(30))
     }
 
     /// Where every run of `member` writes its output, one after the other: `ROOT/logs/MEMBER.log`.
@@ -194,12 +238,12 @@ public final class BankCluster: Sendable {
 
     public func openAccount(_ id: String, balance: Int, at node: Int) async throws {
         let body = try WireJSON.encode(OpenAccountRequest(id: id, balance: balance))
-        let (status, text) = try await call(.POST, url(.node(node)) + "/accounts", body: body, token: secret)
+        let (status, text) = try await call(.POST, url(.node(node)) + "/accounts", body: body, token: clientToken)
         guard (200..<300).contains(status) else { throw HarnessError("opening account \(id) on node \(node): \(status) \(text)") }
     }
 
     public func accounts(at node: Int) async throws -> [Account] {
-        try await get(AccountList.self, url(.node(node)) + "/accounts", token: secret).accounts
+        try await get(AccountList.self, url(.node(node)) + "/accounts", token: clientToken).accounts
     }
 
     /// The transactions a node holds prepared (in doubt), with their locks.

@@ -20,9 +20,11 @@ struct BankNodeCommand: AsyncParsableCommand {
         abstract: "Run a bank: an Arbiter participant that keeps accounts in SQLite.",
         discussion: """
             Serves the participant protocol (POST /v1/prepare, /v1/commit, /v1/abort, /v1/batch, \
-            GET /healthz) and the bank's API (POST /accounts, GET /accounts, GET /accounts/{id}), \
-            all behind the shared secret. With --operator-secret-file, also the operator endpoints \
-            under /v1/operator (in-doubt transactions, heuristic decisions).
+            GET /healthz), behind the protocol secret, and the bank's API (POST /accounts, \
+            GET /accounts, GET /accounts/{id}), behind the client tokens (or the protocol secret \
+            when none are given). With --operator-secret-file, also the operator endpoints under \
+            /v1/operator (in-doubt transactions, heuristic decisions, the audit trail). SIGHUP \
+            re-reads the client and operator token files.
             """
     )
 
@@ -35,13 +37,16 @@ struct BankNodeCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's base URL (http://host:port). Prepares naming another coordinator are refused.")
     var coordinator: String
 
-    @Option(help: "A file holding the shared protocol secret.")
+    @Option(help: "A file holding the protocol secret: the coordinator presents it, and this node presents it on its inquiries.")
     var secretFile: String
+
+    @Option(help: "A file of client tokens (one per line, optionally name:token) for the bank's own API; without it, that API takes the protocol secret.")
+    var clientSecretFile: String?
 
     @Option(help: "The address to listen on.")
     var host: String = "127.0.0.1"
 
-    @Option(help: "A file holding the operator secret; without it the operator endpoints are off.")
+    @Option(help: "A file of operator tokens (one per line, optionally name:token); without it the operator endpoints are off.")
     var operatorSecretFile: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -77,24 +82,27 @@ struct BankNodeCommand: AsyncParsableCommand {
         // Handlers run on the event loop that read their request: see EventLoopExecutor.
         EventLoopExecutor.install()
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
-        var logger = Logger(label: "bank-node")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let logger = {
+            var logger = Logger(label: "bank-node")
+            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return logger
+        }()
 
         let secret: BearerSecret
-        let operatorSecret: BearerSecret?
         do {
             secret = try BearerSecret.read(fromFile: secretFile)
-            operatorSecret = try operatorSecretFile.map { path throws(SecretError) in try BearerSecret.read(fromFile: path) }
         } catch {
             throw ValidationError("\(error)")
         }
+        let tokens = try readTokens()
         let options = ParticipantOptions(
             host: host,
             port: port,
             dataDirectory: data,
             databaseFileName: "bank.sqlite",
             secret: secret,
-            operatorSecret: operatorSecret,
+            clientTokens: tokens.client,
+            operatorTokens: tokens.operator,
             coordinators: [coordinator],
             protocolConfig: ParticipantConfig(
                 inquiryTimeout: .milliseconds(inquiryTimeoutMs),
@@ -112,14 +120,40 @@ struct BankNodeCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+        // Ends when the service group does; the other tasks then stop.
+        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            tasks.addTask { try await group.run(); return true }
             tasks.addTask {
-                guard let port = try? await node.waitUntilListening() else { return }
+                guard let port = try? await node.waitUntilListening() else { return false }
                 // Written unbuffered: a supervisor (or a test) reads the port from this line.
                 FileHandle.standardOutput.write(Data("bank-node listening on http://\(host):\(port)\n".utf8))
+                return false
             }
-            try await tasks.waitForAll()
+            tasks.addTask {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    do {
+                        let tokens = try readTokens()
+                        node.reloadCredentials(clientTokens: tokens.client, operatorTokens: tokens.operator)
+                        logger.notice("reloaded the token files")
+                    } catch {
+                        logger.error("SIGHUP: reload failed; the previous tokens stay in force", metadata: ["error": "\(error)"])
+                    }
+                }
+                return false
+            }
+            for try await serviceGroupEnded in tasks where serviceGroupEnded {
+                tasks.cancelAll()
+            }
+        }
+    }
+
+    /// The client and operator tokens in their files.
+    private func readTokens() throws -> (client: [NamedToken]?, operator: [NamedToken]) {
+        do {
+            return (try clientSecretFile.map { path throws(SecretError) in try NamedToken.read(fromFile: path, defaultName: "client") },
+                    try operatorSecretFile.map { path throws(SecretError) in try NamedToken.read(fromFile: path, defaultName: "operator") } ?? [])
+        } catch {
+            throw ValidationError("\(error)")
         }
     }
 }
