@@ -15,12 +15,14 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     public enum Access: String, Hashable, Sendable {
         /// None: health and metrics, for load balancers and scrapers.
         case open
-        /// The protocol secret shared by clients, the coordinator and participants.
+        /// A client token (the protocol secret in the single-secret mode).
+        case clientToken
+        /// The protocol secret: the coordinator at a participant, a participant's inquiry.
         case protocolToken
-        /// The operator secret.
+        /// An operator token.
         case operatorToken
-        /// Either secret (a transaction's state is for clients and operators).
-        case protocolOrOperatorToken
+        /// A client or an operator token (a transaction's state is for both).
+        case clientOrOperatorToken
     }
 
     /// The service that serves the endpoint.
@@ -52,11 +54,11 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     // MARK: Coordinator
 
     /// `POST /v1/transactions`: run a transaction.
-    public static let submit = WireEndpoint(.coordinator, .post, "/v1/transactions", access: .protocolToken)
+    public static let submit = WireEndpoint(.coordinator, .post, "/v1/transactions", access: .clientToken)
     /// `POST /v1/transaction-batch`: run many independent transactions, answered line by line.
-    public static let submitBatch = WireEndpoint(.coordinator, .post, "/v1/transaction-batch", access: .protocolToken)
+    public static let submitBatch = WireEndpoint(.coordinator, .post, "/v1/transaction-batch", access: .clientToken)
     /// `GET /v1/transactions/{id}`: a transaction's state.
-    public static let transaction = WireEndpoint(.coordinator, .get, "/v1/transactions/{id}", access: .protocolOrOperatorToken)
+    public static let transaction = WireEndpoint(.coordinator, .get, "/v1/transactions/{id}", access: .clientOrOperatorToken)
     /// `GET /v1/transactions`: the operators' listing.
     public static let list = WireEndpoint(.coordinator, .get, "/v1/transactions", access: .operatorToken)
     /// `GET /v1/transactions/{id}/outcome`: the participants' in-doubt inquiry.

@@ -62,8 +62,8 @@ struct CoordinatorInputTests {
             #expect(try await rawRequest(http, .POST, url + "/v1/transactions", body: body, token: nil).status == 401)
             #expect(try await rawRequest(http, .POST, url + "/v1/transactions", body: body, token: try BearerSecret("wrong")).status == 401)
             #expect(try await rawRequest(http, .GET, url + "/v1/transactions/auth-1/outcome", token: nil).status == 401)
-            // The listing takes the operator token, not the protocol secret.
-            #expect(try await rawRequest(http, .GET, url + "/v1/transactions").status == 401)
+            // The listing takes the operator token: the protocol secret is a known token of another role.
+            #expect(try await rawRequest(http, .GET, url + "/v1/transactions").status == 403)
             #expect(try await client.list().transactions.isEmpty, "nothing was written")
         }
     }

@@ -29,7 +29,11 @@ final class FakeParticipant: Sendable {
     /// While false, commits and aborts get 503 (a participant down during phase 2).
     private let acceptsDecisions = Mutex(true)
 
-    init(_ behaviour: @escaping @Sendable (TxID) -> Behaviour = { _ in .yes }) {
+    /// The only credential this participant accepts.
+    private let secret: BearerSecret
+
+    init(secret: BearerSecret = TestSecrets.protocolSecret, _ behaviour: @escaping @Sendable (TxID) -> Behaviour = { _ in .yes }) {
+        self.secret = secret
         self.behaviour = Mutex(behaviour)
     }
 
@@ -40,7 +44,7 @@ final class FakeParticipant: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
-        let routes = router.group().add(middleware: BearerTokenMiddleware(secret: TestSecrets.protocolSecret))
+        let routes = router.group().add(middleware: BearerTokenMiddleware(secret: secret))
         routes.post("/v1/prepare") { request, _ in
             let body = try await request.decodeWire(PrepareBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.prepare(try body.validated(limits: .default))

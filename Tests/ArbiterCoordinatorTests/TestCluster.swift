@@ -62,6 +62,7 @@ func withCoordinator<T: Sendable>(
     limits: WireLimits = .default,
     operatorSecret: BearerSecret? = TestSecrets.operatorSecret,
     participants: ParticipantRegistry = .open(),
+    clientTokens: [NamedToken]? = nil,
     lazyRecordLinger: Duration = .milliseconds(2),
     requestPatience: Duration = .milliseconds(20),
     phaseTwoLinger: Duration = .milliseconds(2),
@@ -69,7 +70,7 @@ func withCoordinator<T: Sendable>(
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
         dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret, participants: participants,
-        operatorTokens: operatorSecret.map { [NamedToken(name: "test-operator", secret: $0)] } ?? [], protocolConfig: config, limits: limits, requestPatience: requestPatience,
+        clientTokens: clientTokens, operatorTokens: operatorSecret.map { [NamedToken(name: "test-operator", secret: $0)] } ?? [], protocolConfig: config, limits: limits, requestPatience: requestPatience,
         phaseTwoLinger: phaseTwoLinger,
         lazyRecordLinger: lazyRecordLinger,
         logger: quietLogger("coordinator")))
@@ -79,7 +80,8 @@ func withCoordinator<T: Sendable>(
         tasks.addTask { try await group.run() }
         let port = await service.boundPort()
         let url = "http://127.0.0.1:\(port)"
-        let client = ArbiterClient(coordinator: url, secret: TestSecrets.protocolSecret, operatorSecret: TestSecrets.operatorSecret,
+        let client = ArbiterClient(coordinator: url, secret: clientTokens?.first?.secret ?? TestSecrets.protocolSecret,
+                                   operatorSecret: TestSecrets.operatorSecret,
                                    httpClient: http, retry: RetryPolicy(attemptCountMax: 1))
         let result: Result<T, any Error>
         do { result = .success(try await body(url, client, http)) } catch { result = .failure(error) }

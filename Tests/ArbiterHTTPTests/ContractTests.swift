@@ -347,7 +347,7 @@ struct ContractTests {
             (#"{"txid":"bad id","state":"committed"}"#, "AcknowledgeReply"),
             (#"{"txid":"t","state":"committed","extra":1}"#, "AcknowledgeReply"),
             (#"{"branches":[]}"#, "SubmitRequest"),
-            (#"{"branches":[{"participant":"ftp://x","payload":1}]}"#, "SubmitRequest"),
+            (#"{"branches":[{"participant":"","payload":1}]}"#, "SubmitRequest"),
             (#"{"branches":[{"participant":"http://x","payload":1}],"timeoutMs":1.5}"#, "SubmitRequest"),
             (#"{"messages":[{"type":"vote","txid":"t"}]}"#, "BatchRequest"),
             (#"{"error":{"code":"teapot","message":"x"}}"#, "ErrorResponse"),
@@ -383,15 +383,17 @@ struct ContractTests {
         }
         switch endpoint.access {
         case .open: #expect(schemes.isEmpty)
+        case .clientToken: #expect(schemes == ["clientToken"])
         case .protocolToken: #expect(schemes == ["protocolToken"])
         case .operatorToken: #expect(schemes == ["operatorToken"])
-        case .protocolOrOperatorToken: #expect(schemes == ["protocolToken", "operatorToken"])
+        case .clientOrOperatorToken: #expect(schemes == ["clientToken", "operatorToken"])
         }
         let tags = operation["tags"] as? [String] ?? []
         #expect(tags.contains(endpoint.service.rawValue))
         if endpoint.access != .open {
             let responses = operation["responses"] as! [String: Any]
             #expect(responses["401"] != nil, "\(endpoint) must document 401")
+            #expect(responses["403"] != nil, "\(endpoint) must document 403 (a token of another role)")
         }
     }
 

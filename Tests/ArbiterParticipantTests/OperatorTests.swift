@@ -1,4 +1,5 @@
 import ArbiterCore
+import ArbiterHTTP
 import ArbiterParticipant
 import Foundation
 import Testing
@@ -6,9 +7,11 @@ import Testing
 /// The operator endpoints: in-doubt list, status, and heuristic decisions.
 @Suite("Participant operator endpoints")
 struct OperatorTests {
-    static func decide(_ outcome: String, flag: Bool?) -> String {
-        guard let flag else { return #"{"outcome":"\#(outcome)"}"# }
-        return #"{"outcome":"\#(outcome)","iUnderstandThisMayBreakAtomicity":\#(flag)}"#
+    static func decide(_ outcome: String, flag: Bool?, reason: String? = "coordinator lost (test)") -> String {
+        var members = [#""outcome":"\#(outcome)""#]
+        if let flag { members.append(#""iUnderstandThisMayBreakAtomicity":\#(flag)"#) }
+        if let reason { members.append(#""reason":"\#(reason)""#) }
+        return "{" + members.joined(separator: ",") + "}"
     }
 
     @Test("a heuristic decision needs the operator secret and the explicit flag, and is recorded as heuristic", arguments: ["committed", "aborted"])
@@ -28,9 +31,10 @@ struct OperatorTests {
                 #expect((transactions.first?["payload"] as? [String: Any])?["vote"] as? String == "yes")
 
                 let path = node.url + "/v1/operator/transactions/t-h/decide"
-                // The protocol secret is not the operator's.
-                #expect(try await node.http.post(path, Self.decide(outcome, flag: true)).status == 401)
-                #expect(try await node.http.get(node.url + "/v1/operator/in-doubt").status == 401)
+                // The protocol secret is not the operator's: a known token of another role.
+                #expect(try await node.http.post(path, Self.decide(outcome, flag: true)).status == 403)
+                #expect(try await node.http.get(node.url + "/v1/operator/in-doubt").status == 403)
+                #expect(try await node.http.get(node.url + "/v1/operator/in-doubt", token: "not-a-token").status == 401)
                 // Without the flag, or with it false, nothing happens.
                 for flag in [nil, false] as [Bool?] {
                     let refused = try await node.http.post(path, Self.decide(outcome, flag: flag), token: operatorToken)
@@ -38,7 +42,14 @@ struct OperatorTests {
                     let error = try #require(try refused.json()["error"] as? [String: Any])
                     #expect(error["field"] as? String == "iUnderstandThisMayBreakAtomicity")
                 }
+                // Without a reason, or with an empty one, nothing happens either.
+                for reason in [nil, "  "] as [String?] {
+                    let refused = try await node.http.post(path, Self.decide(outcome, flag: true, reason: reason), token: operatorToken)
+                    #expect(refused.status == 400)
+                    #expect(try refused.json()["error"].flatMap { $0 as? [String: Any] }?["field"] as? String == "reason")
+                }
                 #expect(try await node.stored("t-h")?.state == "prepared")
+                #expect(try await node.database.store.operatorActions().isEmpty, "a refused request leaves no audit row")
 
                 let decided = try await node.http.post(path, Self.decide(outcome, flag: true), token: operatorToken)
                 #expect(decided.status == 200, "\(decided)")
@@ -86,6 +97,44 @@ struct OperatorTests {
                 let error = try #require(try refused.json()["error"] as? [String: Any])
                 #expect((error["message"] as? String)?.contains("committed here") == true)
                 #expect(try await node.stored("t-old")?.state == "committed")
+            }
+        }
+    }
+
+    @Test("every heuristic decision leaves an audit row with who, what, why and the result; retention never deletes it")
+    func auditTrail() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory, configure: { options in
+                options.protocolConfig.inquiryTimeout = .seconds(3600)
+                options.operatorTokens = [NamedToken(name: "alice", secret: TestSecrets.operatorSecret),
+                                          NamedToken(name: "bob", secret: try! BearerSecret("bobs-operator-token"))]
+            }) { node in
+                _ = try await node.prepare("t-a", payload: Scripts.vote("yes"))
+                let decide = node.url + "/v1/operator/transactions/t-a/decide"
+                let decided = try await node.http.post(decide, Self.decide("aborted", flag: true, reason: "ticket 4711"), token: "bobs-operator-token")
+                #expect(decided.status == 200, "\(decided)")
+                // A second try is refused, and that is audited too.
+                let again = try await node.http.post(decide, Self.decide("committed", flag: true, reason: "retry"), token: TestSecrets.operatorText)
+                #expect(again.status == 409)
+
+                let trail = try await node.http.get(node.url + "/v1/operator/audit", token: TestSecrets.operatorText)
+                #expect(trail.status == 200)
+                let entries = try #require(try trail.json()["entries"] as? [[String: Any]])
+                #expect(entries.map { $0["actor"] as? String } == ["alice", "bob"], "newest first")
+                #expect(entries.map { $0["action"] as? String } == ["decide-committed", "decide-aborted"])
+                #expect(entries.map { $0["reason"] as? String } == ["retry", "ticket 4711"])
+                #expect(entries.last?["result"] as? String == "done")
+                #expect((entries.first?["result"] as? String)?.hasPrefix("refused") == true)
+                #expect(entries.allSatisfy { $0["txid"] as? String == "t-a" && ($0["at"] as? String)?.hasSuffix("Z") == true })
+                let older = try await node.http.get(node.url + "/v1/operator/audit?limit=1&before=2", token: TestSecrets.operatorText)
+                #expect((try older.json()["entries"] as? [[String: Any]])?.map { $0["actor"] as? String } == ["bob"])
+                #expect(try await node.http.get(node.url + "/v1/operator/audit?limit=0", token: TestSecrets.operatorText).status == 400)
+                #expect(try await node.http.get(node.url + "/v1/operator/audit").status == 403, "the protocol secret reads no audit")
+
+                // Retention's sweep forgets the ended transaction; the audit rows stay.
+                #expect(try await node.database.store.forgetEnded(olderThan: .zero) == 1)
+                #expect(try await node.stored("t-a") == nil)
+                #expect(try await node.database.store.operatorActions().count == 2)
             }
         }
     }

@@ -1,4 +1,6 @@
 import ArbiterCore
+import ArbiterHTTP
+import BankExample
 import ArbiterParticipant
 import Foundation
 import Testing
@@ -198,16 +200,16 @@ struct ProtocolTests {
         }
     }
 
-    @Test("requests without the secret get 401 and change nothing")
+    @Test("requests without the secret get 401, with another role's token 403, and change nothing")
     func authentication() async throws {
         try await withTemporaryDirectory { directory in
             try await withNode(ScriptedResource(), directory: directory) { node in
                 let body = Wire.prepare("t-auth", coordinator: "http://127.0.0.1:1", payload: Scripts.vote("yes", locks: ["k"]))
-                for token in [nil, "wrong", TestSecrets.operatorText] as [String?] {
+                for (token, status, code) in [(nil, 401, "unauthorized"), ("wrong", 401, "unauthorized"), (TestSecrets.operatorText, 403, "forbidden")] as [(String?, Int, String)] {
                     let reply = try await node.http.post(node.url + "/v1/prepare", body, token: token)
-                    #expect(reply.status == 401)
-                    #expect(try reply.errorCode() == "unauthorized")
-                    #expect(try await node.http.post(node.url + "/v1/abort", Wire.decision("t-auth"), token: token).status == 401)
+                    #expect(reply.status == status)
+                    #expect(try reply.errorCode() == code)
+                    #expect(try await node.http.post(node.url + "/v1/abort", Wire.decision("t-auth"), token: token).status == status)
                 }
                 #expect(node.node.state(of: try TxID("t-auth")) == nil)
                 #expect(try await node.stored("t-auth") == nil)
@@ -216,6 +218,44 @@ struct ProtocolTests {
                 #expect(try await node.http.get(node.url + "/healthz", token: nil).status == 200)
                 // With the secret, the same prepare is a fresh one.
                 #expect(try await node.http.post(node.url + "/v1/prepare", body).json()["vote"] as? String == "yes")
+            }
+        }
+    }
+
+    @Test("with client tokens, a client token opens the service's routes and no protocol endpoint; the protocol secret no service route")
+    func clientTokensKeepToTheirRole() async throws {
+        let client = "a-client-token"
+        try await withTemporaryDirectory { directory in
+            try await withNode(BankResource(), directory: directory, configure: { options in
+                options.clientTokens = [NamedToken(name: "shop", secret: try! BearerSecret(client))]
+            }, routes: BankRoutes.add(to:)) { node in
+                let http = node.http
+                #expect(try await http.post(node.url + "/accounts", #"{"id":"alice","balance":1000}"#, token: client).status == 201)
+                #expect(try await http.post(node.url + "/accounts", #"{"id":"mallory","balance":0}"#, token: client).status == 201)
+                // The client plays coordinator: a one-phase credit, a prepare then commit, a batch,
+                // an abort tombstone for someone else's id. Every one is refused and changes nothing.
+                let credit = #"{"op":"credit","account":"mallory","amount":1000000}"#
+                let attempts: [(String, String)] = [
+                    ("/v1/prepare", Wire.prepare("steal-1", coordinator: "http://127.0.0.1:1", payload: credit, onePhase: true)),
+                    ("/v1/prepare", Wire.prepare("steal-2", coordinator: "http://127.0.0.1:1", payload: credit)),
+                    ("/v1/commit", Wire.decision("steal-2")),
+                    ("/v1/abort", Wire.decision("someone-elses")),
+                    ("/v1/batch", #"{"messages":[{"type":"commit","txid":"steal-2"}]}"#),
+                ]
+                for (path, body) in attempts {
+                    let reply = try await http.post(node.url + path, body, token: client)
+                    #expect(reply.status == 403, "\(path): \(reply)")
+                    #expect(try reply.errorCode() == "forbidden")
+                }
+                for txid in ["steal-1", "steal-2", "someone-elses"] {
+                    #expect(try await node.stored(txid) == nil, "\(txid) left a record")
+                }
+                let mallory = try await http.get(node.url + "/accounts/mallory", token: client).json()
+                #expect(mallory["balance"] as? Int == 0 && mallory["reserved"] as? Int == 0)
+                // The protocol secret is the coordinator's: it no longer opens the bank's API.
+                #expect(try await http.get(node.url + "/accounts/alice").status == 403)
+                // And it still speaks the protocol.
+                #expect(try await node.prepare("real", payload: #"{"op":"debit","account":"alice","amount":5}"#).json()["vote"] as? String == "yes")
             }
         }
     }
