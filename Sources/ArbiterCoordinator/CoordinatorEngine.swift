@@ -2,6 +2,7 @@ public import ArbiterCore
 import ArbiterHTTP
 import ArbiterRuntime
 public import ArbiterStorage
+import Foundation
 import Logging
 import Synchronization
 
@@ -85,6 +86,8 @@ public final class CoordinatorEngine: Sendable {
     private let storageWake: AsyncStream<Void>.Continuation
     private let storageSignals: AsyncStream<Void>
     private let clock = ContinuousClock()
+    /// Why the decision log cannot be written, and since when; `nil` while writes succeed.
+    private let writeFailure = Mutex<StorageFault?>(nil)
     /// Serialises, per transaction id, a submit's "is it new?" and an inquiry's "is it unknown?".
     private let admissions = KeyedSerializer<TxID>()
     /// How long lazy records (`begun`, acknowledgements, `ended`, abort decisions) wait for a forced
@@ -391,6 +394,7 @@ public final class CoordinatorEngine: Sendable {
                     try await Failpoints.hit("coordinator.before-end-record")
                 }
                 try await log.append(records, durability: forced ? .forced : .lazy)
+                recordWriteSucceeded()
                 break
             } catch let error as StorageError where error.code == .conflict {
                 // One record contradicts the log; isolate it so the rest still commit.
@@ -400,6 +404,7 @@ public final class CoordinatorEngine: Sendable {
                 // The decision log is the one thing that must not be skipped: retry, loudly, with
                 // backoff. The machine waits for `forced`; nothing is reported meanwhile.
                 logger.error("decision log write failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(delay)"])
+                recordWriteFailed(error)
                 try? await Task.sleep(for: delay)
                 if Task.isCancelled { return }
                 delay = min(delay * 2, .seconds(2))
@@ -408,6 +413,26 @@ public final class CoordinatorEngine: Sendable {
         if forced { try? await Failpoints.hit("coordinator.after-decision-force") }
         for write in batch {
             if let txid = write.forced { handle(.forced(txid)) }
+        }
+    }
+
+    /// Why the decision log cannot be written, and since when; `nil` while it can. New submits are
+    /// refused while it is set, and `GET /readyz` answers 503.
+    public var storageFault: StorageFault? { writeFailure.withLock { $0 } }
+
+    private func recordWriteFailed(_ error: any Error) {
+        writeFailure.withLock { fault in
+            if fault == nil { fault = StorageFault(since: Date(), message: "\(error)") }
+        }
+    }
+
+    private func recordWriteSucceeded() {
+        let ended = writeFailure.withLock { fault -> StorageFault? in
+            defer { fault = nil }
+            return fault
+        }
+        if let ended {
+            logger.notice("the decision log can be written again", metadata: ["failingSince": "\(ended.since)"])
         }
     }
 
@@ -531,3 +556,4 @@ final class KeyedSerializer<Key: Hashable & Sendable>: Sendable {
         next?.resume()
     }
 }
+

@@ -17,6 +17,10 @@ struct CoordinatorRoutes: Sendable {
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
         router.get(RouterPath(WireEndpoint.coordinatorHealth.routerPath)) { _, _ in HealthResponse() }
+        router.get(RouterPath(WireEndpoint.coordinatorReady.routerPath)) { _, _ -> ReadyResponse in
+            try checkStorage()
+            return ReadyResponse()
+        }
         router.get(RouterPath(WireEndpoint.metrics.routerPath)) { _, _ in
             WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics))
         }
@@ -61,6 +65,7 @@ struct CoordinatorRoutes: Sendable {
     private func submitBatch(_ request: Request) async throws -> Response {
         let body = try await request.decodeWire(SubmitBatchRequest.self, bodySizeMax: options.limits.batchBodySizeMax)
         let submissions = try body.validated(limits: options.limits, participant: options.participants.resolve)
+        try checkStorage()
         let txids = submissions.map { $0.id ?? ids.next() }
         let lines = ResultLines()
         let logger = options.logger
@@ -94,8 +99,19 @@ struct CoordinatorRoutes: Sendable {
         })
     }
 
+    /// Refuses at once, with 503 `storage_unavailable`, while the decision log cannot be written:
+    /// a new transaction could neither be decided nor aborted durably, and would only hold its
+    /// participants' locks until the client gave up.
+    private func checkStorage() throws(APIError) {
+        if let fault = engine.storageFault {
+            throw APIError.storageUnavailable(
+                "the decision log cannot be written \(fault); nothing was done. Free space or fix the disk; the coordinator resumes by itself (watch GET /readyz)")
+        }
+    }
+
     /// Runs one submission to its answer, as `POST /v1/transactions` reports it.
     private func run(_ submission: Submission, as txid: TxID) async throws(APIError) -> SubmitResponse {
+        try checkStorage()
         let deadline = submission.timeout ?? options.protocolConfig.prepareTimeout
         let result = try await storage {
             try await engine.submit(

@@ -83,10 +83,19 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// `GET /metrics` on a participant: Prometheus text.
     public static let participantMetrics = WireEndpoint(.participant, .get, "/metrics", access: .open)
 
+    /// `GET /readyz` on the coordinator: 503 while the decision log cannot be written.
+    public static let coordinatorReady = WireEndpoint(.coordinator, .get, "/readyz", access: .open)
+    /// `GET /readyz` on a participant: 503 while its database cannot be written.
+    public static let participantReady = WireEndpoint(.participant, .get, "/readyz", access: .open)
+
     /// Every endpoint of the coordinator.
-    public static let coordinatorEndpoints: [WireEndpoint] = [submit, submitBatch, transaction, list, outcome, coordinatorHealth, metrics]
+    public static let coordinatorEndpoints: [WireEndpoint] = [
+        submit, submitBatch, transaction, list, outcome, coordinatorHealth, coordinatorReady, metrics,
+    ]
     /// Every endpoint of a participant.
-    public static let participantEndpoints: [WireEndpoint] = [prepare, commit, abort, batch, participantHealth, participantMetrics]
+    public static let participantEndpoints: [WireEndpoint] = [
+        prepare, commit, abort, batch, participantHealth, participantReady, participantMetrics,
+    ]
     /// Every endpoint of the protocol.
     public static let all: [WireEndpoint] = coordinatorEndpoints + participantEndpoints
 }

@@ -63,7 +63,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     /// The credentials accepted, by role; replaced by ``reloadCredentials(clientTokens:operatorTokens:)``.
     private let keyring: Keyring
     private let listening = ListeningPort()
-    private let hasRun = Mutex(false)
+    private let runs = Mutex(false)
     private let metrics = ParticipantMetrics()
     /// The last count of ended transactions for `/metrics`, and when it was taken.
     private let endedCount = Mutex<(at: ContinuousClock.Instant, committed: Int, aborted: Int)?>(nil)
@@ -151,6 +151,9 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         engine.machineState(of: txid)
     }
 
+    /// Whether ``run()`` was called (a node runs once).
+    public var hasRun: Bool { runs.withLock { $0 } }
+
     /// Recovers the protocol state, then serves until graceful shutdown or cancellation; closes
     /// the database before returning.
     ///
@@ -158,7 +161,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     ///   write of protocol state failed (restart the node: it recovers from what is durable); the
     ///   HTTP server's error when it cannot listen (port in use).
     public func run() async throws {
-        let first = hasRun.withLock { hasRun -> Bool in
+        let first = runs.withLock { hasRun -> Bool in
             defer { hasRun = true }
             return !hasRun
         }
@@ -257,6 +260,10 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIErrorMiddleware())
         router.get(RouterPath(WireEndpoint.participantHealth.path)) { _, _ in HealthResponse() }
+        router.get(RouterPath(WireEndpoint.participantReady.path)) { _, _ -> ReadyResponse in
+            try await self.checkStorage()
+            return ReadyResponse()
+        }
         router.get(RouterPath(WireEndpoint.participantMetrics.path)) { _, _ in try await self.metricsText() }
 
         // The protocol: the coordinator's credential only, never a client's.
@@ -285,10 +292,22 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         return router
     }
 
+    /// Refuses at once, with 503 `storage_unavailable`, while the database cannot be written (after
+    /// a probe write, at most once a second, finds that it still cannot): a prepare could not be
+    /// recorded, so the coordinator is better told now than after the reply timeout.
+    private func checkStorage() async throws(APIError) {
+        await engine.probeStorage()
+        if let fault = engine.storageFault {
+            throw APIError.storageUnavailable(
+                "this participant's database cannot be written \(fault); nothing was done. Free space or fix the disk; the participant resumes by itself (watch GET /readyz)")
+        }
+    }
+
     private func prepare(_ request: Request) async throws -> PrepareReply {
         let body = try await request.decodeWire(PrepareBody.self, bodySizeMax: options.limits.bodySizeMax)
         let prepare = try body.validated(limits: options.limits)
         try checkCoordinator(prepare.coordinator, field: "coordinator")
+        try await checkStorage()
         let answer = try await engine.deliver(.prepare(prepare)).message()
         guard let reply = PrepareReply(answer) else { throw APIError.internal() }
         try await failpoint("participant.before-vote")
@@ -307,11 +326,14 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private func batch(_ request: Request) async throws -> BatchResponse {
         let body = try await request.decodeWire(BatchRequest.self, bodySizeMax: options.limits.batchBodySizeMax)
         let messages = try body.validated(limits: options.limits)
+        var prepares = false
         for (index, message) in messages.enumerated() {
             if case .prepare(let prepare) = message {
                 try checkCoordinator(prepare.coordinator, field: "messages[\(index)].coordinator")
+                prepares = true
             }
         }
+        if prepares { try await checkStorage() }
         let results = await engine.deliver(messages)
         var replies: [BatchReply] = []
         replies.reserveCapacity(messages.count)

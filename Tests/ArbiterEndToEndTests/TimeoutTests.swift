@@ -118,6 +118,7 @@ extension EndToEnd {
                 try await Scenario.run("stalled network: silent participant", settles: false) { scenario in
                     let cluster = scenario.cluster
                     let txid = try TxID("\(Scenario.idSafe(scenario.name))-\(scenario.seed)-t1")
+                    try await cluster.register(name: "silent", url: silent.url)
                     let branches = [
                         cluster.branch(.debit, Workload.accountID(0, 0), 100, at: 0),
                         cluster.branch(.credit, Workload.accountID(1, 0), 100, at: 1),

@@ -356,7 +356,17 @@ public struct OutcomeResponse: Codable, Hashable, Sendable {
     }
 }
 
-/// `GET /healthz` response: `{"status": "ok"}`.
+/// The body of `GET /readyz` when the service can take work: `{"status": "ready"}`. When it
+/// cannot, the answer is 503 with the JSON error `storage_unavailable`.
+public struct ReadyResponse: Codable, Hashable, Sendable {
+    /// Always `ready`.
+    public var status: String
+    /// Makes a value from its members, as they travel on the wire.
+    public init(status: String = "ready") { self.status = status }
+}
+
+/// `GET /healthz` response: `{"status": "ok"}`: the process answers (liveness). Whether it can take
+/// work is `GET /readyz`.
 public struct HealthResponse: Codable, Hashable, Sendable {
     /// Always `ok` when the service answers.
     public var status: String

@@ -48,6 +48,9 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let `internal`: Code = "internal"
         /// The server cannot take the request now (starting, stopping, overloaded); retry later. 503.
         public static let unavailable: Code = "unavailable"
+        /// The service's storage cannot be written (a full disk, an I/O error): nothing was done;
+        /// retry once `GET /readyz` answers 200. 503.
+        public static let storageUnavailable: Code = "storage_unavailable"
         /// The outcome was not known before the deadline; ask again with the same id. 504.
         public static let outcomeUnknown: Code = "outcome_unknown"
 
@@ -55,7 +58,7 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let all: [Code] = [
             .invalidJSON, .missingField, .wrongType, .invalidValue, .limitExceeded, .duplicateParticipant,
             .unknownParticipant, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge, .internal, .unavailable,
-            .outcomeUnknown,
+            .storageUnavailable, .outcomeUnknown,
         ]
     }
 
@@ -159,6 +162,11 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `unavailable`, 503.
     public static func unavailable(_ message: String) -> APIError {
         APIError(status: .serviceUnavailable, code: .unavailable, message: message)
+    }
+
+    /// `storage_unavailable`, 503: the storage cannot be written; `message` says since when and why.
+    public static func storageUnavailable(_ message: String) -> APIError {
+        APIError(status: .serviceUnavailable, code: .storageUnavailable, message: message)
     }
 
     /// `internal`, 500. Keep `message` free of internals; log the cause instead.

@@ -47,6 +47,7 @@ extension TransactionView: WireResponseBody {}
 extension TransactionPage: WireResponseBody {}
 extension OutcomeResponse: WireResponseBody {}
 extension HealthResponse: WireResponseBody {}
+extension ReadyResponse: WireResponseBody {}
 extension PrepareReply: WireResponseBody {}
 extension AcknowledgeReply: WireResponseBody {}
 extension BatchResponse: WireResponseBody {}

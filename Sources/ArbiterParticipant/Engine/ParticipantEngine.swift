@@ -4,6 +4,7 @@ import ArbiterRuntime
 import ArbiterStorage
 import GRDB
 import Logging
+import Foundation
 import Synchronization
 
 /// The timers of one engine, all run by one ``TimerService`` on one task.
@@ -159,6 +160,41 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// 10 ms and a minute.
     let sweepInterval: Duration
     private let state: Mutex<State>
+    /// Why the database cannot be written, and since when; `nil` while writes succeed.
+    private let writeFailure = Mutex<StorageFault?>(nil)
+    /// When ``probeStorage()`` last wrote, to try at most once a second.
+    private let lastProbe = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Why the database cannot be written, and since when; `nil` while it can. Prepares are
+    /// refused while it is set, and `GET /readyz` answers 503.
+    var storageFault: StorageFault? { writeFailure.withLock { $0 } }
+
+    /// While the database cannot be written, tries a small forced write (at most once a second)
+    /// and clears the fault when it succeeds: refused prepares write nothing, so without a probe a
+    /// node whose disk got space back would never notice.
+    func probeStorage() async {
+        guard storageFault != nil else { return }
+        let now = ContinuousClock.now
+        let due = lastProbe.withLock { last -> Bool in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        do {
+            try await store.write(.forced) { db in
+                // Rewrites one row with its own value: a real write (SQLite writes the page), no change.
+                try db.execute(sql: "UPDATE arbiter_schema_version SET version = version WHERE component = 'participant'")
+            }
+            let ended = writeFailure.withLock { fault -> StorageFault? in
+                defer { fault = nil }
+                return fault
+            }
+            if let ended { logger.notice("the database can be written again", metadata: ["failingSince": "\(ended.since)"]) }
+        } catch {
+            logger.debug("storage probe failed; still refusing prepares", metadata: ["error": "\(error)"])
+        }
+    }
     private let doorbell = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     private let inquiries: (stream: AsyncStream<Inquiry>, continuation: AsyncStream<Inquiry>.Continuation)
     private let inquiriesInFlight = Mutex<Set<TxID>>([])
@@ -557,10 +593,18 @@ final class ParticipantEngine<R: Resource>: Sendable {
             let outcomes = try await store.write(durability) { db in
                 ops.enumerated().map { index, op in self.perform(op, index: index, ledger: ledger, in: db) }
             }
+            let ended = writeFailure.withLock { fault -> StorageFault? in
+                defer { fault = nil }
+                return fault
+            }
+            if let ended { logger.notice("the database can be written again", metadata: ["failingSince": "\(ended.since)"]) }
             try await complete(ops, outcomes)
         } catch let error as ParticipantNodeError {
             throw error
         } catch {
+            writeFailure.withLock { fault in
+                if fault == nil { fault = StorageFault(since: Date(), message: "\(error)") }
+            }
             try batchFailed(ops, ledger: ledger, error)
         }
     }

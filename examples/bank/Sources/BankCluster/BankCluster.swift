@@ -70,6 +70,8 @@ public final class BankCluster: Sendable {
     private struct State {
         var processes: [Member: ManagedProcess] = [:]
         var ports: [Member: Int] = [:]
+        /// Participants registered besides the nodes (``register(name:url:)``), as registry lines.
+        var extraParticipants: [String] = []
     }
 
     public let options: Options
@@ -176,13 +178,20 @@ public final class BankCluster: Sendable {
         if case .node = member, port == 0 { try await register() }
     }
 
+    /// Registers a participant that is not one of the nodes (a test's stand-in), under `name`,
+    /// with the coordinator's own protocol secret; the coordinator re-reads its registry.
+    public func register(name: String, url: String) async throws {
+        state.withLock { $0.extraParticipants.append("\(name) \(url)") }
+        try await register()
+    }
+
     /// Writes every node that has a port into the coordinator's participant registry, and when
     /// the coordinator runs, has it re-read the registry (SIGHUP) and waits until it has.
     private func register() async throws {
         let registered = nodes.compactMap { member -> String? in
             guard case .node(let index) = member, state.withLock({ $0.ports[member] }) != nil else { return nil }
             return "bank-\(index) \(url(member)) node-\(index).secret"
-        }
+        } + state.withLock { $0.extraParticipants }
         let text = (["# NAME URL SECRET_FILE, one line per bank node"] + registered).joined(separator: "\n") + "\n"
         try text.write(toFile: options.root + "/participants", atomically: true, encoding: .utf8)
         guard let coordinator = process(.coordinator), coordinator.isRunning else { return }

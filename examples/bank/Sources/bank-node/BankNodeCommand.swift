@@ -6,6 +6,7 @@ import BankExample
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// `bank-node`: one bank of the transfer demo, a participant service that keeps accounts.
@@ -112,19 +113,34 @@ struct BankNodeCommand: AsyncParsableCommand {
             inquiryTimeout: .milliseconds(inquiryRequestTimeoutMs),
             logger: logger
         )
-        let node: ParticipantNode<BankResource>
+        // A node that cannot write its database (a full disk) stops; a new one starts from the
+        // database after a backoff, on the same port, until the disk takes writes again. The first
+        // node is made here so that bad options fail the command at once.
+        let first: ParticipantNode<BankResource>
         do {
-            node = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
+            first = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
         } catch {
             throw ValidationError("\(error)")
         }
-        let group = ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // The node serving now, and the options the next one gets (SIGHUP changes their tokens).
+        let current = CurrentNode(first, options)
+        let participant = RestartingParticipant<BankResource>(logger: logger) { port in
+            try current.state.withLock { current in
+                if let first = current.node, !first.hasRun { return first }
+                var options = current.options
+                if let port { options.port = port }
+                let node = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
+                current.node = node
+                return node
+            }
+        }
+        let group = ServiceGroup(services: [participant], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
         // Ends when the service group does; the other tasks then stop.
         try await withThrowingTaskGroup(of: Bool.self) { tasks in
             tasks.addTask { try await group.run(); return true }
             tasks.addTask {
-                guard let port = try? await node.waitUntilListening() else { return false }
+                guard let port = try? await participant.waitUntilListening() else { return false }
                 // Written unbuffered: a supervisor (or a test) reads the port from this line.
                 FileHandle.standardOutput.write(Data("bank-node listening on http://\(host):\(port)\n".utf8))
                 return false
@@ -133,7 +149,12 @@ struct BankNodeCommand: AsyncParsableCommand {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
                     do {
                         let tokens = try readTokens()
-                        node.reloadCredentials(clientTokens: tokens.client, operatorTokens: tokens.operator)
+                        let node = current.state.withLock { current in
+                            current.options.clientTokens = tokens.client
+                            current.options.operatorTokens = tokens.operator
+                            return current.node
+                        }
+                        node?.reloadCredentials(clientTokens: tokens.client, operatorTokens: tokens.operator)
                         logger.notice("reloaded the token files")
                     } catch {
                         logger.error("SIGHUP: reload failed; the previous tokens stay in force", metadata: ["error": "\(error)"])
@@ -155,5 +176,14 @@ struct BankNodeCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
+    }
+}
+
+/// The node serving now, and the options the next one gets (SIGHUP changes their tokens).
+private final class CurrentNode: Sendable {
+    let state: Mutex<(node: ParticipantNode<BankResource>?, options: ParticipantOptions)>
+
+    init(_ node: ParticipantNode<BankResource>, _ options: ParticipantOptions) {
+        state = Mutex((node, options))
     }
 }
