@@ -1,15 +1,33 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 //
 // Arbiter: a two-phase-commit transaction coordinator for Swift services.
 //
-// The module graph mirrors the architecture (see docs/architecture.md):
+// The module graph mirrors the architecture (docs/architecture.md); targets below are declared in
+// this order, each after the modules it depends on:
 //
-//   ArbiterCore          pure protocol state machines; no I/O, no clock, no randomness of its own
-//   ArbiterSimulation    deterministic simulator that drives ArbiterCore under faults (test support)
-//   ArbiterStorage       SQLite (GRDB) decision log and participant store, group commit
+//   ArbiterCore          the protocol as pure state machines: ids, messages, votes, outcomes, backoff;
+//                        events in, effects out; no I/O, no clock, no randomness of its own
+//   ArbiterSimulation    the deterministic simulator that drives ArbiterCore under faults and checks
+//                        the invariants (the tests and `arbiter simulate`)
+//   ArbiterStorage       SQLite (GRDB): the coordinator's decision log, the participant's store,
+//                        migrations from schemas/*.sql, group commit
 //   ArbiterRuntime       what every service needs besides storage and HTTP: timers, failpoints
-//   ArbiterTesting       running real processes in tests, demos and benchmarks
-//   arbiter              the command-line tool
+//   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients
+//   ArbiterCoordinator   the coordinator service: engine, participant links, HTTP API, metrics
+//   ArbiterClient        the Swift client of the coordinator API (library product for users)
+//   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
+//                        (library product for users)
+//   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
+//   arbiter              the command-line tool: coordinator, txn, participant, simulate
+//   BankExample          examples/bank: the reference participant's resource and routes
+//   bank-node            examples/bank: the bank participant service
+//   BankCluster          examples/bank: a coordinator and banks as processes, with invariant checks
+//   bank-demo            examples/bank: the transfer-money demo (`swift run bank-demo`)
+//   bank-bench           examples/bank/Bench: the end-to-end benchmark (docs/benchmark.md)
+//
+// Test targets come last, one per module plus the demo's and the end-to-end suite. Packages that
+// only tests use (Yams, HummingbirdTesting) do not reach a library user's dependency graph, and the
+// benchmark needs no package of its own. The micro-benchmarks are a separate package, Benchmarks/.
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -25,11 +43,11 @@ let package = Package(
         .library(name: "ArbiterCore", targets: ["ArbiterCore"]),
         .library(name: "ArbiterSimulation", targets: ["ArbiterSimulation"]),
         .library(name: "ArbiterStorage", targets: ["ArbiterStorage"]),
-        .library(name: "ArbiterCoordinator", targets: ["ArbiterCoordinator"]),
         .library(name: "ArbiterHTTP", targets: ["ArbiterHTTP"]),
+        .library(name: "ArbiterCoordinator", targets: ["ArbiterCoordinator"]),
         .library(name: "ArbiterClient", targets: ["ArbiterClient"]),
-        .executable(name: "arbiter", targets: ["arbiter"]),
         .library(name: "ArbiterParticipant", targets: ["ArbiterParticipant"]),
+        .executable(name: "arbiter", targets: ["arbiter"]),
         .executable(name: "bank-node", targets: ["bank-node"]),
         .executable(name: "bank-demo", targets: ["bank-demo"]),
         .executable(name: "bank-bench", targets: ["bank-bench"]),
@@ -45,7 +63,6 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -72,6 +89,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ArbiterHTTP",
+            dependencies: [
+                "ArbiterCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ArbiterCoordinator",
             dependencies: [
                 "ArbiterCore", "ArbiterStorage", "ArbiterHTTP", "ArbiterRuntime",
@@ -79,6 +110,34 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ArbiterClient",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ArbiterParticipant",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterStorage",
+                "ArbiterHTTP",
+                "ArbiterRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
@@ -101,99 +160,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "ArbiterCoreTests",
-            dependencies: ["ArbiterCore", "ArbiterSimulation"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "ArbiterRuntimeTests",
-            dependencies: ["ArbiterRuntime", "ArbiterCore"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "ArbiterCoordinatorTests",
-            dependencies: [
-                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "ArbiterTesting", "arbiter",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "ArbiterStorageTests",
-            dependencies: [
-                "ArbiterStorage",
-                "ArbiterCore",
-                // The tests write through GRDB's Database and quiet the writer's logger.
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .target(
-            name: "ArbiterHTTP",
-            dependencies: [
-                "ArbiterCore",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .target(
-            name: "ArbiterClient",
-            dependencies: [
-                "ArbiterCore",
-                "ArbiterHTTP",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "ArbiterHTTPTests",
-            dependencies: [
-                "ArbiterHTTP",
-                "ArbiterClient",
-                "ArbiterCore",
-                "ArbiterTesting",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        // The participant library and its reference participant, the bank example.
-        .target(
-            name: "ArbiterParticipant",
-            dependencies: [
-                "ArbiterCore",
-                "ArbiterStorage",
-                "ArbiterHTTP",
-                "ArbiterRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
-            swiftSettings: swiftSettings
-        ),
+        // The reference participant (examples/bank): its resource and routes, its service, and the
+        // harness that runs a coordinator and banks as processes for the demo, the benchmark and tests.
         .target(
             name: "BankExample",
             dependencies: [
@@ -242,10 +210,75 @@ let package = Package(
             path: "examples/bank/Sources/bank-demo",
             swiftSettings: swiftSettings
         ),
+        // The benchmark: runs `arbiter` and `bank-node` as processes (see docs/benchmark.md). Built by
+        // `swift build -c release` at .build/release/bank-bench, where the peer comparison expects it.
+        .executableTarget(
+            name: "bank-bench",
+            dependencies: [
+                "ArbiterCore",
+                "ArbiterHTTP",
+                "ArbiterClient",
+                "BankCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/bank/Bench",
+            exclude: ["plot.py"],
+            swiftSettings: swiftSettings
+        ),
+        // Tests: one target per module, then the demo's and the end-to-end suites.
         .testTarget(
-            name: "BankDemoTests",
-            dependencies: ["ArbiterTesting", "bank-demo", "bank-bench"],
-            path: "Tests/BankDemoTests",
+            name: "ArbiterCoreTests",
+            dependencies: ["ArbiterCore", "ArbiterSimulation"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterStorageTests",
+            dependencies: [
+                "ArbiterStorage",
+                "ArbiterCore",
+                // The tests write through GRDB's Database and quiet the writer's logger.
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterRuntimeTests",
+            dependencies: ["ArbiterRuntime", "ArbiterCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterHTTPTests",
+            dependencies: [
+                "ArbiterHTTP",
+                "ArbiterClient",
+                "ArbiterCore",
+                "ArbiterTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterCoordinatorTests",
+            dependencies: [
+                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "ArbiterTesting", "arbiter",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -267,24 +300,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The benchmark: runs `arbiter` and `bank-node` as processes (see docs/benchmark.md).
-        .executableTarget(
-            name: "bank-bench",
-            dependencies: [
-                "ArbiterCore",
-                "ArbiterHTTP",
-                "ArbiterClient",
-                "BankCluster",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ],
-            path: "examples/bank/Bench",
-            exclude: ["plot.py"],
+        .testTarget(
+            name: "BankDemoTests",
+            dependencies: ["ArbiterTesting", "bank-demo", "bank-bench"],
+            path: "Tests/BankDemoTests",
             swiftSettings: swiftSettings
         ),
         // Real coordinator and bank-node processes on loopback, crashed at every protocol step and

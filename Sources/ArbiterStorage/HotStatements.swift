@@ -36,8 +36,8 @@ enum HotSQL: Int, CaseIterable, Sendable {
 /// Why: GRDB does work around every statement it runs — finding it in its cache by its SQL text,
 /// checking the calling queue, building and validating an arguments array, telling its
 /// transaction observers before and after, building a row to decode. A participant runs about ten
-/// such statements per branch; in a C=64 profile of a bank node GRDB's own frames were 21 % of its
-/// samples against SQLite's 38 %, most of them around these statements.
+/// such statements per branch, and under load GRDB's own work around them cost a participant more
+/// than a fair share of what SQLite itself did for them.
 ///
 /// Only for statements that neither begin nor end a transaction, run inside the writer's batches:
 /// GRDB does not see them, so they must not change what it tracks (savepoints are fine: GRDB keeps

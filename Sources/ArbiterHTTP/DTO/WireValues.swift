@@ -156,8 +156,8 @@ public enum WireValidation {
         guard text.utf8.count <= limits.urlLengthMax else {
             throw APIError.limitExceeded(field, "`\(field)`: the URL has \(text.utf8.count) bytes; the limit is \(limits.urlLengthMax)")
         }
-        // Every submit names its participants, so this runs per branch: it reads the bytes once,
-        // without lowercasing or copying the text (it was 3 % of the coordinator's CPU).
+        // Every submit names its participants, so this runs per branch, on the coordinator's hot
+        // path: it reads the bytes once, without lowercasing or copying the text.
         var contiguous = text
         let verdict = contiguous.withUTF8(ServiceURLVerdict.init)
         switch verdict {

@@ -2,11 +2,11 @@
 // directly instead of through `Encodable`.
 //
 // ``WireJSON/encode(_:)`` builds a tree of nodes through `Codable`'s containers (a protocol witness,
-// an existential box and an allocation per field), then writes it. For the batches of prepares,
-// commits and aborts, and their replies, that was about 5 % of the CPU of the coordinator and of a
-// bank node at C=64 (docs/benchmark.md). Writing them directly produces the same bytes (a test compares the two
-// ways on values with every kind of character), so the decoder and the OpenAPI contract are
-// untouched.
+// an existential box and an allocation per field), then writes it. The batches of prepares,
+// commits and aborts, and their replies, are written for every transaction, so under load that
+// cost showed in the coordinator's and the participants' profiles. Writing them directly produces
+// the same bytes (a test compares the two ways on values with every kind of character), so the
+// decoder and the OpenAPI contract are untouched.
 
 /// A wire body that can write its own compact JSON, byte for byte what its `Encodable`
 /// conformance writes through ``WireJSON``.

@@ -2,9 +2,10 @@
 // instead of through a tree of nodes and `Decodable`'s containers; and the clients' submits.
 //
 // ``WireJSON/decode(_:from:)`` parses a body into a tree (``JSONNode``: a `String` per key, an array
-// per object) and then walks it through `Codable`'s keyed containers. For the batches of prepares,
-// commits and aborts (at a participant) that was about 5 % of a bank node's CPU at C=64, for their
-// replies at the coordinator 6 %, and for the clients' submits another 6 % (docs/benchmark.md).
+// per object) and then walks it through `Codable`'s keyed containers. The batches of prepares,
+// commits and aborts (at a participant), their replies (at the coordinator) and the clients'
+// submits are read for every transaction, so under load that cost showed in both services'
+// profiles.
 //
 // The readers here take only the plain shape those bodies have in practice: the known members,
 // each once, strings of printable ASCII without escapes, booleans as `true`/`false`. Anything else

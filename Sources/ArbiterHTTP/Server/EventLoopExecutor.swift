@@ -9,8 +9,8 @@ public enum EventLoopExecutor {
     /// Without it, every request crosses threads twice per direction: an event loop reads it, a
     /// thread of Swift's own pool runs its handler, and an event loop writes the answer. Each crossing
     /// wakes a sleeping thread — a futex call and, on a virtual machine, an exit to the hypervisor —
-    /// and on the benchmark's 2-core machine those wake-ups were most of the coordinator's CPU at one
-    /// client. With the event loops as the executor, a handler runs on the thread that read its
+    /// and with one client at a time those wake-ups, not the protocol, are what the coordinator's CPU
+    /// goes to. With the event loops as the executor, a handler runs on the thread that read its
     /// request.
     ///
     /// The rule this imposes: no task may block its thread for long. Long blocking work belongs on

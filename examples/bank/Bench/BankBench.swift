@@ -27,7 +27,7 @@ struct BankBench: AsyncParsableCommand {
             --duration seconds.
 
             Per phase it reports: committed transfers/s; latency p50/p99/p99.9/max of the committed \
-            transfers (HdrHistogram, from submit to answer at the client); aborts and why; client \
+            transfers (every sample kept, from submit to answer at the client); aborts and why; client \
             errors; fsync and fdatasync calls per transfer of each process (counted by the kernel \
             with `perf record` on the syscall tracepoints; `n/a` without perf) and each server's own \
             count of its forced group commits per transfer (`arbiter_log_fsyncs`, \

@@ -1,7 +1,6 @@
 import ArbiterHTTP
 import AsyncHTTPClient
 import Foundation
-import Histogram
 import Hummingbird
 import Logging
 import NIOCore
@@ -47,28 +46,6 @@ struct LatencySummary: Codable, Sendable {
     var p999Nanoseconds: Double
     var maxNanoseconds: Double
     var meanNanoseconds: Double
-
-    init(_ histogram: Histogram<UInt64>) {
-        count = histogram.totalCount
-        p50Nanoseconds = Double(histogram.valueAtPercentile(50))
-        p99Nanoseconds = Double(histogram.valueAtPercentile(99))
-        p999Nanoseconds = Double(histogram.valueAtPercentile(99.9))
-        maxNanoseconds = Double(histogram.max)
-        meanNanoseconds = histogram.mean
-    }
-}
-
-/// A histogram of nanoseconds from 1 µs to 1 min, 3 significant digits.
-func makeLatencyHistogram() -> Histogram<UInt64> {
-    Histogram<UInt64>(lowestDiscernibleValue: 1_000, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
-}
-
-extension Histogram<UInt64> {
-    /// Records `duration`, clamped into the histogram's range.
-    mutating func record(_ duration: Duration) {
-        let nanoseconds = UInt64(clamping: Swift.max(duration.nanosecondsCount, 1_000))
-        _ = record(Swift.min(nanoseconds, highestTrackableValue))
-    }
 }
 
 extension Duration {
@@ -87,14 +64,14 @@ enum FloorMeasurement {
         let path = directory + "/fsync-floor.bin"
         let file = try ForcedFile(path: path)
         defer { unlink(path) }
-        var histogram = makeLatencyHistogram()
+        var samples = LatencySamples()
         let clock = ContinuousClock()
         for _ in 0..<count {
             let start = clock.now
             try file.force()
-            histogram.record(clock.now - start)
+            samples.record(clock.now - start)
         }
-        return LatencySummary(histogram)
+        return LatencySummary(samples)
     }
 
     /// The headers of the floor's and the skeleton's requests: a transfer's content type and a
@@ -107,7 +84,7 @@ enum FloorMeasurement {
     /// run moves with it.
     static func cpuProbe(count: Int) -> LatencySummary {
         precondition(count > 0)
-        var histogram = makeLatencyHistogram()
+        var samples = LatencySamples()
         let clock = ContinuousClock()
         var sink: UInt64 = 0
         for round in 0..<count {
@@ -122,11 +99,11 @@ enum FloorMeasurement {
                 z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
                 sink ^= z ^ (z >> 31)
             }
-            histogram.record(clock.now - start)
+            samples.record(clock.now - start)
         }
         // Keeps the work observable.
         if sink == 0x0123_4567_89AB_CDEF { print("") }
-        return LatencySummary(histogram)
+        return LatencySummary(samples)
     }
 
     /// `count` sequential POSTs (after `warmupCount` unmeasured ones) to a Hummingbird server in
@@ -167,13 +144,13 @@ enum FloorMeasurement {
                 // `count` round trips after `warmupCount` unmeasured ones.
                 func measure(_ roundTrip: () async throws -> Void) async throws -> LatencySummary {
                     let clock = ContinuousClock()
-                    var histogram = makeLatencyHistogram()
+                    var samples = LatencySamples()
                     for index in 0..<(warmupCount + count) {
                         let start = clock.now
                         try await roundTrip()
-                        if index >= warmupCount { histogram.record(clock.now - start) }
+                        if index >= warmupCount { samples.record(clock.now - start) }
                     }
-                    return LatencySummary(histogram)
+                    return LatencySummary(samples)
                 }
                 let headers = requestHeaders
                 let lean = try await measure {

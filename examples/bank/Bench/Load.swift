@@ -2,13 +2,12 @@ import ArbiterClient
 import ArbiterCore
 import ArbiterHTTP
 import Foundation
-import Histogram
 import Synchronization
 
 /// What one load phase (one concurrency, one wait mode) measured at the client.
 struct LoadTally: Sendable {
     /// Latencies of the committed transfers completed inside the measured window, in nanoseconds.
-    var latency = makeLatencyHistogram()
+    var latency = LatencySamples()
     var committedCount = 0
     var abortedCount = 0
     /// Aborts by reason, with account names and amounts taken out so that like reasons group.

@@ -118,15 +118,15 @@ enum Skeleton {
         defer { connections.shutdown() }
         let headers = FloorMeasurement.requestHeaders
         let clock = ContinuousClock()
-        var histogram = makeLatencyHistogram()
+        var samples = LatencySamples()
         for index in 0..<(warmupCount + count) {
             let start = clock.now
             let reply = try await connections.execute(
                 method: .POST, url: coordinator + "/submit", headers: headers, body: submitBody,
                 timeout: .seconds(10), responseSizeMax: 1 << 16)
             guard reply.status == 200 else { throw BenchError("the skeleton coordinator answered \(reply.status)") }
-            if index >= warmupCount { histogram.record(clock.now - start) }
+            if index >= warmupCount { samples.record(clock.now - start) }
         }
-        return LatencySummary(histogram)
+        return LatencySummary(samples)
     }
 }
