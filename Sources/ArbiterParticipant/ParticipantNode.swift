@@ -195,6 +195,9 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             throw ParticipantNodeError(.cannotOpenStorage, "reading the protocol records back failed: \(error.message)", cause: error)
         }
         engine.recover(records)
+        // A node started on a full disk serves, refusing protocol writes, instead of failing its
+        // first one (and stopping again).
+        await engine.probeStorage(always: true)
         logger.info("recovered protocol state", metadata: [
             "inDoubt": "\(records.count)",  // One prepared record each.
             "database": "\(database.path)",
@@ -293,8 +296,9 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     }
 
     /// Refuses at once, with 503 `storage_unavailable`, while the database cannot be written (after
-    /// a probe write, at most once a second, finds that it still cannot): a prepare could not be
-    /// recorded, so the coordinator is better told now than after the reply timeout.
+    /// a probe write, at most once a second, finds that it still cannot): no protocol record could
+    /// be written, so the coordinator is better told now than after the reply timeout — it aborts
+    /// what was preparing and resends decisions with its backoff.
     private func checkStorage() async throws(APIError) {
         await engine.probeStorage()
         if let fault = engine.storageFault {
@@ -317,6 +321,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private func decision(_ request: Request, commit: Bool) async throws -> AcknowledgeReply {
         let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: options.limits.bodySizeMax)
         let txid = try body.validated()
+        try await checkStorage()
         let answer = try await engine.deliver(commit ? .commit(txid) : .abort(txid)).message()
         guard let reply = AcknowledgeReply(answer) else { throw APIError.internal() }
         try await failpoint("participant.before-ack")
@@ -326,14 +331,12 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private func batch(_ request: Request) async throws -> BatchResponse {
         let body = try await request.decodeWire(BatchRequest.self, bodySizeMax: options.limits.batchBodySizeMax)
         let messages = try body.validated(limits: options.limits)
-        var prepares = false
         for (index, message) in messages.enumerated() {
             if case .prepare(let prepare) = message {
                 try checkCoordinator(prepare.coordinator, field: "messages[\(index)].coordinator")
-                prepares = true
             }
         }
-        if prepares { try await checkStorage() }
+        try await checkStorage()
         let results = await engine.deliver(messages)
         var replies: [BatchReply] = []
         replies.reserveCapacity(messages.count)

@@ -172,8 +172,11 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// While the database cannot be written, tries a small forced write (at most once a second)
     /// and clears the fault when it succeeds: refused prepares write nothing, so without a probe a
     /// node whose disk got space back would never notice.
-    func probeStorage() async {
-        guard storageFault != nil else { return }
+    ///
+    /// - Parameter always: Probe even without a known fault (at start, so that a node restarted on
+    ///   a full disk refuses work at once instead of failing its first write).
+    func probeStorage(always: Bool = false) async {
+        guard always || storageFault != nil else { return }
         let now = ContinuousClock.now
         let due = lastProbe.withLock { last -> Bool in
             guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
@@ -192,7 +195,10 @@ final class ParticipantEngine<R: Resource>: Sendable {
             }
             if let ended { logger.notice("the database can be written again", metadata: ["failingSince": "\(ended.since)"]) }
         } catch {
-            logger.debug("storage probe failed; still refusing prepares", metadata: ["error": "\(error)"])
+            writeFailure.withLock { fault in
+                if fault == nil { fault = StorageFault(since: Date(), message: "\(error)") }
+            }
+            logger.debug("storage probe failed; refusing protocol writes", metadata: ["error": "\(error)"])
         }
     }
     private let doorbell = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
