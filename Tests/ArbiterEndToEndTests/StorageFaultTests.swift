@@ -80,6 +80,12 @@ extension EndToEnd {
             return Reply(status: Int(response.status.code), body: String(buffer: try await response.body.collect(upTo: 1 << 20)))
         }
 
+        /// The status of `GET URL/readyz`, or 0 when nothing answers (a participant between two
+        /// nodes after a storage failure).
+        func readiness(_ http: HTTPClient, _ base: String) async -> Int {
+            (try? await send(http, .GET, base + "/readyz", token: nil).status) ?? 0
+        }
+
         @Test("a full disk: readiness fails, work is refused fast, nothing dies, and service resumes when space returns",
               .enabled(if: canMountTmpfs, "needs root to mount a small tmpfs"))
         func fullDisk() async throws {
@@ -100,16 +106,16 @@ extension EndToEnd {
                 try await cluster.openAccount("payee", balance: 0, at: 1)
                 let http = cluster.httpClient
                 var counter = 0
-                /// Submits a transfer of 1; returns the HTTP reply.
-                func transfer() async throws -> Reply {
-                    counter += 1
-                    let txid = "full-\(counter)"
+                /// Submits a transfer of 1 (a new one, or again the one with id `again`); returns the reply.
+                func transfer(again: String? = nil) async throws -> Reply {
+                    let txid = again ?? { counter += 1; return "full-\(counter)" }()
                     let body = #"{"id":"\#(txid)","timeoutMs":2000,"branches":[{"participant":"bank-0","payload":{"op":"debit","account":"payer","amount":1}},{"participant":"bank-1","payload":{"op":"credit","account":"payee","amount":1}}]}"#
                     let reply = try await send(http, .POST, cluster.coordinatorURL + "/v1/transactions", body, token: cluster.clientToken)
                     if reply.status != 503 || !reply.body.contains("storage_unavailable") {
                         // Refused with storage_unavailable: nothing was done. Anything else may have run.
                         let told: Outcome? = reply.body.contains(#""outcome":"committed""#) ? .committed
                             : reply.body.contains(#""outcome":"aborted""#) ? .aborted : nil
+                        issued.removeAll { $0.txid.rawValue == txid }
                         issued.append(IssuedTransaction(txid: try TxID(txid), nodes: [0, 1], told: told))
                     }
                     return reply
@@ -140,7 +146,7 @@ extension EndToEnd {
                 // Space returns: the coordinator resumes by itself.
                 try FileManager.default.removeItem(atPath: mounts[0] + "/filler")
                 try await eventually("the coordinator is ready again", timeout: .seconds(60)) {
-                    try await send(http, .GET, cluster.coordinatorURL + "/readyz", token: nil).status == 200
+                    await readiness(http, cluster.coordinatorURL) == 200
                 }
                 #expect(try await transfer().body.contains(#""outcome":"committed""#))
 
@@ -149,7 +155,7 @@ extension EndToEnd {
                 Tmpfs.fill(mounts[1] + "/filler")
                 try await eventually("bank 0 notices its full disk", timeout: .seconds(120)) {
                     _ = try await transfer()
-                    return try await send(http, .GET, cluster.url(.node(0)) + "/readyz", token: nil).status == 503
+                    return await readiness(http, cluster.url(.node(0))) == 503
                 }
                 let aborted = try await transfer()
                 #expect(aborted.body.contains(#""outcome":"aborted""#), "\(aborted.body)")
@@ -157,12 +163,18 @@ extension EndToEnd {
 
                 try FileManager.default.removeItem(atPath: mounts[1] + "/filler")
                 try await eventually("bank 0 is ready again", timeout: .seconds(60)) {
-                    try await send(http, .GET, cluster.url(.node(0)) + "/readyz", token: nil).status == 200
+                    await readiness(http, cluster.url(.node(0))) == 200
                 }
                 try await eventually("transfers commit again", timeout: .seconds(60)) {
                     try await transfer().body.contains(#""outcome":"committed""#)
                 }
 
+                // A client that got no answer (its transfer was deciding when the disk filled)
+                // submits the same id again and learns the outcome.
+                for unanswered in issued where unanswered.told == nil {
+                    let reply = try await transfer(again: unanswered.txid.rawValue)
+                    #expect(reply.status == 200, "\(unanswered.txid): \(reply.body)")
+                }
                 try await cluster.waitUntilSettled(timeout: ClusterTimeouts.settle)
                 let report = try await cluster.checkInvariants(expectedTotal: 1_000_000, transactions: issued)
                 print("▶ full disk: \(issued.count) transactions issued\n\(report)")
