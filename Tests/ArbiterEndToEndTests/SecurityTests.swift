@@ -15,18 +15,6 @@ extension EndToEnd {
     /// and a participant registry): each is refused and changes nothing, and transfers still work.
     @Suite("Attacks by a client", .serialized)
     struct Attacks {
-        func send(_ http: HTTPClient, _ method: HTTPMethod, _ url: String, _ body: String? = nil, token: BearerSecret) async throws -> (status: Int, body: String) {
-            var request = HTTPClientRequest(url: url)
-            request.method = method
-            request.headers.add(name: "Authorization", value: token.authorizationHeaderValue)
-            if let body {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(Array(body.utf8))
-            }
-            let response = try await http.execute(request, timeout: .seconds(30))
-            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
-        }
-
         @Test("a client token cannot drive a participant, name an unregistered URL, or pre-abort another's id")
         func clientAttacksAreRefused() async throws {
             try await Scenario.run("client attacks refused") { scenario in
@@ -42,7 +30,7 @@ extension EndToEnd {
                 let prepare = #"{"txid":"steal-2","coordinator":"\#(cluster.coordinatorURL)","payload":\#(credit)}"#
                 for (path, body) in [("/v1/prepare", onePhase), ("/v1/prepare", prepare), ("/v1/commit", #"{"txid":"steal-2"}"#),
                                      ("/v1/abort", #"{"txid":"someone-elses"}"#)] {
-                    let reply = try await send(http, .POST, bank + path, body, token: token)
+                    let reply = try await rawRequest(http, .POST, bank + path, body, token: token)
                     #expect(reply.status == 403, "\(path): \(reply.body)")
                 }
 
@@ -50,12 +38,12 @@ extension EndToEnd {
                 //    or a listener that would collect its credential).
                 for participant in ["http://127.0.0.1:1/collect", bank + "/any/path", "http://169.254.169.254"] {
                     let body = #"{"branches":[{"participant":"bank-0","payload":\#(credit)},{"participant":"\#(participant)","payload":{}}]}"#
-                    let reply = try await send(http, .POST, cluster.coordinatorURL + "/v1/transactions", body, token: token)
+                    let reply = try await rawRequest(http, .POST, cluster.coordinatorURL + "/v1/transactions", body, token: token)
                     #expect(reply.status == 400 && reply.body.contains("unknown_participant"), "\(participant): \(reply.body)")
                 }
 
                 // 3. Pre-abort an id someone else will use, through the participants' inquiry.
-                let inquiry = try await send(http, .GET, cluster.coordinatorURL + "/v1/transactions/future-id/outcome", token: token)
+                let inquiry = try await rawRequest(http, .GET, cluster.coordinatorURL + "/v1/transactions/future-id/outcome", token: token)
                 #expect(inquiry.status == 403, "\(inquiry.body)")
 
                 // Nothing changed at the bank, and a real transfer by registered names commits.

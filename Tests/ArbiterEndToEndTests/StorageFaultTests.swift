@@ -66,24 +66,10 @@ extension EndToEnd {
     /// resume by themselves when space returns; the bank's invariants hold.
     @Suite("Storage faults", .serialized)
     struct StorageFaults {
-        struct Reply { var status: Int; var body: String }
-
-        func send(_ http: HTTPClient, _ method: HTTPMethod, _ url: String, _ body: String? = nil, token: BearerSecret?) async throws -> Reply {
-            var request = HTTPClientRequest(url: url)
-            request.method = method
-            if let token { request.headers.add(name: "Authorization", value: token.authorizationHeaderValue) }
-            if let body {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(Array(body.utf8))
-            }
-            let response = try await http.execute(request, timeout: .seconds(60))
-            return Reply(status: Int(response.status.code), body: String(buffer: try await response.body.collect(upTo: 1 << 20)))
-        }
-
         /// The status of `GET URL/readyz`, or 0 when nothing answers (a participant between two
         /// nodes after a storage failure).
         func readiness(_ http: HTTPClient, _ base: String) async -> Int {
-            (try? await send(http, .GET, base + "/readyz", token: nil).status) ?? 0
+            (try? await rawRequest(http, .GET, base + "/readyz", token: nil).status) ?? 0
         }
 
         @Test("a full disk: readiness fails, work is refused fast, nothing dies, and service resumes when space returns",
@@ -107,10 +93,10 @@ extension EndToEnd {
                 let http = cluster.httpClient
                 var counter = 0
                 /// Submits a transfer of 1 (a new one, or again the one with id `again`); returns the reply.
-                func transfer(again: String? = nil) async throws -> Reply {
+                func transfer(again: String? = nil) async throws -> RawReply {
                     let txid = again ?? { counter += 1; return "full-\(counter)" }()
                     let body = #"{"id":"\#(txid)","timeoutMs":2000,"branches":[{"participant":"bank-0","payload":{"op":"debit","account":"payer","amount":1}},{"participant":"bank-1","payload":{"op":"credit","account":"payee","amount":1}}]}"#
-                    let reply = try await send(http, .POST, cluster.coordinatorURL + "/v1/transactions", body, token: cluster.clientToken)
+                    let reply = try await rawRequest(http, .POST, cluster.coordinatorURL + "/v1/transactions", body, token: cluster.clientToken)
                     if reply.status != 503 || !reply.body.contains("storage_unavailable") {
                         // Refused with storage_unavailable: nothing was done. Anything else may have run.
                         let told: Outcome? = reply.body.contains(#""outcome":"committed""#) ? .committed
@@ -122,13 +108,13 @@ extension EndToEnd {
                 }
                 #expect(try await transfer().status == 200)
                 for member in [BankCluster.Member.coordinator, .node(0)] {
-                    #expect(try await send(http, .GET, cluster.url(member) + "/readyz", token: nil).status == 200)
+                    #expect(try await rawRequest(http, .GET, cluster.url(member) + "/readyz", token: nil).status == 200)
                 }
 
                 // 1. The coordinator's disk fills. Transfers go on until the log cannot grow; from
                 //    then on a submit is refused at once and readiness fails, while health answers.
                 Tmpfs.fill(mounts[0] + "/filler")
-                var refused: Reply?
+                var refused: RawReply?
                 let clock = ContinuousClock()
                 let deadline = clock.now + .seconds(120)
                 while refused == nil, clock.now < deadline {
@@ -139,8 +125,8 @@ extension EndToEnd {
                 let started = clock.now
                 let fast = try await transfer()
                 #expect(fast.status == 503 && clock.now - started < .seconds(2), "refused at once: \(fast.body)")
-                #expect(try await send(http, .GET, cluster.coordinatorURL + "/readyz", token: nil).status == 503)
-                #expect(try await send(http, .GET, cluster.coordinatorURL + "/healthz", token: nil).status == 200)
+                #expect(try await rawRequest(http, .GET, cluster.coordinatorURL + "/readyz", token: nil).status == 503)
+                #expect(try await rawRequest(http, .GET, cluster.coordinatorURL + "/healthz", token: nil).status == 200)
                 #expect(cluster.isRunning(.coordinator))
 
                 // Space returns: the coordinator resumes by itself.

@@ -31,19 +31,23 @@ public struct BearerSecret: Sendable, CustomStringConvertible, CustomDebugString
     /// - Throws: ``SecretError`` naming the file when it is missing, unreadable, empty, or holds
     ///   whitespace or control characters inside the secret.
     public static func read(fromFile path: String) throws(SecretError) -> BearerSecret {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            let missing = !FileManager.default.fileExists(atPath: path)
-            throw SecretError(path: path, reason: missing ? .missing : .unreadable("\(error)"))
-        }
+        let data = try contents(ofFile: path)
         let trimmed = BearerSecret.trimmed(Array(data))
         guard !trimmed.isEmpty else { throw SecretError(path: path, reason: .empty) }
         guard trimmed.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
             throw SecretError(path: path, reason: .invalidCharacter)
         }
         return BearerSecret(trusted: trimmed)
+    }
+
+    /// The bytes of a secret or token file, or the error that names it.
+    static func contents(ofFile path: String) throws(SecretError) -> Data {
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            let missing = !FileManager.default.fileExists(atPath: path)
+            throw SecretError(path: path, reason: missing ? .missing : .unreadable("\(error)"))
+        }
     }
 
     private init(trusted bytes: [UInt8]) {

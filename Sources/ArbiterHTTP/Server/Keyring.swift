@@ -31,13 +31,7 @@ public struct NamedToken: Sendable, CustomStringConvertible {
     /// - Throws: ``SecretError`` naming the file and line when it is missing or unreadable, holds
     ///   no token, a token or name with whitespace or control characters, or a name used twice.
     public static func read(fromFile path: String, defaultName: String = "token") throws(SecretError) -> [NamedToken] {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            let missing = !FileManager.default.fileExists(atPath: path)
-            throw SecretError(path: path, reason: missing ? .missing : .unreadable("\(error)"))
-        }
+        let data = try BearerSecret.contents(ofFile: path)
         return try parse(String(decoding: data, as: UTF8.self), path: path, defaultName: defaultName)
     }
 

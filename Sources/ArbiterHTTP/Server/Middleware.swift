@@ -32,13 +32,7 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         guard isAuthorized(request.headers[.authorization]) else {
-            context.logger.debug(
-                "refused a request without a valid bearer token",
-                metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)"]
-            )
-            var response = APIError.unauthorized().response()
-            response.headers[.wwwAuthenticate] = "Bearer realm=\"\(realm)\""
-            return response
+            return unauthorized(request, context: context, realm: realm)
         }
         return try await next(request, context)
     }
@@ -46,15 +40,7 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Whether `header` presents one of the accepted secrets. Checks every secret so that the time
     /// taken does not tell which one, if any, matched.
     func isAuthorized(_ header: String?) -> Bool {
-        guard let header else { return false }
-        let utf8 = Array(header.utf8)
-        // The scheme is case-insensitive (RFC 9110 §11.1); one space separates it from the token.
-        let scheme = Array("bearer ".utf8)
-        guard utf8.count > scheme.count else { return false }
-        for index in 0..<scheme.count where utf8[index] | 0x20 != scheme[index] | 0x20 {
-            return false
-        }
-        let token = utf8[scheme.count...]
+        guard let header, let token = Keyring.bearerToken(header) else { return false }
         var matched = false
         for secret in secrets where secret.matches(token) {
             matched = true
@@ -178,13 +164,7 @@ public struct RoleMiddleware<Context: RequestContext>: RouterMiddleware {
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         guard let holder = keyring.identify(request.headers[.authorization]) else {
-            context.logger.debug(
-                "refused a request without a valid bearer token",
-                metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)"]
-            )
-            var response = APIError.unauthorized().response()
-            response.headers[.wwwAuthenticate] = "Bearer realm=\"\(realm)\""
-            return response
+            return unauthorized(request, context: context, realm: realm)
         }
         guard !holder.roles.isDisjoint(with: allowed) else {
             context.logger.notice(
@@ -200,4 +180,16 @@ public struct RoleMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         return try await next(request, context)
     }
+}
+
+/// The 401 answer to a request without a valid bearer token, logged at `debug` only: a flood of
+/// bad requests should not flood the log.
+private func unauthorized(_ request: Request, context: some RequestContext, realm: String) -> Response {
+    context.logger.debug(
+        "refused a request without a valid bearer token",
+        metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)"]
+    )
+    var response = APIError.unauthorized().response()
+    response.headers[.wwwAuthenticate] = "Bearer realm=\"\(realm)\""
+    return response
 }
