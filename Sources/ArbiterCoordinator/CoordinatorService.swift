@@ -73,13 +73,16 @@ public final class CoordinatorService: Service, Sendable {
         // Whatever way run() ends, nobody waits for a port any more.
         defer { resumeListeningWaiters(nil) }
         let logger = options.logger
+        let clientTLS = try options.tls?.clientTLS()
+        let server = try ServerTransport.builder(tls: options.tls, limits: options.connectionLimits, logger: logger)
+        let scheme = options.tls?.scheme ?? "http"
         try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         let log = try DecisionLog(path: options.dataDirectory + "/coordinator.sqlite")
-        let httpClient = HTTPClientSettings().makeClient()
-        let connections = HTTP1Connections()
+        let httpClient = HTTPClientSettings().makeClient(tls: clientTLS)
+        let connections = HTTP1Connections(tls: clientTLS)
         let (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         let metrics = CoordinatorMetrics()
-        let advertised = options.advertisedURL ?? "http://\(options.host):\(options.port)"
+        let advertised = options.advertisedURL ?? "\(scheme)://\(options.host):\(options.port)"
         let links = ParticipantLinks(
             client: ProtocolClient(httpClient: httpClient, connections: connections, secret: options.secret, limits: options.limits, logger: logger),
             options: .init(inFlightMax: options.requestsInFlightMax, patience: options.requestPatience, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
@@ -98,10 +101,11 @@ public final class CoordinatorService: Service, Sendable {
             let routes = CoordinatorRoutes(engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics)
             let app = Application(
                 router: routes.router(),
+                server: server,
                 configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter"),
                 onServerRunning: { [self] channel in
                     let port = channel.localAddress?.port ?? options.port
-                    if options.advertisedURL == nil { engine.advertise(CoordinatorID("http://\(options.host):\(port)")) }
+                    if options.advertisedURL == nil { engine.advertise(CoordinatorID("\(scheme)://\(options.host):\(port)")) }
                     bound.withLock { $0 = port }
                     resumeWaiters(port)
                     logger.info("coordinator listening", metadata: ["address": "\(options.host):\(port)", "name": "\(options.name)"])
