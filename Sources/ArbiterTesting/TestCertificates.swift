@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Certificates for TLS tests, demos and benchmarks, made at run time with the `openssl` command
 /// in a directory of the caller's: a CA, a server certificate for `127.0.0.1` and `localhost`,

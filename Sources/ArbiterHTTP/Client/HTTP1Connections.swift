@@ -185,12 +185,9 @@ public final class HTTP1Connections: Sendable {
 
     private func connect(_ endpoint: Endpoint, deadline: NIODeadline, url: String) async throws(WireCallError) -> Connection {
         let connectTimeout = min(TimeAmount(self.connectTimeout), max(deadline - .now(), .zero))
-        var tlsContext: NIOSSLContext?
-        if endpoint.secure {
-            guard let context = (tls ?? ClientTLS.systemDefault)?.context else {
-                throw WireCallError(kind: .unreachable, message: "no TLS configuration to reach \(url) with")
-            }
-            tlsContext = context
+        let tlsContext = endpoint.secure ? (tls ?? ClientTLS.systemDefault)?.context : nil
+        if endpoint.secure && tlsContext == nil {
+            throw WireCallError(kind: .unreachable, message: "no TLS configuration to reach \(url) with")
         }
         // SNI and the certificate's name check take a host name; for an IP address NIOSSL checks
         // the certificate against the address connected to.

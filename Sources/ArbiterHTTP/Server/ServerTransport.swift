@@ -3,11 +3,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-public import Hummingbird
 public import HummingbirdCore
 import HummingbirdTLS
 public import Logging
-public import NIOCore
+import NIOCore
 import NIOHTTP1
 import NIOSSL
 import Synchronization
@@ -56,7 +55,8 @@ public struct ConnectionLimits: Sendable, Hashable {
         #else
         let status = getrlimit(RLIMIT_NOFILE, &limits)
         #endif
-        guard status == 0, limits.rlim_cur != RLIM_INFINITY, limits.rlim_cur < rlim_t(Int.max) else { return nil }
+        // RLIM_INFINITY is the largest value: "unlimited" falls out with everything over Int.max.
+        guard status == 0, limits.rlim_cur < rlim_t(Int.max) else { return nil }
         return Int(limits.rlim_cur)
     }
 
@@ -148,18 +148,17 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
         }
         let gauge = self.gauge
         channel.closeFuture.whenComplete { _ in gauge.release() }
-        let deadlines = ConnectionDeadlines(idleTimeout: TimeAmount(limits.idleTimeout), requestReadTimeout: TimeAmount(limits.requestReadTimeout))
-        do {
-            // First in the pipeline, so that it sees every byte, TLS records included.
-            try channel.pipeline.syncOperations.addHandler(ByteArrival(deadlines: deadlines), position: .first)
-        } catch {
-            channel.close(promise: nil)
-            return channel.eventLoop.makeFailedFuture(error)
-        }
+        let idleTimeout = TimeAmount(limits.idleTimeout)
+        let requestReadTimeout = TimeAmount(limits.requestReadTimeout)
         return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            // Set up before the channel is registered: no byte has been read yet.
+            let deadlines = ConnectionDeadlines(idleTimeout: idleTimeout, requestReadTimeout: requestReadTimeout)
+            let operations = channel.pipeline.syncOperations
             // Just after the HTTP decoder, where requests and responses are NIOHTTP1 parts.
-            let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try channel.pipeline.syncOperations.addHandler(deadlines, position: .after(decoder.handler))
+            let decoder = try operations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try operations.addHandler(deadlines, position: .after(decoder.handler))
+            // First in the pipeline, so that it sees every byte, TLS records included.
+            try operations.addHandler(ByteArrival(deadlines: deadlines), position: .first)
             return value
         }
     }
