@@ -53,31 +53,35 @@ private func withTransportServer<T: Sendable>(
 
 /// One POST through each client path (AsyncHTTPClient and HTTP1Connections) with `tls`; the
 /// statuses, or the errors' descriptions for the calls that failed.
-private func callBothWays(port: Int, tls: ClientTLS) async -> (asyncHTTPClient: Result<Int, String>, connections: Result<Int, String>) {
+private func callBothWays(port: Int, tls: ClientTLS) async -> (asyncHTTPClient: CallOutcome, connections: CallOutcome) {
     let url = "https://127.0.0.1:\(port)/echo"
     let http = HTTPClientSettings().makeClient(tls: tls)
     let connections = HTTP1Connections(tls: tls)
     defer { connections.shutdown() }
-    var first: Result<Int, String>
+    let first: CallOutcome
     do {
-        first = .success(try await WireCall.execute(
+        first = .status(try await WireCall.execute(
             http, method: .POST, url: url, body: Array("{}".utf8), secret: nil, timeout: .seconds(5), responseSizeMax: 1024).status)
     } catch {
-        first = .failure("\(error)")
+        first = .failed("\(error)")
     }
     try? await http.shutdown()
-    let second: Result<Int, String>
+    let second: CallOutcome
     do {
-        second = .success(try await connections.execute(
+        second = .status(try await connections.execute(
             method: .POST, url: url, headers: [], body: Array("{}".utf8), timeout: .seconds(5), responseSizeMax: 1024).status)
     } catch {
-        second = .failure("\(error)")
+        second = .failed("\(error)")
     }
     return (first, second)
 }
 
-extension Result where Failure == String {
-    fileprivate var failed: Bool { if case .failure = self { true } else { false } }
+/// A call's status, or why it failed.
+private enum CallOutcome: Equatable {
+    case status(Int)
+    case failed(String)
+
+    var failed: Bool { if case .failed = self { true } else { false } }
 }
 
 @Suite("TLS and mutual TLS: certificates made with openssl at run time", .serialized,
@@ -106,8 +110,8 @@ struct TLSTransportTests {
         let tls = try client(certificates.client)
         try await withTransportServer(countingRouter(hits), tls: server(certificates.server)) { port in
             let (viaClient, viaConnections) = await callBothWays(port: port, tls: tls)
-            #expect(viaClient == .success(200))
-            #expect(viaConnections == .success(200))
+            #expect(viaClient == .status(200))
+            #expect(viaConnections == .status(200))
         }
         #expect(hits.count == 2)
     }
@@ -133,7 +137,7 @@ struct TLSTransportTests {
                 let (viaClient, viaConnections) = await callBothWays(port: port, tls: try client(certificates.client))
                 #expect(viaClient.failed, "\(viaClient)")
                 #expect(viaConnections.failed, "\(viaConnections)")
-                if case .failure(let message) = viaConnections {
+                if case .failed(let message) = viaConnections {
                     #expect(message.contains("unreachable"), "a TLS failure is a connection failure: \(message)")
                 }
             }
