@@ -102,7 +102,8 @@ public final class CoordinatorService: Service, Sendable {
             let app = Application(
                 router: routes.router(),
                 server: server,
-                configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter"),
+                configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter",
+                                     availableConnectionsDelegate: options.connectionLimits.acceptCeiling(logger: logger)),
                 onServerRunning: { [self] channel in
                     let port = channel.localAddress?.port ?? options.port
                     if options.advertisedURL == nil { engine.advertise(CoordinatorID("\(scheme)://\(options.host):\(port)")) }

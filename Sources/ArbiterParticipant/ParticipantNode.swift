@@ -187,7 +187,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         let app = Application(
             router: makeRouter(),
             server: server,
-            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: nil),
+            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: nil,
+                                                    availableConnectionsDelegate: options.connectionLimits.acceptCeiling(logger: logger)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("participant listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])

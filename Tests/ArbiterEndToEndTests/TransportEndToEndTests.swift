@@ -5,6 +5,7 @@ import ArbiterTesting
 import BankCluster
 import BankExample
 import Foundation
+import Synchronization
 import Testing
 
 /// The transport of the real processes: https with mutual TLS end to end, and a flood of idle and
@@ -62,11 +63,13 @@ struct TransportEndToEndTests {
         await cluster.shutdown()
     }
 
-    /// Connections opened per process: several times the cap the open-files limit allows.
-    static let floodCount = 1_500
+    /// Connections opened per process at most: several times the cap the open-files limit allows.
+    static let floodCount = 2_000
     static let openFilesLimit = 256
+    /// How long the flood is kept up.
+    static let floodDuration: Duration = .seconds(5)
 
-    @Test("under `prlimit --nofile=256`, a coordinator and two banks survive 1,500 idle and half-sent connections each, close them after the timeouts, and a transfer still commits",
+    @Test("under `prlimit --nofile=256`, a coordinator and two banks survive thousands of idle and half-sent connections, transfers commit meanwhile, and the servers close them after the timeouts",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs prlimit"))
     func connectionFlood() async throws {
         let root = try TemporaryDirectory(prefix: "arbiter-e2e-flood")
@@ -82,74 +85,112 @@ struct TransportEndToEndTests {
             try await cluster.start()
             try await cluster.openAccount("alice", balance: 1_000_000, at: 0)
             try await cluster.openAccount("bob", balance: 1_000_000, at: 1)
-
-            // Open the flood: on each process, alternately a silent connection and one that sent
-            // half a request head. Over the cap they are closed as soon as they are accepted.
-            var flood: [BankCluster.Member: [RawConnection]] = [:]
-            var refusedAtOnce: [BankCluster.Member: Int] = [:]
-            let opening = ContinuousClock.now
-            for member in cluster.members {
-                let port = Int(cluster.url(member).split(separator: ":").last!)!
-                var connections: [RawConnection] = []
-                for index in 0..<Self.floodCount {
-                    guard let connection = try? RawConnection(port: port) else { continue }
-                    if index % 2 == 1 { connection.send("POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le") }
-                    connections.append(connection)
-                }
-                flood[member] = connections
-            }
-            let opened = ContinuousClock.now - opening
-            for member in cluster.members {
-                refusedAtOnce[member] = flood[member]!.filter { $0.waitUntilClosed(milliseconds: 0) }.count
-            }
-            var descriptors: [BankCluster.Member: Int] = [:]
-            for member in cluster.members {
-                let process = try #require(cluster.process(member))
-                #expect(process.isRunning, "\(member) survives the flood")
-                // For the record: the count cannot exceed the limit; what matters is that the
-                // process keeps running and serving.
-                descriptors[member] = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.pid)/fd").count) ?? -1
-            }
-
-            // A transfer commits while the flood is held open (its requests may be refused until
-            // the timeouts free room; the client retries with the same id).
-            let transferring = ContinuousClock.now
-            var committed = false
-            var attempts = 0
-            while !committed && ContinuousClock.now - transferring < .seconds(30) {
-                attempts += 1
-                let result = try? await cluster.client(retry: RetryPolicy(attemptCountMax: 3)).submit(branches: [
+            let transfer: @Sendable () async -> Outcome? = {
+                try? await cluster.client(retry: .none).submit(branches: [
                     cluster.branch(.debit, "alice", 1, at: 0), cluster.branch(.credit, "bob", 1, at: 1),
-                ])
-                committed = result?.outcome == .committed
+                ]).outcome
             }
-            let transferTook = ContinuousClock.now - transferring
-            #expect(committed, "a transfer commits during the flood")
+            #expect(await transfer() == .committed)
 
-            // Every connection of the flood is closed by the servers after the timeouts.
-            try await eventually("every flood connection is closed", timeout: .seconds(15), poll: .milliseconds(100)) {
-                flood.values.allSatisfy { $0.allSatisfy { $0.isClosedByPeer } }
+            // Transfers one after the other for the whole flood: their connections (client →
+            // coordinator → banks) are open and busy before it starts, so they are never idle.
+            let floodEnded = Flag()
+            let transfers = Task {
+                var outcomes: [Outcome?] = []
+                while !floodEnded.isSet { outcomes.append(await transfer()) }
+                return outcomes
             }
-            let allClosedAfter = ContinuousClock.now - opening
+            // The flood: on each process, alternately a silent connection and one that sent half
+            // a request head, opened as fast as they go on a thread of their own, and held.
+            let floods = cluster.members.map { member in
+                Flood(port: Int(cluster.url(member).split(separator: ":").last!)!, countMax: Self.floodCount, duration: Self.floodDuration)
+            }
+            var descriptorsMax: [BankCluster.Member: Int] = [:]
+            while floods.contains(where: { !$0.isDone }) {
+                for member in cluster.members {
+                    let pid = cluster.process(member)!.pid
+                    let count = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0
+                    descriptorsMax[member] = max(descriptorsMax[member] ?? 0, count)
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            floodEnded.set()
+            let outcomes = await transfers.value
+            let floodCommits = outcomes.filter { $0 == .committed }.count
+            for member in cluster.members {
+                #expect(cluster.isRunning(member), "\(member) survives the flood")
+            }
+            #expect(floodCommits > 0, "transfers commit while the flood is held open")
+
+            // Every connection of the flood is closed by the servers once the timeouts pass.
+            let waiting = ContinuousClock.now
+            try await eventually("every flood connection is closed", timeout: .seconds(15), poll: .milliseconds(100)) {
+                floods.allSatisfy { $0.openCount() == 0 }
+            }
+            let closedWithin = ContinuousClock.now - waiting
             for member in cluster.members {
                 #expect(cluster.isRunning(member), "\(member) is still running after the flood")
             }
+            #expect(await transfer() == .committed, "a transfer commits after the flood")
+            let refusals = cluster.members.map { member in
+                // The servers log the count of refusals at powers of two: the last is a lower bound.
+                let log = (try? String(contentsOfFile: cluster.logFile(member), encoding: .utf8)) ?? ""
+                let counts = log.split(separator: "\n").filter { $0.contains("refused connections over the cap") }.compactMap { line in
+                    line.range(of: "refused=").flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) }
+                }
+                return "\(member) ≥\(counts.max() ?? 0)"
+            }
             print("""
-                connection flood: \(Self.floodCount) connections to each process under prlimit \(limit) (opened in \(opened)); \
-                closed at once over the cap: \(cluster.members.map { "\($0) \(refusedAtOnce[$0]!)" }.joined(separator: ", ")); \
-                open descriptors during the flood: \(cluster.members.map { "\($0) \(descriptors[$0]!)" }.joined(separator: ", ")); \
-                a transfer committed after \(transferTook) (\(attempts) attempt(s)); every flood connection closed \(allClosedAfter) after the flood began
+                connection flood under prlimit \(limit), 1 s idle and request-read timeouts, \(Self.floodDuration): \
+                opened \(zip(cluster.members, floods).map { "\($0) \($1.openedCount)" }.joined(separator: ", ")); \
+                refused at the cap (server log) \(refusals.joined(separator: ", ")); \
+                most open descriptors \(cluster.members.map { "\($0) \(descriptorsMax[$0] ?? 0)" }.joined(separator: ", ")); \
+                transfers during the flood \(floodCommits) committed, \(outcomes.filter { $0 == .aborted }.count) aborted, \
+                \(outcomes.filter { $0 == nil }.count) failed; every flood connection closed within \(closedWithin) after the flood
                 """)
-            flood.removeAll()
-            let after = try await cluster.client().submit(branches: [
-                cluster.branch(.debit, "alice", 1, at: 0), cluster.branch(.credit, "bob", 1, at: 1),
-            ])
-            #expect(after.outcome == .committed)
         } catch {
             root.keep()
             await cluster.shutdown()
             throw error
         }
         await cluster.shutdown()
+    }
+}
+
+/// A flag set once, read from any thread.
+private final class Flag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
+}
+
+/// Opens connections to a port on a thread of its own (connect blocks), alternately silent and
+/// with half a request head sent, for at most `duration` or `countMax` connections, and holds them.
+private final class Flood: @unchecked Sendable {
+    private let lock = NSLock()
+    private var connections: [RawConnection] = []
+    private var done = false
+
+    init(port: Int, countMax: Int, duration: Duration) {
+        Thread.detachNewThread { [self] in
+            let deadline = ContinuousClock.now + duration
+            var index = 0
+            while index < countMax && ContinuousClock.now < deadline {
+                if let connection = try? RawConnection(port: port) {
+                    if index % 2 == 1 { connection.send("POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le") }
+                    lock.withLock { connections.append(connection) }
+                }
+                index += 1
+            }
+            lock.withLock { done = true }
+        }
+    }
+
+    var isDone: Bool { lock.withLock { done } }
+    var openedCount: Int { lock.withLock { connections.count } }
+
+    /// How many of the connections the server has not closed yet.
+    func openCount() -> Int {
+        lock.withLock { connections.filter { !$0.isClosedByPeer }.count }
     }
 }

@@ -28,7 +28,7 @@ private func withTransportServer<T: Sendable>(
     let app = Application(
         router: router,
         server: try ServerTransport.builder(tls: tls, limits: limits, logger: testLogger("transport")),
-        configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+        configuration: .init(address: .hostname("127.0.0.1", port: 0), availableConnectionsDelegate: limits.acceptCeiling(logger: testLogger("accept"))),
         onServerRunning: { channel in
             continuation.yield(channel.localAddress?.port ?? 0)
             continuation.finish()

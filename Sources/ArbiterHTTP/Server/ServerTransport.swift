@@ -75,6 +75,21 @@ public struct ConnectionLimits: Sendable, Hashable {
     }
 }
 
+extension ConnectionLimits {
+    /// Accepted connections beyond the cap that may wait to be closed: the cap refuses a
+    /// connection on the event loop that will own it, a hop after the accept, so a fast flood has
+    /// a few accepted but not yet closed at any moment.
+    public static let refusalsInFlightMax = 16
+
+    /// For `ApplicationConfiguration(availableConnectionsDelegate:)`: the server stops accepting
+    /// (the kernel queues new connections) while ``effectiveConnectionsMax()`` plus
+    /// ``refusalsInFlightMax`` accepted connections are open. The cap closes connections over it
+    /// at once; this bounds the descriptors a flood holds while they are being closed.
+    public func acceptCeiling(logger: Logger) -> MaximumAvailableConnections {
+        MaximumAvailableConnections(effectiveConnectionsMax() + Self.refusalsInFlightMax, logger: logger)
+    }
+}
+
 /// The HTTP server of an Arbiter service: HTTP/1.1, with TLS when ``TLSSettings`` say so, and
 /// the ``ConnectionLimits`` enforced on every connection.
 public enum ServerTransport {
