@@ -22,6 +22,10 @@ import Foundation
 /// ])
 /// ```
 ///
+/// For an `https` coordinator, make the HTTP client and the connections with the same
+/// ``ClientTLS`` (the CA to trust, the client certificate to present):
+/// `HTTPClientSettings().makeClient(tls: tls)` and `HTTP1Connections(tls: tls)`.
+///
 /// Calls that fail for want of an answer (connection errors, timeouts, 5xx) are retried with
 /// backoff per ``RetryPolicy``. A submit always carries a transaction id, made here when the caller
 /// gives none, so that a retry is the same transaction and not a second one.
@@ -46,7 +50,7 @@ public struct ArbiterClient: Sendable {
     ///     when the coordinator runs in the single-secret mode).
     ///   - operatorSecret: The operator secret, needed by ``list(state:limit:after:)`` only.
     ///   - httpClient: Made with ``HTTPClientSettings``; the caller shuts it down.
-    ///   - connections: When given, submits to a plain-`http` coordinator go on these kept-alive
+    ///   - connections: When given, submits to an `http` or `https` coordinator go on these kept-alive
     ///     connections instead of `httpClient`: one write per request, and no hop to another thread
     ///     when the caller runs on an event loop (``HTTP1Connections``). The caller shuts them down.
     ///   - retry: How failures without an answer are retried.

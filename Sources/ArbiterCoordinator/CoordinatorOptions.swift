@@ -55,6 +55,13 @@ public struct CoordinatorOptions: Sendable {
     /// zero commits them at once. No outcome depends on it: lazy records may be lost in a crash.
     public var lazyRecordLinger: Duration
     public var logger: Logger
+    /// TLS: with a certificate and key the coordinator serves https, and presents them as its
+    /// client certificate to participants; the CA is what participants' (and, when required,
+    /// clients') certificates must chain to. Default `nil`: plain http, and https participants
+    /// checked against the system's trust roots.
+    public var tls: TLSSettings?
+    /// The cap on open connections and the idle and request-read timeouts of the HTTP server.
+    public var connectionLimits: ConnectionLimits
 
     public init(
         dataDirectory: String,
@@ -74,7 +81,9 @@ public struct CoordinatorOptions: Sendable {
         requestPatience: Duration = .milliseconds(20),
         phaseTwoLinger: Duration = .milliseconds(2),
         lazyRecordLinger: Duration = .milliseconds(2),
-        logger: Logger = Logger(label: "arbiter.coordinator")
+        logger: Logger = Logger(label: "arbiter.coordinator"),
+        tls: TLSSettings? = nil,
+        connectionLimits: ConnectionLimits = ConnectionLimits()
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -94,5 +103,7 @@ public struct CoordinatorOptions: Sendable {
         self.phaseTwoLinger = phaseTwoLinger
         self.lazyRecordLinger = lazyRecordLinger
         self.logger = logger
+        self.tls = tls
+        self.connectionLimits = connectionLimits
     }
 }

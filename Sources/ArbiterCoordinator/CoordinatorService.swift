@@ -98,13 +98,16 @@ public final class CoordinatorService: Service, Sendable {
         // Whatever way run() ends, nobody waits for a port any more.
         defer { resumeListeningWaiters(nil) }
         let logger = options.logger
+        let clientTLS = try options.tls?.clientTLS()
+        let server = try ServerTransport.builder(tls: options.tls, limits: options.connectionLimits, logger: logger)
+        let scheme = options.tls?.scheme ?? "http"
         try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         let log = try DecisionLog(path: options.dataDirectory + "/coordinator.sqlite")
-        let httpClient = HTTPClientSettings().makeClient()
-        let connections = HTTP1Connections()
+        let httpClient = HTTPClientSettings().makeClient(tls: clientTLS)
+        let connections = HTTP1Connections(tls: clientTLS)
         let (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         let metrics = CoordinatorMetrics()
-        let advertised = options.advertisedURL ?? "http://\(options.host):\(options.port)"
+        let advertised = options.advertisedURL ?? "\(scheme)://\(options.host):\(options.port)"
         let links = ParticipantLinks(
             client: ProtocolClient(
                 httpClient: httpClient, connections: connections,
@@ -127,10 +130,12 @@ public final class CoordinatorService: Service, Sendable {
                 engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics, keyring: keyring)
             let app = Application(
                 router: routes.router(),
-                configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter"),
+                server: server,
+                configuration: .init(address: .hostname(options.host, port: options.port), serverName: "arbiter",
+                                     availableConnectionsDelegate: options.connectionLimits.acceptCeiling(logger: logger)),
                 onServerRunning: { [self] channel in
                     let port = channel.localAddress?.port ?? options.port
-                    if options.advertisedURL == nil { engine.advertise(CoordinatorID("http://\(options.host):\(port)")) }
+                    if options.advertisedURL == nil { engine.advertise(CoordinatorID("\(scheme)://\(options.host):\(port)")) }
                     bound.withLock { $0 = port }
                     resumeWaiters(port)
                     logger.info("coordinator listening", metadata: ["address": "\(options.host):\(port)", "name": "\(options.name)"])

@@ -203,12 +203,16 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             "database": "\(database.path)",
         ])
 
-        let httpClient = options.httpClient.makeClient()
+        // Read before anything that needs shutting down is made: a bad file fails the start.
+        let server = try ServerTransport.builder(tls: options.tls, limits: options.connectionLimits, logger: logger)
+        let httpClient = options.httpClient.makeClient(tls: try options.tls?.clientTLS())
         let protocolClient = ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits)
         let listening = self.listening
         let app = Application(
             router: makeRouter(),
-            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: nil),
+            server: server,
+            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: nil,
+                                                    availableConnectionsDelegate: options.connectionLimits.acceptCeiling(logger: logger)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("participant listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])

@@ -73,6 +73,13 @@ public struct ParticipantOptions: Sendable {
     public var seed: UInt64?
     /// Where the node logs. Default label `arbiter.participant`.
     public var logger: Logger
+    /// TLS: with a certificate and key the node serves https, and presents them as its client
+    /// certificate on inquiries; the CA is what the coordinator's certificates (as a server, and
+    /// as a client when ``TLSSettings/requiresClientCertificate``) must chain to. Default `nil`:
+    /// plain http.
+    public var tls: TLSSettings?
+    /// The cap on open connections and the idle and request-read timeouts of the HTTP server.
+    public var connectionLimits: ConnectionLimits
 
     /// Makes options; every argument but `port`, `dataDirectory` and `secret` defaults to the
     /// documented default.
@@ -98,7 +105,9 @@ public struct ParticipantOptions: Sendable {
         storage: GroupCommitWriter.Options? = nil,
         endedCountInterval: Duration = .seconds(60),
         seed: UInt64? = nil,
-        logger: Logger = Logger(label: "arbiter.participant")
+        logger: Logger = Logger(label: "arbiter.participant"),
+        tls: TLSSettings? = nil,
+        connectionLimits: ConnectionLimits = ConnectionLimits()
     ) {
         self.host = host
         self.port = port
@@ -122,6 +131,8 @@ public struct ParticipantOptions: Sendable {
         self.endedCountInterval = endedCountInterval
         self.seed = seed
         self.logger = logger
+        self.tls = tls
+        self.connectionLimits = connectionLimits
     }
 
     /// The problem with these options, if there is one.
@@ -136,6 +147,7 @@ public struct ParticipantOptions: Sendable {
         if inquiryConcurrencyMax < 1 || pendingReplyCountMax < 1 || outboxLengthMax < 1 || batchOpCountMax < 1 {
             return "inquiryConcurrencyMax, pendingReplyCountMax, outboxLengthMax and batchOpCountMax must each be at least 1"
         }
+        if let problem = tls?.problem() ?? connectionLimits.problem() { return problem }
         return nil
     }
 }

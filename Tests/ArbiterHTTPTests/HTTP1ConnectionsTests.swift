@@ -35,7 +35,7 @@ private func makeEchoServer(hits: Counter) -> Router<BasicRequestContext> {
 
 @Suite("HTTP1Connections: the kept-alive connections of the hot path")
 struct HTTP1ConnectionsTests {
-    @Test("plain http URLs are parsed into host, port and path; others are left to AsyncHTTPClient")
+    @Test("http and https URLs are parsed into host, port and path; others are left to AsyncHTTPClient")
     func targets() {
         let target = HTTP1Connections.target("http://127.0.0.1:8080/v1/batch")
         #expect(target?.endpoint == .init(host: "127.0.0.1", port: 8080))
@@ -45,7 +45,9 @@ struct HTTP1ConnectionsTests {
         #expect(HTTP1Connections.target("http://bank-a/v1/batch?x=1")?.path == "/v1/batch?x=1")
         #expect(HTTP1Connections.target("http://bank-a")?.path == "/")
         #expect(HTTP1Connections.target("http://[::1]:9001/p")?.endpoint == .init(host: "::1", port: 9001))
-        for refused in ["https://bank-a/v1", "http://", "http://:80/", "http://a:0/", "http://a:99999/", "http://a:x/", "http://user@a/", "ftp://a/",
+        #expect(HTTP1Connections.target("https://bank-a/v1")?.endpoint == .init(host: "bank-a", port: 443, secure: true))
+        #expect(HTTP1Connections.target("https://127.0.0.1:9001/v1")?.endpoint == .init(host: "127.0.0.1", port: 9001, secure: true))
+        for refused in ["http://", "http://:80/", "http://a:0/", "http://a:99999/", "http://a:x/", "http://user@a/", "ftp://a/",
                         "http://a:+80/", "http://[::1/", "http://[]:80/"] {
             #expect(HTTP1Connections.target(refused) == nil, "\(refused)")
         }

@@ -1,9 +1,10 @@
 public import NIOCore
 public import NIOHTTP1
 public import NIOPosix
+import NIOSSL
 import Synchronization
 
-/// Kept-alive HTTP/1.1 connections to plain-`http` peers, for the protocol's hot requests: the
+/// Kept-alive HTTP/1.1 connections to `http` and `https` peers, for the protocol's hot requests: the
 /// coordinator's batches to its participants and a client's submits.
 ///
 /// AsyncHTTPClient, which carries every other call, sends a request with a body in two writes: the
@@ -21,14 +22,20 @@ import Synchronization
 /// idle) is sent once more on a new one. That is safe here because every protocol request is
 /// idempotent: a participant answers a repeated message as it did the first time, and a submit
 /// carries its transaction id.
+///
+/// An `https` peer gets a TLS handler in front of the HTTP codec, with the ``ClientTLS`` given at
+/// init (the system's trust roots when none was): the handshake happens once per connection, and
+/// a kept-alive connection carries its requests without another.
 public final class HTTP1Connections: Sendable {
     /// Where a connection goes.
     struct Endpoint: Hashable, Sendable {
         var host: String
         var port: Int
+        /// `https`: the connection speaks TLS.
+        var secure = false
     }
 
-    /// A parsed `http://host[:port]/path` URL.
+    /// A parsed `http[s]://host[:port]/path` URL.
     struct Target: Sendable {
         var endpoint: Endpoint
         /// The `Host` header's value.
@@ -45,17 +52,24 @@ public final class HTTP1Connections: Sendable {
     private let group: any EventLoopGroup
     private let connectTimeout: Duration
     private let idleCountMax: Int
+    private let tls: ClientTLS?
     private let pool = Mutex(Pool())
 
     /// - Parameters:
     ///   - settings: ``HTTPClientSettings/connectTimeout`` bounds connecting;
     ///     ``HTTPClientSettings/connectionsPerHostMax`` bounds the idle connections kept per peer.
+    ///   - tls: How `https` peers are trusted and what certificate is presented to them; `nil`:
+    ///     the system's trust roots and no client certificate.
     ///   - eventLoopGroup: Where the connections run; by default the group the services already
     ///     use (`MultiThreadedEventLoopGroup.singleton`).
-    public init(settings: HTTPClientSettings = HTTPClientSettings(), eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public init(
+        settings: HTTPClientSettings = HTTPClientSettings(), tls: ClientTLS? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.group = eventLoopGroup
         self.connectTimeout = settings.connectTimeout
         self.idleCountMax = settings.connectionsPerHostMax
+        self.tls = tls
     }
 
     /// Connections opened so far (for tests: reuse opens none).
@@ -76,7 +90,7 @@ public final class HTTP1Connections: Sendable {
         responseSizeMax: Int
     ) async throws(WireCallError) -> WireCall.Reply {
         guard let target = Self.target(url) else {
-            throw WireCallError(kind: .unreachable, message: "\(url) is not a plain http:// URL")
+            throw WireCallError(kind: .unreachable, message: "\(url) is not an http:// or https:// URL")
         }
         return try await execute(
             method: method, target: target, url: url, headers: headers, body: body, timeout: timeout, responseSizeMax: responseSizeMax)
@@ -171,11 +185,21 @@ public final class HTTP1Connections: Sendable {
 
     private func connect(_ endpoint: Endpoint, deadline: NIODeadline, url: String) async throws(WireCallError) -> Connection {
         let connectTimeout = min(TimeAmount(self.connectTimeout), max(deadline - .now(), .zero))
+        let tlsContext = endpoint.secure ? (tls ?? ClientTLS.systemDefault)?.context : nil
+        if endpoint.secure && tlsContext == nil {
+            throw WireCallError(kind: .unreachable, message: "no TLS configuration to reach \(url) with")
+        }
+        // SNI and the certificate's name check take a host name; for an IP address NIOSSL checks
+        // the certificate against the address connected to.
+        let serverHostname = SocketAddress.isIPAddress(endpoint.host) ? nil : endpoint.host
         let bootstrap = ClientBootstrap(group: group.any())
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverHostname))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(Exchange())
                 }
@@ -192,13 +216,13 @@ public final class HTTP1Connections: Sendable {
         return connection
     }
 
-    /// `http://host[:port][/path]`, or nil for anything else (https, no host, a bad port).
+    /// `http[s]://host[:port][/path]`, or nil for anything else (another scheme, no host, a bad port).
     static func target(_ url: String) -> Target? {
         var url = url
         return url.withUTF8 { bytes -> Target? in
-            let scheme = "http://".utf8
-            guard bytes.starts(with: scheme) else { return nil }
-            let rest = bytes[scheme.count...]
+            let secure = bytes.starts(with: "https://".utf8)
+            guard secure || bytes.starts(with: "http://".utf8) else { return nil }
+            let rest = bytes[(secure ? 8 : 7)...]
             let authorityEnd = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
             let authority = rest[..<authorityEnd]
             guard case .success(let (host, port)) = URLAuthority.read(authority) else { return nil }
@@ -206,7 +230,7 @@ public final class HTTP1Connections: Sendable {
             var path = String(decoding: rest[authorityEnd..<pathEnd], as: UTF8.self)
             if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
             return Target(
-                endpoint: Endpoint(host: String(decoding: host, as: UTF8.self), port: port ?? 80),
+                endpoint: Endpoint(host: String(decoding: host, as: UTF8.self), port: port ?? (secure ? 443 : 80), secure: secure),
                 authority: String(decoding: authority, as: UTF8.self), path: path)
         }
     }
@@ -346,8 +370,16 @@ final class Exchange: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(pending?.status == nil && error is IOError ? .closedBeforeAnswer : .broken(error))
+        fail(pending?.status == nil && Self.isClosure(error) ? .closedBeforeAnswer : .broken(error))
         context.close(promise: nil)
+    }
+
+    /// Whether `error` says only that the peer closed the connection: a socket error, or a TLS
+    /// peer that closed without a close_notify (as servers do with idle connections).
+    private static func isClosure(_ error: any Error) -> Bool {
+        if error is IOError { return true }
+        if case NIOSSLError.uncleanShutdown = error { return true }
+        return false
     }
 
     private func fail(_ failure: Failure) {
@@ -355,5 +387,12 @@ final class Exchange: ChannelDuplexHandler, RemovableChannelHandler {
         pending = nil
         failed.timer?.cancel()
         failed.promise.fail(failure)
+    }
+}
+
+extension SocketAddress {
+    /// Whether `host` is an IPv4 or IPv6 address rather than a name.
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
 }

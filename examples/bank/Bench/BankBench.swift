@@ -116,6 +116,9 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "Keep the data directory (the logs of the processes are in it).")
     var keepData = false
 
+    @Flag(help: "Run every process with TLS and mutual TLS (certificates made with openssl in the data directory); the load generator presents a client certificate.")
+    var tls = false
+
     func validate() throws {
         guard !concurrencies.isEmpty, concurrencies.allSatisfy({ (1...4096).contains($0) }) else {
             throw ValidationError("--concurrency takes a comma-separated list of 1...4096, got \(concurrency)")
@@ -174,10 +177,11 @@ struct BankBench: AsyncParsableCommand {
         }
         // Info level: the harness reads the coordinator's "listening" line; nothing is logged per
         // transaction at that level.
-        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info"))
+        let clusterTLS = tls ? try BankCluster.TLS(directory: root + "/tls") : nil
+        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS))
         let maxConcurrency = concurrencies.max() ?? 1
-        let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient()
-        let connections = HTTP1Connections()
+        let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient(tls: cluster.clientTLS)
+        let connections = HTTP1Connections(tls: cluster.clientTLS)
         defer { connections.shutdown() }
         let metrics = MetricsReader(http: http)
         var notes: [String] = []

@@ -53,10 +53,12 @@ public final class BankCluster: Sendable {
         public var logLevel: String
         /// Extra options for every bank node (e.g. `--inquiry-timeout-ms 500`).
         public var nodeArguments: [String]
+        /// When set, every process serves https and the cluster's clients use TLS.
+        public var tls: TLS?
 
         public init(
             nodeCount: Int = 2, root: String, launcher: Launcher, coordinatorArguments: [String] = [], logLevel: String = "warning",
-            nodeArguments: [String] = []
+            nodeArguments: [String] = [], tls: TLS? = nil
         ) {
             self.nodeCount = nodeCount
             self.root = root
@@ -64,6 +66,7 @@ public final class BankCluster: Sendable {
             self.coordinatorArguments = coordinatorArguments
             self.logLevel = logLevel
             self.nodeArguments = nodeArguments
+            self.tls = tls
         }
     }
 
@@ -83,6 +86,8 @@ public final class BankCluster: Sendable {
     /// Each node's protocol secret: the coordinator presents node i's to node i only (the
     /// registry says which), and node i presents it on its inquiries.
     private let nodeSecrets: [BearerSecret]
+    /// The TLS of the cluster's clients when ``Options/tls`` is set.
+    public let clientTLS: ClientTLS?
     private let state = Mutex(State())
 
     /// Writes every credential under `root`: a secret per node (`node-N.secret`), the
@@ -110,7 +115,8 @@ public final class BankCluster: Sendable {
         self.clientToken = try BearerSecret(client)
         self.operatorSecret = try BearerSecret(operatorToken)
         self.nodeSecrets = nodeSecrets
-        httpClient = HTTPClientSettings().makeClient()
+        clientTLS = try options.tls?.clientTLS()
+        httpClient = HTTPClientSettings().makeClient(tls: clientTLS)
     }
 
     /// The credential the coordinator presents at the node whose base URL is `url`, as its
@@ -122,7 +128,7 @@ public final class BankCluster: Sendable {
     public var nodes: [Member] { (0..<options.nodeCount).map { .node($0) } }
     public var members: [Member] { [.coordinator] + nodes }
 
-    public func url(_ member: Member) -> String { "http://127.0.0.1:\(state.withLock { $0.ports[member] ?? 0 })" }
+    public func url(_ member: Member) -> String { "\(options.tls == nil ? "http" : "https")://127.0.0.1:\(state.withLock { $0.ports[member] ?? 0 })" }
     public var coordinatorURL: String { url(.coordinator) }
     public func participant(_ node: Int) -> ParticipantID { ParticipantID(url(.node(node))) }
     public func process(_ member: Member) -> ManagedProcess? { state.withLock { $0.processes[member] } }
@@ -160,8 +166,8 @@ public final class BankCluster: Sendable {
                 "--secret-file", options.root + "/secret", "--client-secret-file", options.root + "/client-tokens",
                 "--operator-secret-file", options.root + "/operator-tokens", "--participants", options.root + "/participants",
                 "--log-level", Self.coordinatorLogLevel(options.logLevel),
-            ] + options.coordinatorArguments, environment: environment, logFile: logFile)
-            pattern = #"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#
+            ] + options.coordinatorArguments + (options.tls?.arguments ?? []), environment: environment, logFile: logFile)
+            pattern = #"arbiter coordinator listening on https?://127\.0\.0\.1:(\d+)"#
         case .node(let index):
             let (executable, prefix) = options.launcher.node
             process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + [
@@ -169,8 +175,8 @@ public final class BankCluster: Sendable {
                 "--secret-file", options.root + "/node-\(index).secret", "--client-secret-file", options.root + "/client-tokens",
                 "--operator-secret-file", options.root + "/operator-tokens",
                 "--log-level", options.logLevel,
-            ] + options.nodeArguments, environment: environment, logFile: logFile)
-            pattern = #"bank-node listening on http://127\.0\.0\.1:(\d+)"#
+            ] + options.nodeArguments + (options.tls?.arguments ?? []), environment: environment, logFile: logFile)
+            pattern = #"bank-node listening on https?://127\.0\.0\.1:(\d+)"#
         }
         state.withLock { $0.processes[member] = process }
         let bound = try await process.waitFor(pattern)
