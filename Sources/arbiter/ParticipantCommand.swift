@@ -21,6 +21,8 @@ struct ParticipantCommand: AsyncParsableCommand {
 
         @Option(help: "File holding the participant's operator token.")
         var operatorSecretFile: String
+
+        @OptionGroup var tls: ClientTLSOptions
     }
 
     struct InDoubt: AsyncParsableCommand {
@@ -142,7 +144,7 @@ private func operatorCall<T: Decodable>(
     _ connection: ParticipantCommand.Connection, _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, as type: T.Type
 ) async throws -> T {
     let secret = try readPresentedToken(connection.operatorSecretFile, option: "--operator-secret-file")
-    let http = HTTPClientSettings().makeClient()
+    let http = HTTPClientSettings().makeClient(tls: try connection.tls.clientTLS())
     do {
         var request = HTTPClientRequest(url: connection.participant.trimmingSuffix("/") + path)
         request.method = method

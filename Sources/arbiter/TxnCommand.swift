@@ -16,24 +16,7 @@ struct TxnCommand: AsyncParsableCommand {
         @Option(help: "The coordinator's URL.")
         var coordinator: String = "http://127.0.0.1:7000"
 
-        @Option(help: "CA certificates (PEM) an https coordinator's certificate must chain to (default: the system's roots).")
-        var tlsCa: String?
-
-        @Option(help: "Client certificate (PEM) to present to a coordinator that requires one.")
-        var tlsCert: String?
-
-        @Option(help: "Private key (PEM) of --tls-cert.")
-        var tlsKey: String?
-
-        /// The client's TLS, `nil` when no TLS flag is given.
-        func clientTLS() throws -> ClientTLS? {
-            guard tlsCa != nil || tlsCert != nil || tlsKey != nil else { return nil }
-            do {
-                return try ClientTLS(caFile: tlsCa, certificateFile: tlsCert, keyFile: tlsKey)
-            } catch {
-                throw ValidationError("\(error)")
-            }
-        }
+        @OptionGroup var tls: ClientTLSOptions
     }
 
     struct List: AsyncParsableCommand {
@@ -114,7 +97,7 @@ private func withClient(
     _ connection: TxnCommand.Connection, secret: BearerSecret, operatorSecret: BearerSecret?,
     _ body: (ArbiterClient) async throws -> Void
 ) async throws {
-    let httpClient = HTTPClientSettings().makeClient(tls: try connection.clientTLS())
+    let httpClient = HTTPClientSettings().makeClient(tls: try connection.tls.clientTLS())
     let client = ArbiterClient(coordinator: connection.coordinator, secret: secret, operatorSecret: operatorSecret, httpClient: httpClient)
     do {
         try await body(client)

@@ -233,6 +233,20 @@ struct ConnectionLimitTests {
         #expect(hits.count == 1)
     }
 
+    @Test("a request answered before its body arrived leaves the connection idle, and the idle timeout closes it")
+    func answeredEarly() async throws {
+        let router = Router()
+        router.post("/early") { _, _ -> Response in Response(status: .unauthorized) }
+        let limits = ConnectionLimits(idleTimeout: .milliseconds(500), requestReadTimeout: .seconds(30))
+        try await withTransportServer(router, limits: limits) { port in
+            let connection = try RawConnection(port: port)
+            #expect(connection.send("POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"))
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(connection.send("{}"))
+            #expect(connection.waitUntilClosed(milliseconds: 5000), "closed by the idle timeout, not left open")
+        }
+    }
+
     @Test("the cap never exceeds the open-files limit minus the reserve")
     func effectiveCap() {
         #expect(ConnectionLimits(connectionsMax: 1024).effectiveConnectionsMax(openFilesLimit: 256) == 192)

@@ -263,7 +263,8 @@ final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         case .end:
             readingRequest = false
             bytesWhileAnswering = false
-            stop()
+            // Answered before its body was read (a refusal): the connection is idle now.
+            if requestsOpen == 0 { start(.idle) } else { stop() }
         }
         context.fireChannelRead(data)
     }
