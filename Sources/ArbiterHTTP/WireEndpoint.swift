@@ -81,10 +81,21 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// `GET /metrics` on a participant: Prometheus text.
     public static let participantMetrics = WireEndpoint(.participant, .get, "/metrics", access: .open)
 
+    // MARK: Participant operators
+
+    /// `GET /v1/operator/in-doubt`: the transactions prepared here and waiting for their decision.
+    public static let operatorInDoubt = WireEndpoint(.participant, .get, "/v1/operator/in-doubt", access: .operatorToken)
+    /// `GET /v1/operator/transactions/{txid}`: one transaction as this participant holds it.
+    public static let operatorTransaction = WireEndpoint(.participant, .get, "/v1/operator/transactions/{txid}", access: .operatorToken)
+    /// `POST /v1/operator/transactions/{txid}/decide`: an operator's heuristic decision.
+    public static let operatorDecide = WireEndpoint(.participant, .post, "/v1/operator/transactions/{txid}/decide", access: .operatorToken)
+
     /// Every endpoint of the coordinator.
     public static let coordinatorEndpoints: [WireEndpoint] = [submit, submitBatch, transaction, list, outcome, coordinatorHealth, metrics]
-    /// Every endpoint of a participant.
-    public static let participantEndpoints: [WireEndpoint] = [prepare, commit, abort, batch, participantHealth, participantMetrics]
+    /// Every endpoint of a participant; the operator ones only when it has an operator secret.
+    public static let participantEndpoints: [WireEndpoint] = [
+        prepare, commit, abort, batch, participantHealth, participantMetrics, operatorInDoubt, operatorTransaction, operatorDecide,
+    ]
     /// Every endpoint of the protocol.
     public static let all: [WireEndpoint] = coordinatorEndpoints + participantEndpoints
 }
