@@ -159,10 +159,14 @@ func checkErrorBody(_ error: APIError, _ bytes: [UInt8]) {
 
 // MARK: Text fields
 
-/// The input as the text of a transaction id and of a service URL: the checks of path parameters
-/// and of the URL fields.
+/// The input as the text of a path parameter, a transaction id, a service URL and a listing's
+/// query: the checks of what is not a JSON body.
 func checkText(_ bytes: [UInt8]) {
-    guard bytes.count <= 4096, let text = String(validating: bytes, as: UTF8.self) else { return }
+    guard bytes.count <= 4096, let raw = String(validating: bytes, as: UTF8.self) else { return }
+    // A path parameter: decoding what encoding made gives it back; an id is checked decoded.
+    guard PercentEncoding.decoded(PercentEncoding.encoded(raw)) == raw else { violated("percent-encoding does not round-trip", bytes) }
+    let text = PercentEncoding.decoded(raw) ?? raw
+    checkListQuery(raw, bytes)
     do {
         let txid = try WireValidation.txid(text, field: "id")
         guard txid.rawValue == text else { violated("a valid id changes", bytes) }
@@ -178,4 +182,27 @@ func checkText(_ bytes: [UInt8]) {
     } catch {
         checkErrorBody(error, bytes)
     }
+}
+
+/// The input as a query string (`name=value&…`, decoded): a query that parses prints back to one
+/// that parses to the same query.
+func checkListQuery(_ text: String, _ bytes: [UInt8]) {
+    let parameters = text.split(separator: "&", omittingEmptySubsequences: false).map { item in
+        let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        return (name: PercentEncoding.decoded(parts[0]) ?? String(parts[0]),
+                value: parts.count > 1 ? PercentEncoding.decoded(parts[1]) ?? String(parts[1]) : "")
+    }
+    let query: ListQuery
+    do {
+        query = try ListQuery(parameters: parameters, limits: .default)
+    } catch {
+        checkErrorBody(error, bytes)
+        return
+    }
+    if let after = query.after, !ListQuery.isCursor(after) { violated("a listing took an `after` that is not a cursor", bytes) }
+    let printed = query.queryString.split(separator: "&").map { item in
+        let parts = item.split(separator: "=", maxSplits: 1)
+        return (name: String(parts[0]), value: String(parts[1]))
+    }
+    guard (try? ListQuery(parameters: printed, limits: .default)) == query else { violated("a listing query does not print back", bytes) }
 }

@@ -12,12 +12,13 @@
 # of building Hummingbird and NIO with the fuzzer's instrumentation. HTTPTypes comes from the
 # package's checkouts (`swift package resolve` fetches them if there are none).
 #
-# The corpus grows in Fuzz/json/.build/corpus (not committed), seeded from Fuzz/json/seeds;
-# crashing inputs are written to Fuzz/json/.build/artifacts. Exit status: libFuzzer's (0: no crash).
+# The corpus grows in Fuzz/json/.build/corpus (not committed; JSON_FUZZ_OUT moves .build), seeded
+# from Fuzz/json/seeds; crashing inputs are written to .build/artifacts. Exit status: libFuzzer's
+# (0: no crash).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-out="$here/.build"
+out="${JSON_FUZZ_OUT:-$here/.build}"  # where the build, corpus and crashes go
 mode="${1:-short}"
 [ $# -gt 0 ] && shift
 
@@ -52,7 +53,8 @@ build() {
         "$root"/Sources/ArbiterHTTP/DTO/*.swift \
         "$root"/Sources/ArbiterHTTP/Errors/*.swift \
         "$root"/Sources/ArbiterHTTP/WireLimits.swift \
-        "$root"/Sources/ArbiterHTTP/URLAuthority.swift
+        "$root"/Sources/ArbiterHTTP/URLAuthority.swift \
+        "$root"/Sources/ArbiterHTTP/PercentEncoding.swift
     echo "json-fuzz: built in $((SECONDS - started))s"
 }
 
