@@ -212,32 +212,38 @@ class Generator:
         for _ in range(self.rng.randint(1, 3)):
             containers = list(self._containers(doc))
             if not containers:
-                return self.rng.choice(self.WEIRD_VALUES)
+                return self.weird()
             container, key = self.rng.choice(containers)
             action = self.rng.randrange(5)
             if action == 0 and isinstance(container, dict) and key is not None:
                 del container[key]
             elif action == 1 and key is not None:
-                container[key] = self.rng.choice(self.WEIRD_VALUES)
+                container[key] = self.weird()
             elif action == 2 and isinstance(container, dict):
-                container[self.rng.choice(["extra", "id", "txid", "type", "op", "\u00e9", ""])] = self.rng.choice(self.WEIRD_VALUES)
+                container[self.rng.choice(["extra", "id", "txid", "type", "op", "\u00e9", ""])] = self.weird()
             elif action == 3 and isinstance(container, list) and container:
                 container.append(copy.deepcopy(self.rng.choice(container)))
             elif key is not None:
-                container[key] = [container[key]] * self.rng.randint(0, 3)
+                container[key] = [copy.deepcopy(container[key]) for _ in range(self.rng.randint(0, 3))]
         return doc
 
-    def _containers(self, node):
+    def weird(self):
+        """One of WEIRD_VALUES, copied: a shared one mutated later would change them all."""
+        return copy.deepcopy(self.rng.choice(self.WEIRD_VALUES))
+
+    def _containers(self, node, depth=0):
+        if depth > 32:
+            return
         if isinstance(node, dict):
             for key, value in node.items():
                 yield node, key
-                yield from self._containers(value)
+                yield from self._containers(value, depth + 1)
             if not node:
                 yield node, None
         elif isinstance(node, list):
             for index, value in enumerate(node):
                 yield node, index
-                yield from self._containers(value)
+                yield from self._containers(value, depth + 1)
             if not node:
                 yield node, None
 
@@ -576,6 +582,8 @@ class Campaign:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return body  # The strict parser refuses whatever Python's lenient one refuses.
+        except RecursionError:
+            return body  # Nested deeper than Python goes, far beyond the parser's 128 levels.
         if not self._loopback(document):
             return None
         return body
