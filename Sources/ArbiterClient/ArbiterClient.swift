@@ -152,17 +152,17 @@ public struct ArbiterClient: Sendable {
         }
     }
 
-    /// One page of the operators' listing, in ascending id order. Needs the operator secret.
+    /// One page of the operators' listing, oldest first. Needs the operator secret.
     ///
     /// - Parameters:
     ///   - state: Only transactions in this state.
     ///   - limit: The page size; the coordinator's default (100) when `nil`.
-    ///   - after: The previous page's ``TransactionPage/next``.
-    public func list(state: TransactionState? = nil, limit: Int? = nil, after: TxID? = nil) async throws(ArbiterClientError) -> TransactionPage {
+    ///   - after: The previous page's ``TransactionPage/next``, an opaque cursor.
+    public func list(state: TransactionState? = nil, limit: Int? = nil, after: String? = nil) async throws(ArbiterClientError) -> TransactionPage {
         var items: [String] = []
         if let state { items.append("state=\(state.rawValue)") }
         if let limit { items.append("limit=\(limit)") }
-        if let after { items.append("after=\(after.rawValue)") }
+        if let after { items.append("after=\(PercentEncoding.encoded(after))") }
         let query = items.isEmpty ? "" : "?" + items.joined(separator: "&")
         let token = operatorSecret ?? secret
         return try await withRetries { () async throws(WireCallError) -> TransactionPage in

@@ -16,6 +16,7 @@ struct CoordinatorRoutes: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: APIErrorMiddleware())
+        router.add(middleware: MethodNotAllowedMiddleware(endpoints: WireEndpoint.coordinatorEndpoints))
         router.get(RouterPath(WireEndpoint.coordinatorHealth.routerPath)) { _, _ in HealthResponse() }
         router.get(RouterPath(WireEndpoint.coordinatorReady.routerPath)) { _, _ -> ReadyResponse in
             try checkStorage()
@@ -142,7 +143,7 @@ struct CoordinatorRoutes: Sendable {
     private func list(_ request: Request) async throws -> TransactionPage {
         let query = try request.listQuery(limits: options.limits)
         let cursor = try query.after.map { after throws(APIError) in
-            guard let cursor = TransactionCursor(after.rawValue) else {
+            guard let cursor = TransactionCursor(after) else {
                 throw APIError.invalidValue("after", "not a cursor from a previous page's `next`")
             }
             return cursor

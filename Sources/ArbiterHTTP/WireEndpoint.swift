@@ -88,13 +88,25 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// `GET /readyz` on a participant: 503 while its database cannot be written.
     public static let participantReady = WireEndpoint(.participant, .get, "/readyz", access: .open)
 
+    // MARK: Participant operators
+
+    /// `GET /v1/operator/in-doubt`: the transactions prepared here and waiting for their decision.
+    public static let operatorInDoubt = WireEndpoint(.participant, .get, "/v1/operator/in-doubt", access: .operatorToken)
+    /// `GET /v1/operator/transactions/{txid}`: one transaction as this participant holds it.
+    public static let operatorTransaction = WireEndpoint(.participant, .get, "/v1/operator/transactions/{txid}", access: .operatorToken)
+    /// `POST /v1/operator/transactions/{txid}/decide`: an operator's heuristic decision.
+    public static let operatorDecide = WireEndpoint(.participant, .post, "/v1/operator/transactions/{txid}/decide", access: .operatorToken)
+    /// `GET /v1/operator/audit`: the operators' actions at this participant, newest first.
+    public static let operatorAudit = WireEndpoint(.participant, .get, "/v1/operator/audit", access: .operatorToken)
+
     /// Every endpoint of the coordinator.
     public static let coordinatorEndpoints: [WireEndpoint] = [
         submit, submitBatch, transaction, list, outcome, coordinatorHealth, coordinatorReady, metrics,
     ]
-    /// Every endpoint of a participant.
+    /// Every endpoint of a participant; the operator ones only when it has operator tokens.
     public static let participantEndpoints: [WireEndpoint] = [
         prepare, commit, abort, batch, participantHealth, participantReady, participantMetrics,
+        operatorInDoubt, operatorTransaction, operatorDecide, operatorAudit,
     ]
     /// Every endpoint of the protocol.
     public static let all: [WireEndpoint] = coordinatorEndpoints + participantEndpoints

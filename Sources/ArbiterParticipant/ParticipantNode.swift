@@ -266,6 +266,9 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private func makeRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIErrorMiddleware())
+        router.add(middleware: MethodNotAllowedMiddleware(endpoints: WireEndpoint.participantEndpoints.filter {
+            $0.access != .operatorToken || !options.operatorTokens.isEmpty
+        }))
         router.get(RouterPath(WireEndpoint.participantHealth.path)) { _, _ in HealthResponse() }
         router.get(RouterPath(WireEndpoint.participantReady.path)) { _, _ -> ReadyResponse in
             try await self.checkStorage()

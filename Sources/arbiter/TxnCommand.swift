@@ -44,7 +44,6 @@ struct TxnCommand: AsyncParsableCommand {
                 return state
             }
             let secret = try readPresentedToken(operatorSecretFile, option: "--operator-secret-file")
-            let after = try after.map { try TxID($0) }
             try await withClient(connection, secret: secret, operatorSecret: secret) { client in
                 let page = try await client.list(state: state, limit: limit, after: after)
                 print(pad("ID", 40), pad("STATE", 11), pad("OUTCOME", 10), pad("CREATED", 25), "REASON")

@@ -19,7 +19,7 @@ func makeCoordinatorStub(
         let query = try request.listQuery(limits: .default)
         return TransactionPage(
             transactions: [TransactionView(id: "t-1", state: query.state ?? .committed, branches: [], createdAt: WireTimestamp.string(millisecondsSinceEpoch: 0))],
-            next: query.limit == 1 ? "t-1" : nil
+            next: query.limit == 1 ? "41" : nil
         )
     }
     let protected = router.group("/v1").add(middleware: BearerTokenMiddleware(accepting: [TestSecrets.protocolSecret, TestSecrets.operatorSecret]))
@@ -230,9 +230,9 @@ struct ClientTests {
                 #expect(try await client.outcome(txid("decided")) == .committed)
                 #expect(try await client.outcome(txid("other")) == .pending)
 
-                let page = try await client.list(state: .aborting, limit: 1, after: txid("t-0"))
+                let page = try await client.list(state: .aborting, limit: 1, after: "40")
                 #expect(page.transactions.map(\.state) == [.aborting])
-                #expect(page.next == "t-1")
+                #expect(page.next == "41")
             }
         }
     }

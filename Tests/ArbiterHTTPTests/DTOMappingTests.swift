@@ -132,9 +132,9 @@ struct DTOMappingTests {
 
     @Test("the listing query parses, refuses bad parameters and prints back")
     func listQuery() throws {
-        let query = try ListQuery(parameters: [(name: "state", value: "committing"), (name: "limit", value: "10"), (name: "after", value: "t-9")], limits: .default)
-        #expect(query == ListQuery(state: .committing, limit: 10, after: txid("t-9")))
-        #expect(query.queryString == "state=committing&limit=10&after=t-9")
+        let query = try ListQuery(parameters: [(name: "state", value: "committing"), (name: "limit", value: "10"), (name: "after", value: "9")], limits: .default)
+        #expect(query == ListQuery(state: .committing, limit: 10, after: "9"))
+        #expect(query.queryString == "state=committing&limit=10&after=9")
         #expect(try ListQuery(parameters: [], limits: .default).limit == 100)
 
         let cases: [([(name: String, value: String)], String)] = [
@@ -143,6 +143,9 @@ struct DTOMappingTests {
             ([(name: "limit", value: "1001")], "limit"),
             ([(name: "limit", value: "ten")], "limit"),
             ([(name: "after", value: "bad id")], "after"),
+            ([(name: "after", value: "t-9")], "after"),
+            ([(name: "after", value: "-1")], "after"),
+            ([(name: "after", value: "9223372036854775808")], "after"),
             ([(name: "status", value: "committed")], "status"),
             ([(name: "limit", value: "1"), (name: "limit", value: "2")], "limit"),
         ]

@@ -316,11 +316,13 @@ public struct TransactionView: Codable, Hashable, Sendable {
     }
 }
 
-/// `GET /v1/transactions` response: a page of transactions in ascending id order.
+/// `GET /v1/transactions` response: a page of transactions in the order the coordinator recorded
+/// them.
 public struct TransactionPage: Codable, Hashable, Sendable {
-    /// The page's transactions, in ascending id order.
+    /// The page's transactions, oldest first.
     public var transactions: [TransactionView]
-    /// Pass as `after` to get the next page; absent on the last page.
+    /// The cursor to pass as `after` to get the next page (an opaque ``ListQuery/isCursor(_:)``
+    /// string, not a transaction id); absent on the last page.
     public var next: String?
 
     /// Makes a value from its members, as they travel on the wire.
@@ -380,11 +382,12 @@ public struct ListQuery: Hashable, Sendable {
     public var state: TransactionState?
     /// The page size, in 1...``WireLimits/listLimitMax``.
     public var limit: Int
-    /// Only transactions whose id sorts after this one (the previous page's `next`).
-    public var after: TxID?
+    /// Only transactions recorded after the one this cursor points at: the previous page's
+    /// `next`, an opaque string of decimal digits (see ``isCursor(_:)``).
+    public var after: String?
 
     /// Makes a query from its parts.
-    public init(state: TransactionState? = nil, limit: Int, after: TxID? = nil) {
+    public init(state: TransactionState? = nil, limit: Int, after: String? = nil) {
         self.state = state
         self.limit = limit
         self.after = after
@@ -397,7 +400,7 @@ public struct ListQuery: Hashable, Sendable {
     public init(parameters: some Sequence<(name: String, value: String)>, limits: WireLimits) throws(APIError) {
         var state: TransactionState?
         var limit: Int?
-        var after: TxID?
+        var after: String?
         var seen = Set<String>()
         for (name, value) in parameters {
             guard ListQuery.parameterNames.contains(name) else {
@@ -418,19 +421,28 @@ public struct ListQuery: Hashable, Sendable {
                 }
                 limit = parsed
             default:
-                after = try WireValidation.txid(value, field: "after")
+                guard ListQuery.isCursor(value) else {
+                    throw APIError.invalidValue("after", "`after`: \"\(WireValidation.abbreviated(value))\" is not a cursor; pass a previous page's `next`")
+                }
+                after = value
             }
         }
         self.init(state: state, limit: limit ?? limits.listLimitDefault, after: after)
     }
 
+    /// Whether `text` has the form of a listing cursor: 1 to 19 decimal digits, at most
+    /// 9223372036854775807 (a position in the coordinator's log; clients treat it as opaque).
+    public static func isCursor(_ text: String) -> Bool {
+        text.utf8.count <= 19 && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } && Int64(text) != nil
+    }
+
     /// The query string for this query, without the leading `?`. Values need no escaping: states,
-    /// integers and transaction ids use only URL-safe characters.
+    /// integers and cursors use only URL-safe characters.
     public var queryString: String {
         var items: [String] = []
         if let state { items.append("state=\(state.rawValue)") }
         items.append("limit=\(limit)")
-        if let after { items.append("after=\(after.rawValue)") }
+        if let after { items.append("after=\(after)") }
         return items.joined(separator: "&")
     }
 }

@@ -44,6 +44,8 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let idInUse: Code = "id_in_use"
         /// The request body is larger than the limit. 413.
         public static let bodyTooLarge: Code = "body_too_large"
+        /// The request body's `Content-Type` is not `application/json`. 415.
+        public static let unsupportedMediaType: Code = "unsupported_media_type"
         /// Something failed inside the server; the message does not reveal what. 500.
         public static let `internal`: Code = "internal"
         /// The server cannot take the request now (starting, stopping, overloaded); retry later. 503.
@@ -57,8 +59,8 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         /// Every code the API sends, as `schemas/openapi.yaml` lists them.
         public static let all: [Code] = [
             .invalidJSON, .missingField, .wrongType, .invalidValue, .limitExceeded, .duplicateParticipant,
-            .unknownParticipant, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge, .internal, .unavailable,
-            .storageUnavailable, .outcomeUnknown,
+            .unknownParticipant, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge,
+            .unsupportedMediaType, .internal, .unavailable, .storageUnavailable, .outcomeUnknown,
         ]
     }
 

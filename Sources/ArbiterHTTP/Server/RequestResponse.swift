@@ -59,9 +59,12 @@ extension Request {
     /// A declared `Content-Length` over the limit is refused before anything is read.
     ///
     /// - Throws: ``APIError`` `body_too_large` (413) for a body over the limit, `invalid_json`
-    ///   for an empty or malformed body, and the decoding errors of ``WireJSON/decode(_:from:)``;
-    ///   the underlying error when the connection fails while the body is read.
+    ///   for an empty or malformed body, `unsupported_media_type` (415) for a `Content-Type` that
+    ///   is present and not `application/json` (an absent one is taken as JSON), and the decoding
+    ///   errors of ``WireJSON/decode(_:from:)``; the underlying error when the connection fails
+    ///   while the body is read.
     public func decodeWire<T: Decodable>(_ type: T.Type, bodySizeMax: Int) async throws -> T {
+        try WireContentType.check(headers[.contentType])
         if let declared = headers[.contentLength], let length = Int(declared), length > bodySizeMax {
             throw APIError.bodyTooLarge(limit: bodySizeMax)
         }
@@ -77,12 +80,17 @@ extension Request {
         return try WireJSON.decode(type, from: buffer)
     }
 
-    /// The transaction id in path parameter `name` (`/v1/transactions/{id}`).
+    /// The transaction id in path parameter `name` (`/v1/transactions/{id}`), percent-decoded
+    /// (`a%3Ab` is `a:b`).
     ///
-    /// - Throws: ``APIError`` naming the parameter when it is missing or not a valid id.
+    /// - Throws: ``APIError`` naming the parameter when it is missing, badly percent-encoded or
+    ///   not a valid id.
     public func txid(pathParameter name: String = "id", context: some RequestContext) throws(APIError) -> TxID {
-        guard let text = context.parameters.get(name) else {
+        guard let encoded = context.parameters.get(name) else {
             throw APIError.invalidValue(name, "path parameter `\(name)` is missing")
+        }
+        guard let text = PercentEncoding.decoded(encoded) else {
+            throw APIError.invalidValue(name, "path parameter `\(name)`: a `%` must be followed by two hex digits of UTF-8")
         }
         return try WireValidation.txid(text, field: name)
     }
