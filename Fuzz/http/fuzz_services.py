@@ -67,9 +67,9 @@ CLIENT_TIMEOUT_S = 30
 # contract does not cover: their statuses, and any other method on them (the bank does not list
 # them for 405).
 BANK_ROUTES = {
-    ("POST", "/accounts"): {"201", "400", "401", "409", "413", "415"},
-    ("GET", "/accounts"): {"200", "401"},
-    ("GET", "/accounts/{id}"): {"200", "400", "401", "404"},
+    ("POST", "/accounts"): {"201", "400", "401", "403", "409", "413", "415"},
+    ("GET", "/accounts"): {"200", "401", "403"},
+    ("GET", "/accounts/{id}"): {"200", "400", "401", "403", "404"},
 }
 
 
@@ -160,7 +160,9 @@ class Generator:
         if name == "payload":
             return self.payload()
         if name in ("participant",):
-            return self.rng.choice([self.bank_url] * 8 + [self.dead_url, self.bank_url + "/"])
+            # Registered names and URLs mostly, now and then one the registry does not hold.
+            return self.rng.choice([self.bank_url] * 4 + ["bank"] * 4 + [self.dead_url, "dead", self.bank_url + "/",
+                                                                         "http://127.0.0.1:9/unregistered", "nobody"])
         if name == "coordinator":
             return self.coordinator_url
         if name in ("txid", "id"):
@@ -290,7 +292,12 @@ def free_port():
 
 
 def read_token(path):
-    return pathlib.Path(path).read_text().strip()
+    """The first token of a token file: one token per line, optionally `name:token`."""
+    for line in pathlib.Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return line.split(":", 1)[1] if ":" in line else line
+    raise SystemExit(f"fuzz: no token in {path}")
 
 
 class Services:
@@ -306,24 +313,31 @@ class Services:
             self.tokens = self._tokens_from_files(args)
             return
         self.directory = pathlib.Path(tempfile.mkdtemp(prefix="arbiter-fuzz-"))
-        secret = self.directory / "secret"
-        operator = self.directory / "operator-secret"
-        secret.write_text("fuzz-protocol-" + os.urandom(8).hex() + "\n")
-        operator.write_text("fuzz-operator-" + os.urandom(8).hex() + "\n")
-        for name in ("coordinator_token_file", "participant_token_file"):
+        # A credential per role: clients, the coordinator<->participant protocol, operators.
+        files = {
+            "coordinator_token_file": ("client-tokens", "fuzz-client:client-"),
+            "participant_token_file": ("protocol-secret", "protocol-"),
+            "coordinator_operator_token_file": ("coordinator-operator-tokens", "fuzz-ops:coordinator-operator-"),
+            "bank_operator_token_file": ("bank-operator-tokens", "fuzz-ops:bank-operator-"),
+        }
+        for name, (file, prefix) in files.items():
             if getattr(args, name) is None:
-                setattr(args, name, str(secret))
-        for name in ("coordinator_operator_token_file", "bank_operator_token_file"):
-            if getattr(args, name) is None:
-                setattr(args, name, str(operator))
+                path = self.directory / file
+                path.write_text(prefix + os.urandom(8).hex() + "\n")
+                setattr(args, name, str(path))
         self.tokens = self._tokens_from_files(args)
         coordinator_port, bank_port = free_port(), free_port()
         self.coordinator_url = f"http://127.0.0.1:{coordinator_port}"
         self.bank_url = f"http://127.0.0.1:{bank_port}"
+        # The participants the coordinator may call: the bank, and a port nobody listens on.
+        self.dead_url = f"http://127.0.0.1:{free_port()}"
+        registry = self.directory / "participants"
+        registry.write_text(f"bank {self.bank_url}\ndead {self.dead_url}\n")
         build = pathlib.Path(args.build_dir)
         self._start("coordinator", [
             str(build / "arbiter"), "coordinator", "--data", str(self.directory / "coordinator"),
             "--port", str(coordinator_port), "--secret-file", args.participant_token_file,
+            "--client-secret-file", args.coordinator_token_file, "--participants", str(registry),
             "--operator-secret-file", args.coordinator_operator_token_file,
             "--prepare-timeout-ms", "1000", "--retry-initial-ms", "50", "--retry-max-ms", "500",
             "--log-level", "error",
@@ -331,6 +345,7 @@ class Services:
         self._start("bank", [
             str(build / "bank-node"), "--data", str(self.directory / "bank"), "--port", str(bank_port),
             "--coordinator", self.coordinator_url, "--secret-file", args.participant_token_file,
+            "--client-secret-file", args.coordinator_token_file,
             "--operator-secret-file", args.bank_operator_token_file,
             "--inquiry-timeout-ms", "300", "--inquiry-retry-initial-ms", "100", "--inquiry-retry-max-ms", "500",
             "--log-level", "error",
@@ -464,7 +479,7 @@ class Campaign:
         self.services = services
         self.contract = contract
         self.rng = rng
-        self.generator = Generator(contract, rng, services.bank_url, f"http://127.0.0.1:{free_port()}",
+        self.generator = Generator(contract, rng, services.bank_url, getattr(services, "dead_url", f"http://127.0.0.1:{free_port()}"),
                                    services.coordinator_url)
         self.lock = threading.Lock()
         self.sent = 0
@@ -491,21 +506,23 @@ class Campaign:
         tokens = self.services.tokens
         key = (self.contract_service(service), method, template)
         if key not in self.contract.operations:
-            # The bank's own routes take the protocol secret; a method the route does not serve,
+            # The bank's own routes take the clients' tokens; a method the route does not serve,
             # whatever the route takes.
             if service == "bank" and (method, template) in BANK_ROUTES:
-                return [tokens["participant"]]
+                return [tokens["client"]]
             for other in METHODS:
                 if (self.contract_service(service), other, template) in self.contract.operations:
                     return self.accepted_tokens(service, template, other)
             if service == "bank" and any(t == template for (_, t) in BANK_ROUTES):
-                return [tokens["participant"]]
+                return [tokens["client"]]
             return []
         schemes = self.contract.security(*key)
         if service == "coordinator":
             accepted = []
+            if "clientToken" in schemes:
+                accepted.append(tokens["client"])
             if "protocolToken" in schemes:
-                accepted.append(tokens["participant"] if template == "/v1/transactions/{id}/outcome" else tokens["client"])
+                accepted.append(tokens["participant"])
             if "operatorToken" in schemes:
                 accepted.append(tokens["coordinatorOperator"])
             return accepted
@@ -718,8 +735,9 @@ class Campaign:
             return self.violation(f"{where}: {code} is not documented (documented: {sorted(documented)}) {body[:200]!r}")
         if expect_refusal and not code.startswith("4"):
             return self.violation(f"{where}: {code} for a request refused by construction ({expect_refusal})")
-        if expect_refusal == "credentials" and code != "401" and not bank_route:
-            return self.violation(f"{where}: {code}, not 401, without valid credentials")
+        if expect_refusal == "credentials" and code not in ("401", "403") and not bank_route:
+            # No known token: 401; another role's token: 403.
+            return self.violation(f"{where}: {code}, not 401 or 403, without valid credentials")
         if code.startswith("4"):
             self.check_error_body(where, code, body, method)
 
@@ -757,7 +775,7 @@ class Campaign:
     def snapshot(self):
         tokens = self.services.tokens
         state = {}
-        status, _, body = request(self.services.bank_url, "GET", "/accounts", {"Authorization": "Bearer " + tokens["participant"]})
+        status, _, body = request(self.services.bank_url, "GET", "/accounts", {"Authorization": "Bearer " + tokens["client"]})
         state["accounts"] = json.loads(body) if status == 200 else status
         status, _, body = request(self.services.bank_url, "GET", "/v1/operator/in-doubt", {"Authorization": "Bearer " + tokens["bankOperator"]})
         state["inDoubt"] = json.loads(body) if status == 200 else status
@@ -809,7 +827,7 @@ class Campaign:
     def setup_accounts(self):
         for account in ACCOUNTS:
             request(self.services.bank_url, "POST", "/accounts",
-                    {"Authorization": "Bearer " + self.services.tokens["participant"], "Content-Type": "application/json"},
+                    {"Authorization": "Bearer " + self.services.tokens["client"], "Content-Type": "application/json"},
                     json.dumps({"id": account, "balance": 1_000_000}).encode())
 
     def run(self, total, workers, deadline):
