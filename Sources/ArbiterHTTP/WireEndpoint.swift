@@ -88,9 +88,17 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// `GET /readyz` on a participant: 503 while its database cannot be written.
     public static let participantReady = WireEndpoint(.participant, .get, "/readyz", access: .open)
 
+    /// `POST /v1/operator/transactions/{id}/retry`: an operator resends phase 2 now (audited).
+    public static let operatorRetry = WireEndpoint(.coordinator, .post, "/v1/operator/transactions/{id}/retry", access: .operatorToken)
+    /// `GET /v1/operator/stuck`: transactions not ended past a threshold, with who owes what.
+    public static let operatorStuck = WireEndpoint(.coordinator, .get, "/v1/operator/stuck", access: .operatorToken)
+    /// `GET /v1/operator/audit`: the coordinator's operator audit trail.
+    public static let operatorAudit = WireEndpoint(.coordinator, .get, "/v1/operator/audit", access: .operatorToken)
+
     /// Every endpoint of the coordinator.
     public static let coordinatorEndpoints: [WireEndpoint] = [
         submit, submitBatch, transaction, list, outcome, coordinatorHealth, coordinatorReady, metrics,
+        operatorRetry, operatorStuck, operatorAudit,
     ]
     /// Every endpoint of a participant.
     public static let participantEndpoints: [WireEndpoint] = [
