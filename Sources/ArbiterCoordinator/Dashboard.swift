@@ -2,7 +2,6 @@ import ArbiterCore
 import ArbiterHTTP
 import ArbiterStorage
 import Foundation
-import HTTPTypes
 import Hummingbird
 import Synchronization
 
@@ -113,7 +112,7 @@ struct OperatorMiddleware: RouterMiddleware {
                 return APIError.unauthorized("the dashboard session has expired or is unknown; log in again at /dashboard").response()
             }
             if request.method != .get && request.method != .head {
-                guard let csrf = request.headers[HTTPField.Name("X-CSRF-Token")!], csrf == session.csrf else {
+                guard let csrf = request.headers[.csrfToken], csrf == session.csrf else {
                     return APIError.forbidden("a dashboard request that changes something needs the session's X-CSRF-Token header").response()
                 }
             }
@@ -300,7 +299,7 @@ extension CoordinatorRoutes {
     static func html(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [
             .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
-            HTTPField.Name("Content-Security-Policy")!: "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            .contentSecurityPolicy: "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
