@@ -26,7 +26,7 @@ final class DashboardSessions: Sendable {
     private let sessions = Mutex<[String: Session]>([:])
     private let links = Mutex<[String: (actor: String, expires: ContinuousClock.Instant)]>([:])
 
-    init(lifetime: Duration = .seconds(8 * 3600), linkLifetime: Duration = .seconds(60)) {
+    init(lifetime: Duration = .seconds(8 * 3600), linkLifetime: Duration = .seconds(300)) {
         self.lifetime = lifetime
         self.linkLifetime = linkLifetime
     }

@@ -18,7 +18,7 @@ let chromiumPath: String? = {
 ///
 /// Chromium cannot be handed a cookie on its command line, so the test logs in the way a script
 /// would: `POST /dashboard/login` with the operator token and `link=1` returns a one-time link
-/// (valid 60 s, redeemed once) that sets the session cookie and redirects to the page.
+/// (valid 5 minutes, redeemed once) that sets the session cookie and redirects to the page.
 @Suite("Dashboard in a browser", .enabled(if: chromiumPath != nil, "chromium is not installed (apt-get install -y chromium); the dashboard browser test is skipped"))
 struct DashboardBrowserTests {
     @Test("the page shows counts, throughput, the stuck transaction and who owes it, participants and the audit trail")
