@@ -16,7 +16,7 @@ out=../Sources/ArbiterStorage/Schemas.swift
     echo 'enum Schemas {'
     # Every file, in the order its migrations run; coordinator.v2.sql becomes coordinator_v2, and
     # coordinator.v3.table.sql (a table's new definition) coordinator_v3_table.
-    for file in coordinator.sql coordinator.v2.sql coordinator.v3.table.sql coordinator.v3.sql participant.sql participant.v2.table.sql participant.v2.sql participant.v3.sql; do
+    for file in coordinator.sql coordinator.v2.sql coordinator.v3.table.sql coordinator.v3.sql coordinator.v4.sql participant.sql participant.v2.table.sql participant.v2.sql participant.v3.sql; do
         name=$(basename "$file" .sql | tr . _)
         echo "    /// \`schemas/$file\`."
         echo "    static let $name = #\"\"\""

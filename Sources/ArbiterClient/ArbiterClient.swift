@@ -174,6 +174,47 @@ public struct ArbiterClient: Sendable {
         }
     }
 
+    /// Transactions not ended at least `olderThanMs` after they were first recorded, oldest first,
+    /// with the participants that owe them a vote or an acknowledgement (needs the operator token).
+    public func stuck(olderThanMs: Int64 = 0, limit: Int? = nil) async throws(ArbiterClientError) -> StuckList {
+        let query = "?olderThanMs=\(olderThanMs)" + (limit.map { "&limit=\($0)" } ?? "")
+        let token = operatorSecret ?? secret
+        return try await withRetries { () async throws(WireCallError) -> StuckList in
+            try await WireCall.call(
+                httpClient, method: .GET, url: coordinator + WireEndpoint.operatorStuck.path + query, body: nil,
+                secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: StuckList.self, logger: logger)
+        }
+    }
+
+    /// Resends the decision of `id` now to the participants that have not acknowledged it, without
+    /// waiting for the coordinator's backoff (needs the operator token; audited with `reason`).
+    /// Not retried on failure: an operator's action runs once per call.
+    public func retryPhaseTwo(_ id: TxID, reason: String) async throws(ArbiterClientError) -> RetryResponse {
+        let token = operatorSecret ?? secret
+        do {
+            return try await WireCall.call(
+                httpClient, method: .POST, url: coordinator + "/v1/operator/transactions/\(id.rawValue)/retry",
+                body: RetryRequest(reason: reason), secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax,
+                as: RetryResponse.self, logger: logger)
+        } catch {
+            throw ArbiterClientError(error, attemptCount: 1)
+        }
+    }
+
+    /// The coordinator's operator audit trail, newest first (needs the operator token).
+    public func operatorAudit(limit: Int? = nil, before: Int64? = nil) async throws(ArbiterClientError) -> OperatorAuditTrail {
+        var items: [String] = []
+        if let limit { items.append("limit=\(limit)") }
+        if let before { items.append("before=\(before)") }
+        let query = items.isEmpty ? "" : "?" + items.joined(separator: "&")
+        let token = operatorSecret ?? secret
+        return try await withRetries { () async throws(WireCallError) -> OperatorAuditTrail in
+            try await WireCall.call(
+                httpClient, method: .GET, url: coordinator + WireEndpoint.operatorAudit.path + query, body: nil,
+                secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: OperatorAuditTrail.self, logger: logger)
+        }
+    }
+
     /// The coordinator's answer to an in-doubt inquiry: `committed`, `aborted` (also for an
     /// unknown id: presumed abort) or `pending`.
     ///

@@ -81,6 +81,8 @@ public final class CoordinatorEngine: Sendable {
     /// of a sleeping task per request.
     let timers: TimerService<EngineTimer>
     let metrics: CoordinatorMetrics
+    /// Finished transactions per second, for the dashboard.
+    let activity = ActivityRing()
     private let logger: Logger
     private let state: Mutex<State>
     private let storageWake: AsyncStream<Void>.Continuation
@@ -117,12 +119,47 @@ public final class CoordinatorEngine: Sendable {
 
     // MARK: - Events
 
-    /// Feeds `event` to the machine and dispatches its effects in order.
-    func handle(_ event: CoordinatorEvent) {
+    /// Feeds `event` to the machine and dispatches its effects in order; returns how many
+    /// messages it sent.
+    @discardableResult
+    func handle(_ event: CoordinatorEvent) -> Int {
         state.withLock { state in
             let effects = state.machine.handle(event)
             dispatch(effects, &state)
+            return effects.count(where: { if case .send = $0 { true } else { false } })
         }
+    }
+
+    /// What came of an operator's ``retryPhaseTwoNow(_:)``.
+    public enum RetryResult: Hashable, Sendable {
+        /// The decision went out again, now, to these participants.
+        case resent([ParticipantID])
+        /// The machine is not in phase 2 of the transaction: undecided (`phase` set), or not
+        /// driven any more (`phase` nil: ended, or never seen).
+        case notOwed(CoordinatorPhase?)
+    }
+
+    /// Resends the decision of `txid` now to every participant that has not acknowledged it,
+    /// without waiting for the retry timer (an operator's lever).
+    public func retryPhaseTwoNow(_ txid: TxID) -> RetryResult {
+        let result = state.withLock { state -> RetryResult in
+            guard let owing = state.machine.owingAcknowledgement(txid) else {
+                return .notOwed(state.machine.phase(of: txid))
+            }
+            let effects = state.machine.handle(.retryPhaseTwoNow(txid))
+            dispatch(effects, &state)
+            return .resent(owing)
+        }
+        if case .resent(let participants) = result {
+            metrics.phaseTwoRetries.increment(by: Int64(participants.count))
+            links.poke()
+        }
+        return result
+    }
+
+    /// For each participant, how many acknowledgements of decisions the machine still waits for.
+    public func owedAcknowledgements() -> [ParticipantID: Int] {
+        state.withLock { $0.machine.owedAcknowledgementCounts() }
     }
 
     private func dispatch(_ effects: [CoordinatorEffect], _ state: inout State) {
@@ -150,9 +187,9 @@ public final class CoordinatorEngine: Sendable {
                 if let reason, state.waiters[txid] != nil { state.reasons[txid] = reason }
                 resume(txid, .outcome(txid, outcome, reason: reason), waiting: .decision, &state)
             case .complete(let txid, let outcome):
-                if let started = state.started.removeValue(forKey: txid) {
-                    metrics.completionLatency.recordNanoseconds((clock.now - started).nanoseconds)
-                }
+                let started = state.started.removeValue(forKey: txid)
+                if let started { metrics.completionLatency.recordNanoseconds((clock.now - started).nanoseconds) }
+                activity.record(outcome, latency: started.map { clock.now - $0 })
                 metrics.transactions(outcome).increment()
                 let reason = state.reasons.removeValue(forKey: txid)
                 resume(txid, .outcome(txid, outcome, reason: reason), waiting: nil, &state)
@@ -452,7 +489,9 @@ public final class CoordinatorEngine: Sendable {
         while !Task.isCancelled {
             for timer in timers.takeDue() {
                 switch timer {
-                case .machine(let id): handle(.timerFired(id))
+                case .machine(let id):
+                    let sent = handle(.timerFired(id))
+                    if id.kind == .phaseTwoRetry, sent > 0 { metrics.phaseTwoRetries.increment(by: Int64(sent)) }
                 case .clientDeadline(let key): expire(key)
                 }
             }

@@ -1,5 +1,6 @@
 import ArbiterCore
 import ArbiterStorage
+import Foundation
 import Prometheus
 
 /// The coordinator's Prometheus metrics (`GET /metrics`).
@@ -16,6 +17,10 @@ final class CoordinatorMetrics: Sendable {
     private let logWrites: Gauge
     private let batchSizeLargest: Gauge
     private let batchSizeMean: Gauge
+    /// Phase-2 messages sent again: by the retry timer, or by an operator's retry.
+    let phaseTwoRetries: Counter
+    private let oldestUndecided: Gauge
+    private let oldestUnacknowledged: Gauge
 
     init() {
         let latencyBuckets: [Duration] = [
@@ -39,6 +44,42 @@ final class CoordinatorMetrics: Sendable {
         logWrites = registry.makeGauge(descriptor: Self.name("log_write_requests", help: "Write requests to the decision log since start."))
         batchSizeLargest = registry.makeGauge(descriptor: Self.name("log_batch_size_max", help: "Largest number of requests committed together."))
         batchSizeMean = registry.makeGauge(descriptor: Self.name("log_batch_size_mean", help: "Mean number of requests committed together."))
+        phaseTwoRetries = registry.makeCounter(descriptor: Self.name("phase_two_retries_total",
+            help: "Commit or abort messages sent again to a participant that had not acknowledged (timer or operator)."))
+        oldestUndecided = registry.makeGauge(descriptor: Self.name("oldest_undecided_seconds",
+            help: "Age of the oldest transaction recorded and not yet decided; 0 when none."))
+        oldestUnacknowledged = registry.makeGauge(descriptor: Self.name("oldest_unacknowledged_seconds",
+            help: "Time since the decision of the oldest transaction whose phase 2 is still owed; 0 when none."))
+    }
+
+    /// What the operator's metrics read at each scrape, besides the log's counters.
+    struct Snapshot: Sendable {
+        var reachability: [ParticipantLinks.Reachability]
+        var owed: [ParticipantID: Int]
+        var undecidedSince: Date?
+        var unacknowledgedSince: Date?
+    }
+
+    private func participantGauges(_ snapshot: Snapshot) {
+        var participants = Set(snapshot.owed.keys)
+        for entry in snapshot.reachability { participants.insert(entry.participant) }
+        let reachability = Dictionary(snapshot.reachability.map { ($0.participant, $0) }, uniquingKeysWith: { a, _ in a })
+        for participant in participants {
+            let labels = [("participant", participant.rawValue)]
+            registry.makeGauge(descriptor: Self.name("outstanding_messages",
+                help: "Messages to the participant queued or in requests not yet answered."), labels: labels)
+                .set(Int64(reachability[participant]?.outstandingMessages ?? 0))
+            registry.makeGauge(descriptor: Self.name("owed_acknowledgements",
+                help: "Decided transactions still waiting for the participant's acknowledgement."), labels: labels)
+                .set(Int64(snapshot.owed[participant] ?? 0))
+            registry.makeGauge(descriptor: Self.name("unreachable_seconds",
+                help: "How long every request to the participant has failed; 0 while it answers."), labels: labels)
+                .set(Self.seconds(reachability[participant]?.unreachableFor ?? .zero))
+        }
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// The metric `arbiter_NAME`.
@@ -49,7 +90,13 @@ final class CoordinatorMetrics: Sendable {
     func transactions(_ outcome: Outcome) -> Counter { outcome == .committed ? committed : aborted }
 
     /// The Prometheus text, with the log's counters read now.
-    func exposition(log statistics: GroupCommitStatistics) -> String {
+    func exposition(log statistics: GroupCommitStatistics, snapshot: Snapshot? = nil) -> String {
+        if let snapshot {
+            participantGauges(snapshot)
+            let now = Date()
+            oldestUndecided.set(snapshot.undecidedSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+            oldestUnacknowledged.set(snapshot.unacknowledgedSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        }
         fsyncs.set(Int64(statistics.forcedBatchCount))
         lazyCommits.set(Int64(statistics.lazyBatchCount))
         logWrites.set(Int64(statistics.requestCount))

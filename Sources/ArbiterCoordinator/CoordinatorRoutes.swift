@@ -12,6 +12,8 @@ struct CoordinatorRoutes: Sendable {
     let options: CoordinatorOptions
     let metrics: CoordinatorMetrics
     let keyring: Keyring
+    /// The dashboard's browser sessions.
+    let sessions: DashboardSessions
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
@@ -23,13 +25,19 @@ struct CoordinatorRoutes: Sendable {
             return ReadyResponse()
         }
         router.get(RouterPath(WireEndpoint.metrics.routerPath)) { _, _ in
-            WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics))
+            WireResponse.prometheus(metrics.exposition(log: engine.log.writer.statistics, snapshot: await metricsSnapshot()))
         }
         // Operator listing: operators only; without operator tokens, the listing is off.
         if keyring.hasTokens(for: .operator) {
-            router.group()
-                .add(middleware: RoleMiddleware(keyring, allowing: [.operator], realm: "arbiter-operator"))
-                .get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
+            let operatorRoutes = router.group()
+                .add(middleware: OperatorMiddleware(keyring: keyring, sessions: sessions))
+            operatorRoutes.get(RouterPath(WireEndpoint.list.routerPath)) { request, _ in try await list(request) }
+            operatorRoutes.get(RouterPath(WireEndpoint.operatorStuck.routerPath)) { request, _ in try await stuck(request) }
+            operatorRoutes.get(RouterPath(WireEndpoint.operatorAudit.routerPath)) { request, _ in try await auditTrail(request) }
+            operatorRoutes.post(RouterPath(WireEndpoint.operatorRetry.routerPath)) { request, context in
+                try await retry(request, context)
+            }
+            dashboardRoutes(router, operatorRoutes)
         } else {
             router.get(RouterPath(WireEndpoint.list.routerPath)) { _, _ -> Response in
                 throw APIError.forbidden("the transaction listing is off: start the coordinator with --operator-secret-file")
@@ -52,6 +60,113 @@ struct CoordinatorRoutes: Sendable {
                 return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
             }
         return router
+    }
+
+    /// What `/metrics` reads besides counters; the log's ages are left out when it cannot be read.
+    func metricsSnapshot() async -> CoordinatorMetrics.Snapshot {
+        let ages = try? await engine.log.oldestOpen()
+        return CoordinatorMetrics.Snapshot(
+            reachability: engine.links.reachability(), owed: engine.owedAcknowledgements(),
+            undecidedSince: ages?.undecidedSince, unacknowledgedSince: ages?.unacknowledgedSince)
+    }
+
+    // MARK: - Operator levers
+
+    /// `POST /v1/operator/transactions/{id}/retry`: resends the decision now to every participant
+    /// that has not acknowledged it. Audited: the row is forced before the machine acts, its result
+    /// after; a refused retry is recorded too.
+    private func retry(_ request: Request, _ context: BasicRequestContext) async throws -> RetryResponse {
+        let txid = try request.txid(context: context)
+        let body = try await request.decodeWire(RetryRequest.self, bodySizeMax: options.limits.bodySizeMax)
+        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
+            throw APIError.invalidValue("reason", "`reason`: say why you force phase 2 now (1...1000 characters); it is kept in the audit trail")
+        }
+        let actor = OperatorMiddleware.actor(of: request, keyring: keyring, sessions: sessions)
+        let audit = try await storage { try await engine.log.beginOperatorAction(actor: actor, action: "retry", txid: txid, reason: reason) }
+        let result = engine.retryPhaseTwoNow(txid)
+        switch result {
+        case .resent(let participants):
+            let names = participants.map(\.rawValue)
+            try await storage { try await engine.log.finishOperatorAction(audit, result: "done: resent to \(names.joined(separator: ", "))") }
+            options.logger.notice("operator forced a phase-2 retry",
+                metadata: ["txid": "\(txid)", "actor": "\(actor)", "reason": "\(reason)", "participants": "\(names)"])
+            return RetryResponse(id: txid.rawValue, resentTo: names, auditId: audit)
+        case .notOwed(let phase):
+            let error: APIError
+            if let phase {
+                error = APIError(status: .conflict, code: .notInPhaseTwo,
+                    message: "transaction \(txid) is \(phase), not decided: nothing to resend yet; wait for its votes or its prepare deadline", field: "id")
+            } else if let recorded = try await storage({ try await engine.log.transaction(txid) }) {
+                error = APIError(status: .conflict, code: .notInPhaseTwo,
+                    message: "transaction \(txid) is \(recorded.state.rawValue): every participant has acknowledged; nothing to resend", field: "id")
+            } else {
+                error = APIError.notFound("no transaction \(txid) in this coordinator's log", field: "id")
+            }
+            try await storage { try await engine.log.finishOperatorAction(audit, result: "refused: \(error.message)") }
+            throw error
+        }
+    }
+
+    /// `GET /v1/operator/stuck?olderThanMs=N&limit=N`: open transactions first recorded at least
+    /// N ms ago (default 0), oldest first, with the participants that owe them something.
+    private func stuck(_ request: Request) async throws -> StuckList {
+        let olderThanMs = try request.uri.queryParameters.get("olderThanMs").map { text throws(APIError) -> Int64 in
+            guard let value = Int64(text), value >= 0 else {
+                throw APIError.invalidValue("olderThanMs", "`olderThanMs`: give a number of milliseconds, 0 or more")
+            }
+            return value
+        } ?? Int64(0)
+        let limit = try pageLimit(request)
+        return StuckList(transactions: try await stuckTransactions(olderThanMs: olderThanMs, limit: limit))
+    }
+
+    func stuckTransactions(olderThanMs: Int64, limit: Int) async throws(APIError) -> [StuckTransaction] {
+        let now = Date()
+        let cutoff = now.addingTimeInterval(-Double(olderThanMs) / 1000)
+        let summaries = try await storage { try await engine.log.open(createdBefore: cutoff, limit: limit) }
+        return summaries.map { summary in
+            let acknowledged = Set(summary.acknowledgements.map(\.participant))
+            let undecided = summary.state == .active
+            let owing: [ParticipantID] = undecided
+                ? (summary.branches ?? []).map(\.participant)
+                : (summary.notify ?? []).filter { !acknowledged.contains($0) }
+            return StuckTransaction(
+                id: summary.txid.rawValue, state: Self.wireState(summary.state),
+                createdAt: WireTimestamp.string(millisecondsSinceEpoch: Self.milliseconds(summary.createdAt)),
+                decidedAt: summary.decidedAt.map { WireTimestamp.string(millisecondsSinceEpoch: Self.milliseconds($0)) },
+                ageMs: max(0, Self.milliseconds(now) - Self.milliseconds(summary.createdAt)),
+                awaiting: undecided ? "vote" : "acknowledgement",
+                owing: owing.map(\.rawValue))
+        }
+    }
+
+    /// `GET /v1/operator/audit?limit=N&before=ID`: the operator audit trail, newest first.
+    private func auditTrail(_ request: Request) async throws -> OperatorAuditTrail {
+        let limit = try pageLimit(request)
+        let before = try request.uri.queryParameters.get("before").map { text throws(APIError) in
+            guard let before = Int64(text), before > 0 else {
+                throw APIError.invalidValue("before", "`before`: give the id of an audit entry from a previous page")
+            }
+            return before
+        }
+        return OperatorAuditTrail(entries: try await auditEntries(limit: limit, before: before))
+    }
+
+    func auditEntries(limit: Int, before: Int64?) async throws(APIError) -> [OperatorAuditEntry] {
+        try await storage { try await engine.log.operatorActions(limit: limit, before: before) }.map { action in
+            OperatorAuditEntry(
+                id: action.id, at: WireTimestamp.string(millisecondsSinceEpoch: Self.milliseconds(action.at)),
+                actor: action.actor, action: action.action, txid: action.txid, reason: action.reason, result: action.result)
+        }
+    }
+
+    private func pageLimit(_ request: Request) throws(APIError) -> Int {
+        try request.uri.queryParameters.get("limit").map { text throws(APIError) in
+            guard let limit = Int(text), (1...1000).contains(limit) else {
+                throw APIError.invalidValue("limit", "`limit`: give a number in 1...1000")
+            }
+            return limit
+        } ?? 100
     }
 
     private func submit(_ request: Request) async throws -> Response {
@@ -176,7 +291,7 @@ struct CoordinatorRoutes: Sendable {
     }
 
     /// Runs a storage call, turning its typed error into a 503 the client can retry.
-    private func storage<T>(_ work: () async throws -> T) async throws(APIError) -> T {
+    func storage<T>(_ work: () async throws -> T) async throws(APIError) -> T {
         do {
             return try await work()
         } catch {

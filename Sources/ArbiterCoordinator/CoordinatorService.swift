@@ -127,7 +127,8 @@ public final class CoordinatorService: Service, Sendable {
         do {
             try await engine.recover()
             let routes = CoordinatorRoutes(
-                engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics, keyring: keyring)
+                engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics, keyring: keyring,
+                sessions: DashboardSessions())
             let app = Application(
                 router: routes.router(),
                 server: server,

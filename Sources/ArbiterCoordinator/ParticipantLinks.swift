@@ -46,6 +46,43 @@ final class ParticipantLinks: Sendable {
         var lastSent = ContinuousClock.Instant.now
         /// Set when the participant does not serve `/v1/batch`: send one message per request.
         var singleMessages = false
+        /// Messages in requests sent and not yet answered.
+        var inFlightMessages = 0
+        /// Since when every request failed to reach the participant; nil once one got an answer.
+        var unreachableSince: ContinuousClock.Instant?
+    }
+
+    /// One participant as the operator's metrics see it.
+    struct Reachability: Hashable, Sendable {
+        var participant: ParticipantID
+        /// Messages queued or in requests not yet answered.
+        var outstandingMessages: Int
+        /// How long every request has failed; zero while it answers.
+        var unreachableFor: Duration
+    }
+
+    /// Every participant the coordinator has sent to since it started, in name order.
+    func reachability() -> [Reachability] {
+        let now = ContinuousClock.now
+        return links.withLock { links in
+            links.map { participant, link in
+                Reachability(
+                    participant: participant, outstandingMessages: link.queue.count + link.inFlightMessages,
+                    unreachableFor: link.unreachableSince.map { now - $0 } ?? .zero)
+            }
+        }.sorted { $0.participant.rawValue < $1.participant.rawValue }
+    }
+
+    private func setReachable(_ participant: ParticipantID, _ reachable: Bool) {
+        links.withLock { links in
+            guard var link = links[participant] else { return }
+            if reachable {
+                link.unreachableSince = nil
+            } else if link.unreachableSince == nil {
+                link.unreachableSince = .now
+            }
+            links[participant] = link
+        }
     }
 
     private let links = Mutex<[ParticipantID: Link]>([:])
@@ -154,6 +191,7 @@ final class ParticipantLinks: Sendable {
             link.queuedUrgent = link.queue.count
         }
         link.inFlight += 1
+        link.inFlightMessages += batch.count
         link.lastSent = now
         links[participant] = link
         return batch
@@ -165,6 +203,7 @@ final class ParticipantLinks: Sendable {
             var wakes: [(ParticipantID, Duration)] = []
             let next = links.withLock { links -> [CoordinatorMessage]? in
                 links[participant]?.inFlight -= 1
+                links[participant]?.inFlightMessages -= batch.count
                 return takeBatch(for: participant, &links, wakes: &wakes)
             }
             if let next { start(next, to: participant) }
@@ -189,9 +228,11 @@ final class ParticipantLinks: Sendable {
             for message in batch { enqueue(message, to: participant) }
             return
         } catch {
+            setReachable(participant, false)
             unreachable(batch, participant, reason: error.message)
             return
         }
+        setReachable(participant, true)
         if batch.contains(where: { if case .commit = $0 { true } else { false } }) {
             // With several participants, the first hit is the first of several commits delivered.
             try? await Failpoints.hit("coordinator.after-commit-sent")

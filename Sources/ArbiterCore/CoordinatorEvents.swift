@@ -13,6 +13,10 @@ public enum CoordinatorEvent: Hashable, Sendable {
     /// The coordinator restarted; these are the records read back from its log, in log order,
     /// for every transaction that had not ended. Deliver it once, first.
     case recovered([CoordinatorRecord])
+    /// An operator asks for phase 2 of this transaction now: the decision is resent at once to
+    /// every participant that has not acknowledged it, instead of when the retry timer fires. The
+    /// backoff is not advanced. Ignored unless the transaction is decided and unacknowledged.
+    case retryPhaseTwoNow(TxID)
 }
 
 /// Something the coordinator's driver must do, returned by ``CoordinatorMachine/handle(_:)``.

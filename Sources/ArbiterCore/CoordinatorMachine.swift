@@ -57,8 +57,30 @@ public struct CoordinatorMachine: Sendable {
             timerFired(timer, into: &effects)
         case .recovered(let records):
             recover(records, into: &effects)
+        case .retryPhaseTwoNow(let txid):
+            retryPhaseTwoNow(txid, into: &effects)
         }
         return effects
+    }
+
+    /// For each participant, how many decided transactions still wait for its acknowledgement.
+    public func owedAcknowledgementCounts() -> [ParticipantID: Int] {
+        var counts: [ParticipantID: Int] = [:]
+        for txid in transactions.keys {
+            for participant in owingAcknowledgement(txid) ?? [] { counts[participant, default: 0] += 1 }
+        }
+        return counts
+    }
+
+    /// The participants that still owe `txid` an acknowledgement of its decision, or `nil` when
+    /// the machine is not in phase 2 of it (undecided, deciding, or not driven any more).
+    public func owingAcknowledgement(_ txid: TxID) -> [ParticipantID]? {
+        guard let transaction = transactions[txid] else { return nil }
+        switch transaction.phase {
+        case .committing(let pending, _), .aborting(let pending, _, _): return pending
+        case .onePhaseAborting: return transaction.participants
+        case .preparing, .onePhase, .deciding: return nil
+        }
     }
 
     // MARK: - Submit and prepare
@@ -321,6 +343,22 @@ public struct CoordinatorMachine: Sendable {
             resend(txid, .abort(txid), to: transaction.participants, attempt: attempt + 1, into: &effects)
         default:
             return  // A timer that no longer fits the state.
+        }
+    }
+
+    /// Resends the decision now to those that owe an acknowledgement, keeping the attempt count:
+    /// the next timed resend comes after the current attempt's delay, counted from now.
+    private mutating func retryPhaseTwoNow(_ txid: TxID, into effects: inout [CoordinatorEffect]) {
+        guard let transaction = transactions[txid] else { return }
+        switch transaction.phase {
+        case .committing(let pending, let attempt):
+            resend(txid, .commit(txid), to: pending, attempt: attempt, into: &effects)
+        case .aborting(let pending, let attempt, _):
+            resend(txid, .abort(txid), to: pending, attempt: attempt, into: &effects)
+        case .onePhaseAborting(let attempt):
+            resend(txid, .abort(txid), to: transaction.participants, attempt: attempt, into: &effects)
+        case .preparing, .onePhase, .deciding:
+            return  // Nothing decided to resend.
         }
     }
 

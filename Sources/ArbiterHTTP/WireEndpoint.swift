@@ -97,11 +97,18 @@ public struct WireEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// `POST /v1/operator/transactions/{txid}/decide`: an operator's heuristic decision.
     public static let operatorDecide = WireEndpoint(.participant, .post, "/v1/operator/transactions/{txid}/decide", access: .operatorToken)
     /// `GET /v1/operator/audit`: the operators' actions at this participant, newest first.
-    public static let operatorAudit = WireEndpoint(.participant, .get, "/v1/operator/audit", access: .operatorToken)
+    public static let participantAudit = WireEndpoint(.participant, .get, "/v1/operator/audit", access: .operatorToken)
+    /// `POST /v1/operator/transactions/{id}/retry`: an operator resends phase 2 now (audited).
+    public static let operatorRetry = WireEndpoint(.coordinator, .post, "/v1/operator/transactions/{id}/retry", access: .operatorToken)
+    /// `GET /v1/operator/stuck`: transactions not ended past a threshold, with who owes what.
+    public static let operatorStuck = WireEndpoint(.coordinator, .get, "/v1/operator/stuck", access: .operatorToken)
+    /// `GET /v1/operator/audit`: the coordinator's operator audit trail.
+    public static let operatorAudit = WireEndpoint(.coordinator, .get, "/v1/operator/audit", access: .operatorToken)
 
     /// Every endpoint of the coordinator.
     public static let coordinatorEndpoints: [WireEndpoint] = [
         submit, submitBatch, transaction, list, outcome, coordinatorHealth, coordinatorReady, metrics,
+        operatorRetry, operatorStuck, operatorAudit,
     ]
     /// Every endpoint of a participant; the operator ones only when it has operator tokens.
     public static let participantEndpoints: [WireEndpoint] = [

@@ -9,7 +9,7 @@ import Hummingbird
 //   GET  /v1/operator/in-doubt                        → InDoubtList
 //   GET  /v1/operator/transactions/{txid}             → TransactionStatus
 //   POST /v1/operator/transactions/{txid}/decide      HeuristicDecisionRequest → TransactionStatus
-//   GET  /v1/operator/audit?limit=N&before=ID         → AuditTrail (newest first)
+//   GET  /v1/operator/audit?limit=N&before=ID         → OperatorAuditTrail (newest first)
 
 /// A transaction as this participant's database holds it, for operators.
 public struct TransactionStatus: Codable, Hashable, Sendable {
@@ -98,34 +98,8 @@ public struct HeuristicDecisionRequest: Codable, Hashable, Sendable {
     }
 }
 
-/// One row of the operators' audit trail: who asked for what, when, why, and what came of it.
-public struct AuditEntry: Codable, Hashable, Sendable {
-    /// The row's position in the trail (ascending); pass the last one as `before` for older rows.
-    public var id: Int64
-    /// When the action was asked for (RFC 3339, UTC).
-    public var at: String
-    /// The operator token's name.
-    public var actor: String
-    /// `decide-committed` or `decide-aborted`.
-    public var action: String
-    /// The transaction.
-    public var txid: String
-    /// The operator's reason.
-    public var reason: String
-    /// `done`, why it was refused, or absent when the node stopped while the action ran.
-    public var result: String?
-
-    /// Makes a value from its members, as they travel on the wire.
-    public init(id: Int64, at: String, actor: String, action: String, txid: String, reason: String, result: String?) {
-        self.id = id
-        self.at = at
-        self.actor = actor
-        self.action = action
-        self.txid = txid
-        self.reason = reason
-        self.result = result
-    }
-
+extension OperatorAuditEntry {
+    /// The wire form of a row of the participant's audit trail.
     init(_ action: OperatorAction) {
         self.init(
             id: action.id,
@@ -134,16 +108,5 @@ public struct AuditEntry: Codable, Hashable, Sendable {
     }
 }
 
-/// `GET /v1/operator/audit`: the operators' actions at this participant, newest first. Audit
-/// rows are never removed by retention.
-public struct AuditTrail: Codable, Hashable, Sendable {
-    /// The rows, newest first.
-    public var entries: [AuditEntry]
-
-    /// Makes a value from its members, as they travel on the wire.
-    public init(entries: [AuditEntry]) { self.entries = entries }
-}
-
 extension TransactionStatus: WireResponseBody {}
 extension InDoubtList: WireResponseBody {}
-extension AuditTrail: WireResponseBody {}

@@ -1,4 +1,5 @@
 import ArbiterStorage
+import Foundation
 import Prometheus
 
 /// A participant's Prometheus metrics (`GET /metrics`, no token), read when scraped: the storage
@@ -23,6 +24,8 @@ final class ParticipantMetrics: Sendable {
     private let waitingRequests: Gauge
     private let queuedStorageOps: Gauge
     private let knownTransactions: Gauge
+    private let inDoubt: Gauge
+    private let oldestInDoubt: Gauge
 
     init() {
         fsyncs = Self.gauge(registry, "fsyncs",
@@ -54,6 +57,10 @@ final class ParticipantMetrics: Sendable {
             help: "Protocol storage operations queued for the next group commits.")
         knownTransactions = Self.gauge(registry, "known_transactions",
             help: "Transactions the state machine remembers (in progress, or ended within its memory retention).")
+        inDoubt = Self.gauge(registry, "in_doubt",
+            help: "Transactions prepared here and waiting for the coordinator's decision.")
+        oldestInDoubt = Self.gauge(registry, "oldest_in_doubt_seconds",
+            help: "How long the oldest in-doubt transaction has waited for its decision; 0 when none.")
     }
 
     /// A gauge named `arbiter_participant_NAME`.
@@ -76,6 +83,8 @@ final class ParticipantMetrics: Sendable {
         batchSeconds.set(Double(statistics.batchDurationTotal.components.seconds)
             + Double(statistics.batchDurationTotal.components.attoseconds) / 1e18)
         transactions[.prepared]?.set(Int64(census.prepared))
+        inDoubt.set(Int64(census.prepared))
+        oldestInDoubt.set(census.oldestPreparedAt.map { max(0, Date().timeIntervalSince($0)) } ?? 0)
         transactions[.committed]?.set(Int64(census.committed))
         transactions[.aborted]?.set(Int64(census.aborted))
         locks.set(Int64(census.locks))

@@ -405,7 +405,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         return TransactionStatus(transaction, locks: try await store.locks(of: txid))
     }
 
-    private func auditTrail(_ request: Request) async throws -> AuditTrail {
+    private func auditTrail(_ request: Request) async throws -> OperatorAuditTrail {
         let limit = try request.uri.queryParameters.get("limit").map { text throws(APIError) in
             guard let limit = Int(text), (1...1000).contains(limit) else {
                 throw APIError.invalidValue("limit", "`limit`: give a number in 1...1000")
@@ -418,7 +418,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             }
             return before
         }
-        return AuditTrail(entries: try await database.store.operatorActions(limit: limit, before: before).map(AuditEntry.init))
+        return OperatorAuditTrail(entries: try await database.store.operatorActions(limit: limit, before: before).map(OperatorAuditEntry.init))
     }
 
     private func decide(_ txid: TxID, _ request: Request) async throws -> TransactionStatus {

@@ -240,6 +240,60 @@ public final class DecisionLog: Sendable {
         }
     }
 
+    /// The open transactions — undecided, or decided with phase 2 still owed — first recorded at
+    /// or before `createdBefore`, oldest first, at most `limit` of them: what an operator looks at
+    /// when something is stuck. Found through the partial index of open transactions, so the
+    /// ended rows that make up most of a log are never read.
+    ///
+    /// - Throws: ``StorageError/Code/invalidArgument`` when `limit` is not in 1...``listLimitMax``.
+    public func open(createdBefore: Date, limit: Int = 100) async throws(StorageError) -> [TransactionSummary] {
+        guard (1...Self.listLimitMax).contains(limit) else {
+            throw StorageError(.invalidArgument, "limit is \(limit); ask for 1 to \(Self.listLimitMax) transactions")
+        }
+        let cutoff = Stored.milliseconds(createdBefore)
+        return try await reading { db in
+            let sql = """
+                \(Self.summarySelect)
+                FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+                WHERE ended_at_ms IS NULL AND created_at_ms <= ?
+                ORDER BY seq LIMIT ?
+                """
+            return try Row.fetchAll(db, sql: sql, arguments: [cutoff, limit]).map { try Self.summary($0, in: db) }
+        }
+    }
+
+    /// How many open transactions the log holds in each open state (`active`, `committing`,
+    /// `aborting`), through the partial index of open transactions.
+    public func openCounts() async throws(StorageError) -> [String: Int] {
+        try await reading { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT state, count(*) FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+                WHERE ended_at_ms IS NULL GROUP BY state
+                """) {
+                counts[row[0]] = row[1]
+            }
+            return counts
+        }
+    }
+
+    /// When the oldest undecided transaction was first recorded, and when the oldest decided one
+    /// whose phase 2 is still owed was decided: `nil` when there is none. Two reads of the
+    /// partial index of open transactions (the `/metrics` ages).
+    public func oldestOpen() async throws(StorageError) -> (undecidedSince: Date?, unacknowledgedSince: Date?) {
+        try await reading { db in
+            let undecided = try Int64.fetchOne(db, sql: """
+                SELECT min(created_at_ms) FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+                WHERE ended_at_ms IS NULL AND state = 'active'
+                """)
+            let unacknowledged = try Int64.fetchOne(db, sql: """
+                SELECT min(decided_at_ms) FROM coordinator_transaction INDEXED BY coordinator_transaction_open
+                WHERE ended_at_ms IS NULL AND state <> 'active'
+                """)
+            return (undecided.map(Stored.date), unacknowledged.map(Stored.date))
+        }
+    }
+
     /// The `FROM … WHERE` part of a listing of `state` after a log position (its one argument),
     /// read in log order.
     ///

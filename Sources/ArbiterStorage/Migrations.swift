@@ -27,6 +27,10 @@ enum Migrations {
             try redefine(table: "coordinator_transaction", as: Schemas.coordinator_v3_table, in: db)
             try db.execute(sql: Schemas.coordinator_v3)
         }
+        // The operators' audit trail, which retention never deletes.
+        migrator.registerMigration("arbiter.coordinator.v4") { db in
+            try db.execute(sql: Schemas.coordinator_v4)
+        }
         return migrator
     }
 

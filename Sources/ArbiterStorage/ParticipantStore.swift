@@ -316,6 +316,8 @@ public final class ParticipantStore: Sendable {
                 }
             }
             census.locks = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM participant_lock") ?? 0
+            census.oldestPreparedAt = try Int64.fetchOne(
+                db, sql: "SELECT min(prepared_at_ms) FROM participant_transaction WHERE state = 'prepared'").map(Stored.date)
             return census
         }
     }
@@ -458,6 +460,8 @@ public struct ParticipantCensus: Hashable, Sendable {
     public var aborted = 0
     /// Key locks held (by prepared transactions).
     public var locks = 0
+    /// When the oldest in-doubt transaction was prepared; `nil` when none is in doubt.
+    public var oldestPreparedAt: Date?
 
     /// Makes an empty census.
     public init() {}

@@ -120,7 +120,7 @@ extension ParticipantCommand {
             guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1...1000") }
             var path = "/v1/operator/audit?limit=\(limit)"
             if let before { path += "&before=\(before)" }
-            let trail = try await operatorCall(connection, .GET, path, as: AuditTrail.self)
+            let trail = try await operatorCall(connection, .GET, path, as: OperatorAuditTrail.self)
             print(pad("ID", 6), pad("AT", 25), pad("ACTOR", 16), pad("ACTION", 17), pad("TXID", 36), pad("RESULT", 10), "REASON")
             for entry in trail.entries {
                 print(pad(String(entry.id), 6), pad(entry.at, 25), pad(entry.actor, 16), pad(entry.action, 17), pad(entry.txid, 36),

@@ -3,13 +3,14 @@ import ArbiterCore
 import ArbiterHTTP
 import ArgumentParser
 import AsyncHTTPClient
+import Foundation
 
-/// `arbiter txn`: operators read a running coordinator's transactions.
+/// `arbiter txn`: operators read and steer a running coordinator's transactions.
 struct TxnCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "txn",
-        abstract: "Inspect a coordinator's transactions.",
-        subcommands: [List.self, Show.self]
+        abstract: "Inspect a coordinator's transactions; resend a decision now; read the operator audit trail.",
+        subcommands: [List.self, Show.self, Retry.self, Audit.self]
     )
 
     struct Connection: ParsableArguments {
@@ -36,7 +37,30 @@ struct TxnCommand: AsyncParsableCommand {
         @Option(help: "Continue after this cursor (the `next` a previous page printed).")
         var after: String?
 
+        @Flag(help: "Only transactions not ended (undecided, or owed an acknowledgement), oldest first, with who owes them.")
+        var stuck = false
+
+        @Option(help: "With --stuck: only those first recorded at least this many milliseconds ago.")
+        var olderThanMs: Int64 = 0
+
+        @Flag(help: "Print the coordinator's JSON answer, for scripts.")
+        var json = false
+
         func run() async throws {
+            if stuck {
+                guard state == nil, after == nil else { throw ValidationError("--stuck lists open transactions; it takes no --state or --after") }
+                let secret = try readPresentedToken(operatorSecretFile, option: "--operator-secret-file")
+                try await withClient(connection, secret: secret, operatorSecret: secret) { client in
+                    let list = try await client.stuck(olderThanMs: olderThanMs, limit: limit)
+                    if json { return try printJSON(list) }
+                    print(pad("ID", 40), pad("STATE", 11), pad("AGE", 10), pad("AWAITING", 16), "OWED BY")
+                    for transaction in list.transactions {
+                        print(pad(transaction.id, 40), pad(transaction.state.rawValue, 11), pad("\(transaction.ageMs) ms", 10),
+                              pad(transaction.awaiting, 16), transaction.owing.joined(separator: ", "))
+                    }
+                }
+                return
+            }
             let state = try state.map { name -> TransactionState in
                 guard let state = TransactionState(rawValue: name) else {
                     throw ValidationError("unknown --state \(name); use preparing, committing, aborting, committed or aborted")
@@ -46,6 +70,7 @@ struct TxnCommand: AsyncParsableCommand {
             let secret = try readPresentedToken(operatorSecretFile, option: "--operator-secret-file")
             try await withClient(connection, secret: secret, operatorSecret: secret) { client in
                 let page = try await client.list(state: state, limit: limit, after: after)
+                if json { return try printJSON(page) }
                 print(pad("ID", 40), pad("STATE", 11), pad("OUTCOME", 10), pad("CREATED", 25), "REASON")
                 for transaction in page.transactions {
                     print(pad(transaction.id, 40), pad(transaction.state.rawValue, 11),
@@ -67,12 +92,16 @@ struct TxnCommand: AsyncParsableCommand {
         @Argument(help: "The transaction id.")
         var id: String
 
+        @Flag(help: "Print the coordinator's JSON answer, for scripts.")
+        var json = false
+
         func run() async throws {
             let txid: TxID
             do { txid = try TxID(id) } catch { throw ValidationError("\(error)") }
             let secret = try readPresentedToken(secretFile, option: "--secret-file")
             try await withClient(connection, secret: secret, operatorSecret: nil) { client in
                 let view = try await client.transaction(txid)
+                if json { return try printJSON(view) }
                 print("id:       \(view.id)")
                 print("state:    \(view.state.rawValue)")
                 print("outcome:  \(view.outcome?.rawValue ?? "-")\(view.reason.map { "  (\($0))" } ?? "")")
@@ -86,6 +115,76 @@ struct TxnCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+extension TxnCommand {
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resend a decided transaction's decision now to the participants that have not acknowledged it (audited).")
+
+        @OptionGroup var connection: Connection
+
+        @Option(help: "File holding the operator token.")
+        var operatorSecretFile: String
+
+        @Option(help: "Why (kept in the coordinator's audit trail with your token's name).")
+        var reason: String
+
+        @Flag(help: "Print the coordinator's JSON answer, for scripts.")
+        var json = false
+
+        @Argument(help: "The transaction id.")
+        var id: String
+
+        func run() async throws {
+            let txid: TxID
+            do { txid = try TxID(id) } catch { throw ValidationError("\(error)") }
+            let secret = try readPresentedToken(operatorSecretFile, option: "--operator-secret-file")
+            try await withClient(connection, secret: secret, operatorSecret: secret) { client in
+                let response = try await client.retryPhaseTwo(txid, reason: reason)
+                if json { return try printJSON(response) }
+                print("resent the decision of \(response.id) to \(response.resentTo.joined(separator: ", ")) (audit entry \(response.auditId))")
+            }
+        }
+    }
+
+    struct Audit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the operator actions taken at the coordinator, newest first.")
+
+        @OptionGroup var connection: Connection
+
+        @Option(help: "File holding the operator token.")
+        var operatorSecretFile: String
+
+        @Option(help: "How many to show (1–1000).")
+        var limit: Int = 100
+
+        @Option(help: "Only entries older than this entry id.")
+        var before: Int64?
+
+        @Flag(help: "Print the coordinator's JSON answer, for scripts.")
+        var json = false
+
+        func run() async throws {
+            let secret = try readPresentedToken(operatorSecretFile, option: "--operator-secret-file")
+            try await withClient(connection, secret: secret, operatorSecret: secret) { client in
+                let trail = try await client.operatorAudit(limit: limit, before: before)
+                if json { return try printJSON(trail) }
+                print(pad("ID", 6), pad("AT", 25), pad("ACTOR", 14), pad("ACTION", 8), pad("TRANSACTION", 40), "REASON → RESULT")
+                for entry in trail.entries {
+                    print(pad(String(entry.id), 6), pad(entry.at, 25), pad(entry.actor, 14), pad(entry.action, 8), pad(entry.txid, 40),
+                          "\(entry.reason) → \(entry.result ?? "(no result: the coordinator stopped while it ran)")")
+                }
+            }
+        }
+    }
+}
+
+/// Prints `value` as the coordinator sent it, one JSON document.
+private func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 private func pad(_ text: String, _ width: Int) -> String {

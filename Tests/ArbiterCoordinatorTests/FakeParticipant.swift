@@ -140,6 +140,8 @@ final class FakeParticipant: Sendable {
 enum TestSecrets {
     static let protocolSecret = try! BearerSecret("protocol-s3cret")
     static let operatorSecret = try! BearerSecret("operator-s3cret")
+    /// The operator secret's text, for the dashboard's login form.
+    static let operatorSecretText = "operator-s3cret"
 }
 
 struct TestFailure: Error, CustomStringConvertible {

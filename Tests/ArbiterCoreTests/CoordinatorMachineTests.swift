@@ -53,6 +53,40 @@ struct CoordinatorMachineTests {
         #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.send(p0, .outcome(t, .aborted))])
     }
 
+    @Test("an operator's retry resends the decision now to those that owe an acknowledgement, without advancing the backoff")
+    func operatorRetryResendsNow() {
+        var coordinator = machine()
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        // Undecided: nothing to resend, nothing owed.
+        #expect(coordinator.handle(.retryPhaseTwoNow(t)).isEmpty)
+        #expect(coordinator.owingAcknowledgement(t) == nil)
+        _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
+        _ = coordinator.handle(.received(from: p1, .vote(t, .yes)))
+        // Deciding (the decision not yet durable): nothing may be sent.
+        #expect(coordinator.handle(.retryPhaseTwoNow(t)).isEmpty)
+        _ = coordinator.handle(.forced(t))
+        _ = coordinator.handle(.received(from: p0, .acknowledge(t, .committed)))
+        #expect(coordinator.owingAcknowledgement(t) == [p1])
+        #expect(coordinator.owedAcknowledgementCounts() == [p1: 1])
+
+        // The timer's resend advances the attempt (to 1: up to 2 × initial); the operator's do
+        // not: three of them in a row still schedule the next timed resend within attempt 1's
+        // delay, where advancing would have reached attempt 4 (up to 16 × initial).
+        #expect(sends(coordinator.handle(.timerFired(TimerID(.phaseTwoRetry, t)))).map(\.0) == [p1])
+        for _ in 0..<3 {
+            let retried = coordinator.handle(.retryPhaseTwoNow(t))
+            #expect(sends(retried).map(\.0) == [p1] && sends(retried).map(\.1) == [.commit(t)])
+            let delays = retried.compactMap { if case .setTimer(TimerID(.phaseTwoRetry, t), let delay) = $0 { delay } else { nil } }
+            #expect(delays.count == 1 && delays[0] <= CoordinatorConfig().phaseTwoRetry.initial * 2)
+        }
+        #expect(coordinator.phase(of: t) == .committing)
+
+        _ = coordinator.handle(.received(from: p1, .acknowledge(t, .committed)))
+        // Ended: nothing owed, nothing resent.
+        #expect(coordinator.handle(.retryPhaseTwoNow(t)).isEmpty)
+        #expect(coordinator.owingAcknowledgement(t) == nil)
+    }
+
     @Test func aNoVoteAbortsWithoutForcingAndSparesTheNoVoter() {
         var coordinator = machine()
         _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))

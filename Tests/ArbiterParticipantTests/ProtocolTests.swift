@@ -347,6 +347,8 @@ struct StorageBehaviourTests {
                 let empty = try await node.http.get(node.url + "/metrics", token: nil)
                 #expect(empty.status == 200)
                 #expect(value(empty.text, "arbiter_participant_transactions{state=\"prepared\"}") == 0)
+                #expect(value(empty.text, "arbiter_participant_in_doubt") == 0)
+                #expect(value(empty.text, "arbiter_participant_oldest_in_doubt_seconds") == 0)
 
                 #expect(try await node.prepare("m-1", payload: Scripts.vote("yes", locks: ["k1"])).json()["vote"] as? String == "yes")
                 #expect(try await node.prepare("m-2", payload: Scripts.vote("yes", locks: ["k2"])).json()["vote"] as? String == "yes")
@@ -370,6 +372,12 @@ struct StorageBehaviourTests {
                 #expect(value(text, "arbiter_participant_locks") == 1)
                 #expect(value(text, "arbiter_participant_waiting_requests") == 0)
                 #expect(value(text, "arbiter_participant_known_transactions") == 3)
+                #expect(value(text, "arbiter_participant_in_doubt") == 1)
+                #expect((value(text, "arbiter_participant_oldest_in_doubt_seconds") ?? -1) >= 0)
+                // Every participant metric the Grafana dashboard names is in this exposition.
+                for name in try grafanaMetricNames() where name.hasPrefix("arbiter_participant_") {
+                    #expect(text.contains("\n\(name)"), "docs/grafana/arbiter.json names \(name), which a participant does not expose")
+                }
             }
         }
     }
@@ -401,4 +409,26 @@ struct StorageBehaviourTests {
 /// The value of the Prometheus sample `name` in an exposition `text`, if it is there.
 private func value(_ text: String, _ name: String) -> Double? {
     text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+}
+
+/// The metric names the Grafana dashboard in docs/grafana/arbiter.json queries (histogram series
+/// reduced to their family: `_bucket` dropped).
+func grafanaMetricNames(filePath: String = #filePath) throws -> Set<String> {
+    let root = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let data = try Data(contentsOf: root.appendingPathComponent("docs/grafana/arbiter.json"))
+    let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let panels = try #require(dashboard["panels"] as? [[String: Any]])
+    var names = Set<String>()
+    for panel in panels {
+        for target in panel["targets"] as? [[String: Any]] ?? [] {
+            let expression = try #require(target["expr"] as? String)
+            let regex = try NSRegularExpression(pattern: "arbiter_[a-z_]+")
+            for match in regex.matches(in: expression, range: NSRange(expression.startIndex..., in: expression)) {
+                var name = String(expression[Range(match.range, in: expression)!])
+                if name.hasSuffix("_bucket") { name.removeLast("_bucket".count) }
+                names.insert(name)
+            }
+        }
+    }
+    return names
 }

@@ -289,3 +289,69 @@ struct DecisionLogTests {
         }
     }
 }
+
+@Suite("DecisionLog: the operator's reads and audit trail")
+struct DecisionLogOperatorTests {
+    @Test("open(createdBefore:) lists undecided and unacknowledged transactions oldest first; ages and counts by state")
+    func openTransactions() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = TestClock()
+            let log = try openLog(directory, clock: clock)
+            #expect(try await log.oldestOpen().undecidedSince == nil)
+            #expect(try await log.oldestOpen().unacknowledgedSince == nil)
+            try await log.append([.begun(tx("old"), branches: [jsonBranch])], durability: .lazy)
+            clock.advance(by: 10)
+            try await log.append([
+                .begun(tx("decided"), branches: [jsonBranch, binaryBranch]),
+                .decided(tx("decided"), .committed, notify: [bankA, bankB], reason: nil),
+                .acknowledged(tx("decided"), bankA),
+                .begun(tx("done"), branches: [jsonBranch]),
+                .decided(tx("done"), .committed, notify: [bankA], reason: nil),
+                .acknowledged(tx("done"), bankA),
+                .ended(tx("done")),
+            ], durability: .forced)
+            clock.advance(by: 10)
+            try await log.append([.begun(tx("young"), branches: [jsonBranch])], durability: .lazy)
+
+            let all = try await log.open(createdBefore: clock.now())
+            #expect(all.map(\.txid.rawValue) == ["old", "decided", "young"])
+            #expect(all[1].acknowledgements.map(\.participant) == [bankA] && all[1].notify == [bankA, bankB])
+            #expect(try await log.open(createdBefore: clock.now().addingTimeInterval(-5)).map(\.txid.rawValue) == ["old", "decided"])
+            #expect(try await log.open(createdBefore: clock.now(), limit: 1).map(\.txid.rawValue) == ["old"])
+            await #expect(throws: StorageError.self) { try await log.open(createdBefore: clock.now(), limit: 0) }
+
+            let ages = try await log.oldestOpen()
+            #expect(ages.undecidedSince == Date(timeIntervalSince1970: 1_700_000_000))
+            #expect(ages.unacknowledgedSince == Date(timeIntervalSince1970: 1_700_000_010))
+            #expect(try await log.openCounts() == ["active": 2, "committing": 1])
+            try await log.close()
+        }
+    }
+
+    @Test("the audit trail keeps who, when, what, why and the result, newest first, across reopening")
+    func auditTrail() async throws {
+        try await withTemporaryDirectory { directory in
+            let log = try openLog(directory)
+            let first = try await log.beginOperatorAction(actor: "alice", action: "retry", txid: tx("t1"), reason: "bank-b is back")
+            try await log.finishOperatorAction(first, result: "done: resent to http://bank-b:8082")
+            let second = try await log.beginOperatorAction(actor: "bob", action: "retry", txid: tx("t2"), reason: "try again")
+            try await log.close()
+
+            // The second never got its result (as after a crash while it ran): kept without one.
+            let reopened = try openLog(directory)
+            let trail = try await reopened.operatorActions()
+            #expect(trail.map(\.id) == [second, first])
+            #expect(trail.map(\.actor) == ["bob", "alice"] && trail.map(\.reason) == ["try again", "bank-b is back"])
+            #expect(trail[0].result == nil && trail[1].result == "done: resent to http://bank-b:8082")
+            #expect(try await reopened.operatorActions(limit: 1).map(\.id) == [second])
+            #expect(try await reopened.operatorActions(before: second).map(\.id) == [first])
+            // An audit row without an actor or reason is refused by the table itself.
+            await #expect(throws: (any Error).self) {
+                try await reopened.writer.write(.forced) { db in
+                    try db.execute(sql: "INSERT INTO coordinator_operator_audit (at_ms, actor, action, txid, reason) VALUES (1, '', 'retry', 't', 'r')")
+                }
+            }
+            try await reopened.close()
+        }
+    }
+}

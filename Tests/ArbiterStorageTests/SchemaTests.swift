@@ -17,6 +17,7 @@ struct SchemaTests {
         ("coordinator.v2.sql", Schemas.coordinator_v2),
         ("coordinator.v3.table.sql", Schemas.coordinator_v3_table),
         ("coordinator.v3.sql", Schemas.coordinator_v3),
+        ("coordinator.v4.sql", Schemas.coordinator_v4),
         ("participant.sql", Schemas.participant),
         ("participant.v2.table.sql", Schemas.participant_v2_table),
         ("participant.v2.sql", Schemas.participant_v2),
@@ -27,17 +28,17 @@ struct SchemaTests {
         #expect(onDisk == embedded, "schemas/\(file) changed: run schemas/embed-in-swift.sh")
     }
 
-    @Test("opening creates the tables and records schema version 3; reopening keeps data and runs nothing again")
+    @Test("opening creates the tables and records schema version 4; reopening keeps data and runs nothing again")
     func coordinatorMigrations() async throws {
         try await withTemporaryDirectory { directory in
             let path = "\(directory)/coordinator.sqlite"
             let log = try DecisionLog(path: path, options: testOptions())
-            #expect(try await log.schemaVersion() == 3)
+            #expect(try await log.schemaVersion() == 4)
             #expect(try await coordinatorIndexes(log) == ["coordinator_transaction_aborted", "coordinator_transaction_open"])
             let tables = try await log.writer.read { db in
                 try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             }
-            #expect(tables == ["arbiter_schema_version", "coordinator_acknowledgement", "coordinator_transaction", "grdb_migrations"])
+            #expect(tables == ["arbiter_schema_version", "coordinator_acknowledgement", "coordinator_operator_audit", "coordinator_transaction", "grdb_migrations"])
             try await log.append([.decided(tx("kept"), .committed, notify: [], reason: nil)], durability: .forced)
             try await log.close()
 
@@ -46,14 +47,14 @@ struct SchemaTests {
                 (try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations"),
                  try Row.fetchAll(db, sql: "SELECT component, version FROM arbiter_schema_version").map { "\($0[0] as String)=\($0[1] as Int)" })
             }
-            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v2", "arbiter.coordinator.v3"])
-            #expect(versions == ["coordinator=3"])  // a second run of v1 would have inserted again, or failed
+            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v2", "arbiter.coordinator.v3", "arbiter.coordinator.v4"])
+            #expect(versions == ["coordinator=4"])  // a second run of v1 would have inserted again, or failed
             #expect(try await reopened.transaction(tx("kept"))?.state == .committing)
             try await reopened.close()
         }
     }
 
-    @Test("a version-1 or version-2 log is upgraded in place to version 3: every record kept, listings and recovery as before",
+    @Test("a version-1 or version-2 log is upgraded in place to version 4: every record kept, listings and recovery as before",
           arguments: [1, 2])
     func coordinatorUpgrade(from version: Int) async throws {
         try await withTemporaryDirectory { directory in
@@ -86,7 +87,7 @@ struct SchemaTests {
             try queue.close()
 
             let log = try DecisionLog(path: path, options: testOptions())
-            #expect(try await log.schemaVersion() == 3)
+            #expect(try await log.schemaVersion() == 4)
             // The table holds the same rows, seq included, and the database is sound.
             #expect(try await log.writer.read { db in try rows(of: "coordinator_transaction", in: db) } == rowsBefore)
             #expect(try await log.writer.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") } == ["ok"])
@@ -216,7 +217,7 @@ struct SchemaTests {
             #expect(error?.message.contains("arbiter.coordinator.v99") == true)
 
             let migrations = try await DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier") }
-            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v2", "arbiter.coordinator.v3", "arbiter.coordinator.v99"])
+            #expect(migrations == ["arbiter.coordinator.v1", "arbiter.coordinator.v2", "arbiter.coordinator.v3", "arbiter.coordinator.v4", "arbiter.coordinator.v99"])
         }
     }
 }

@@ -55,12 +55,14 @@ public struct APIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let storageUnavailable: Code = "storage_unavailable"
         /// The outcome was not known before the deadline; ask again with the same id. 504.
         public static let outcomeUnknown: Code = "outcome_unknown"
+        /// An operator's phase-2 retry of a transaction that is not decided-and-unacknowledged. 409.
+        public static let notInPhaseTwo: Code = "not_in_phase_two"
 
         /// Every code the API sends, as `schemas/openapi.yaml` lists them.
         public static let all: [Code] = [
             .invalidJSON, .missingField, .wrongType, .invalidValue, .limitExceeded, .duplicateParticipant,
             .unknownParticipant, .unauthorized, .forbidden, .notFound, .methodNotAllowed, .idInUse, .bodyTooLarge,
-            .unsupportedMediaType, .internal, .unavailable, .storageUnavailable, .outcomeUnknown,
+            .unsupportedMediaType, .internal, .unavailable, .storageUnavailable, .outcomeUnknown, .notInPhaseTwo,
         ]
     }
 

@@ -1,5 +1,5 @@
 public import Hummingbird
-import HTTPTypes
+public import HTTPTypes
 import Logging
 import NIOCore
 
@@ -192,4 +192,11 @@ private func unauthorized(_ request: Request, context: some RequestContext, real
     var response = APIError.unauthorized().response()
     response.headers[.wwwAuthenticate] = "Bearer realm=\"\(realm)\""
     return response
+}
+
+extension HTTPField.Name {
+    /// `X-CSRF-Token`: the dashboard session's anti-forgery token, sent with every POST.
+    public static let csrfToken = HTTPField.Name("X-CSRF-Token")!
+    /// `Content-Security-Policy`.
+    public static let contentSecurityPolicy = HTTPField.Name("Content-Security-Policy")!
 }

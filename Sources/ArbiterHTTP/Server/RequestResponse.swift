@@ -45,6 +45,9 @@ extension WireResponseBody {
 extension SubmitResponse: WireResponseBody {}
 extension TransactionView: WireResponseBody {}
 extension TransactionPage: WireResponseBody {}
+extension RetryResponse: WireResponseBody {}
+extension StuckList: WireResponseBody {}
+extension OperatorAuditTrail: WireResponseBody {}
 extension OutcomeResponse: WireResponseBody {}
 extension HealthResponse: WireResponseBody {}
 extension ReadyResponse: WireResponseBody {}
