@@ -3,6 +3,7 @@ import ArbiterHTTP
 import ArbiterRuntime
 import Logging
 import Synchronization
+import Tracing
 
 /// The coordinator's outgoing traffic, one link per participant.
 ///
@@ -175,12 +176,14 @@ final class ParticipantLinks: Sendable {
     private func send(_ batch: [CoordinatorMessage], to participant: ParticipantID) async {
         let hasPrepare = batch.contains { if case .prepare = $0 { true } else { false } }
         let timeout = hasPrepare ? options.prepareRequestTimeout : options.decisionRequestTimeout
+        let (spans, traceparents) = traceSpans(batch, to: participant)
+        defer { for span in spans { span?.end() } }
         let results: [Result<ParticipantMessage, ErrorDetail>]
         do {
             if batch.count == 1 || links.withLock({ $0[participant]?.singleMessages == true }) {
-                results = try await sendEach(batch, to: participant, timeout: timeout)
+                results = try await sendEach(batch, to: participant, timeout: timeout, traceparents: traceparents)
             } else {
-                results = try await client.sendBatch(batch, to: participant, timeout: timeout)
+                results = try await client.sendBatch(batch, to: participant, timeout: timeout, traceparents: traceparents)
             }
         } catch let error where error.kind == .rejected && error.status == 404 && batch.count > 1 {
             // An implementation of the single-message endpoints only: fall back for good.
@@ -189,6 +192,7 @@ final class ParticipantLinks: Sendable {
             for message in batch { enqueue(message, to: participant) }
             return
         } catch {
+            for span in spans { span?.setStatus(SpanStatus(code: .error, message: error.message)) }
             unreachable(batch, participant, reason: error.message)
             return
         }
@@ -212,13 +216,39 @@ final class ParticipantLinks: Sendable {
     }
 
     private func sendEach(
-        _ batch: [CoordinatorMessage], to participant: ParticipantID, timeout: Duration
+        _ batch: [CoordinatorMessage], to participant: ParticipantID, timeout: Duration, traceparents: [String?]
     ) async throws(WireCallError) -> [Result<ParticipantMessage, ErrorDetail>] {
         var results: [Result<ParticipantMessage, ErrorDetail>] = []
-        for message in batch {
-            results.append(.success(try await client.send(message, to: participant, timeout: timeout)))
+        for (index, message) in batch.enumerated() {
+            let traceparent = traceparents.isEmpty ? nil : traceparents[index]
+            results.append(.success(try await client.send(message, to: participant, timeout: timeout, traceparent: traceparent)))
         }
         return results
+    }
+
+    /// A client-side span per traced message (`prepare`, or `phase2` for a commit or abort) and the
+    /// `traceparent` each message carries; both empty when no message in the batch is traced, the
+    /// common case without a tracer.
+    private func traceSpans(
+        _ batch: [CoordinatorMessage], to participant: ParticipantID
+    ) -> (spans: [(any Span)?], traceparents: [String?]) {
+        guard let engine else { return ([], []) }
+        let contexts = batch.map { engine.traceContext(of: $0.txid) }
+        guard contexts.contains(where: { $0 != nil }) else { return ([], []) }
+        var spans: [(any Span)?] = []
+        var traceparents: [String?] = []
+        for (message, context) in zip(batch, contexts) {
+            let span = WireTracing.startSpan(message.spanName, context: context, ofKind: .client)
+            if let span {
+                span.attributes["arbiter.txid"] = message.txid.rawValue
+                span.attributes["arbiter.participant"] = participant.rawValue
+                span.attributes["arbiter.message"] = message.kindName
+                span.attributes["arbiter.batch.size"] = batch.count
+            }
+            spans.append(span)
+            traceparents.append(WireTracing.traceparent(for: span?.context ?? context))
+        }
+        return (spans, traceparents)
     }
 
     private func unreachable(_ batch: [CoordinatorMessage], _ participant: ParticipantID, reason: String) {
@@ -226,6 +256,23 @@ final class ParticipantLinks: Sendable {
         logger.debug("participant unreachable", metadata: ["participant": "\(participant)", "reason": "\(reason)"])
         for message in batch {
             engine.handle(.unreachable(participant, message.txid, reason: reason))
+        }
+    }
+}
+
+extension CoordinatorMessage {
+    /// The span a message's request runs in: `prepare` in phase 1, `phase2` for a decision.
+    fileprivate var spanName: String {
+        if case .prepare = self { return "prepare" }
+        return "phase2"
+    }
+
+    fileprivate var kindName: String {
+        switch self {
+        case .prepare: return "prepare"
+        case .commit: return "commit"
+        case .abort: return "abort"
+        case .outcome: return "outcome"
         }
     }
 }
