@@ -87,7 +87,7 @@ let package = Package(
         ),
         .target(
             name: "ArbiterRuntime",
-            dependencies: ["ArbiterCore"],
+            dependencies: ["ArbiterCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -158,6 +158,7 @@ let package = Package(
             name: "arbiter",
             dependencies: [
                 "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterParticipant",
+                "ArbiterRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -189,6 +190,7 @@ let package = Package(
                 "ArbiterCore",
                 "ArbiterParticipant",
                 "ArbiterHTTP",
+                "ArbiterRuntime",
                 "BankExample",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -257,7 +259,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ArbiterRuntimeTests",
-            dependencies: ["ArbiterRuntime", "ArbiterCore"],
+            dependencies: ["ArbiterRuntime", "ArbiterCore", "ArbiterTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
