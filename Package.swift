@@ -152,6 +152,11 @@ let package = Package(
         ),
         .target(
             name: "ArbiterTesting",
+            dependencies: [
+                // The recording tracer of the tracing tests (one per test process: see W3CRecordingTracer).
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -299,6 +304,7 @@ let package = Package(
             name: "ArbiterParticipantTests",
             dependencies: [
                 "ArbiterParticipant",
+                "ArbiterTesting",
                 "ArbiterCore",
                 "ArbiterHTTP",
                 "ArbiterStorage",

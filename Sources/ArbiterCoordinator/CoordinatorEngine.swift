@@ -5,7 +5,7 @@ public import ArbiterStorage
 import Foundation
 import Logging
 import Synchronization
-import Tracing
+public import Tracing
 
 /// Drives the ``CoordinatorMachine`` with real storage, transport and timers.
 ///

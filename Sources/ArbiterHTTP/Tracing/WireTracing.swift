@@ -1,4 +1,5 @@
 public import Tracing
+import Foundation
 
 /// The bridge between the wire's `traceparent` and the process's tracer
 /// (`InstrumentationSystem.tracer`, a no-op unless the process bootstraps one).
@@ -14,7 +15,11 @@ public import Tracing
 public enum WireTracing {
     /// The context for work caused by a request that carried `traceparent` (the header's value, or
     /// `nil`); `nil` when there is nothing to carry: no valid header and no tracer to record spans.
-    public static func context(traceparent value: String?, base: ServiceContext = .topLevel) -> ServiceContext? {
+    ///
+    /// A request with the header twice (one HTTP layer adding its own) arrives here as `a, b`: the
+    /// first value counts.
+    public static func context(traceparent header: String?, base: ServiceContext = .topLevel) -> ServiceContext? {
+        let value = header.map { $0.split(separator: ",", maxSplits: 1).first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? $0 }
         guard let value, let parent = TraceParent(value) else {
             return isTracing ? base : nil
         }
