@@ -137,7 +137,7 @@ public final class CoordinatorEngine: Sendable {
         for effect in effects {
             switch effect {
             case .send(let participant, let message):
-                links.enqueue(message, to: participant, urgent: isUrgent(message, state))
+                links.enqueue(message, to: participant, urgent: isUrgent(message, state), trace: traceContext(of: message.txid))
             case .write(let records):
                 state.outbox.append(PendingWrite(records: records, forced: nil))
                 wroteRecords = true

@@ -36,6 +36,9 @@ final class ParticipantLinks: Sendable {
 
     private struct Link {
         var queue: [CoordinatorMessage] = []
+        /// The trace context of each message in `queue`, taken when it was queued (a resend after
+        /// the transaction completed still carries it).
+        var queueTraces: [ServiceContext?] = []
         var inFlight = 0
         /// Messages in `queue` that must not linger: prepares, and phase-2 messages a client waits for.
         var queuedUrgent = 0
@@ -79,11 +82,12 @@ final class ParticipantLinks: Sendable {
     /// Queues `message` for `participant`; sends at once if the link has room. A message that is not
     /// `urgent` (the engine says so only of a phase-2 message no client waits for) may linger, see
     /// the type's description. Never blocks.
-    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true) {
+    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true, trace: ServiceContext? = nil) {
         var wakes: [(ParticipantID, Duration)] = []
-        let batch = links.withLock { links -> [CoordinatorMessage]? in
+        let batch = links.withLock { links -> Batch? in
             var link = links[participant] ?? Link()
             link.queue.append(message)
+            link.queueTraces.append(trace)
             if urgent {
                 link.queuedUrgent += 1
             } else if link.lingerStarted == nil {
@@ -101,7 +105,7 @@ final class ParticipantLinks: Sendable {
         for (participant, delay) in wakes {
             EventLoopExecutor.run(after: delay) { [self] in
                 var again: [(ParticipantID, Duration)] = []
-                let batch = links.withLock { links -> [CoordinatorMessage]? in
+                let batch = links.withLock { links -> Batch? in
                     links[participant]?.wakeScheduled = false
                     return takeBatch(for: participant, &links, wakes: &again)
                 }
@@ -115,8 +119,8 @@ final class ParticipantLinks: Sendable {
     /// messages wait. Called by the engine's timer loop.
     func poke() {
         var wakes: [(ParticipantID, Duration)] = []
-        let batches = links.withLock { links -> [(ParticipantID, [CoordinatorMessage])] in
-            var batches: [(ParticipantID, [CoordinatorMessage])] = []
+        let batches = links.withLock { links -> [(ParticipantID, Batch)] in
+            var batches: [(ParticipantID, Batch)] = []
             for participant in links.keys where links[participant]?.queue.isEmpty == false {
                 if let batch = takeBatch(for: participant, &links, wakes: &wakes) { batches.append((participant, batch)) }
             }
@@ -130,7 +134,7 @@ final class ParticipantLinks: Sendable {
     /// Adds to `wakes` when the queue lingers and nothing else will look at it in time.
     private func takeBatch(
         for participant: ParticipantID, _ links: inout [ParticipantID: Link], wakes: inout [(ParticipantID, Duration)]
-    ) -> [CoordinatorMessage]? {
+    ) -> Batch? {
         guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
         let now = ContinuousClock.now
         if link.queuedUrgent == 0, let started = link.lingerStarted, now - started < options.phaseTwoLinger {
@@ -144,8 +148,9 @@ final class ParticipantLinks: Sendable {
         }
         guard link.inFlight == 0 || now - link.lastSent >= options.patience else { return nil }
         let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
-        let batch = Array(link.queue.prefix(count))
+        let batch = Batch(messages: Array(link.queue.prefix(count)), traces: Array(link.queueTraces.prefix(count)))
         link.queue.removeFirst(count)
+        link.queueTraces.removeFirst(count)
         if link.queue.isEmpty {
             link.queuedUrgent = 0
             link.lingerStarted = nil
@@ -160,11 +165,17 @@ final class ParticipantLinks: Sendable {
         return batch
     }
 
-    private func start(_ batch: [CoordinatorMessage], to participant: ParticipantID) {
+    /// The messages of one request, with their trace contexts.
+    private struct Batch: Sendable {
+        var messages: [CoordinatorMessage]
+        var traces: [ServiceContext?]
+    }
+
+    private func start(_ batch: Batch, to participant: ParticipantID) {
         spawn { [self] in
             await send(batch, to: participant)
             var wakes: [(ParticipantID, Duration)] = []
-            let next = links.withLock { links -> [CoordinatorMessage]? in
+            let next = links.withLock { links -> Batch? in
                 links[participant]?.inFlight -= 1
                 return takeBatch(for: participant, &links, wakes: &wakes)
             }
@@ -173,10 +184,11 @@ final class ParticipantLinks: Sendable {
         }
     }
 
-    private func send(_ batch: [CoordinatorMessage], to participant: ParticipantID) async {
+    private func send(_ queued: Batch, to participant: ParticipantID) async {
+        let batch = queued.messages
         let hasPrepare = batch.contains { if case .prepare = $0 { true } else { false } }
         let timeout = hasPrepare ? options.prepareRequestTimeout : options.decisionRequestTimeout
-        let (spans, traceparents) = traceSpans(batch, to: participant)
+        let (spans, traceparents) = traceSpans(batch, queued.traces, to: participant)
         defer { for span in spans { span?.end() } }
         let results: [Result<ParticipantMessage, ErrorDetail>]
         do {
@@ -189,7 +201,7 @@ final class ParticipantLinks: Sendable {
             // An implementation of the single-message endpoints only: fall back for good.
             links.withLock { $0[participant]?.singleMessages = true }
             logger.notice("participant has no /v1/batch; sending single messages", metadata: ["participant": "\(participant)"])
-            for message in batch { enqueue(message, to: participant) }
+            for (message, trace) in zip(batch, queued.traces) { enqueue(message, to: participant, trace: trace) }
             return
         } catch {
             for span in spans { span?.setStatus(SpanStatus(code: .error, message: error.message)) }
@@ -230,10 +242,8 @@ final class ParticipantLinks: Sendable {
     /// `traceparent` each message carries; both empty when no message in the batch is traced, the
     /// common case without a tracer.
     private func traceSpans(
-        _ batch: [CoordinatorMessage], to participant: ParticipantID
+        _ batch: [CoordinatorMessage], _ contexts: [ServiceContext?], to participant: ParticipantID
     ) -> (spans: [(any Span)?], traceparents: [String?]) {
-        guard let engine else { return ([], []) }
-        let contexts = batch.map { engine.traceContext(of: $0.txid) }
         guard contexts.contains(where: { $0 != nil }) else { return ([], []) }
         var spans: [(any Span)?] = []
         var traceparents: [String?] = []
