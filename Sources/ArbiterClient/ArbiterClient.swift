@@ -4,6 +4,7 @@ public import AsyncHTTPClient
 public import Logging
 import NIOHTTP1
 import Foundation
+import Tracing
 
 /// A typed client for the coordinator's HTTP API.
 ///
@@ -83,10 +84,11 @@ public struct ArbiterClient: Sendable {
         self.responseSizeMax = responseSizeMax
         self.logger = logger
         let submitURL = String(base) + WireEndpoint.submit.path
-        let plainSubmit: SubmitBatcher.PlainSubmit = { body, timeout throws(WireCallError) in
+        let plainSubmit: SubmitBatcher.PlainSubmit = { body, timeout, traceparent throws(WireCallError) in
             try await WireCall.call(
                 httpClient, connections: connections, method: .POST, url: submitURL, body: body, secret: secret,
-                timeout: timeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, logger: logger
+                timeout: timeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, traceparent: traceparent,
+                logger: logger
             )
         }
         self.plainSubmit = plainSubmit
@@ -108,6 +110,11 @@ public struct ArbiterClient: Sendable {
     ///     outcome. When `nil`, the client makes a unique one (``makeTransactionID()``).
     ///   - timeout: How long the coordinator may collect votes; its default when `nil`.
     ///   - wait: Answer at the decision (default) or once phase 2 has completed.
+    /// The transaction joins the caller's trace: when the task's `ServiceContext` has a span (or a
+    /// ``TraceParent`` set as `context.traceParent`), the request carries its W3C `traceparent`,
+    /// and so does every protocol message the transaction causes. A traced submit is sent alone,
+    /// not in a ``SubmitBatching`` batch, so that it keeps its own header.
+    ///
     /// - Throws: ``ArbiterClientError``; `invalid_request` without sending anything when a payload is
     ///   not JSON. When ``ArbiterClientError/isOutcomeUncertain`` holds, submit the same id again.
     public func submit(
@@ -124,11 +131,12 @@ public struct ArbiterClient: Sendable {
             throw ArbiterClientError(code: .invalidRequest, message: error.message, field: error.field, cause: error)
         }
         let attemptTimeout = max(requestTimeout, (timeout ?? .seconds(5)) + .seconds(5))
+        let traceparent = ServiceContext.current.flatMap { WireTracing.traceparent(for: $0) }
         let response = try await withRetries { () async throws(WireCallError) -> SubmitResponse in
-            if let batcher {
+            if let batcher, traceparent == nil {
                 return try await batcher.submit(body, timeout: attemptTimeout).get()
             }
-            return try await plainSubmit(body, attemptTimeout)
+            return try await plainSubmit(body, attemptTimeout, traceparent)
         }
         guard response.id == txid.rawValue else {
             throw ArbiterClientError(

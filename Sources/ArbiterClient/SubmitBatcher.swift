@@ -51,7 +51,8 @@ public struct SubmitBatching: Hashable, Sendable {
 final class SubmitBatcher: Sendable {
     typealias Answer = Result<SubmitResponse, WireCallError>
     /// Sends one submit as a plain `POST /v1/transactions` (the client's own unbatched path).
-    typealias PlainSubmit = @Sendable (SubmitRequest, Duration) async throws(WireCallError) -> SubmitResponse
+    /// A submit on its own request; the third argument is its `traceparent` header.
+    typealias PlainSubmit = @Sendable (SubmitRequest, Duration, String?) async throws(WireCallError) -> SubmitResponse
 
     private struct Waiting {
         var request: SubmitRequest
@@ -167,7 +168,7 @@ final class SubmitBatcher: Sendable {
             // Alone: the plain submit, whose answer is the outcome (no stream to set up and read).
             let answer: Answer
             do {
-                answer = .success(try await plainSubmit(batch[0].request, batch[0].timeout))
+                answer = .success(try await plainSubmit(batch[0].request, batch[0].timeout, nil))
             } catch {
                 answer = .failure(error)
             }

@@ -5,6 +5,7 @@ public import ArbiterStorage
 import Foundation
 import Logging
 import Synchronization
+public import Tracing
 
 /// Drives the ``CoordinatorMachine`` with real storage, transport and timers.
 ///
@@ -90,6 +91,12 @@ public final class CoordinatorEngine: Sendable {
     private let clock = ContinuousClock()
     /// Why the decision log cannot be written, and since when; `nil` while writes succeed.
     private let writeFailure = Mutex<StorageFault?>(nil)
+    /// Each traced transaction's context (its `submit` span's), kept from the submit until phase 2
+    /// completes: the parent of the spans and the `traceparent` of the requests it causes. Empty
+    /// when nothing is traced. Bounded: a full map is cleared (those transactions lose their trace,
+    /// never their outcome).
+    private let traces = Mutex<[TxID: ServiceContext]>([:])
+    private static var traceCountMax: Int { 65_536 }
     /// Serialises, per transaction id, a submit's "is it new?" and an inquiry's "is it unknown?".
     private let admissions = KeyedSerializer<TxID>()
     /// How long lazy records (`begun`, acknowledgements, `ended`, abort decisions) wait for a forced
@@ -167,7 +174,7 @@ public final class CoordinatorEngine: Sendable {
         for effect in effects {
             switch effect {
             case .send(let participant, let message):
-                links.enqueue(message, to: participant, urgent: isUrgent(message, state))
+                links.enqueue(message, to: participant, urgent: isUrgent(message, state), trace: traceContext(of: message.txid))
             case .write(let records):
                 state.outbox.append(PendingWrite(records: records, forced: nil))
                 wroteRecords = true
@@ -187,6 +194,7 @@ public final class CoordinatorEngine: Sendable {
                 if let reason, state.waiters[txid] != nil { state.reasons[txid] = reason }
                 resume(txid, .outcome(txid, outcome, reason: reason), waiting: .decision, &state)
             case .complete(let txid, let outcome):
+                forgetTrace(txid)
                 let started = state.started.removeValue(forKey: txid)
                 if let started { metrics.completionLatency.recordNanoseconds((clock.now - started).nanoseconds) }
                 activity.record(outcome, latency: started.map { clock.now - $0 })
@@ -194,6 +202,7 @@ public final class CoordinatorEngine: Sendable {
                 let reason = state.reasons.removeValue(forKey: txid)
                 resume(txid, .outcome(txid, outcome, reason: reason), waiting: nil, &state)
             case .reject(let txid, let rejection):
+                forgetTrace(txid)
                 resume(txid, .rejected(txid, rejection), waiting: nil, &state)
             case .anomaly(let txid, let text):
                 metrics.anomalies.increment()
@@ -202,6 +211,17 @@ public final class CoordinatorEngine: Sendable {
         }
         metrics.active.set(Int64(state.machine.activeCount))
         if wroteRecords { storageWake.yield() }
+    }
+
+    /// The trace context of `txid`, when its submit carried one.
+    func traceContext(of txid: TxID) -> ServiceContext? {
+        traces.withLock { $0.isEmpty ? nil : $0[txid] }
+    }
+
+    private func forgetTrace(_ txid: TxID) {
+        traces.withLock { traces in
+            if !traces.isEmpty { traces[txid] = nil }
+        }
     }
 
     /// Whether `message` must go at once: a prepare, or a phase-2 message of a transaction a client
@@ -236,15 +256,17 @@ public final class CoordinatorEngine: Sendable {
     /// A transaction the machine no longer drives is answered from the log: the same id with the
     /// same branches gets the recorded outcome; other branches are rejected. So is an id that an
     /// inquiry found unknown and that was then recorded as aborted (see ``inquiryAnswer(for:)``).
+    ///
+    /// - Parameter trace: The submit's trace context; the transaction's messages carry it.
     public func submit(
-        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration
+        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration, trace: ServiceContext? = nil
     ) async throws(StorageError) -> SubmitResult {
         // Deciding whether the id is new and starting it is one step with respect to inquiries
         // about the same id: see inquiryAnswer(for:).
         await admissions.acquire(txid)
         let admitted: Admission
         do {
-            admitted = try admit(txid, branches: branches, timeout: timeout, wait: wait, waitMax: waitMax)
+            admitted = try admit(txid, branches: branches, timeout: timeout, wait: wait, waitMax: waitMax, trace: trace)
         } catch {
             admissions.release(txid)
             throw error
@@ -270,7 +292,7 @@ public final class CoordinatorEngine: Sendable {
     /// The log is read on the calling thread: one primary-key lookup per new id, cheaper than the
     /// two thread hand-offs of an asynchronous read.
     private func admit(
-        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration
+        _ txid: TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration, trace: ServiceContext?
     ) throws(StorageError) -> Admission {
         let known = state.withLock { $0.machine.phase(of: txid) != nil }
         if !known, let recorded = try log.recordedDecision(of: txid) {
@@ -282,6 +304,12 @@ public final class CoordinatorEngine: Sendable {
             }
         }
         let slot = OutcomeSlot()
+        if let trace, !known {
+            traces.withLock { traces in
+                if traces.count >= Self.traceCountMax { traces.removeAll() }
+                if traces[txid] == nil { traces[txid] = trace }
+            }
+        }
         state.withLock { state in
             state.nextWaiterID += 1
             let id = state.nextWaiterID
@@ -423,6 +451,14 @@ public final class CoordinatorEngine: Sendable {
     private func commit(_ batch: [PendingWrite]) async {
         let forced = batch.contains { $0.forced != nil }
         let records = batch.flatMap(\.records)
+        // One `decision.force` span per traced transaction whose decision this write makes durable.
+        let spans = batch.compactMap { write -> (any Span)? in
+            guard let txid = write.forced, let span = WireTracing.startSpan("decision.force", context: traceContext(of: txid)) else { return nil }
+            span.attributes["arbiter.txid"] = txid.rawValue
+            span.attributes["arbiter.batch.writes"] = batch.count
+            return span
+        }
+        defer { for span in spans { span.end() } }
         var delay = Duration.milliseconds(10)
         while true {
             do {

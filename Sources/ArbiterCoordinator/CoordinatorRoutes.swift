@@ -4,6 +4,7 @@ import ArbiterStorage
 import Hummingbird
 import Logging
 import Synchronization
+import Tracing
 
 /// The coordinator half of `schemas/openapi.yaml`, on Hummingbird.
 struct CoordinatorRoutes: Sendable {
@@ -172,7 +173,8 @@ struct CoordinatorRoutes: Sendable {
     private func submit(_ request: Request) async throws -> Response {
         let body = try await request.decodeWire(SubmitRequest.self, bodySizeMax: options.limits.bodySizeMax)
         let submission = try body.validated(limits: options.limits, participant: options.participants.resolve)
-        return try WireResponse.json(try await run(submission, as: submission.id ?? ids.next()))
+        let trace = WireTracing.context(traceparent: request.headers[TraceParent.header])
+        return try WireResponse.json(try await run(submission, as: submission.id ?? ids.next(), trace: trace))
     }
 
     /// `POST /v1/transaction-batch`: every transaction runs as if submitted alone, concurrently;
@@ -183,6 +185,8 @@ struct CoordinatorRoutes: Sendable {
         let submissions = try body.validated(limits: options.limits, participant: options.participants.resolve)
         try checkStorage()
         let txids = submissions.map { $0.id ?? ids.next() }
+        // One header for the request: every transaction in it joins the sender's trace.
+        let trace = WireTracing.context(traceparent: request.headers[TraceParent.header])
         let lines = ResultLines()
         let logger = options.logger
         return Response(status: .ok, headers: [.contentType: WireResponse.ndjsonContentType], body: ResponseBody { writer in
@@ -191,7 +195,7 @@ struct CoordinatorRoutes: Sendable {
                     group.addTask {
                         let result: SubmitBatchResult
                         do throws(APIError) {
-                            let response = try await run(submission, as: txids[index])
+                            let response = try await run(submission, as: txids[index], trace: trace)
                             result = SubmitBatchResult(index: index, id: response.id, outcome: response.outcome, reason: response.reason)
                         } catch {
                             result = SubmitBatchResult(index: index, id: txids[index], error: error)
@@ -225,15 +229,18 @@ struct CoordinatorRoutes: Sendable {
         }
     }
 
-    /// Runs one submission to its answer, as `POST /v1/transactions` reports it.
-    private func run(_ submission: Submission, as txid: TxID) async throws(APIError) -> SubmitResponse {
+    /// Runs one submission to its answer, as `POST /v1/transactions` reports it, in a `submit` span
+    /// when there is a trace (the client's `traceparent`, or a tracer of this process).
+    private func run(_ submission: Submission, as txid: TxID, trace: ServiceContext?) async throws(APIError) -> SubmitResponse {
         try checkStorage()
         let deadline = submission.timeout ?? options.protocolConfig.prepareTimeout
-        let result = try await storage {
-            try await engine.submit(
-                txid, branches: submission.branches, timeout: submission.timeout,
-                wait: submission.wait == .completion ? .completion : .decision,
-                waitMax: deadline + options.clientWaitGrace)
+        let result = try await WireTracing.withSpan("submit", context: trace, ofKind: .server) { trace async throws(APIError) in
+            try await storage {
+                try await engine.submit(
+                    txid, branches: submission.branches, timeout: submission.timeout,
+                    wait: submission.wait == .completion ? .completion : .decision,
+                    waitMax: deadline + options.clientWaitGrace, trace: trace)
+            }
         }
         switch result {
         case .outcome(let txid, let outcome, let reason):

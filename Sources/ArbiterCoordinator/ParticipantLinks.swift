@@ -3,6 +3,7 @@ import ArbiterHTTP
 import ArbiterRuntime
 import Logging
 import Synchronization
+import Tracing
 
 /// The coordinator's outgoing traffic, one link per participant.
 ///
@@ -35,6 +36,9 @@ final class ParticipantLinks: Sendable {
 
     private struct Link {
         var queue: [CoordinatorMessage] = []
+        /// The trace context of each message in `queue`, taken when it was queued (a resend after
+        /// the transaction completed still carries it).
+        var queueTraces: [ServiceContext?] = []
         var inFlight = 0
         /// Messages in `queue` that must not linger: prepares, and phase-2 messages a client waits for.
         var queuedUrgent = 0
@@ -115,11 +119,12 @@ final class ParticipantLinks: Sendable {
     /// Queues `message` for `participant`; sends at once if the link has room. A message that is not
     /// `urgent` (the engine says so only of a phase-2 message no client waits for) may linger, see
     /// the type's description. Never blocks.
-    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true) {
+    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true, trace: ServiceContext? = nil) {
         var wakes: [(ParticipantID, Duration)] = []
-        let batch = links.withLock { links -> [CoordinatorMessage]? in
+        let batch = links.withLock { links -> Batch? in
             var link = links[participant] ?? Link()
             link.queue.append(message)
+            link.queueTraces.append(trace)
             if urgent {
                 link.queuedUrgent += 1
             } else if link.lingerStarted == nil {
@@ -137,7 +142,7 @@ final class ParticipantLinks: Sendable {
         for (participant, delay) in wakes {
             EventLoopExecutor.run(after: delay) { [self] in
                 var again: [(ParticipantID, Duration)] = []
-                let batch = links.withLock { links -> [CoordinatorMessage]? in
+                let batch = links.withLock { links -> Batch? in
                     links[participant]?.wakeScheduled = false
                     return takeBatch(for: participant, &links, wakes: &again)
                 }
@@ -151,8 +156,8 @@ final class ParticipantLinks: Sendable {
     /// messages wait. Called by the engine's timer loop.
     func poke() {
         var wakes: [(ParticipantID, Duration)] = []
-        let batches = links.withLock { links -> [(ParticipantID, [CoordinatorMessage])] in
-            var batches: [(ParticipantID, [CoordinatorMessage])] = []
+        let batches = links.withLock { links -> [(ParticipantID, Batch)] in
+            var batches: [(ParticipantID, Batch)] = []
             for participant in links.keys where links[participant]?.queue.isEmpty == false {
                 if let batch = takeBatch(for: participant, &links, wakes: &wakes) { batches.append((participant, batch)) }
             }
@@ -166,7 +171,7 @@ final class ParticipantLinks: Sendable {
     /// Adds to `wakes` when the queue lingers and nothing else will look at it in time.
     private func takeBatch(
         for participant: ParticipantID, _ links: inout [ParticipantID: Link], wakes: inout [(ParticipantID, Duration)]
-    ) -> [CoordinatorMessage]? {
+    ) -> Batch? {
         guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
         let now = ContinuousClock.now
         if link.queuedUrgent == 0, let started = link.lingerStarted, now - started < options.phaseTwoLinger {
@@ -180,8 +185,9 @@ final class ParticipantLinks: Sendable {
         }
         guard link.inFlight == 0 || now - link.lastSent >= options.patience else { return nil }
         let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
-        let batch = Array(link.queue.prefix(count))
+        let batch = Batch(messages: Array(link.queue.prefix(count)), traces: Array(link.queueTraces.prefix(count)))
         link.queue.removeFirst(count)
+        link.queueTraces.removeFirst(count)
         if link.queue.isEmpty {
             link.queuedUrgent = 0
             link.lingerStarted = nil
@@ -191,19 +197,25 @@ final class ParticipantLinks: Sendable {
             link.queuedUrgent = link.queue.count
         }
         link.inFlight += 1
-        link.inFlightMessages += batch.count
+        link.inFlightMessages += batch.messages.count
         link.lastSent = now
         links[participant] = link
         return batch
     }
 
-    private func start(_ batch: [CoordinatorMessage], to participant: ParticipantID) {
+    /// The messages of one request, with their trace contexts.
+    private struct Batch: Sendable {
+        var messages: [CoordinatorMessage]
+        var traces: [ServiceContext?]
+    }
+
+    private func start(_ batch: Batch, to participant: ParticipantID) {
         spawn { [self] in
             await send(batch, to: participant)
             var wakes: [(ParticipantID, Duration)] = []
-            let next = links.withLock { links -> [CoordinatorMessage]? in
+            let next = links.withLock { links -> Batch? in
                 links[participant]?.inFlight -= 1
-                links[participant]?.inFlightMessages -= batch.count
+                links[participant]?.inFlightMessages -= batch.messages.count
                 return takeBatch(for: participant, &links, wakes: &wakes)
             }
             if let next { start(next, to: participant) }
@@ -211,24 +223,28 @@ final class ParticipantLinks: Sendable {
         }
     }
 
-    private func send(_ batch: [CoordinatorMessage], to participant: ParticipantID) async {
+    private func send(_ queued: Batch, to participant: ParticipantID) async {
+        let batch = queued.messages
         let hasPrepare = batch.contains { if case .prepare = $0 { true } else { false } }
         let timeout = hasPrepare ? options.prepareRequestTimeout : options.decisionRequestTimeout
+        let (spans, traceparents) = traceSpans(batch, queued.traces, to: participant)
+        defer { for span in spans { span?.end() } }
         let results: [Result<ParticipantMessage, ErrorDetail>]
         do {
             if batch.count == 1 || links.withLock({ $0[participant]?.singleMessages == true }) {
-                results = try await sendEach(batch, to: participant, timeout: timeout)
+                results = try await sendEach(batch, to: participant, timeout: timeout, traceparents: traceparents)
             } else {
-                results = try await client.sendBatch(batch, to: participant, timeout: timeout)
+                results = try await client.sendBatch(batch, to: participant, timeout: timeout, traceparents: traceparents)
             }
         } catch let error where error.kind == .rejected && error.status == 404 && batch.count > 1 {
             // An implementation of the single-message endpoints only: fall back for good.
             links.withLock { $0[participant]?.singleMessages = true }
             logger.notice("participant has no /v1/batch; sending single messages", metadata: ["participant": "\(participant)"])
-            for message in batch { enqueue(message, to: participant) }
+            for (message, trace) in zip(batch, queued.traces) { enqueue(message, to: participant, trace: trace) }
             return
         } catch {
             setReachable(participant, false)
+            for span in spans { span?.setStatus(SpanStatus(code: .error, message: error.message)) }
             unreachable(batch, participant, reason: error.message)
             return
         }
@@ -253,13 +269,37 @@ final class ParticipantLinks: Sendable {
     }
 
     private func sendEach(
-        _ batch: [CoordinatorMessage], to participant: ParticipantID, timeout: Duration
+        _ batch: [CoordinatorMessage], to participant: ParticipantID, timeout: Duration, traceparents: [String?]
     ) async throws(WireCallError) -> [Result<ParticipantMessage, ErrorDetail>] {
         var results: [Result<ParticipantMessage, ErrorDetail>] = []
-        for message in batch {
-            results.append(.success(try await client.send(message, to: participant, timeout: timeout)))
+        for (index, message) in batch.enumerated() {
+            let traceparent = traceparents.isEmpty ? nil : traceparents[index]
+            results.append(.success(try await client.send(message, to: participant, timeout: timeout, traceparent: traceparent)))
         }
         return results
+    }
+
+    /// A client-side span per traced message (`prepare`, or `phase2` for a commit or abort) and the
+    /// `traceparent` each message carries; both empty when no message in the batch is traced, the
+    /// common case without a tracer.
+    private func traceSpans(
+        _ batch: [CoordinatorMessage], _ contexts: [ServiceContext?], to participant: ParticipantID
+    ) -> (spans: [(any Span)?], traceparents: [String?]) {
+        guard contexts.contains(where: { $0 != nil }) else { return ([], []) }
+        var spans: [(any Span)?] = []
+        var traceparents: [String?] = []
+        for (message, context) in zip(batch, contexts) {
+            let span = WireTracing.startSpan(message.spanName, context: context, ofKind: .client)
+            if let span {
+                span.attributes["arbiter.txid"] = message.txid.rawValue
+                span.attributes["arbiter.participant"] = participant.rawValue
+                span.attributes["arbiter.message"] = message.kindName
+                span.attributes["arbiter.batch.size"] = batch.count
+            }
+            spans.append(span)
+            traceparents.append(WireTracing.traceparent(for: span?.context ?? context))
+        }
+        return (spans, traceparents)
     }
 
     private func unreachable(_ batch: [CoordinatorMessage], _ participant: ParticipantID, reason: String) {
@@ -267,6 +307,23 @@ final class ParticipantLinks: Sendable {
         logger.debug("participant unreachable", metadata: ["participant": "\(participant)", "reason": "\(reason)"])
         for message in batch {
             engine.handle(.unreachable(participant, message.txid, reason: reason))
+        }
+    }
+}
+
+extension CoordinatorMessage {
+    /// The span a message's request runs in: `prepare` in phase 1, `phase2` for a decision.
+    fileprivate var spanName: String {
+        if case .prepare = self { return "prepare" }
+        return "phase2"
+    }
+
+    fileprivate var kindName: String {
+        switch self {
+        case .prepare: return "prepare"
+        case .commit: return "commit"
+        case .abort: return "abort"
+        case .outcome: return "outcome"
         }
     }
 }

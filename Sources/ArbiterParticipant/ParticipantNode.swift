@@ -8,6 +8,7 @@ public import Hummingbird
 public import Logging
 import NIOCore
 public import ServiceLifecycle
+import Tracing
 import Synchronization
 
 /// What the embedding service gets to add its own routes to a ``ParticipantNode``.
@@ -319,6 +320,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         let prepare = try body.validated(limits: options.limits)
         try checkCoordinator(prepare.coordinator, field: "coordinator")
         try await checkStorage()
+        remember(request.headers[TraceParent.header] ?? body.traceparent, for: prepare.txid)
         let answer = try await engine.deliver(.prepare(prepare)).message()
         guard let reply = PrepareReply(answer) else { throw APIError.internal() }
         try await failpoint("participant.before-vote")
@@ -329,10 +331,16 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: options.limits.bodySizeMax)
         let txid = try body.validated()
         try await checkStorage()
+        remember(request.headers[TraceParent.header] ?? body.traceparent, for: txid)
         let answer = try await engine.deliver(commit ? .commit(txid) : .abort(txid)).message()
         guard let reply = AcknowledgeReply(answer) else { throw APIError.internal() }
         try await failpoint("participant.before-ack")
         return reply
+    }
+
+    /// Keeps the trace context a message arrived with, for its stage/apply spans and inquiries.
+    private func remember(_ traceparent: String?, for txid: TxID) {
+        if let context = WireTracing.context(traceparent: traceparent) { engine.remember(context, for: txid) }
     }
 
     private func batch(_ request: Request) async throws -> BatchResponse {
@@ -344,6 +352,9 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             }
         }
         try await checkStorage()
+        for (message, wire) in zip(messages, body.messages) {
+            remember(wire.traceparent, for: message.txid)
+        }
         let results = await engine.deliver(messages)
         var replies: [BatchReply] = []
         replies.reserveCapacity(messages.count)

@@ -1,5 +1,7 @@
 import ArbiterCore
+import ArbiterRuntime
 import ArgumentParser
+import Foundation
 
 /// The `arbiter` command-line tool.
 @main
@@ -10,4 +12,19 @@ struct Arbiter: AsyncParsableCommand {
         version: ArbiterRelease.version,
         subcommands: [CoordinatorCommand.self, TxnCommand.self, ParticipantCommand.self, Simulate.self]
     )
+
+    /// Parses the command line; `arbiter coordinator` first takes the options its command line does
+    /// not give from the environment and the configuration file (see ``ConfigurationSources``).
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == CoordinatorCommand.configuration.commandName {
+            let sources = ConfigurationSources(help: CoordinatorCommand.helpMessage(columns: 1000))
+            do {
+                arguments = [arguments[0]] + (try sources.arguments(Array(arguments.dropFirst())))
+            } catch {
+                exitWithRuntimeError(error)
+            }
+        }
+        await main(arguments)
+    }
 }

@@ -1,6 +1,7 @@
 import ArbiterCoordinator
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterRuntime
 import ArgumentParser
 import Logging
 import Foundation
@@ -19,8 +20,19 @@ struct CoordinatorCommand: AsyncParsableCommand {
             a kill at any instant loses nothing that was reported. Once it accepts connections it \
             prints `arbiter coordinator listening on http://HOST:PORT` (https with --tls-cert) on \
             standard output.
+
+            Every option may also come from an environment variable, ARBITER_ and its name in \
+            capitals (--secret-file: ARBITER_SECRET_FILE), or from the configuration file \
+            (--config FILE or ARBITER_CONFIG: a JSON object, or `name = value` lines); a flag on \
+            the command line wins over the environment, which wins over the file.
             """
     )
+
+    @Option(help: "Configuration file: a JSON object or `name = value` lines, keys the option names without dashes (also ARBITER_CONFIG).")
+    var config: String?
+
+    @Option(help: "Log format on standard error: text, or json (one object per line: time, level, label, message, metadata).")
+    var logFormat: String = "text"
 
     @Option(help: "Directory for the decision log (created if missing).")
     var data: String
@@ -128,6 +140,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("--request-patience-ms must be 1...60000, got \(requestPatienceMs)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); give text or json") }
         guard (participants != nil) != allowAnyParticipant else {
             throw ValidationError(participants == nil
                 ? "name the participants this coordinator may talk to with --participants FILE (or, unsafe, --allow-any-participant)"
@@ -139,6 +152,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func run() async throws {
         // Handlers run on the event loop that read their request: see EventLoopExecutor.
         EventLoopExecutor.install()
+        if LogFormat(rawValue: logFormat) == .json {
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        }
         let logger = {
             var logger = Logger(label: "arbiter.coordinator")
             logger.logLevel = Logger.Level(rawValue: logLevel)!
@@ -151,7 +167,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             do {
                 registry = try ParticipantRegistry(file: participants)
             } catch {
-                throw ValidationError("--participants: \(error)")
+                throw RuntimeError("--participants: \(error)")
             }
         } else {
             registry = .open()
@@ -220,7 +236,7 @@ func readTokenFile(_ path: String, option: String, defaultName: String) throws -
     do {
         return try NamedToken.read(fromFile: path, defaultName: defaultName)
     } catch {
-        throw ValidationError("\(option): \(error)")
+        throw RuntimeError("\(option): \(error)")
     }
 }
 
@@ -235,6 +251,6 @@ func readSecret(_ path: String, option: String) throws -> BearerSecret {
     do {
         return try BearerSecret.read(fromFile: path)
     } catch {
-        throw ValidationError("\(option): \(error)")
+        throw RuntimeError("\(option): \(error)")
     }
 }

@@ -12,6 +12,18 @@ final class FakeParticipant: Sendable {
         case readOnly
         /// Never answers the prepare (a stalled participant): the coordinator's deadline must act.
         case hang
+        /// Answers `yes` after a while (holds the link's one open request, so others queue behind it).
+        case slow(Duration)
+    }
+
+    /// The trace context a message arrived with: its request's `traceparent` header and its own
+    /// `traceparent` member.
+    struct Traced: Sendable, Hashable {
+        var message: String
+        var header: String?
+        var member: String?
+        /// Whether the request carried this message alone (a single-message endpoint).
+        var single: Bool
     }
 
     struct Seen: Sendable {
@@ -22,6 +34,7 @@ final class FakeParticipant: Sendable {
         /// Each request's messages, as "prepare ID", "commit ID", "abort ID", in arrival order.
         var requests: [[String]] = []
         var messages = 0
+        var traced: [Traced] = []
     }
 
     private let seen = Mutex(Seen())
@@ -49,6 +62,7 @@ final class FakeParticipant: Sendable {
             let body = try await request.decodeWire(PrepareBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.prepare(try body.validated(limits: .default))
             self.recordRequest([message])
+            self.recordTrace(message, header: request.headers[TraceParent.header], member: body.traceparent, single: true)
             let reply = try await self.answer(message)
             return try WireResponse.json(PrepareReply(reply)!)
         }
@@ -56,18 +70,23 @@ final class FakeParticipant: Sendable {
             let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.commit(try body.validated())
             self.recordRequest([message])
+            self.recordTrace(message, header: request.headers[TraceParent.header], member: body.traceparent, single: true)
             return try WireResponse.json(AcknowledgeReply(try await self.answer(message))!)
         }
         routes.post("/v1/abort") { request, _ in
             let body = try await request.decodeWire(DecisionBody.self, bodySizeMax: 1 << 20)
             let message = CoordinatorMessage.abort(try body.validated())
             self.recordRequest([message])
+            self.recordTrace(message, header: request.headers[TraceParent.header], member: body.traceparent, single: true)
             return try WireResponse.json(AcknowledgeReply(try await self.answer(message))!)
         }
         routes.post("/v1/batch") { request, _ in
             let body = try await request.decodeWire(BatchRequest.self, bodySizeMax: 16 << 20)
             let messages = try body.validated(limits: .default)
             self.recordRequest(messages)
+            for (message, wire) in zip(messages, body.messages) {
+                self.recordTrace(message, header: request.headers[TraceParent.header], member: wire.traceparent, single: false)
+            }
             let replies = try await withThrowingTaskGroup(of: (Int, BatchReply).self) { group in
                 for (index, message) in messages.enumerated() {
                     group.addTask {
@@ -92,6 +111,10 @@ final class FakeParticipant: Sendable {
         seen.withLock { $0.requests.append(messages.map(Self.describe)) }
     }
 
+    private func recordTrace(_ message: CoordinatorMessage, header: String?, member: String?, single: Bool) {
+        seen.withLock { $0.traced.append(Traced(message: Self.describe(message), header: header, member: member, single: single)) }
+    }
+
     private static func describe(_ message: CoordinatorMessage) -> String {
         switch message {
         case .prepare(let request): "prepare \(request.txid)"
@@ -110,6 +133,10 @@ final class FakeParticipant: Sendable {
             case .hang:
                 try await Task.sleep(for: .seconds(3600))
                 throw APIError.unavailable("hung")
+            case .slow(let delay):
+                try await Task.sleep(for: delay)
+                seen.withLock { $0.prepared.append(request.txid) }
+                return .vote(request.txid, .yes)
             case .no(let reason):
                 seen.withLock { $0.aborted.append(request.txid) }
                 return request.onePhase ? .onePhaseOutcome(request.txid, .aborted) : .vote(request.txid, .no(reason: reason))

@@ -48,6 +48,11 @@ public struct HTTPClientSettings: Hashable, Sendable {
         )
         configuration.httpVersion = .automatic
         configuration.connectionPool.retryConnectionEstablishment = retriesConnectionEstablishment
+        // Arbiter sets each request's `traceparent` itself (see WireTracing): one per transaction,
+        // per message in a batch. AsyncHTTPClient's own tracing would add a second header naming
+        // whatever span the sending task happens to carry, and a span per HTTP exchange that
+        // mixes many transactions.
+        configuration.tracing.tracer = nil
         return configuration
     }
 

@@ -61,8 +61,11 @@ public struct ProtocolClient: Sendable {
     /// Sends one message to `participant` on its single-message endpoint and returns its answer:
     /// a vote or one-phase outcome for `prepare`, an acknowledgement for `commit` and `abort`.
     ///
+    /// - Parameter traceparent: The transaction's W3C trace context, sent as the `traceparent` header.
     /// - Precondition: `message` is not ``CoordinatorMessage/outcome(_:_:)``.
-    public func send(_ message: CoordinatorMessage, to participant: ParticipantID, timeout: Duration) async throws(WireCallError) -> ParticipantMessage {
+    public func send(
+        _ message: CoordinatorMessage, to participant: ParticipantID, timeout: Duration, traceparent: String? = nil
+    ) async throws(WireCallError) -> ParticipantMessage {
         let base = participant.rawValue
         let secret = try secret(for: base)
         switch message {
@@ -70,14 +73,15 @@ public struct ProtocolClient: Sendable {
             let body = try wireBody { () throws(APIError) in try PrepareBody(request) }
             let reply = try await WireCall.call(
                 httpClient, method: .POST, url: base + WireEndpoint.prepare.path, body: body, secret: secret,
-                timeout: timeout, responseSizeMax: limits.bodySizeMax, as: PrepareReply.self, logger: logger
+                timeout: timeout, responseSizeMax: limits.bodySizeMax, as: PrepareReply.self, traceparent: traceparent, logger: logger
             )
             return try check({ () throws(APIError) in try reply.message() }, for: message, url: base)
         case .commit(let txid), .abort(let txid):
             let endpoint = message.isCommit ? WireEndpoint.commit : WireEndpoint.abort
             let reply = try await WireCall.call(
                 httpClient, method: .POST, url: base + endpoint.path, body: DecisionBody(txid), secret: secret,
-                timeout: timeout, responseSizeMax: limits.bodySizeMax, as: AcknowledgeReply.self, logger: logger
+                timeout: timeout, responseSizeMax: limits.bodySizeMax, as: AcknowledgeReply.self, traceparent: traceparent,
+                logger: logger
             )
             return try check({ () throws(APIError) in try reply.message() }, for: message, url: base)
         case .outcome:
@@ -88,20 +92,28 @@ public struct ProtocolClient: Sendable {
     /// Sends many messages to `participant` in one `POST /v1/batch` and returns one result per
     /// message, in order: the participant's answer, or the error it reported for that message.
     ///
+    /// - Parameter traceparents: Empty, or one W3C trace context per message: each goes in its
+    ///   message's `traceparent` member, and when every message belongs to one transaction, in the
+    ///   request's `traceparent` header too.
     /// - Precondition: `messages` holds 1...``WireLimits/batchMessageCountMax`` messages, none an
     ///   ``CoordinatorMessage/outcome(_:_:)``.
     public func sendBatch(
         _ messages: [CoordinatorMessage],
         to participant: ParticipantID,
-        timeout: Duration
+        timeout: Duration,
+        traceparents: [String?] = []
     ) async throws(WireCallError) -> [Result<ParticipantMessage, ErrorDetail>] {
         precondition(!messages.isEmpty && messages.count <= limits.batchMessageCountMax, "a batch holds 1...\(limits.batchMessageCountMax) messages")
         let base = participant.rawValue
         let secret = try secret(for: base)
-        let body = try wireBody { () throws(APIError) in try BatchRequest(messages) }
+        let body = try wireBody { () throws(APIError) in try BatchRequest(messages, traceparents: traceparents) }
+        var header: String?
+        if let first = traceparents.first, let value = first, messages.allSatisfy({ $0.txid == messages[0].txid }) {
+            header = value
+        }
         let response = try await WireCall.call(
             httpClient, connections: connections, method: .POST, url: base + WireEndpoint.batch.path, body: body, secret: secret,
-            timeout: timeout, responseSizeMax: limits.batchBodySizeMax, as: BatchResponse.self, logger: logger
+            timeout: timeout, responseSizeMax: limits.batchBodySizeMax, as: BatchResponse.self, traceparent: header, logger: logger
         )
         guard response.replies.count == messages.count else {
             throw WireCallError(
@@ -129,12 +141,16 @@ public struct ProtocolClient: Sendable {
 
     /// Asks the coordinator at `coordinator` about an in-doubt transaction
     /// (`GET /v1/transactions/{id}/outcome`).
-    public func inquire(_ txid: TxID, coordinator: CoordinatorID, timeout: Duration) async throws(WireCallError) -> InquiryAnswer {
+    ///
+    /// - Parameter traceparent: The transaction's W3C trace context, sent as the `traceparent` header.
+    public func inquire(
+        _ txid: TxID, coordinator: CoordinatorID, timeout: Duration, traceparent: String? = nil
+    ) async throws(WireCallError) -> InquiryAnswer {
         let base = coordinator.rawValue
         let secret = try secret(for: base)
         let response = try await WireCall.call(
             httpClient, method: .GET, url: base + "/v1/transactions/\(txid.rawValue)/outcome", body: nil, secret: secret,
-            timeout: timeout, responseSizeMax: limits.bodySizeMax, as: OutcomeResponse.self, logger: logger
+            timeout: timeout, responseSizeMax: limits.bodySizeMax, as: OutcomeResponse.self, traceparent: traceparent, logger: logger
         )
         guard response.id == txid.rawValue else {
             throw WireCallError(kind: .invalidResponse, message: "\(base) answered about transaction \(response.id), not \(txid)")

@@ -83,10 +83,12 @@ public enum WireCall {
         secret: BearerSecret?,
         timeout: Duration,
         responseSizeMax: Int,
+        traceparent: String? = nil,
         logger: Logger? = nil
     ) async throws(WireCallError) -> Reply {
         var headers = [("Accept", "application/json")]
         if let secret { headers.append(("Authorization", secret.authorizationHeaderValue)) }
+        if let traceparent { headers.append((TraceParent.headerName, traceparent)) }
         if body != nil { headers.append(("Content-Type", "application/json")) }
         if let connections, let target = HTTP1Connections.target(url) {
             return try await connections.execute(
@@ -119,6 +121,7 @@ public enum WireCall {
         timeout: Duration,
         responseSizeMax: Int,
         as type: T.Type,
+        traceparent: String? = nil,
         logger: Logger? = nil
     ) async throws(WireCallError) -> T {
         var bytes: [UInt8]?
@@ -131,7 +134,7 @@ public enum WireCall {
         }
         let reply = try await execute(
             client, connections: connections, method: method, url: url, body: bytes, secret: secret, timeout: timeout,
-            responseSizeMax: responseSizeMax, logger: logger
+            responseSizeMax: responseSizeMax, traceparent: traceparent, logger: logger
         )
         return try decode(type, from: reply, url: url)
     }

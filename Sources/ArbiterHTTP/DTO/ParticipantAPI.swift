@@ -4,7 +4,7 @@ public import ArbiterCore
 // and what the participant answers, with their mappings to `CoordinatorMessage` and
 // `ParticipantMessage`.
 
-/// `POST /v1/prepare` request: `{txid, coordinator, payload, onePhase?}`.
+/// `POST /v1/prepare` request: `{txid, coordinator, payload, onePhase?, traceparent?}`.
 public struct PrepareBody: Codable, Hashable, Sendable {
     /// The transaction id.
     public var txid: String
@@ -15,13 +15,18 @@ public struct PrepareBody: Codable, Hashable, Sendable {
     /// `true` when the transaction has this one participant: prepare and commit in one local
     /// transaction and answer with the outcome. Absent means `false`.
     public var onePhase: Bool?
+    /// The W3C `traceparent` of the transaction's trace (see ``TraceParent``). It matters in a
+    /// batch, where one HTTP request carries many transactions' messages; a single-message request
+    /// carries it in its `traceparent` header, which wins.
+    public var traceparent: String?
 
     /// Makes a value from its members, as they travel on the wire.
-    public init(txid: String, coordinator: String, payload: RawJSON, onePhase: Bool? = nil) {
+    public init(txid: String, coordinator: String, payload: RawJSON, onePhase: Bool? = nil, traceparent: String? = nil) {
         self.txid = txid
         self.coordinator = coordinator
         self.payload = payload
         self.onePhase = onePhase
+        self.traceparent = traceparent
     }
 
     /// The wire form of a core prepare request. `onePhase` is sent only when `true`.
@@ -137,15 +142,23 @@ public enum PrepareReply: Codable, Hashable, Sendable {
     }
 }
 
-/// `POST /v1/commit` and `POST /v1/abort` request: `{txid}`.
+/// `POST /v1/commit` and `POST /v1/abort` request: `{txid, traceparent?}`.
 public struct DecisionBody: Codable, Hashable, Sendable {
     /// The transaction id.
     public var txid: String
+    /// The W3C `traceparent` of the transaction's trace, as in ``PrepareBody/traceparent``.
+    public var traceparent: String?
 
     /// A body for the transaction id `txid`.
-    public init(txid: String) { self.txid = txid }
+    public init(txid: String, traceparent: String? = nil) {
+        self.txid = txid
+        self.traceparent = traceparent
+    }
     /// A body for a core transaction id.
-    public init(_ txid: TxID) { self.txid = txid.rawValue }
+    public init(_ txid: TxID, traceparent: String? = nil) {
+        self.txid = txid.rawValue
+        self.traceparent = traceparent
+    }
 
     /// Checks the id.
     public func validated(fieldPrefix: String = "") throws(APIError) -> TxID {
@@ -259,12 +272,23 @@ public enum BatchMessage: Codable, Hashable, Sendable {
     /// ``CoordinatorMessage/outcome(_:_:)`` is the answer to an inquiry and gives `nil`.
     ///
     /// - Throws: ``APIError`` `invalid_json` when a prepare's payload is not one JSON value.
-    public init?(_ message: CoordinatorMessage) throws(APIError) {
+    public init?(_ message: CoordinatorMessage, traceparent: String? = nil) throws(APIError) {
         switch message {
-        case .prepare(let request): self = .prepare(try PrepareBody(request))
-        case .commit(let txid): self = .commit(DecisionBody(txid))
-        case .abort(let txid): self = .abort(DecisionBody(txid))
+        case .prepare(let request):
+            var body = try PrepareBody(request)
+            body.traceparent = traceparent
+            self = .prepare(body)
+        case .commit(let txid): self = .commit(DecisionBody(txid, traceparent: traceparent))
+        case .abort(let txid): self = .abort(DecisionBody(txid, traceparent: traceparent))
         case .outcome: return nil
+        }
+    }
+
+    /// The message's `traceparent` member.
+    public var traceparent: String? {
+        switch self {
+        case .prepare(let body): return body.traceparent
+        case .commit(let body), .abort(let body): return body.traceparent
         }
     }
 
@@ -290,11 +314,14 @@ public struct BatchRequest: Codable, Hashable, Sendable {
     ///
     /// - Throws: ``APIError`` `invalid_value` for an ``CoordinatorMessage/outcome(_:_:)``, which is
     ///   not sent to participants, and `invalid_json` for a payload that is not JSON.
-    public init(_ messages: [CoordinatorMessage]) throws(APIError) {
+    ///
+    /// - Parameter traceparents: One per message (or empty: none): each message's `traceparent`.
+    public init(_ messages: [CoordinatorMessage], traceparents: [String?] = []) throws(APIError) {
+        precondition(traceparents.isEmpty || traceparents.count == messages.count, "one traceparent per message")
         var wire: [BatchMessage] = []
         wire.reserveCapacity(messages.count)
         for (index, message) in messages.enumerated() {
-            guard let item = try BatchMessage(message) else {
+            guard let item = try BatchMessage(message, traceparent: traceparents.isEmpty ? nil : traceparents[index]) else {
                 throw APIError.invalidValue("messages[\(index)]", "an outcome message cannot be batched to a participant")
             }
             wire.append(item)

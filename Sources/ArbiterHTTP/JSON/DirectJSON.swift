@@ -34,6 +34,10 @@ extension BatchRequest: DirectJSONWritable {
             case .commit(let body), .abort(let body):
                 writeHead(type: message.type.rawValue, txid: body.txid, to: &out)
             }
+            if let traceparent = message.traceparent {
+                out.append(contentsOf: #","traceparent":"#.utf8)
+                JSONText.writeString(traceparent, to: &out)
+            }
             out.append(UInt8(ascii: "}"))
         }
         out.append(contentsOf: "]}".utf8)

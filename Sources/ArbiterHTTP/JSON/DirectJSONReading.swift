@@ -32,6 +32,7 @@ extension BatchRequest: DirectJSONReadable {
         var coordinator: String?
         var payload: RawJSON?
         var onePhase: Bool?
+        var traceparent: String?
         try reader.readObject { reader, key throws(PlainJSONReader.NotPlain) in
             switch key {
             case "type" where type == nil: type = try reader.readEnum(BatchMessageType.self)
@@ -39,16 +40,20 @@ extension BatchRequest: DirectJSONReadable {
             case "coordinator" where coordinator == nil: coordinator = try reader.readString()
             case "payload" where payload == nil: payload = try reader.readRaw()
             case "onePhase" where onePhase == nil: onePhase = try reader.readBool()
+            case "traceparent" where traceparent == nil: traceparent = try reader.readString()
             default: throw .notPlain
             }
         }
         switch type {
         case .prepare:
             guard let txid, let coordinator, let payload else { throw .notPlain }
-            return .prepare(PrepareBody(txid: txid, coordinator: coordinator, payload: payload, onePhase: onePhase))
+            return .prepare(
+                PrepareBody(txid: txid, coordinator: coordinator, payload: payload, onePhase: onePhase, traceparent: traceparent)
+            )
         case .commit, .abort:
             guard let txid, coordinator == nil, payload == nil, onePhase == nil else { throw .notPlain }
-            return type == .commit ? .commit(DecisionBody(txid: txid)) : .abort(DecisionBody(txid: txid))
+            let body = DecisionBody(txid: txid, traceparent: traceparent)
+            return type == .commit ? .commit(body) : .abort(body)
         case nil:
             throw .notPlain
         }

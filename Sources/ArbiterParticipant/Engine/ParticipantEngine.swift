@@ -6,6 +6,7 @@ import GRDB
 import Logging
 import Foundation
 import Synchronization
+import Tracing
 
 /// The timers of one engine, all run by one ``TimerService`` on one task.
 enum EngineTimer: Hashable, Sendable {
@@ -151,6 +152,11 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// The payloads decoded at the stage of transactions that voted yes, with the bytes they were
     /// decoded from, so that the commit (or abort) that follows does not decode them again. Used
     /// only when the bytes the store holds are the same; an entry goes at the transaction's end.
+    /// The trace context each transaction's latest message arrived with (see ``WireTracing``):
+    /// the parent of its stage and apply spans and the context its inquiries carry. Empty unless
+    /// requests carry a `traceparent` or a tracer is bootstrapped; bounded like the payload cache.
+    private let traces = Mutex<[TxID: ServiceContext]>([:])
+    private static var traceCountMax: Int { 65_536 }
     private let decodedPayloads = Mutex<[TxID: (bytes: [UInt8], payload: R.Payload)]>([:])
     /// A bound on ``decodedPayloads``, should ends go missing (the cache is emptied past it).
     private static var decodedPayloadCountMax: Int { 100_000 }
@@ -322,6 +328,32 @@ final class ParticipantEngine<R: Resource>: Sendable {
             }
         }
         return results
+    }
+
+    /// Remembers the trace context `txid`'s message arrived in, for the work and requests it causes.
+    func remember(_ context: ServiceContext, for txid: TxID) {
+        traces.withLock { traces in
+            if traces.count >= Self.traceCountMax { traces.removeAll() }
+            traces[txid] = context
+        }
+    }
+
+    /// The trace context of `txid`, if its messages carried one.
+    func traceContext(of txid: TxID) -> ServiceContext? {
+        traces.withLock { $0.isEmpty ? nil : $0[txid] }
+    }
+
+    /// Runs `work` in a span named `name` when `txid` has a trace context and a tracer records.
+    private func traced<T>(_ name: String, _ txid: TxID, _ work: () throws -> T) rethrows -> T {
+        guard let span = WireTracing.startSpan(name, context: traceContext(of: txid)) else { return try work() }
+        span.attributes["arbiter.txid"] = txid.rawValue
+        defer { span.end() }
+        do {
+            return try work()
+        } catch {
+            span.recordError(error)
+            throw error
+        }
     }
 
     /// Feeds one message and waits for its answer.
@@ -542,7 +574,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
                     defer { _ = self.inquiriesInFlight.withLock { $0.remove(inquiry.txid) } }
                     do {
                         let answer = try await client.inquire(
-                            inquiry.txid, coordinator: inquiry.coordinator, timeout: self.settings.inquiryTimeout)
+                            inquiry.txid, coordinator: inquiry.coordinator, timeout: self.settings.inquiryTimeout,
+                            traceparent: WireTracing.traceparent(for: self.traceContext(of: inquiry.txid)))
                         self.logger.debug("inquiry answered", metadata: ["txid": "\(inquiry.txid)", "answer": "\(answer)"])
                         // Between the coordinator's answer and its effect here: a crash loses the
                         // answer (the next inquiry asks again); a delay is a slow network.
@@ -780,9 +813,9 @@ final class ParticipantEngine<R: Resource>: Sendable {
             return .no(reason: Self.reason("the payload does not fit this participant: \(error.message)"))
         }
         do {
-            let vote = try resource.stage(decoded, in: StageContext(txid: txid, db: db, store: store))
+            let vote = try traced("stage", txid) { try resource.stage(decoded, in: StageContext(txid: txid, db: db, store: store)) }
             if onePhase, case .yes = vote {
-                try resource.apply(decoded, in: OutcomeContext(txid: txid, db: db, isHeuristic: false))
+                try traced("apply", txid) { try resource.apply(decoded, in: OutcomeContext(txid: txid, db: db, isHeuristic: false)) }
             } else if case .yes = vote {
                 decodedPayloads.withLock { cache in
                     if cache.count >= Self.decodedPayloadCountMax { cache.removeAll() }
@@ -842,12 +875,12 @@ final class ParticipantEngine<R: Resource>: Sendable {
         case .committed(let txid, let heuristic):
             try Failpoints.hitSync("participant.before-commit-force")
             if let payload = try stagedPayload(of: txid, in: db) {
-                try resource.apply(payload, in: OutcomeContext(txid: txid, db: db, isHeuristic: heuristic))
+                try traced("apply", txid) { try resource.apply(payload, in: OutcomeContext(txid: txid, db: db, isHeuristic: heuristic)) }
             }
             try store.apply(record, in: db)
         case .aborted(let txid, let heuristic):
             if let payload = try stagedPayload(of: txid, in: db) {
-                try resource.discard(payload, in: OutcomeContext(txid: txid, db: db, isHeuristic: heuristic))
+                try traced("discard", txid) { try resource.discard(payload, in: OutcomeContext(txid: txid, db: db, isHeuristic: heuristic)) }
             }
             try store.apply(record, in: db)
         }

@@ -1,6 +1,7 @@
 import ArbiterCore
 import ArbiterHTTP
 import ArbiterParticipant
+import ArbiterRuntime
 import ArgumentParser
 import BankExample
 import Foundation
@@ -26,8 +27,32 @@ struct BankNodeCommand: AsyncParsableCommand {
             when none are given). With --operator-secret-file, also the operator endpoints under \
             /v1/operator (in-doubt transactions, heuristic decisions, the audit trail). SIGHUP \
             re-reads the client and operator token files.
+
+            Every option may also come from an environment variable, ARBITER_ and its name in \
+            capitals (--secret-file: ARBITER_SECRET_FILE), or from the configuration file \
+            (--config FILE or ARBITER_CONFIG: a JSON object, or `name = value` lines); a flag on \
+            the command line wins over the environment, which wins over the file.
             """
     )
+
+    /// Parses the command line after taking the options it does not give from the environment and
+    /// the configuration file (see ``ConfigurationSources``).
+    static func main() async {
+        let sources = ConfigurationSources(help: helpMessage(columns: 1000))
+        let arguments: [String]
+        do {
+            arguments = try sources.arguments(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            exitWithRuntimeError(error)
+        }
+        await main(arguments)
+    }
+
+    @Option(help: "Configuration file: a JSON object or `name = value` lines, keys the option names without dashes (also ARBITER_CONFIG).")
+    var config: String?
+
+    @Option(help: "Log format on standard error: text, or json (one object per line: time, level, label, message, metadata).")
+    var logFormat: String = "text"
 
     @Option(help: "The directory of the bank's database (created if missing).")
     var data: String
@@ -116,13 +141,18 @@ struct BankNodeCommand: AsyncParsableCommand {
         if inquiryRetryMaxMs < inquiryRetryInitialMs {
             throw ValidationError("--inquiry-retry-max-ms (\(inquiryRetryMaxMs)) is below --inquiry-retry-initial-ms (\(inquiryRetryInitialMs))")
         }
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); give text or json") }
         try validateTransport()
     }
 
     func run() async throws {
         // Handlers run on the event loop that read their request: see EventLoopExecutor.
         EventLoopExecutor.install()
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        if LogFormat(rawValue: logFormat) == .json {
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        } else {
+            LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        }
         let logger = {
             var logger = Logger(label: "bank-node")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -133,7 +163,7 @@ struct BankNodeCommand: AsyncParsableCommand {
         do {
             secret = try BearerSecret.read(fromFile: secretFile)
         } catch {
-            throw ValidationError("\(error)")
+            throw RuntimeError("--secret-file: \(error)")
         }
         let tokens = try readTokens()
         let options = ParticipantOptions(
@@ -162,7 +192,7 @@ struct BankNodeCommand: AsyncParsableCommand {
         do {
             first = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
         } catch {
-            throw ValidationError("\(error)")
+            throw RuntimeError("\(error)")
         }
         // The node serving now, and the options the next one gets (SIGHUP changes their tokens).
         let current = CurrentNode(first, options)
@@ -217,7 +247,7 @@ struct BankNodeCommand: AsyncParsableCommand {
             return (try clientSecretFile.map { path throws(SecretError) in try NamedToken.read(fromFile: path, defaultName: "client") },
                     try operatorSecretFile.map { path throws(SecretError) in try NamedToken.read(fromFile: path, defaultName: "operator") } ?? [])
         } catch {
-            throw ValidationError("\(error)")
+            throw RuntimeError("\(error)")
         }
     }
 }
