@@ -85,7 +85,8 @@ final class BankProcess {
 
     /// Waits until the process has exited (by itself, or killed).
     func exited() async throws {
-        try await eventually("bank-node \(process.processIdentifier) exits") { !process.isRunning }
+        // Generous: on a loaded machine a process can take long to reach the step that ends it.
+        try await eventually("bank-node \(process.processIdentifier) exits", timeout: .seconds(120)) { !process.isRunning }
     }
 
     var log: String { Self.tail(logPath) }

@@ -207,8 +207,15 @@ final class Scenario: Sendable {
         try await eventually("\(member) crashes at failpoint \(name)", timeout: ClusterTimeouts.failpointFires, poll: .milliseconds(20)) {
             !self.cluster.isRunning(member)
         }
-        let log = cluster.process(member)?.log ?? ""
-        guard log.contains("failpoint \(name): crashing") else {
+        // The process's last output may still be in the pipe when it has exited: give the reader a
+        // moment (bounded) to take it.
+        let line = "failpoint \(name): crashing"
+        do {
+            try await eventually("\(member)'s output says it crashed at \(name)", timeout: .seconds(10), poll: .milliseconds(20)) {
+                self.cluster.process(member)?.log.contains(line) == true
+            }
+        } catch {
+            let log = cluster.process(member)?.log ?? ""
             throw HarnessError("\(member) exited, but not at failpoint \(name):\n\(log.suffix(3000))")
         }
         countCrash()
