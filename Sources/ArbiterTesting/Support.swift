@@ -76,3 +76,12 @@ public func stopWithin(_ timeout: Duration, _ tasks: inout ThrowingTaskGroup<Voi
         }
     }
 }
+
+/// Everything `handle` yields until its end, read on a thread of its own: a read that blocks until
+/// a child process exits must not hold one of the few threads of Swift's cooperative pool, on
+/// which an in-process service the child talks to may be waiting to run.
+public func readToEnd(_ handle: FileHandle) async -> Data {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: handle.readDataToEndOfFile()) }
+    }
+}

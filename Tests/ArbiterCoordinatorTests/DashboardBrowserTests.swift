@@ -3,6 +3,7 @@ import ArbiterCoordinator
 import ArbiterCore
 @testable import ArbiterHTTP
 import AsyncHTTPClient
+import ArbiterTesting
 import Foundation
 import Testing
 
@@ -148,13 +149,13 @@ private func runChromium(_ chromium: String, _ arguments: [String], url: String)
     let finished = AsyncStream<Void>.makeStream()
     process.terminationHandler = { _ in finished.continuation.yield(); finished.continuation.finish() }
     try process.run()
-    let reader = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
+    async let read = readToEnd(output.fileHandleForReading)
     let watchdog = Task {
         try await Task.sleep(for: .seconds(120))
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
     for await _ in finished.stream {}
     watchdog.cancel()
-    let data = await reader.value
+    let data = await read
     return String(decoding: data, as: UTF8.self)
 }

@@ -1,5 +1,6 @@
 import ArbiterCore
 @testable import ArbiterHTTP
+import ArbiterTesting
 import Foundation
 import Testing
 
@@ -59,14 +60,15 @@ private func arbiter(_ arguments: [String]) async throws -> String {
     let finished = AsyncStream<Void>.makeStream()
     process.terminationHandler = { _ in finished.continuation.yield(); finished.continuation.finish() }
     try process.run()
-    let reader = Task.detached { (output.fileHandleForReading.readDataToEndOfFile(), errors.fileHandleForReading.readDataToEndOfFile()) }
+    async let stdoutData = readToEnd(output.fileHandleForReading)
+    async let stderrData = readToEnd(errors.fileHandleForReading)
     let watchdog = Task {
         try await Task.sleep(for: .seconds(60))
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
     for await _ in finished.stream {}
     watchdog.cancel()
-    let (stdout, stderr) = await reader.value
+    let (stdout, stderr) = await (stdoutData, stderrData)
     guard process.terminationStatus == 0 else {
         throw TestFailure("arbiter \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(String(decoding: stderr, as: UTF8.self))")
     }
