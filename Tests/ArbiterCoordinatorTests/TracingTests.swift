@@ -58,9 +58,11 @@ struct TracingTests {
         for participant in [p0, p1] {
             let seen = Self.traceIDs(participant, "traced-1")
             #expect(seen == ["prepare traced-1": [traceID], "commit traced-1": [traceID]], "\(participant.state.requests) \(participant.state.traced)")
-            // Sent alone: the header carries it, and it names a span of the coordinator, not the client's.
+            // One transaction's messages, alone or batched together (the link batches what queues
+            // while a request is out, which a loaded machine makes likely): the header carries the
+            // context, and it names a span of the coordinator, not the client's.
             for traced in participant.state.traced {
-                #expect(traced.single && traced.header != nil && traced.header != sent)
+                #expect(traced.header != nil && traced.header != sent, "\(traced)")
             }
         }
         let spans = W3CRecordingTracer.shared.spans(ofTrace: traceID)
