@@ -79,9 +79,7 @@ struct CoordinatorRoutes: Sendable {
     private func retry(_ request: Request, _ context: BasicRequestContext) async throws -> RetryResponse {
         let txid = try request.txid(context: context)
         let body = try await request.decodeWire(RetryRequest.self, bodySizeMax: options.limits.bodySizeMax)
-        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
-            throw APIError.invalidValue("reason", "`reason`: say why you force phase 2 now (1...1000 characters); it is kept in the audit trail")
-        }
+        let reason = try WireValidation.operatorReason(body.reason, doing: "force phase 2 now")
         let actor = OperatorMiddleware.actor(of: request, keyring: keyring, sessions: sessions)
         let audit = try await storage { try await engine.log.beginOperatorAction(actor: actor, action: "retry", txid: txid, reason: reason) }
         let result = engine.retryPhaseTwoNow(txid)

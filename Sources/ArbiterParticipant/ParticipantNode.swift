@@ -438,9 +438,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             throw APIError.invalidValue("iUnderstandThisMayBreakAtomicity",
                 "deciding alone may leave this participant with another outcome than the coordinator's; ask the coordinator first, and to proceed anyway send `\"iUnderstandThisMayBreakAtomicity\": true`")
         }
-        guard let reason = body.reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty, reason.count <= 1000 else {
-            throw APIError.invalidValue("reason", "`reason`: say why you decide alone (1...1000 characters); it is kept in the audit trail")
-        }
+        let reason = try WireValidation.operatorReason(body.reason, doing: "decide alone")
         // The route admits operators only, so the token has a name.
         let actor = keyring.identify(request.headers[.authorization])?.name ?? "unknown"
         // Durable before it acts: the audit row is forced before the decision is applied.

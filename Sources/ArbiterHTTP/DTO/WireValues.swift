@@ -129,6 +129,22 @@ public enum TransactionState: String, WireEnum {
 
 /// Checks of wire values that turn strings into core types, each failure naming its field.
 public enum WireValidation {
+    /// Validates an operator's reason for an override (kept in an audit trail): 1...1000
+    /// characters once trimmed, no control characters but tab and newline (a NUL would cut the
+    /// text short in SQLite's eyes).
+    ///
+    /// - Parameter doing: What the reason is for, as the error message says it ("force phase 2 now").
+    public static func operatorReason(_ text: String?, doing: String) throws(APIError) -> String {
+        let reason = (text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty, reason.count <= 1000 else {
+            throw APIError.invalidValue("reason", "`reason`: say why you \(doing) (1...1000 characters); it is kept in the audit trail")
+        }
+        guard !reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\n" && $0 != "\t" }) else {
+            throw APIError.invalidValue("reason", "`reason`: control characters other than tab and newline are not allowed")
+        }
+        return reason
+    }
+
     /// Validates a transaction id.
     ///
     /// - Throws: ``APIError`` `limit_exceeded` for an id over ``TxID/lengthMax`` characters, and
