@@ -36,19 +36,19 @@ public struct OperatorAction: Hashable, Sendable {
     }
 }
 
-extension ParticipantStore {
-    /// Records, forced, that `actor` asks for `action` on `txid` because of `reason`; returns the
-    /// row's id for ``finishOperatorAction(_:result:)``.
-    ///
-    /// - Precondition: `actor` and `reason` are not empty.
-    public func beginOperatorAction(actor: String, action: String, txid: TxID, reason: String) async throws(StorageError) -> Int64 {
+/// An operators' audit table (`participant_operator_audit`, `coordinator_operator_audit`: the same
+/// columns), written and read through its database's writer.
+struct OperatorAuditTable: Sendable {
+    let name: String
+    let writer: GroupCommitWriter
+
+    func begin(actor: String, action: String, txid: TxID, reason: String) async throws(StorageError) -> Int64 {
         precondition(!actor.isEmpty && !reason.isEmpty, "an audit row names who acted and why")
         let at = Stored.milliseconds(Date())
+        let sql = "INSERT INTO \(name) (at_ms, actor, action, txid, reason) VALUES (?, ?, ?, ?, ?)"
         do {
-            return try await write(.forced) { db in
-                try db.execute(
-                    sql: "INSERT INTO participant_operator_audit (at_ms, actor, action, txid, reason) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [at, actor, action, txid.rawValue, reason])
+            return try await writer.write(.forced) { db in
+                try db.execute(sql: sql, arguments: [at, actor, action, txid.rawValue, reason])
                 return db.lastInsertedRowID
             }
         } catch {
@@ -56,26 +56,20 @@ extension ParticipantStore {
         }
     }
 
-    /// Records, forced, what came of the action `id`.
-    public func finishOperatorAction(_ id: Int64, result: String) async throws(StorageError) {
+    func finish(_ id: Int64, result: String) async throws(StorageError) {
+        let sql = "UPDATE \(name) SET result = ? WHERE id = ?"
         do {
-            try await write(.forced) { db in
-                try db.execute(sql: "UPDATE participant_operator_audit SET result = ? WHERE id = ?", arguments: [result, id])
-            }
+            try await writer.write(.forced) { db in try db.execute(sql: sql, arguments: [result, id]) }
         } catch {
             throw StorageError.wrapping(error, doing: "recording an operator action's result in", path: writer.path)
         }
     }
 
-    /// The audit trail, newest first: at most `limit` rows, older than `before` (an id) when given.
-    public func operatorActions(limit: Int = 100, before: Int64? = nil) async throws(StorageError) -> [OperatorAction] {
+    func list(limit: Int, before: Int64?) async throws(StorageError) -> [OperatorAction] {
+        let sql = "SELECT id, at_ms, actor, action, txid, reason, result FROM \(name) WHERE id < ? ORDER BY id DESC LIMIT ?"
         do {
             return try await writer.read { db in
-                let rows = try Row.fetchAll(db, sql: """
-                    SELECT id, at_ms, actor, action, txid, reason, result FROM participant_operator_audit
-                    WHERE id < ? ORDER BY id DESC LIMIT ?
-                    """, arguments: [before ?? Int64.max, limit])
-                return rows.map { row in
+                try Row.fetchAll(db, sql: sql, arguments: [before ?? Int64.max, limit]).map { row in
                     OperatorAction(
                         id: row[0], at: Stored.date(row[1] as Int64), actor: row[2], action: row[3], txid: row[4],
                         reason: row[5], result: row[6])
@@ -84,5 +78,27 @@ extension ParticipantStore {
         } catch {
             throw StorageError.wrapping(error, doing: "reading the audit trail of", path: writer.path)
         }
+    }
+}
+
+extension ParticipantStore {
+    private var audit: OperatorAuditTable { OperatorAuditTable(name: "participant_operator_audit", writer: writer) }
+
+    /// Records, forced, that `actor` asks for `action` on `txid` because of `reason`; returns the
+    /// row's id for ``finishOperatorAction(_:result:)``.
+    ///
+    /// - Precondition: `actor` and `reason` are not empty.
+    public func beginOperatorAction(actor: String, action: String, txid: TxID, reason: String) async throws(StorageError) -> Int64 {
+        try await audit.begin(actor: actor, action: action, txid: txid, reason: reason)
+    }
+
+    /// Records, forced, what came of the action `id`.
+    public func finishOperatorAction(_ id: Int64, result: String) async throws(StorageError) {
+        try await audit.finish(id, result: result)
+    }
+
+    /// The audit trail, newest first: at most `limit` rows, older than `before` (an id) when given.
+    public func operatorActions(limit: Int = 100, before: Int64? = nil) async throws(StorageError) -> [OperatorAction] {
+        try await audit.list(limit: limit, before: before)
     }
 }
