@@ -2,6 +2,7 @@
 import ArbiterCore
 @testable import ArbiterHTTP
 import AsyncHTTPClient
+import ArbiterTesting
 import Foundation
 import Testing
 
@@ -43,7 +44,7 @@ struct OperatorLeverTests {
                 #expect(metrics.contains("arbiter_outstanding_messages{participant=\"\(ids[0].rawValue)\"} 0"))
                 // Every coordinator metric the Grafana dashboard names is in this exposition (the
                 // participant's own are checked by the participant's metrics test).
-                let names = try grafanaMetricNames()
+                let names = try grafanaMetricNames(repositoryRoot: repositoryRoot())
                 #expect(names.contains("arbiter_oldest_unacknowledged_seconds") && names.contains("arbiter_phase_two_retries_total"))
                 for name in names where !name.hasPrefix("arbiter_participant_") {
                     #expect(metrics.contains("\n\(name)"), "docs/grafana/arbiter.json names \(name), which the coordinator does not expose")
@@ -121,24 +122,7 @@ struct OperatorLeverTests {
     }
 }
 
-/// The metric names the Grafana dashboard in docs/grafana/arbiter.json queries (histogram series
-/// reduced to their family: `_bucket` dropped). The JSON must parse.
-private func grafanaMetricNames(filePath: String = #filePath) throws -> Set<String> {
-    let root = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let data = try Data(contentsOf: root.appendingPathComponent("docs/grafana/arbiter.json"))
-    let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    let panels = try #require(dashboard["panels"] as? [[String: Any]])
-    var names = Set<String>()
-    for panel in panels {
-        for target in panel["targets"] as? [[String: Any]] ?? [] {
-            let expression = try #require(target["expr"] as? String)
-            let regex = try NSRegularExpression(pattern: "arbiter_[a-z_]+")
-            for match in regex.matches(in: expression, range: NSRange(expression.startIndex..., in: expression)) {
-                var name = String(expression[Range(match.range, in: expression)!])
-                if name.hasSuffix("_bucket") { name.removeLast("_bucket".count) }
-                names.insert(name)
-            }
-        }
-    }
-    return names
+/// The repository's root, three folders up from this file.
+private func repositoryRoot(filePath: String = #filePath) -> URL {
+    URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 }

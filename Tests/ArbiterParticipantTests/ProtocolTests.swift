@@ -2,6 +2,7 @@ import ArbiterCore
 import ArbiterHTTP
 import BankExample
 import ArbiterParticipant
+import ArbiterTesting
 import Foundation
 import Testing
 
@@ -375,7 +376,7 @@ struct StorageBehaviourTests {
                 #expect(value(text, "arbiter_participant_in_doubt") == 1)
                 #expect((value(text, "arbiter_participant_oldest_in_doubt_seconds") ?? -1) >= 0)
                 // Every participant metric the Grafana dashboard names is in this exposition.
-                for name in try grafanaMetricNames() where name.hasPrefix("arbiter_participant_") {
+                for name in try grafanaMetricNames(repositoryRoot: repositoryRoot()) where name.hasPrefix("arbiter_participant_") {
                     #expect(text.contains("\n\(name)"), "docs/grafana/arbiter.json names \(name), which a participant does not expose")
                 }
             }
@@ -411,24 +412,7 @@ private func value(_ text: String, _ name: String) -> Double? {
     text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
 }
 
-/// The metric names the Grafana dashboard in docs/grafana/arbiter.json queries (histogram series
-/// reduced to their family: `_bucket` dropped).
-func grafanaMetricNames(filePath: String = #filePath) throws -> Set<String> {
-    let root = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let data = try Data(contentsOf: root.appendingPathComponent("docs/grafana/arbiter.json"))
-    let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    let panels = try #require(dashboard["panels"] as? [[String: Any]])
-    var names = Set<String>()
-    for panel in panels {
-        for target in panel["targets"] as? [[String: Any]] ?? [] {
-            let expression = try #require(target["expr"] as? String)
-            let regex = try NSRegularExpression(pattern: "arbiter_[a-z_]+")
-            for match in regex.matches(in: expression, range: NSRange(expression.startIndex..., in: expression)) {
-                var name = String(expression[Range(match.range, in: expression)!])
-                if name.hasSuffix("_bucket") { name.removeLast("_bucket".count) }
-                names.insert(name)
-            }
-        }
-    }
-    return names
+/// The repository's root, three folders up from this file.
+private func repositoryRoot(filePath: String = #filePath) -> URL {
+    URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 }
