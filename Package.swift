@@ -18,6 +18,8 @@
 //   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
 //                        (library product for users)
 //   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
+//   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits), shared by
+//                        the `arbiter` and `bank-node` commands
 //   arbiter              the command-line tool: coordinator, txn, participant, simulate
 //   BankExample          examples/bank: the reference participant's resource and routes
 //   bank-node            examples/bank: the bank participant service
@@ -159,11 +161,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ArbiterCommandLine",
+            dependencies: ["ArbiterHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "arbiter",
             dependencies: [
                 "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterParticipant",
-                "ArbiterRuntime",
+                "ArbiterRuntime", "ArbiterCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -196,6 +203,7 @@ let package = Package(
                 "ArbiterParticipant",
                 "ArbiterHTTP",
                 "ArbiterRuntime",
+                "ArbiterCommandLine",
                 "BankExample",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,3 +1,4 @@
+import ArbiterCommandLine
 import ArbiterCore
 import ArbiterHTTP
 import ArbiterParticipant
@@ -94,43 +95,7 @@ struct BankNodeCommand: AsyncParsableCommand {
     var replyTimeoutMs: Int = 10_000
 
     // Transport: TLS and connection limits.
-
-    @Option(help: "Certificate chain (PEM) to serve https with; also this service's client certificate toward the services it calls.")
-    var tlsCert: String?
-
-    @Option(help: "Private key (PEM) of --tls-cert.")
-    var tlsKey: String?
-
-    @Option(help: "CA certificates (PEM) that peers' certificates must chain to: the services called, and clients that present a certificate.")
-    var tlsCa: String?
-
-    @Flag(help: "Require every client to present a certificate that chains to --tls-ca (mutual TLS); needs --tls-cert, --tls-key and --tls-ca.")
-    var tlsRequireClientCert = false
-
-    @Option(help: "Most connections open at once; more are closed as soon as accepted. Lowered to fit the open-files limit (minus a reserve of a quarter, at least 64).")
-    var connectionsMax: Int = 1024
-
-    @Option(help: "Milliseconds a connection may stay open with no request under way before it is closed.")
-    var idleTimeoutMs: Int = 75_000
-
-    @Option(help: "Milliseconds a request (head and body) may take to arrive from its first byte before the connection is closed.")
-    var requestReadTimeoutMs: Int = 10_000
-
-    /// The TLS settings the flags give, `nil` when no TLS flag is given.
-    var tlsSettings: TLSSettings? {
-        guard tlsCert != nil || tlsKey != nil || tlsCa != nil || tlsRequireClientCert else { return nil }
-        return TLSSettings(certificateFile: tlsCert, keyFile: tlsKey, caFile: tlsCa, requiresClientCertificate: tlsRequireClientCert)
-    }
-
-    /// The connection limits the flags give.
-    var connectionLimits: ConnectionLimits {
-        ConnectionLimits(connectionsMax: connectionsMax, idleTimeout: .milliseconds(idleTimeoutMs), requestReadTimeout: .milliseconds(requestReadTimeoutMs))
-    }
-
-    /// Checks the transport flags.
-    func validateTransport() throws {
-        if let problem = tlsSettings?.problem() ?? connectionLimits.problem() { throw ValidationError(problem) }
-    }
+    @OptionGroup var transport: ServerTransportOptions
 
     func validate() throws {
         for (name, value) in [("--inquiry-timeout-ms", inquiryTimeoutMs), ("--inquiry-retry-initial-ms", inquiryRetryInitialMs),
@@ -142,7 +107,6 @@ struct BankNodeCommand: AsyncParsableCommand {
             throw ValidationError("--inquiry-retry-max-ms (\(inquiryRetryMaxMs)) is below --inquiry-retry-initial-ms (\(inquiryRetryInitialMs))")
         }
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); give text or json") }
-        try validateTransport()
     }
 
     func run() async throws {
@@ -182,8 +146,8 @@ struct BankNodeCommand: AsyncParsableCommand {
             replyTimeout: .milliseconds(replyTimeoutMs),
             inquiryTimeout: .milliseconds(inquiryRequestTimeoutMs),
             logger: logger,
-            tls: tlsSettings,
-            connectionLimits: connectionLimits
+            tls: transport.tlsSettings,
+            connectionLimits: transport.connectionLimits
         )
         // A node that cannot write its database (a full disk) stops; a new one starts from the
         // database after a backoff, on the same port, until the disk takes writes again. The first
@@ -208,7 +172,7 @@ struct BankNodeCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(services: [participant], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
-        let scheme = tlsSettings?.scheme ?? "http"
+        let scheme = transport.tlsSettings?.scheme ?? "http"
         // Ends when the service group does; the other tasks then stop.
         try await withThrowingTaskGroup(of: Bool.self) { tasks in
             tasks.addTask { try await group.run(); return true }
