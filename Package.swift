@@ -7,11 +7,13 @@
 //
 //   ArbiterCore          the protocol as pure state machines: ids, messages, votes, outcomes, backoff;
 //                        events in, effects out; no I/O, no clock, no randomness of its own
-//   ArbiterSimulation    the deterministic simulator that drives ArbiterCore under faults and checks
-//                        the invariants (the tests and `arbiter simulate`)
 //   ArbiterStorage       SQLite (GRDB): the coordinator's decision log, the participant's store,
 //                        migrations from schemas/*.sql, group commit
-//   ArbiterRuntime       what every service needs besides storage and HTTP: timers, failpoints
+//   ArbiterRuntime       the services' loops over their storage and transport seams (the coordinator's
+//                        CoordinatorLoop and the thread that runs it), timers, failpoints
+//   ArbiterSimulation    the deterministic simulator: the coordinator's real loop and the participant
+//                        machine over a simulated disk, network and clock, checking the invariants
+//                        (the tests and `arbiter simulate`)
 //   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients
 //   ArbiterCoordinator   the coordinator service: engine, participant links, HTTP API, metrics
 //   ArbiterClient        the Swift client of the coordinator API (library product for users)
@@ -74,11 +76,6 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "ArbiterSimulation",
-            dependencies: ["ArbiterCore"],
-            swiftSettings: swiftSettings
-        ),
-        .target(
             name: "ArbiterStorage",
             dependencies: [
                 "ArbiterCore",
@@ -90,6 +87,11 @@ let package = Package(
         .target(
             name: "ArbiterRuntime",
             dependencies: ["ArbiterCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ArbiterSimulation",
+            dependencies: ["ArbiterCore", "ArbiterRuntime"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -71,8 +71,10 @@ fuzz() {
 
 case "$mode" in
     build) build ;;
-    short) build && fuzz -runs=200000 -max_total_time=180 "$@" ;;
-    long) build && fuzz -runs=10000000 "$@" ;;
+    # `build; fuzz`, not `build && fuzz`: bash ignores `set -e` inside a function run as the left
+    # side of `&&`, so a failed compile would go on to run a stale or missing binary.
+    short) build; fuzz -runs=200000 -max_total_time=180 "$@" ;;
+    long) build; fuzz -runs=10000000 "$@" ;;
     run) fuzz "$@" ;;
     *) echo "usage: $0 [short|long|build|run ARGS…]" >&2; exit 2 ;;
 esac

@@ -36,24 +36,10 @@ public struct CoordinatorOptions: Sendable {
     public var clientWaitGrace: Duration
     /// Messages to one participant in one request, at most. Default 256.
     public var batchSizeMax: Int
-    /// Requests open to one participant at once, at most. Default 4. Normally one is open and the
-    /// messages that arrive meanwhile wait to go together in the next; another opens only when the
-    /// newest has been out for ``requestPatience``.
+    /// Requests open to one participant at once, at most. Default 4. The loop hands the
+    /// transport one batch per participant per round; a batch beyond the cap waits for a request
+    /// to return and then goes out with everything else that waits.
     public var requestsInFlightMax: Int
-    /// How long the newest request to a participant may be out before another opens beside it for
-    /// the messages that wait. Default 20 ms: long enough that under load one request collects
-    /// dozens of messages, short enough that a participant slow on one message (or a stalled
-    /// connection) holds up the others only that long.
-    public var requestPatience: Duration
-    /// How long a commit or abort that no client waits for (the client asked to be answered at the
-    /// decision) may wait for the next request to its participant, to share its HTTP exchange and
-    /// the participant's forced write. Default 2 ms; zero sends at once. Phase 2 is asynchronous,
-    /// so it delays only the release of the participants' locks.
-    public var phaseTwoLinger: Duration
-    /// How long lazy log records (`begun`, acknowledgements, `ended`, abort decisions) may wait
-    /// for a forced write to share its SQLite transaction before they commit alone. Default 2 ms;
-    /// zero commits them at once. No outcome depends on it: lazy records may be lost in a crash.
-    public var lazyRecordLinger: Duration
     public var logger: Logger
     /// TLS: with a certificate and key the coordinator serves https, and presents them as its
     /// client certificate to participants; the CA is what participants' (and, when required,
@@ -78,9 +64,6 @@ public struct CoordinatorOptions: Sendable {
         clientWaitGrace: Duration = .seconds(5),
         batchSizeMax: Int = 256,
         requestsInFlightMax: Int = 4,
-        requestPatience: Duration = .milliseconds(20),
-        phaseTwoLinger: Duration = .milliseconds(2),
-        lazyRecordLinger: Duration = .milliseconds(2),
         logger: Logger = Logger(label: "arbiter.coordinator"),
         tls: TLSSettings? = nil,
         connectionLimits: ConnectionLimits = ConnectionLimits()
@@ -99,9 +82,6 @@ public struct CoordinatorOptions: Sendable {
         self.clientWaitGrace = clientWaitGrace
         self.batchSizeMax = batchSizeMax
         self.requestsInFlightMax = requestsInFlightMax
-        self.requestPatience = requestPatience
-        self.phaseTwoLinger = phaseTwoLinger
-        self.lazyRecordLinger = lazyRecordLinger
         self.logger = logger
         self.tls = tls
         self.connectionLimits = connectionLimits

@@ -58,7 +58,7 @@ struct CoordinatorRoutes: Sendable {
             .add(middleware: RoleMiddleware(keyring, allowing: [.participant]))
             .get(RouterPath(WireEndpoint.outcome.routerPath)) { request, context in
                 let txid = try request.txid(context: context)
-                return OutcomeResponse(id: txid, answer: try await storage { try await engine.inquiryAnswer(for: txid) })
+                return OutcomeResponse(id: txid, answer: await engine.inquiryAnswer(for: txid))
             }
         return router
     }
@@ -67,7 +67,7 @@ struct CoordinatorRoutes: Sendable {
     func metricsSnapshot() async -> CoordinatorMetrics.Snapshot {
         let ages = try? await engine.log.oldestOpen()
         return CoordinatorMetrics.Snapshot(
-            reachability: engine.links.reachability(), owed: engine.owedAcknowledgements(),
+            reachability: engine.links.reachability(), owed: await engine.owedAcknowledgements(),
             undecidedSince: ages?.undecidedSince, unacknowledgedSince: ages?.unacknowledgedSince)
     }
 
@@ -82,7 +82,7 @@ struct CoordinatorRoutes: Sendable {
         let reason = try WireValidation.operatorReason(body.reason, doing: "force phase 2 now")
         let actor = OperatorMiddleware.actor(of: request, keyring: keyring, sessions: sessions)
         let audit = try await storage { try await engine.log.beginOperatorAction(actor: actor, action: "retry", txid: txid, reason: reason) }
-        let result = engine.retryPhaseTwoNow(txid)
+        let result = await engine.retryPhaseTwoNow(txid)
         switch result {
         case .resent(let participants):
             let names = participants.map(\.rawValue)
@@ -233,12 +233,10 @@ struct CoordinatorRoutes: Sendable {
         try checkStorage()
         let deadline = submission.timeout ?? options.protocolConfig.prepareTimeout
         let result = try await WireTracing.withSpan("submit", context: trace, ofKind: .server) { trace async throws(APIError) in
-            try await storage {
-                try await engine.submit(
-                    txid, branches: submission.branches, timeout: submission.timeout,
-                    wait: submission.wait == .completion ? .completion : .decision,
-                    waitMax: deadline + options.clientWaitGrace, trace: trace)
-            }
+            await engine.submit(
+                txid, branches: submission.branches, timeout: submission.timeout,
+                wait: submission.wait == .completion ? .completion : .decision,
+                waitMax: deadline + options.clientWaitGrace, trace: trace)
         }
         switch result {
         case .outcome(let txid, let outcome, let reason):
@@ -257,7 +255,7 @@ struct CoordinatorRoutes: Sendable {
         guard let summary = try await storage({ try await engine.log.transaction(txid) }) else {
             throw APIError.notFound("no transaction \(txid) in this coordinator's log", field: "id")
         }
-        return try view(summary, live: engine.phase(of: txid))
+        return try view(summary, live: await engine.phase(of: txid))
     }
 
     private func list(_ request: Request) async throws -> TransactionPage {

@@ -108,24 +108,24 @@ public final class CoordinatorService: Service, Sendable {
         let (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         let metrics = CoordinatorMetrics()
         let advertised = options.advertisedURL ?? "\(scheme)://\(options.host):\(options.port)"
+        let traces = TraceTable()
         let links = ParticipantLinks(
             client: ProtocolClient(
                 httpClient: httpClient, connections: connections,
                 credentials: { [participants = options.participants, secret = options.secret] url in participants.secret(for: url, fallback: secret) },
                 limits: options.limits, logger: logger),
-            options: .init(inFlightMax: options.requestsInFlightMax, patience: options.requestPatience, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
-                           phaseTwoLinger: options.phaseTwoLinger,
+            options: .init(inFlightMax: options.requestsInFlightMax, batchSizeMax: min(options.batchSizeMax, options.limits.batchMessageCountMax),
                            prepareRequestTimeout: options.protocolConfig.prepareTimeout),
+            traces: traces,
             logger: logger,
             spawn: { jobQueue.yield($0) })
         var random = SystemRandomNumberGenerator()
         let engine = CoordinatorEngine(
             machine: CoordinatorMachine(identity: CoordinatorID(advertised), config: options.protocolConfig, seed: random.next()),
-            log: log, links: links, metrics: metrics, logger: logger,
-            lazyLinger: options.lazyRecordLinger)
+            log: log, links: links, metrics: metrics, traces: traces, logger: logger)
 
         do {
-            try await engine.recover()
+            try await engine.start()
             let routes = CoordinatorRoutes(
                 engine: engine, ids: TransactionIDs(name: options.name), options: options, metrics: metrics, keyring: keyring,
                 sessions: DashboardSessions())
@@ -148,15 +148,15 @@ public final class CoordinatorService: Service, Sendable {
                         for await job in jobs { workers.addTask { await job() } }
                     }
                 }
-                group.addTask { await engine.runStorageLoop() }
-                group.addTask { await engine.runTimerLoop() }
                 // Returns on graceful shutdown, once in-flight requests are answered.
                 try await app.run()
-                await engine.drain(timeout: .seconds(5))
+                await engine.stop()
+                await links.drain(timeout: .seconds(5), logger: logger)
                 jobQueue.finish()
                 group.cancelAll()
             }
         } catch {
+            await engine.stop()
             logger.error("coordinator stopped", metadata: ["error": "\(error)"])
             connections.shutdown()
             try? await httpClient.shutdown()

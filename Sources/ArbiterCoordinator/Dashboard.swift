@@ -269,7 +269,7 @@ extension CoordinatorRoutes {
     private func summary(_ request: Request) async throws -> DashboardSummary {
         let counts = try await storage { try await engine.log.openCounts() }
         let totals = engine.activity.totals()
-        let owed = engine.owedAcknowledgements()
+        let owed = await engine.owedAcknowledgements()
         let reachability = Dictionary(engine.links.reachability().map { ($0.participant.rawValue, $0) }, uniquingKeysWith: { a, _ in a })
         let registered = options.participants.entries
         let unregistered = reachability.keys.filter { url in !registered.contains { $0.url == url } }.sorted()

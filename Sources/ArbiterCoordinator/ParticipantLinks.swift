@@ -5,29 +5,17 @@ import Logging
 import Synchronization
 import Tracing
 
-/// The coordinator's outgoing traffic, one link per participant.
+/// The coordinator's HTTP transport to its participants (the loop's ``CoordinatorTransport``).
 ///
-/// Messages for a participant queue on its link, and the link sends everything queued as one
-/// `POST /v1/batch`. Normally one request is open per participant: what arrives while it is out
-/// waits for its answer and then goes in the next batch. Under load this turns a message per
-/// transaction into a request per round trip: dozens of prepares or commits share one HTTP exchange
-/// and, at the participant, one fsync. A request that takes longer than ``Options/patience`` (a
-/// participant slow on one message, a stalled connection) lets the link open another, up to
-/// ``Options/inFlightMax``, so that one slow answer does not hold up every other transaction.
-///
-/// Phase-2 messages that nobody waits for (the client asked to be answered at the decision) may
-/// linger, up to ``Options/phaseTwoLinger``, for the next request to the participant: at low load
-/// the next transaction's prepare usually comes within it, and the commit rides in its request,
-/// sharing the HTTP exchange and, at the participant, the forced write. Phase 2 is asynchronous to
-/// the client, so only the participant's locks are held that much longer.
-final class ParticipantLinks: Sendable {
+/// The loop hands it one batch per participant per round; each goes out as one `POST /v1/batch`.
+/// At most ``Options/inFlightMax`` requests are open per participant: a batch beyond that waits
+/// for one to return and then goes out together with everything else that waits, so that under
+/// load a participant gets few large requests (one HTTP exchange and, there, one fsync) rather
+/// than many small ones. Replies and failures go back to the loop as inputs.
+final class ParticipantLinks: CoordinatorTransport, Sendable {
     struct Options: Sendable {
         var inFlightMax = 4
-        /// How long the newest open request may be out before a second one is opened beside it.
-        var patience: Duration = .milliseconds(20)
         var batchSizeMax = 256
-        /// How long a phase-2 message nobody waits for may wait for a request to share.
-        var phaseTwoLinger: Duration = .milliseconds(2)
         /// How long a batch of prepares may take (the prepare deadline bounds it anyway).
         var prepareRequestTimeout: Duration
         /// How long a batch of commits or aborts may take before the retry timer resends.
@@ -36,18 +24,10 @@ final class ParticipantLinks: Sendable {
 
     private struct Link {
         var queue: [CoordinatorMessage] = []
-        /// The trace context of each message in `queue`, taken when it was queued (a resend after
-        /// the transaction completed still carries it).
+        /// The trace context of each message in `queue`, taken when the loop handed it over (a
+        /// resend that waits here while its transaction completes still carries it).
         var queueTraces: [ServiceContext?] = []
         var inFlight = 0
-        /// Messages in `queue` that must not linger: prepares, and phase-2 messages a client waits for.
-        var queuedUrgent = 0
-        /// When the oldest message in `queue` that may linger was queued; nil when none is queued.
-        var lingerStarted: ContinuousClock.Instant?
-        /// Whether a wake-up is scheduled for the end of a linger.
-        var wakeScheduled = false
-        /// When the newest request was sent.
-        var lastSent = ContinuousClock.Instant.now
         /// Set when the participant does not serve `/v1/batch`: send one message per request.
         var singleMessages = false
         /// Messages in requests sent and not yet answered.
@@ -93,114 +73,69 @@ final class ParticipantLinks: Sendable {
     private let client: ProtocolClient
     private let options: Options
     private let logger: Logger
+    private let traces: TraceTable
     private let spawn: @Sendable (@escaping @Sendable () async -> Void) -> Void
-    private struct WeakEngine { weak var engine: CoordinatorEngine? }
-    /// Weak: the engine owns the links, not the other way round.
-    private let engineBox = Mutex(WeakEngine())
+    private let deliverBox = Mutex<(@Sendable (CoordinatorLoop.Input) -> Void)?>(nil)
 
-    /// The engine that handles the replies (set once by the engine).
-    var engine: CoordinatorEngine? {
-        get { engineBox.withLock { $0.engine } }
-        set { engineBox.withLock { $0.engine = newValue } }
+    /// Where replies go: the loop's inbox (set once by the engine).
+    var deliver: @Sendable (CoordinatorLoop.Input) -> Void {
+        get {
+            let deliver = deliverBox.withLock { $0 }
+            return deliver ?? { _ in }
+        }
+        set { deliverBox.withLock { $0 = newValue } }
     }
 
     /// - Parameter spawn: starts work in the service's task group.
-    init(client: ProtocolClient, options: Options, logger: Logger,
+    init(client: ProtocolClient, options: Options, traces: TraceTable, logger: Logger,
          spawn: @escaping @Sendable (@escaping @Sendable () async -> Void) -> Void) {
         self.client = client
         self.options = options
+        self.traces = traces
         self.logger = logger
         self.spawn = spawn
+    }
+
+    /// Waits, at most `timeout`, until nothing is left to send: a graceful shutdown lets the
+    /// requests in flight finish instead of cutting them off.
+    func drain(timeout: Duration, logger: Logger) async {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if isIdle { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        logger.warning("shutdown: requests still in flight after \(timeout); recovery will finish them")
     }
 
     /// Whether no message is queued or on the wire.
     var isIdle: Bool { links.withLock { $0.values.allSatisfy { $0.queue.isEmpty && $0.inFlight == 0 } } }
 
-    /// Queues `message` for `participant`; sends at once if the link has room. A message that is not
-    /// `urgent` (the engine says so only of a phase-2 message no client waits for) may linger, see
-    /// the type's description. Never blocks.
-    func enqueue(_ message: CoordinatorMessage, to participant: ParticipantID, urgent: Bool = true, trace: ServiceContext? = nil) {
-        var wakes: [(ParticipantID, Duration)] = []
+    /// Sends `messages` now if the participant's link has room, else queues them for the next
+    /// request. Never blocks.
+    func send(_ messages: [CoordinatorMessage], to participant: ParticipantID) {
+        let contexts = traces.isTracing ? messages.map { traces.context(of: $0.txid) } : Array(repeating: nil, count: messages.count)
         let batch = links.withLock { links -> Batch? in
             var link = links[participant] ?? Link()
-            link.queue.append(message)
-            link.queueTraces.append(trace)
-            if urgent {
-                link.queuedUrgent += 1
-            } else if link.lingerStarted == nil {
-                link.lingerStarted = .now
-            }
+            link.queue.append(contentsOf: messages)
+            link.queueTraces.append(contentsOf: contexts)
             links[participant] = link
-            return takeBatch(for: participant, &links, wakes: &wakes)
+            return takeBatch(for: participant, &links)
         }
         if let batch { start(batch, to: participant) }
-        schedule(wakes)
     }
 
-    /// Ends lingers when they are due.
-    private func schedule(_ wakes: [(ParticipantID, Duration)]) {
-        for (participant, delay) in wakes {
-            EventLoopExecutor.run(after: delay) { [self] in
-                var again: [(ParticipantID, Duration)] = []
-                let batch = links.withLock { links -> Batch? in
-                    links[participant]?.wakeScheduled = false
-                    return takeBatch(for: participant, &links, wakes: &again)
-                }
-                if let batch { start(batch, to: participant) }
-                schedule(again)
-            }
-        }
-    }
-
-    /// Opens a request on every link whose open ones have outlasted ``Options/patience`` while
-    /// messages wait. Called by the engine's timer loop.
-    func poke() {
-        var wakes: [(ParticipantID, Duration)] = []
-        let batches = links.withLock { links -> [(ParticipantID, Batch)] in
-            var batches: [(ParticipantID, Batch)] = []
-            for participant in links.keys where links[participant]?.queue.isEmpty == false {
-                if let batch = takeBatch(for: participant, &links, wakes: &wakes) { batches.append((participant, batch)) }
-            }
-            return batches
-        }
-        for (participant, batch) in batches { start(batch, to: participant) }
-        schedule(wakes)
-    }
-
-    /// Takes the next request's messages off `participant`'s queue if the rules let one open now.
-    /// Adds to `wakes` when the queue lingers and nothing else will look at it in time.
-    private func takeBatch(
-        for participant: ParticipantID, _ links: inout [ParticipantID: Link], wakes: inout [(ParticipantID, Duration)]
-    ) -> Batch? {
+    /// Takes the next request's messages off `participant`'s queue if the link has room.
+    private func takeBatch(for participant: ParticipantID, _ links: inout [ParticipantID: Link]) -> Batch? {
         guard var link = links[participant], !link.queue.isEmpty, link.inFlight < options.inFlightMax else { return nil }
-        let now = ContinuousClock.now
-        if link.queuedUrgent == 0, let started = link.lingerStarted, now - started < options.phaseTwoLinger {
-            // Only lingering phase-2 messages: wait for a request to share, or the linger's end.
-            if !link.wakeScheduled {
-                link.wakeScheduled = true
-                wakes.append((participant, options.phaseTwoLinger - (now - started)))
-                links[participant] = link
-            }
-            return nil
-        }
-        guard link.inFlight == 0 || now - link.lastSent >= options.patience else { return nil }
         let count = min(link.queue.count, link.singleMessages ? 1 : options.batchSizeMax)
-        let batch = Batch(messages: Array(link.queue.prefix(count)), traces: Array(link.queueTraces.prefix(count)))
+        let messages = Array(link.queue.prefix(count))
+        let contexts = Array(link.queueTraces.prefix(count))
         link.queue.removeFirst(count)
         link.queueTraces.removeFirst(count)
-        if link.queue.isEmpty {
-            link.queuedUrgent = 0
-            link.lingerStarted = nil
-        } else {
-            // Rare (more than batchSizeMax waiting): what is left goes with the next request, whose
-            // turn comes when this one returns, so lingering no longer matters.
-            link.queuedUrgent = link.queue.count
-        }
         link.inFlight += 1
-        link.inFlightMessages += batch.messages.count
-        link.lastSent = now
+        link.inFlightMessages += messages.count
         links[participant] = link
-        return batch
+        return Batch(messages: messages, traces: contexts)
     }
 
     /// The messages of one request, with their trace contexts.
@@ -212,14 +147,12 @@ final class ParticipantLinks: Sendable {
     private func start(_ batch: Batch, to participant: ParticipantID) {
         spawn { [self] in
             await send(batch, to: participant)
-            var wakes: [(ParticipantID, Duration)] = []
             let next = links.withLock { links -> Batch? in
                 links[participant]?.inFlight -= 1
                 links[participant]?.inFlightMessages -= batch.messages.count
-                return takeBatch(for: participant, &links, wakes: &wakes)
+                return takeBatch(for: participant, &links)
             }
             if let next { start(next, to: participant) }
-            schedule(wakes)
         }
     }
 
@@ -240,7 +173,7 @@ final class ParticipantLinks: Sendable {
             // An implementation of the single-message endpoints only: fall back for good.
             links.withLock { $0[participant]?.singleMessages = true }
             logger.notice("participant has no /v1/batch; sending single messages", metadata: ["participant": "\(participant)"])
-            for (message, trace) in zip(batch, queued.traces) { enqueue(message, to: participant, trace: trace) }
+            send(batch, to: participant)
             return
         } catch {
             setReachable(participant, false)
@@ -253,16 +186,16 @@ final class ParticipantLinks: Sendable {
             // With several participants, the first hit is the first of several commits delivered.
             try? await Failpoints.hit("coordinator.after-commit-sent")
         }
-        guard let engine else { return }
+        let deliver = self.deliver
         for (message, result) in zip(batch, results) {
             switch result {
             case .success(let reply):
-                engine.handle(.received(from: participant, reply))
+                deliver(.received(participant, reply))
             case .failure(let detail):
                 // The participant refused this message (e.g. it had no answer in time): the same
                 // as silence for phase 2; for a prepare, no vote means abort.
                 if case .prepare = message {
-                    engine.handle(.unreachable(participant, message.txid, reason: detail.message))
+                    deliver(.unreachable(participant, message.txid, reason: detail.message))
                 }
             }
         }
@@ -303,10 +236,10 @@ final class ParticipantLinks: Sendable {
     }
 
     private func unreachable(_ batch: [CoordinatorMessage], _ participant: ParticipantID, reason: String) {
-        guard let engine else { return }
         logger.debug("participant unreachable", metadata: ["participant": "\(participant)", "reason": "\(reason)"])
+        let deliver = self.deliver
         for message in batch {
-            engine.handle(.unreachable(participant, message.txid, reason: reason))
+            deliver(.unreachable(participant, message.txid, reason: reason))
         }
     }
 }

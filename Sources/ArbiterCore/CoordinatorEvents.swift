@@ -1,8 +1,21 @@
 /// Something that happened to the coordinator, fed to ``CoordinatorMachine/handle(_:)``.
 public enum CoordinatorEvent: Hashable, Sendable {
     /// A client asks to run a transaction. `timeout` bounds the prepare phase (the configured
-    /// ``CoordinatorConfig/prepareTimeout`` when `nil`).
-    case submit(TxID, branches: [Branch], timeout: Duration?)
+    /// ``CoordinatorConfig/prepareTimeout`` when `nil`); `call` names the request, which a
+    /// ``CoordinatorEffect/reject(_:_:_:)`` answers alone.
+    ///
+    /// An id the machine is not driving is first looked up in the log
+    /// (``CoordinatorEffect/lookup(_:)``): a transaction that ended there is answered from its
+    /// record, not run again.
+    case submit(TxID, branches: [Branch], timeout: Duration?, call: CallID = CallID(0))
+    /// A participant asks, by request, how `txid` ended (`GET /v1/transactions/{id}/outcome`);
+    /// answered with ``CoordinatorEffect/answer(_:_:_:)``. The same question in a message
+    /// (``ParticipantMessage/inquire(_:)``) is answered with a message.
+    case inquiry(TxID, call: CallID)
+    /// What the log holds of `txid`, asked for by ``CoordinatorEffect/lookup(_:)``: `nil` when
+    /// it holds nothing. The driver reads it after the round's write, so it includes every record
+    /// the machine emitted before asking.
+    case lookedUp(TxID, LoggedTransaction?)
     /// A participant's message arrived.
     case received(from: ParticipantID, ParticipantMessage)
     /// A message to a participant could not be delivered (connection refused, reset, timed out).
@@ -37,8 +50,17 @@ public enum CoordinatorEffect: Hashable, Sendable {
     /// Phase 2 finished: every participant that needed the decision has acknowledged it, and the
     /// machine has forgotten the transaction. A client waiting for completion may be answered.
     case complete(TxID, Outcome)
-    /// The submit was refused and nothing was recorded.
-    case reject(TxID, SubmitRejection)
+    /// The submit `call` was refused and nothing was recorded.
+    case reject(CallID, TxID, SubmitRejection)
+    /// Read what the log holds of `txid` and deliver it as ``CoordinatorEvent/lookedUp(_:_:)``
+    /// (after the round's write). Until then the machine holds every request about the id, so
+    /// requests about one id are served in arrival order.
+    case lookup(TxID)
+    /// The answer to an ``CoordinatorEvent/inquiry(_:call:)``.
+    case answer(CallID, TxID, InquiryAnswer)
+    /// A resubmission of a transaction that ended before: its outcome, from the log, answers every
+    /// client waiting on the id, whether it waits for the decision or for completion.
+    case replay(TxID, Outcome, reason: String?)
     /// Something that should not happen in a correct deployment (a participant acknowledged a
     /// decision with the other outcome, which only an operator's heuristic decision can cause).
     /// Log it loudly; the protocol carries on.
@@ -78,5 +100,52 @@ public struct CoordinatorConfig: Hashable, Sendable {
     ) {
         self.prepareTimeout = prepareTimeout
         self.phaseTwoRetry = phaseTwoRetry
+    }
+}
+
+/// Names one request to the coordinator (a submit, an inquiry) so that its answer goes back to it.
+/// The driver chooses the numbers; the machine only echoes them.
+public struct CallID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public var description: String { "call#\(rawValue)" }
+}
+
+/// What the decision log holds of one transaction, as a lookup reads it.
+public struct LoggedTransaction: Hashable, Sendable {
+    /// `nil` when the lazy `begun` record was lost (or the transaction was presumed aborted).
+    public var branches: [Branch]?
+    /// `nil` while undecided.
+    public var outcome: Outcome?
+    public var reason: String?
+    /// Whether phase 2 finished (or was never needed).
+    public var ended: Bool
+
+    public init(branches: [Branch]?, outcome: Outcome?, reason: String?, ended: Bool) {
+        self.branches = branches
+        self.outcome = outcome
+        self.reason = reason
+        self.ended = ended
+    }
+
+    /// Folds records into what a lookup would read (the simulator's and tests' logs).
+    public init?(folding records: some Sequence<CoordinatorRecord>) {
+        var found = false
+        branches = nil
+        outcome = nil
+        reason = nil
+        ended = false
+        for record in records {
+            found = true
+            switch record {
+            case .begun(_, let recorded): branches = recorded
+            case .decided(_, let decided, _, let why):
+                outcome = decided
+                reason = why
+            case .acknowledged: break
+            case .ended: ended = true
+            }
+        }
+        if !found { return nil }
     }
 }

@@ -6,8 +6,13 @@
 ///
 /// The rules it keeps:
 /// - A commit is sent or reported only after ``CoordinatorEvent/forced(_:)`` says the commit
-///   decision is durable. Nothing else is forced (presumed abort).
-/// - An inquiry about a transaction the machine does not know is answered `aborted`.
+///   decision is durable. Nothing else is forced but a presumed abort (below).
+/// - A request about an id the machine is not driving waits for a lookup of the log
+///   (``CoordinatorEffect/lookup(_:)``); requests about the same id are served in arrival order.
+///   A resubmission of a transaction that ended is answered from its record, not run again.
+/// - An inquiry about an id the log does not know either is answered `aborted` — after an abort
+///   record for the id is forced, so that a later submit of the same id is answered `aborted`
+///   instead of running (a participant may still hold the id prepared from before a crash).
 /// - Every handler tolerates duplicates, reordering and late messages; a decision never changes.
 /// - Nothing is iterated in hash order: transactions live in a dictionary only for lookup.
 public struct CoordinatorMachine: Sendable {
@@ -17,6 +22,8 @@ public struct CoordinatorMachine: Sendable {
     public var identity: CoordinatorID
     private var random: SplitMix64
     private var transactions: [TxID: Transaction] = [:]
+    /// Requests about ids the machine does not drive, waiting for a lookup or a presumed abort.
+    private var parked: [TxID: Parked] = [:]
 
     /// - Parameter seed: seeds the jitter of phase-2 retries (the simulator passes its run's seed;
     ///   services pass a random one).
@@ -41,12 +48,19 @@ public struct CoordinatorMachine: Sendable {
         transactions[txid] == nil ? nil : answer(for: txid)
     }
 
+    /// Ids whose requests wait for a lookup or a presumed abort's record.
+    public var parkedCount: Int { parked.count }
+
     /// Feeds one event and returns what the driver must do, in order.
     public mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
         var effects: [CoordinatorEffect] = []
         switch event {
-        case .submit(let txid, let branches, let timeout):
-            submit(txid, branches, timeout: timeout, into: &effects)
+        case .submit(let txid, let branches, let timeout, let call):
+            request(.submit(branches, timeout: timeout, call: call), about: txid, into: &effects)
+        case .inquiry(let txid, let call):
+            request(.ask(.call(call)), about: txid, into: &effects)
+        case .lookedUp(let txid, let logged):
+            lookedUp(txid, logged, into: &effects)
         case .received(let participant, let message):
             receive(message, from: participant, into: &effects)
         case .unreachable(let participant, let txid, let reason):
@@ -85,17 +99,97 @@ public struct CoordinatorMachine: Sendable {
 
     // MARK: - Submit and prepare
 
-    private mutating func submit(
+    /// A submit or an inquiry: served at once when the machine drives the id, otherwise parked
+    /// behind a lookup (or behind the presumed abort of the id, when one is being recorded).
+    private mutating func request(_ request: Request, about txid: TxID, into effects: inout [CoordinatorEffect]) {
+        if case .submit(let branches, _, let call) = request, let rejection = Self.validate(branches) {
+            effects.append(.reject(call, txid, rejection))  // Refused before anything is looked up.
+            return
+        }
+        if parked[txid] != nil {
+            parked[txid]!.requests.append(request)
+            return
+        }
+        if transactions[txid] != nil {
+            serve(request, txid, logged: nil, into: &effects)
+            return
+        }
+        parked[txid] = Parked(requests: [request], presuming: false)
+        effects.append(.lookup(txid))
+    }
+
+    /// The log's answer for a parked id: serves its requests in order.
+    private mutating func lookedUp(_ txid: TxID, _ logged: LoggedTransaction?, into effects: inout [CoordinatorEffect]) {
+        guard let waiting = parked[txid], !waiting.presuming else {
+            preconditionFailure("a lookup of \(txid) answered that the machine did not ask for")
+        }
+        parked[txid] = nil
+        // Undecided in the log but not driven: the log outlived the machine's memory of an
+        // attempt that never decided (recovery aborts those), so it is as good as unknown.
+        let decided = logged?.outcome == nil ? nil : logged
+        for (position, request) in waiting.requests.enumerated() {
+            if parked[txid] != nil {
+                // A presumed abort is being recorded: the rest wait for it.
+                parked[txid]!.requests.append(contentsOf: waiting.requests[position...])
+                return
+            }
+            serve(request, txid, logged: decided, into: &effects)
+        }
+    }
+
+    private mutating func serve(_ request: Request, _ txid: TxID, logged: LoggedTransaction?, into effects: inout [CoordinatorEffect]) {
+        switch request {
+        case .submit(let branches, let timeout, let call):
+            if let existing = transactions[txid] {
+                resubmit(txid, existing, branches, call: call, into: &effects)
+            } else if let logged, let outcome = logged.outcome {
+                if let recorded = logged.branches, recorded != branches {
+                    effects.append(.reject(call, txid, .idInUse))
+                } else {
+                    effects.append(.replay(txid, outcome, reason: logged.reason))
+                }
+            } else {
+                start(txid, branches, timeout: timeout, into: &effects)
+            }
+        case .ask(let asker):
+            if transactions[txid] != nil {
+                reply(asker, txid, answer(for: txid), into: &effects)
+            } else if let outcome = logged?.outcome {
+                reply(asker, txid, outcome == .committed ? .committed : .aborted, into: &effects)
+            } else {
+                // Neither memory nor log knows the id: record the presumed abort, forced, before
+                // anyone hears it.
+                parked[txid] = Parked(requests: [request], presuming: true)
+                effects.append(.force([
+                    .decided(txid, .aborted, notify: [], reason: Self.presumedAbortReason),
+                    .ended(txid),
+                ]))
+            }
+        }
+    }
+
+    /// The reason recorded with an abort presumed for an id nobody had heard of.
+    public static let presumedAbortReason = "presumed abort: a participant asked about a transaction this coordinator has no record of"
+
+    private func reply(_ asker: Asker, _ txid: TxID, _ answer: InquiryAnswer, into effects: inout [CoordinatorEffect]) {
+        switch asker {
+        case .participant(let participant): effects.append(.send(participant, .outcome(txid, answer)))
+        case .call(let call): effects.append(.answer(call, txid, answer))
+        }
+    }
+
+    /// The presumed abort of `txid` is durable: everyone parked behind it hears "aborted".
+    private mutating func presumedAbortForced(_ txid: TxID, into effects: inout [CoordinatorEffect]) {
+        let waiting = parked.removeValue(forKey: txid)!
+        let logged = LoggedTransaction(branches: nil, outcome: .aborted, reason: Self.presumedAbortReason, ended: true)
+        for request in waiting.requests {
+            serve(request, txid, logged: logged, into: &effects)
+        }
+    }
+
+    private mutating func start(
         _ txid: TxID, _ branches: [Branch], timeout: Duration?, into effects: inout [CoordinatorEffect]
     ) {
-        if let existing = transactions[txid] {
-            resubmit(txid, existing, branches, into: &effects)
-            return
-        }
-        if let rejection = Self.validate(branches) {
-            effects.append(.reject(txid, rejection))
-            return
-        }
         let onePhase = branches.count == 1
         let participants = branches.map(\.participant)
         transactions[txid] = Transaction(
@@ -123,12 +217,12 @@ public struct CoordinatorMachine: Sendable {
     /// A submit for an id the machine is driving: the same transaction again (a client retry) gets
     /// the outcome when there is one; another transaction under the same id is refused.
     private func resubmit(
-        _ txid: TxID, _ existing: Transaction, _ branches: [Branch], into effects: inout [CoordinatorEffect]
+        _ txid: TxID, _ existing: Transaction, _ branches: [Branch], call: CallID, into effects: inout [CoordinatorEffect]
     ) {
         // Branches are unknown when the lazy `begun` record was lost in a crash; the id alone must
         // then serve as the idempotency key.
         if let known = existing.branches, known != branches {
-            effects.append(.reject(txid, .idInUse))
+            effects.append(.reject(call, txid, .idInUse))
             return
         }
         switch existing.phase {
@@ -154,7 +248,7 @@ public struct CoordinatorMachine: Sendable {
         case .acknowledge(let txid, let local):
             acknowledged(txid, by: participant, holding: local, into: &effects)
         case .inquire(let txid):
-            effects.append(.send(participant, .outcome(txid, answer(for: txid))))
+            request(.ask(.participant(participant)), about: txid, into: &effects)
         }
     }
 
@@ -313,7 +407,15 @@ public struct CoordinatorMachine: Sendable {
     }
 
     private mutating func forced(_ txid: TxID, into effects: inout [CoordinatorEffect]) {
-        guard var transaction = transactions[txid], case .deciding(let notify) = transaction.phase else { return }
+        if parked[txid]?.presuming == true {
+            presumedAbortForced(txid, into: &effects)
+            return
+        }
+        // The driver delivers `forced` once per `force`, and only a commit decision or a presumed
+        // abort is forced; a deciding transaction waits for it and nothing else moves it on.
+        guard var transaction = transactions[txid], case .deciding(let notify) = transaction.phase else {
+            preconditionFailure("forced(\(txid)) without a forced write the machine waits for")
+        }
         transaction.phase = .committing(pending: notify, attempt: 0)
         transactions[txid] = transaction
         effects.append(.report(txid, .committed, reason: nil))
@@ -478,6 +580,24 @@ public enum CoordinatorPhase: String, Hashable, Sendable {
 }
 
 extension CoordinatorMachine {
+    /// Who asked how a transaction ended.
+    enum Asker: Hashable, Sendable {
+        case participant(ParticipantID)
+        case call(CallID)
+    }
+
+    enum Request: Hashable, Sendable {
+        case submit([Branch], timeout: Duration?, call: CallID)
+        case ask(Asker)
+    }
+
+    /// The requests about one id the machine does not drive, in arrival order.
+    struct Parked: Sendable {
+        var requests: [Request]
+        /// Whether the id's presumed abort is being forced (else: its lookup is out).
+        var presuming: Bool
+    }
+
     struct Transaction: Sendable {
         /// `nil` when the `begun` record was lost before a restart.
         var branches: [Branch]?
@@ -528,3 +648,16 @@ extension CoordinatorMachine {
         }
     }
 }
+
+/// A coordinator machine as its loop drives it: ``CoordinatorMachine``, or in the simulator a
+/// deliberately broken variant that wraps it (to prove that the checks can fail).
+public protocol CoordinatorLogic: Sendable {
+    mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect]
+    func phase(of txid: TxID) -> CoordinatorPhase?
+    var activeCount: Int { get }
+    var identity: CoordinatorID { get set }
+    func owingAcknowledgement(_ txid: TxID) -> [ParticipantID]?
+    func owedAcknowledgementCounts() -> [ParticipantID: Int]
+}
+
+extension CoordinatorMachine: CoordinatorLogic {}

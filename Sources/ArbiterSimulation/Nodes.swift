@@ -1,46 +1,93 @@
 import ArbiterCore
+import ArbiterRuntime
 
 /// What a participant's records say about a transaction (the last record wins).
 public enum RecordedState: Hashable, Sendable {
     case prepared, committed, aborted
 }
 
-/// The simulated coordinator process: its machine (memory), its log (disk) and its timers.
+/// The simulated coordinator process: the production ``CoordinatorLoop`` (its machine is the
+/// memory) over a simulated log (the disk) and the simulated network.
 struct CoordinatorNode {
-    var logic: any CoordinatorLogic
-    var disk = SimulatedDisk<CoordinatorRecord>()
+    let store: SimulatedDecisionStore
+    var loop: CoordinatorLoop
+    /// The transport of the current incarnation; a crash retires it.
+    var transport: SimulatedTransport
+    /// What arrived since the last round.
+    var inbox: [CoordinatorLoop.Input] = []
     var up = true
     var epoch = 0
     var isolated = false
-    var timers: [TimerID: UInt64] = [:]
+    /// A round has written and waits for its fsync before it advances.
+    var busy = false
+    /// A round is scheduled.
+    var roundScheduled = false
+    /// When a wake-up for the loop's next timer is scheduled.
+    var wakeAt: SimTime?
 
-    init(logic: any CoordinatorLogic) { self.logic = logic }
+    init(store: SimulatedDecisionStore, loop: CoordinatorLoop, transport: SimulatedTransport) {
+        self.store = store
+        self.loop = loop
+        self.transport = transport
+    }
 
     /// The last decision in the log for `txid`, durable or not.
-    func decision(_ txid: TxID) -> Outcome? {
-        var outcome: Outcome?
-        for entry in disk.entries {
-            for case .decided(txid, let decided, _, _) in entry.records { outcome = decided }
-        }
-        return outcome
-    }
+    func decision(_ txid: TxID) -> Outcome? { store.decision(txid, durableOnly: false) }
 
     /// The decision for `txid` that would survive a crash now.
-    func durableDecision(_ txid: TxID) -> Outcome? {
+    func durableDecision(_ txid: TxID) -> Outcome? { store.decision(txid, durableOnly: true) }
+}
+
+/// The decision log on a ``SimulatedDisk``: a write is one entry, durable once the simulator has
+/// let its fsync's time pass (``sync()``).
+final class SimulatedDecisionStore: DecisionStore {
+    var disk = SimulatedDisk<CoordinatorRecord>()
+    /// Told of a decision that contradicts an earlier one for the same transaction.
+    var contradiction: (String) -> Void = { _ in }
+    /// Told of every decision written.
+    var decided: (TxID, Outcome) -> Void = { _, _ in }
+
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws {
+        for record in records {
+            if case .decided(let txid, let outcome, _, _) = record,
+               let earlier = decision(txid, durableOnly: false), earlier != outcome {
+                contradiction("coordinator decided \(txid) \(outcome) after deciding it \(earlier)")
+            }
+            if case .decided(let txid, let outcome, _, _) = record { decided(txid, outcome) }
+        }
+        disk.append(records)
+    }
+
+    func lookup(_ txid: TxID) throws -> LoggedTransaction? {
+        LoggedTransaction(folding: disk.records.lazy.filter { $0.txid == txid })
+    }
+
+    func recover() throws -> [CoordinatorRecord] {
+        var ended: Set<TxID> = []
+        for case .ended(let txid) in disk.records { ended.insert(txid) }
+        return disk.records.filter { !ended.contains($0.txid) }
+    }
+
+    func decision(_ txid: TxID, durableOnly: Bool) -> Outcome? {
         var outcome: Outcome?
-        for entry in disk.entries where entry.durable {
+        for entry in disk.entries where entry.durable || !durableOnly {
             for case .decided(txid, let decided, _, _) in entry.records { outcome = decided }
         }
         return outcome
     }
+}
 
-    mutating func crash(random: inout SplitMix64, variant: ProtocolVariant, config: CoordinatorConfig) -> Int {
-        up = false
-        epoch += 1
-        timers = [:]
-        let lost = disk.crash(random: &random)
-        logic = variant.makeCoordinator(identity: Simulation.coordinatorID, config: config, seed: random.next())
-        return lost
+/// The coordinator's transport in the simulator: hands each batch to the simulated network, one
+/// message at a time (each may be dropped, delayed, duplicated or reordered on its own).
+final class SimulatedTransport: CoordinatorTransport {
+    private let deliver: ([CoordinatorMessage], ParticipantID) -> Void
+
+    init(deliver: @escaping ([CoordinatorMessage], ParticipantID) -> Void) {
+        self.deliver = deliver
+    }
+
+    func send(_ messages: [CoordinatorMessage], to participant: ParticipantID) {
+        deliver(messages, participant)
     }
 }
 

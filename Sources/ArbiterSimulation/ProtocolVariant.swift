@@ -17,15 +17,16 @@ public enum ProtocolVariant: String, CaseIterable, Hashable, Sendable {
     case coordinatorCommitsBeforeForcing
     /// The coordinator answers inquiries about transactions it does not know with "committed".
     case coordinatorPresumesCommit
+    /// The coordinator answers an inquiry about an id nobody knows "aborted" without recording the
+    /// abort first (so a later submit of the id runs afresh).
+    case coordinatorAnswersUnknownWithoutRecording
+    /// The coordinator runs a resubmitted id afresh instead of answering it from the log.
+    case coordinatorIgnoresTheLog
+    /// The decision log's write returns before it is durable (a store that does not fsync): the
+    /// loop advances — commits go out, clients hear — on records a crash can still lose.
+    case coordinatorLogSkipsFsync
 
     public static var broken: [ProtocolVariant] { allCases.filter { $0 != .correct } }
-}
-
-/// A coordinator machine as the simulator drives it.
-protocol CoordinatorLogic {
-    mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect]
-    func phase(of txid: TxID) -> CoordinatorPhase?
-    var activeCount: Int { get }
 }
 
 /// A participant machine as the simulator drives it.
@@ -34,7 +35,6 @@ protocol ParticipantLogic {
     func state(of txid: TxID) -> ParticipantState?
 }
 
-extension CoordinatorMachine: CoordinatorLogic {}
 extension ParticipantMachine: ParticipantLogic {}
 
 /// Turns the forced writes of the records that `skips` selects into lazy writes, and acts at once
@@ -82,7 +82,23 @@ struct AbortsWhenInDoubtParticipant: ParticipantLogic {
     func state(of txid: TxID) -> ParticipantState? { machine.state(of: txid) }
 }
 
-struct SkipsForcingCoordinator: CoordinatorLogic {
+/// A wrapper of the correct coordinator machine that forwards everything but ``handle(_:)``.
+protocol WrappedCoordinator: CoordinatorLogic {
+    var machine: CoordinatorMachine { get set }
+}
+
+extension WrappedCoordinator {
+    func phase(of txid: TxID) -> CoordinatorPhase? { machine.phase(of: txid) }
+    var activeCount: Int { machine.activeCount }
+    var identity: CoordinatorID {
+        get { machine.identity }
+        set { machine.identity = newValue }
+    }
+    func owingAcknowledgement(_ txid: TxID) -> [ParticipantID]? { machine.owingAcknowledgement(txid) }
+    func owedAcknowledgementCounts() -> [ParticipantID: Int] { machine.owedAcknowledgementCounts() }
+}
+
+struct SkipsForcingCoordinator: WrappedCoordinator {
     var machine: CoordinatorMachine
 
     mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
@@ -98,11 +114,9 @@ struct SkipsForcingCoordinator: CoordinatorLogic {
         return output
     }
 
-    func phase(of txid: TxID) -> CoordinatorPhase? { machine.phase(of: txid) }
-    var activeCount: Int { machine.activeCount }
 }
 
-struct PresumesCommitCoordinator: CoordinatorLogic {
+struct PresumesCommitCoordinator: WrappedCoordinator {
     var machine: CoordinatorMachine
 
     mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
@@ -111,9 +125,33 @@ struct PresumesCommitCoordinator: CoordinatorLogic {
         }
         return machine.handle(event)
     }
+}
 
-    func phase(of txid: TxID) -> CoordinatorPhase? { machine.phase(of: txid) }
-    var activeCount: Int { machine.activeCount }
+/// Drops the forced record of a presumed abort and answers at once, as if it were durable.
+struct AnswersUnknownWithoutRecordingCoordinator: WrappedCoordinator {
+    var machine: CoordinatorMachine
+
+    mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
+        var output: [CoordinatorEffect] = []
+        for effect in machine.handle(event) {
+            if case .force(let records) = effect, case .decided(let txid, .aborted, _, _)? = records.first {
+                output.append(contentsOf: machine.handle(.forced(txid)))
+            } else {
+                output.append(effect)
+            }
+        }
+        return output
+    }
+}
+
+/// Forgets what the log says: every lookup comes back empty.
+struct IgnoresTheLogCoordinator: WrappedCoordinator {
+    var machine: CoordinatorMachine
+
+    mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
+        if case .lookedUp(let txid, _) = event { return machine.handle(.lookedUp(txid, nil)) }
+        return machine.handle(event)
+    }
 }
 
 extension ProtocolVariant {
@@ -122,6 +160,8 @@ extension ProtocolVariant {
         switch self {
         case .coordinatorCommitsBeforeForcing: return SkipsForcingCoordinator(machine: machine)
         case .coordinatorPresumesCommit: return PresumesCommitCoordinator(machine: machine)
+        case .coordinatorAnswersUnknownWithoutRecording: return AnswersUnknownWithoutRecordingCoordinator(machine: machine)
+        case .coordinatorIgnoresTheLog: return IgnoresTheLogCoordinator(machine: machine)
         default: return machine
         }
     }

@@ -1,7 +1,10 @@
 public import ArbiterCore
+import ArbiterRuntime
 
-/// A deterministic simulation of one coordinator and several participants running the protocol
-/// core over a faulty network, faulty disks and a simulated clock.
+/// A deterministic simulation of one coordinator and several participants over a faulty network,
+/// faulty disks and a simulated clock. The coordinator is the production ``CoordinatorLoop`` — the
+/// same rounds, effects and client handling as the service — over a simulated decision log and
+/// transport; the participants are the protocol core's ``ParticipantMachine`` with a toy resource.
 ///
 /// One seed drives everything — the fault mix, the load, every delay, drop and crash — so a run
 /// that finds a violation replays exactly from its seed. After every step the invariants of two-phase
@@ -32,10 +35,9 @@ public final class Simulation {
     private var crashMidStepArmed: SimNode?
 
     static let coordinatorID = CoordinatorID("C")
-    static let clientRetryInterval: SimTime = 3_000_000
     static let stepsMax = 5_000_000
 
-    var coordinator: CoordinatorNode
+    var coordinator: CoordinatorNode!
     var participants: [ParticipantNode]
     var client = ClientState()
 
@@ -52,14 +54,22 @@ public final class Simulation {
         self.options = options
         self.variant = variant
         self.faultsActive = options.faultPhase > 0
-        coordinator = CoordinatorNode(logic: variant.makeCoordinator(
-            identity: Self.coordinatorID, config: options.coordinator, seed: random.next()))
+        let coordinatorSeed = random.next()
         var participants: [ParticipantNode] = []
         for _ in 0..<options.participantCount {
             participants.append(ParticipantNode(logic: variant.makeParticipant(config: options.participant, seed: random.next())))
         }
         self.participants = participants
         self.random = random
+        let store = SimulatedDecisionStore()
+        let (loop, transport) = makeCoordinatorLoop(store: store, epoch: 0, seed: coordinatorSeed)
+        coordinator = CoordinatorNode(store: store, loop: loop, transport: transport)
+        store.contradiction = { [unowned self] text in violate(text) }
+        store.decided = { [unowned self] txid, outcome in
+            if outcome == .committed, answeredAborted.contains(txid) {
+                violate("the coordinator decided to commit \(txid) after answering an inquiry about it \"aborted\"")
+            }
+        }
         scheduleLoad()
     }
 
@@ -91,6 +101,23 @@ public final class Simulation {
             if stepEvents.contains(where: predicate) { return true }
         }
         return false
+    }
+
+    /// Processes events until `condition` holds (checked before each). Returns whether it did
+    /// before the queue ran dry or a violation stopped the run.
+    @discardableResult
+    public func run(untilState condition: () -> Bool) -> Bool {
+        while violations.isEmpty, steps < Self.stepsMax {
+            if condition() { return true }
+            guard !queue.isEmpty else { return false }
+            step()
+        }
+        return false
+    }
+
+    /// What the coordinator's log holds of `txid`, durable or not (`nil`: nothing).
+    public func loggedTransaction(_ txid: TxID) -> LoggedTransaction? {
+        try! coordinator.store.lookup(txid)  // The simulated log never fails a read.
     }
 
     /// Runs until nothing is left to do within the settle phase, then checks liveness: every
@@ -180,7 +207,7 @@ public final class Simulation {
     public func participantState(_ txid: TxID, at index: Int) -> ParticipantState? { participants[index].logic.state(of: txid) }
 
     /// The coordinator machine's view of `txid`.
-    public func coordinatorPhase(_ txid: TxID) -> CoordinatorPhase? { coordinator.logic.phase(of: txid) }
+    public func coordinatorPhase(_ txid: TxID) -> CoordinatorPhase? { coordinator.loop.machine.phase(of: txid) }
 
     /// The keys participant `index` holds locked, with their holders.
     public func locks(at index: Int) -> [String: TxID] { participants[index].locks }
@@ -230,6 +257,12 @@ public final class Simulation {
         case refused(Int, TxID, epoch: Int)
         case timer(SimNode, TimerID, generation: UInt64, epoch: Int)
         case forceDone(SimNode, TxID, epoch: Int)
+        /// The coordinator's loop runs a round with what arrived.
+        case coordinatorRound(epoch: Int)
+        /// The fsync of the coordinator's round is done: the round advances.
+        case coordinatorAdvance(epoch: Int)
+        /// The coordinator loop's next timer is due.
+        case coordinatorWake(epoch: Int)
         case submit(TxID)
         case clientCheck(TxID)
         case crash
@@ -255,11 +288,23 @@ public final class Simulation {
         case .toCoordinator(let index, let message, let sequence):
             guard arrives(from: .participant(index), to: .coordinator, sequence: sequence) else { return }
             record(.toCoordinator(from: index, message))
-            stepCoordinator(.received(from: Self.participantID(index), message))
+            postCoordinator(.received(Self.participantID(index), message))
         case .refused(let index, let txid, let epoch):
             guard coordinator.up, coordinator.epoch == epoch else { return }
             record(.refused(index, txid))
-            stepCoordinator(.unreachable(Self.participantID(index), txid, reason: "connection refused"))
+            postCoordinator(.unreachable(Self.participantID(index), txid, reason: "connection refused"))
+        case .coordinatorRound(let epoch):
+            guard coordinator.up, coordinator.epoch == epoch else { return }
+            coordinator.roundScheduled = false
+            coordinatorRound()
+        case .coordinatorAdvance(let epoch):
+            guard coordinator.up, coordinator.epoch == epoch else { return }  // Lost in a crash.
+            coordinator.store.disk.sync()
+            coordinatorAdvance()
+        case .coordinatorWake(let epoch):
+            guard coordinator.up, coordinator.epoch == epoch else { return }
+            coordinator.wakeAt = nil
+            kickCoordinator()
         case .timer(let node, let timer, let generation, let epoch):
             fireTimer(node, timer, generation: generation, epoch: epoch)
         case .forceDone(let node, let txid, let epoch):
@@ -347,57 +392,112 @@ public final class Simulation {
         return true
     }
 
-    // MARK: - Coordinator driver
+    // MARK: - Coordinator loop
 
-    private func stepCoordinator(_ event: CoordinatorEvent) {
+    /// Gives the loop what its round needs, the way the service's loop thread does: one round at a
+    /// time, inputs collected while a round waits for its fsync.
+    private func postCoordinator(_ input: CoordinatorLoop.Input) {
         guard coordinator.up else { return }
-        let effects = coordinator.logic.handle(event)
-        let cut = midStepCrashPoint(for: .coordinator, effectCount: effects.count)
-        for (index, effect) in effects.enumerated() {
-            if index == cut {
-                count(.crashMidStep)
-                crashNow(.coordinator)
-                return
-            }
-            apply(effect)
+        coordinator.inbox.append(input)
+        kickCoordinator()
+    }
+
+    private func kickCoordinator() {
+        guard coordinator.up, !coordinator.busy, !coordinator.roundScheduled else { return }
+        coordinator.roundScheduled = true
+        schedule(.coordinatorRound(epoch: coordinator.epoch), after: 0)
+    }
+
+    /// One round: step what arrived and the due timers, write; a forced write lets the fsync's
+    /// time pass before the round advances (inputs meanwhile wait for the next round).
+    private func coordinatorRound() {
+        guard !coordinator.busy else { return }
+        let inputs = coordinator.inbox
+        coordinator.inbox.removeAll(keepingCapacity: true)
+        coordinator.loop.step(inputs, now: .microseconds(now))
+        let forced = coordinator.loop.roundIsForced
+        try! coordinator.loop.write()  // The simulated log never fails a write; a crash loses it.
+        if crashMidStepArmed == .coordinator, chance(0.5) {
+            // Crash between the round's write and its advance: nothing of the round went out.
+            crashMidStepArmed = nil
+            count(.crashMidStep)
+            crashNow(.coordinator)
+            return
+        }
+        if forced && variant != .coordinatorLogSkipsFsync {
+            coordinator.busy = true
+            schedule(.coordinatorAdvance(epoch: coordinator.epoch), after: fsyncDelay())
+        } else {
+            coordinatorAdvance()
         }
     }
 
-    private func apply(_ effect: CoordinatorEffect) {
-        switch effect {
-        case .send(let participant, let message):
-            let index = Self.participantIndex(participant)
+    private func coordinatorAdvance() {
+        coordinator.busy = false
+        for txid in forcedThisRound { record(.forced(.coordinator, txid)) }
+        forcedThisRound.removeAll()
+        let epoch = coordinator.epoch
+        coordinator.loop.advance()
+        guard coordinator.up, coordinator.epoch == epoch else { return }  // Crashed while sending.
+        if !coordinator.inbox.isEmpty || coordinator.loop.hasWork { kickCoordinator() }
+        scheduleCoordinatorWake()
+    }
+
+    /// Wakes the loop when its next timer is due.
+    private func scheduleCoordinatorWake() {
+        guard let deadline = coordinator.loop.nextDeadline else { return }
+        // Rounded up to the simulator's microsecond: a wake-up before the deadline finds nothing due.
+        let time = max((deadline + .nanoseconds(999)).microseconds, now)
+        if let wakeAt = coordinator.wakeAt, wakeAt <= time { return }
+        coordinator.wakeAt = time
+        queue.schedule(.coordinatorWake(epoch: coordinator.epoch), at: time)
+    }
+
+    /// A fresh incarnation of the coordinator's loop over `store`.
+    private func makeCoordinatorLoop(store: SimulatedDecisionStore, epoch: Int, seed: UInt64) -> (CoordinatorLoop, SimulatedTransport) {
+        let transport = SimulatedTransport { [unowned self] messages, participant in
+            coordinatorSent(messages, to: participant, epoch: epoch)
+        }
+        let loop = CoordinatorLoop(
+            machine: variant.makeCoordinator(identity: Self.coordinatorID, config: options.coordinator, seed: seed),
+            store: store, transport: transport, observer: loopObserver)
+        return (loop, transport)
+    }
+
+    /// A batch from the loop: each message goes out on its own. An armed mid-step crash may cut
+    /// the round between two batches; what an earlier incarnation still sends is dropped.
+    private func coordinatorSent(_ messages: [CoordinatorMessage], to participant: ParticipantID, epoch: Int) {
+        guard coordinator.up, coordinator.epoch == epoch else { return }
+        if crashMidStepArmed == .coordinator {
+            crashMidStepArmed = nil
+            count(.crashMidStep)
+            crashNow(.coordinator)
+            return
+        }
+        let index = Self.participantIndex(participant)
+        for message in messages {
+            if case .outcome(let txid, .aborted) = message { answeredAborted.insert(txid) }
             send(.toParticipant(index, message, sequence: 0), from: .coordinator, to: .participant(index))
-        case .write(let records):
-            appendCoordinator(records)
-        case .force(let records):
-            appendCoordinator(records)
-            if let txid = records.first?.txid {
-                schedule(.forceDone(.coordinator, txid, epoch: coordinator.epoch), after: fsyncDelay())
-            }
-        case .setTimer(let timer, let delay):
-            setTimer(timer, on: .coordinator, after: delay)
-        case .cancelTimer(let timer):
-            coordinator.timers[timer] = nil
-        case .report(let txid, let outcome, _):
-            clientTold(txid, outcome)
-        case .complete:
-            break  // Liveness is judged on the participants' records at the end.
-        case .reject(let txid, let rejection):
-            violate("coordinator rejected \(txid): \(rejection)")
-        case .anomaly(let txid, let text):
-            violate("coordinator anomaly for \(txid): \(text)")
         }
     }
 
-    private func appendCoordinator(_ records: [CoordinatorRecord]) {
-        for record in records {
-            if case .decided(let txid, let outcome, _, _) = record,
-               let earlier = coordinator.decision(txid), earlier != outcome {
-                violate("coordinator decided \(txid) \(outcome) after deciding it \(earlier)")
-            }
-        }
-        coordinator.disk.append(records)
+    /// Transactions whose inquiries the coordinator has answered "aborted": it must never decide
+    /// to commit them afterwards (a participant may act on the answer at any time).
+    private var answeredAborted: Set<TxID> = []
+
+    /// Transactions whose forced records the current round writes.
+    private var forcedThisRound: [TxID] = []
+    private lazy var loopObserver = LoopObserver(simulation: self)
+
+    /// What the simulation hears from the coordinator's loop: its forced writes and timers, for the
+    /// trace, and its anomalies, which are violations.
+    final class LoopObserver: CoordinatorLoopObserver {
+        unowned let simulation: Simulation
+        init(simulation: Simulation) { self.simulation = simulation }
+        func forcing(_ txids: [TxID], writes: Int) { simulation.forcedThisRound = txids }
+        func fired(_ timer: TimerID) { simulation.record(.timer(.coordinator, timer)) }
+        func anomaly(_ txid: TxID, _ text: String) { simulation.violate("coordinator anomaly for \(txid): \(text)") }
+        func rejected(_ txid: TxID, _ rejection: SubmitRejection) { simulation.violate("coordinator rejected \(txid): \(rejection)") }
     }
 
     // MARK: - Participant driver
@@ -493,10 +593,8 @@ public final class Simulation {
     private func setTimer(_ timer: TimerID, on node: SimNode, after delay: Duration) {
         nextTimerGeneration += 1
         let generation = nextTimerGeneration
-        switch node {
-        case .coordinator: coordinator.timers[timer] = generation
-        case .participant(let index): participants[index].timers[timer] = generation
-        }
+        guard case .participant(let index) = node else { preconditionFailure("the coordinator's loop keeps its own timers") }
+        participants[index].timers[timer] = generation
         schedule(.timer(node, timer, generation: generation, epoch: epoch(of: node)), after: max(delay.microseconds, 0))
     }
 
@@ -504,10 +602,7 @@ public final class Simulation {
         guard isUp(node), self.epoch(of: node) == epoch else { return }
         switch node {
         case .coordinator:
-            guard coordinator.timers[timer] == generation else { return }
-            coordinator.timers[timer] = nil
-            record(.timer(node, timer))
-            stepCoordinator(.timerFired(timer))
+            preconditionFailure("the coordinator's loop keeps its own timers")
         case .participant(let index):
             guard participants[index].timers[timer] == generation else { return }
             participants[index].timers[timer] = nil
@@ -523,8 +618,7 @@ public final class Simulation {
         record(.forced(node, txid))
         switch node {
         case .coordinator:
-            coordinator.disk.sync()
-            stepCoordinator(.forced(txid))
+            preconditionFailure("the coordinator's loop forces within its round")
         case .participant(let index):
             participants[index].disk.sync()
             stepParticipant(index, .forced(txid))
@@ -587,7 +681,7 @@ public final class Simulation {
         switch node {
         case .coordinator:
             count(.coordinatorCrash)
-            lost = coordinator.crash(random: &random, variant: variant, config: options.coordinator)
+            lost = crashCoordinator()
         case .participant(let index):
             count(.participantCrash)
             lost = participants[index].crash(random: &random, variant: variant, config: options.participant)
@@ -605,13 +699,29 @@ public final class Simulation {
         switch node {
         case .coordinator:
             coordinator.up = true
-            stepCoordinator(.recovered(coordinator.disk.records))
+            try! coordinator.loop.recover(now: .microseconds(now))  // The simulated log never fails a read.
+            kickCoordinator()
         case .participant(let index):
             participants[index].up = true
             // As the participant library does, only the transactions in doubt are read back.
             let inDoubt = participants[index].disk.records.filter { participants[index].recorded[$0.txid] == .prepared }
             stepParticipant(index, .recovered(inDoubt))
         }
+    }
+
+    /// The coordinator process dies: its loop (memory, timers, clients' waits) is gone, the log
+    /// keeps what was durable and each other write at random. A new incarnation waits for restart.
+    private func crashCoordinator() -> Int {
+        coordinator.up = false
+        coordinator.epoch += 1
+        coordinator.inbox = []
+        coordinator.busy = false
+        coordinator.roundScheduled = false
+        coordinator.wakeAt = nil
+        forcedThisRound = []
+        let lost = coordinator.store.disk.crash(random: &random)
+        (coordinator.loop, coordinator.transport) = makeCoordinatorLoop(store: coordinator.store, epoch: coordinator.epoch, seed: random.next())
+        return lost
     }
 
     private func randomPartition() {
@@ -639,16 +749,31 @@ public final class Simulation {
 
     private func clientSubmit(_ txid: TxID) {
         guard let transaction = client.transactions[txid], transaction.report == nil else { return }
-        schedule(.clientCheck(txid), after: Self.clientRetryInterval)
+        schedule(.clientCheck(txid), after: options.clientRetryInterval)
         guard coordinator.up, !(faultsActive && coordinator.isolated) else { return }
         record(.submitted(txid))
-        // The coordinator service answers a resubmission of a transaction its machine no longer
-        // drives from its log; only unknown ids reach the machine as new.
-        if coordinator.logic.phase(of: txid) == nil, let outcome = coordinator.decision(txid) {
-            clientTold(txid, outcome)
-            return
+        let simulation = Unowned(simulation: self)
+        let epoch = coordinator.epoch
+        postCoordinator(.submit(
+            txid, branches: transaction.branches, timeout: nil, wait: .decision,
+            waitMax: .microseconds(options.clientRetryInterval),
+            reply: { result in simulation.simulation.clientHeard(result, epoch: epoch) }))
+    }
+
+    /// The loop's answer to a submit. An earlier incarnation's answers never reach the client: its
+    /// connections died with it.
+    private func clientHeard(_ result: CoordinatorLoop.SubmitResult, epoch: Int) {
+        guard coordinator.up, coordinator.epoch == epoch else { return }
+        switch result {
+        case .outcome(let txid, let outcome, _): clientTold(txid, outcome)
+        case .rejected(let txid, let rejection): violate("coordinator rejected \(txid): \(rejection)")
+        case .pending: break  // The client asks again (clientCheck).
         }
-        stepCoordinator(.submit(txid, branches: transaction.branches, timeout: nil))
+    }
+
+    /// The simulation, in a reply closure the loop calls on the simulation's own thread.
+    private struct Unowned: @unchecked Sendable {
+        unowned let simulation: Simulation
     }
 
     private func clientCheck(_ txid: TxID) {
@@ -707,7 +832,7 @@ public final class Simulation {
                 violate("\(txid) was never reported to the client")
                 return
             }
-            if let phase = coordinator.logic.phase(of: txid) {
+            if let phase = coordinator.loop.machine.phase(of: txid) {
                 violate("\(txid) is still \(phase) at the coordinator after faults stopped")
                 return
             }

@@ -49,6 +49,8 @@ public struct SimulationOptions: Hashable, Sendable {
 
     public var coordinator: CoordinatorConfig
     public var participant: ParticipantConfig
+    /// How long a client waits for an answer before it submits the same transaction again.
+    public var clientRetryInterval: SimTime = 3_000_000
 
     /// A calm, fault-free cluster: the starting point for scripted scenarios.
     public static func calm(participants: Int = 2) -> SimulationOptions {
@@ -81,7 +83,7 @@ public struct SimulationOptions: Hashable, Sendable {
         options.dropRate = pick([0, 0.01, 0.05, 0.2])
         options.duplicateRate = pick([0, 0.02, 0.1])
         options.reorderRate = pick([0, 0.1, 0.5])
-        options.delayRate = pick([0, 0.01, 0.05])
+        options.delayRate = pick([0, 0.01, 0.05, 0.2])
         options.partitionInterval = pick([0, 0, 500_000, 2_000_000])
         options.crashInterval = pick([0, 150_000, 500_000, 2_000_000])
         options.crashMidStepRate = pick([0, 0.3])
@@ -97,6 +99,8 @@ public struct SimulationOptions: Hashable, Sendable {
         // Memory forgets ended transactions sooner than the store, often while duplicates and
         // resends are still in flight, so that the answers from the store are exercised.
         options.participant.memoryRetention = pick([.milliseconds(1), .milliseconds(50), .seconds(1), .seconds(60)])
+        // Impatient clients resubmit while the first attempt's messages are still in flight.
+        options.clientRetryInterval = pick([100_000, 400_000, 3_000_000])
         return options
     }
 }

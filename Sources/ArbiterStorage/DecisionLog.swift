@@ -155,6 +155,34 @@ public final class DecisionLog: Sendable {
         }
     }
 
+    /// Applies `records` like ``append(_:durability:)``, in one transaction on the calling thread
+    /// (see ``GroupCommitWriter/writeNow(_:_:)``: a loop's thread, never an event loop).
+    public func commitNow(_ records: [CoordinatorRecord], durability: Durability) throws(StorageError) {
+        guard !records.isEmpty else { return }
+        let now = self.now
+        do {
+            let ending = Self.ended(in: records)
+            try writer.writeNow(durability) { db in
+                let atMilliseconds = Stored.milliseconds(now())
+                for record in records {
+                    if case .acknowledged(let txid, _) = record, ending.contains(txid) { continue }
+                    try Self.apply(record, atMilliseconds: atMilliseconds, in: db)
+                }
+            }
+        } catch {
+            throw StorageError.wrapping(error, doing: "appending to", path: writer.path)
+        }
+    }
+
+    /// ``recover()`` on the calling thread.
+    public func recoverNow() throws(StorageError) -> [CoordinatorRecord] {
+        do {
+            return try writer.readNow { db in try Self.openRecords(db) }
+        } catch {
+            throw StorageError.wrapping(error, doing: "reading", path: writer.path)
+        }
+    }
+
     /// The records of every transaction that has not ended, in log order: transactions in the order
     /// they were first recorded, and each one's records in the order they apply (`begun`, `decided`,
     /// then its acknowledgements in the order received).
@@ -162,35 +190,37 @@ public final class DecisionLog: Sendable {
     /// This is all the coordinator needs at restart. It reads only open transactions, through an
     /// index, so its cost does not grow with the number of ended ones.
     public func recover() async throws(StorageError) -> [CoordinatorRecord] {
-        try await reading { db in
-            var acknowledgements: [String: [ParticipantID]] = [:]
-            let acknowledgementRows = try Row.fetchCursor(db, sql: Self.openAcknowledgementsSQL)
-            while let row = try acknowledgementRows.next() {
-                acknowledgements[try row.decode(String.self, atIndex: 0), default: []]
-                    .append(ParticipantID(try row.decode(String.self, atIndex: 1)))
-            }
+        try await reading { db in try Self.openRecords(db) }
+    }
 
-            var records: [CoordinatorRecord] = []
-            let rows = try Row.fetchCursor(db, sql: Self.openTransactionsSQL)
-            while let row = try rows.next() {
-                let text = try row.decode(String.self, atIndex: 0)
-                let txid = try Stored.txid(text)
-                if let branches = try row.decode(String?.self, atIndex: 1) {
-                    records.append(.begun(txid, branches: try Self.decodeBranches(branches)))
-                }
-                if let outcome = try row.decode(String?.self, atIndex: 2) {
-                    records.append(.decided(
-                        txid,
-                        try Stored.value(Outcome.self, outcome, column: "outcome"),
-                        notify: try Self.decodeParticipants(row.decode(String?.self, atIndex: 4)) ?? [],
-                        reason: try row.decode(String?.self, atIndex: 3)))
-                }
-                for participant in acknowledgements[text] ?? [] {
-                    records.append(.acknowledged(txid, participant))
-                }
-            }
-            return records
+    private static func openRecords(_ db: Database) throws -> [CoordinatorRecord] {
+        var acknowledgements: [String: [ParticipantID]] = [:]
+        let acknowledgementRows = try Row.fetchCursor(db, sql: Self.openAcknowledgementsSQL)
+        while let row = try acknowledgementRows.next() {
+            acknowledgements[try row.decode(String.self, atIndex: 0), default: []]
+                .append(ParticipantID(try row.decode(String.self, atIndex: 1)))
         }
+
+        var records: [CoordinatorRecord] = []
+        let rows = try Row.fetchCursor(db, sql: Self.openTransactionsSQL)
+        while let row = try rows.next() {
+            let text = try row.decode(String.self, atIndex: 0)
+            let txid = try Stored.txid(text)
+            if let branches = try row.decode(String?.self, atIndex: 1) {
+                records.append(.begun(txid, branches: try Self.decodeBranches(branches)))
+            }
+            if let outcome = try row.decode(String?.self, atIndex: 2) {
+                records.append(.decided(
+                    txid,
+                    try Stored.value(Outcome.self, outcome, column: "outcome"),
+                    notify: try Self.decodeParticipants(row.decode(String?.self, atIndex: 4)) ?? [],
+                    reason: try row.decode(String?.self, atIndex: 3)))
+            }
+            for participant in acknowledgements[text] ?? [] {
+                records.append(.acknowledged(txid, participant))
+            }
+        }
+        return records
     }
 
     /// What the log holds about `txid`, or nil when it holds nothing (presumed abort: never heard

@@ -152,6 +152,72 @@ public final class GroupCommitWriter: Sendable {
         }
     }
 
+    /// Runs `work` in one transaction of its own on the calling thread and returns once it has
+    /// committed: durable for ``Durability/forced``.
+    ///
+    /// For a caller that batches for itself — a service's loop, whose round is one write — and that
+    /// runs on a thread of its own: it blocks for the transaction and its fsync, so never call it
+    /// from an event loop or Swift's cooperative pool. It shares the writer connection (and its
+    /// prepared statements) with ``write(_:_:)``, one at a time.
+    ///
+    /// - Throws: the error `work` throws (database errors as ``StorageError``); then nothing of it
+    ///   was applied.
+    public func writeNow<T>(_ durability: Durability, _ work: (Database) throws -> T) throws -> T {
+        if state.withLock({ $0.isClosed }) {
+            throw StorageError(.closed, "\(path) is closed; nothing was written")
+        }
+        let started = ContinuousClock.now
+        let level: SynchronousLevel = durability == .forced ? .full : .normal
+        do {
+            let value = try pool.writeWithoutTransaction { db -> T in
+                let isSet = state.withLock { state in
+                    defer { state.synchronous = level }
+                    return state.synchronous == level
+                }
+                if !isSet {
+                    do {
+                        try db.cachedStatement(sql: level.pragma).execute()
+                    } catch {
+                        state.withLock { $0.synchronous = nil }
+                        throw error
+                    }
+                }
+                let changesBefore = db.totalChangesCount
+                try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
+                do {
+                    let value = try work(db)
+                    try db.cachedStatement(sql: "COMMIT TRANSACTION").execute()
+                    if level == .full && db.totalChangesCount == changesBefore {
+                        // As in a batch: a forced write promises that earlier lazy ones are durable.
+                        try FileLocation.syncData(atPath: path + "-wal")
+                    }
+                    return value
+                } catch {
+                    if db.isInsideTransaction { try? db.rollback() }
+                    throw error
+                }
+            }
+            state.withLock {
+                $0.statistics.record(BatchReport(size: 1, isForced: level == .full, duration: .now - started, isOnCaller: true))
+            }
+            return value
+        } catch {
+            state.withLock {
+                $0.statistics.record(BatchReport(size: 1, isForced: level == .full, failedCount: 1, duration: .now - started, isOnCaller: true))
+            }
+            throw StorageError.surfacing(error, doing: "writing to", path: path)
+        }
+    }
+
+    /// Runs `work` on a reader connection on the calling thread (see ``writeNow(_:_:)`` for who may).
+    public func readNow<T>(_ work: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.read(work)
+        } catch {
+            throw StorageError.surfacing(error, doing: "reading", path: path)
+        }
+    }
+
     /// Queues `request`, starting a drain of the queue when none is running; returns why the request
     /// was refused, if it was.
     private func submit(_ request: Request) -> StorageError? {

@@ -74,15 +74,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Largest phase-2 resend delay in milliseconds.")
     var retryMaxMs: Int = 10_000
 
-    @Option(help: "Milliseconds lazy log records (begun, acknowledgements, ended, aborts) may wait to share a forced write's commit; 0: commit at once.")
-    var lazyLingerMs: Int = 2
-
-    @Option(help: "Milliseconds a request to a participant may be out before another opens beside it for the messages waiting.")
-    var requestPatienceMs: Int = 20
-
-    @Option(help: "Milliseconds a commit or abort no client waits for may wait to share the next request to its participant; 0: send at once.")
-    var phaseTwoLingerMs: Int = 2
-
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -94,15 +85,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard prepareTimeoutMs > 0 else { throw ValidationError("--prepare-timeout-ms must be positive") }
         guard retryInitialMs > 0, retryMaxMs >= retryInitialMs else {
             throw ValidationError("need 0 < --retry-initial-ms <= --retry-max-ms")
-        }
-        guard (0...1000).contains(lazyLingerMs) else {
-            throw ValidationError("--lazy-linger-ms must be 0...1000, got \(lazyLingerMs)")
-        }
-        guard (0...1000).contains(phaseTwoLingerMs) else {
-            throw ValidationError("--phase-two-linger-ms must be 0...1000, got \(phaseTwoLingerMs)")
-        }
-        guard (1...60_000).contains(requestPatienceMs) else {
-            throw ValidationError("--request-patience-ms must be 1...60000, got \(requestPatienceMs)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); give text or json") }
@@ -143,9 +125,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
             protocolConfig: CoordinatorConfig(
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
-            requestPatience: .milliseconds(requestPatienceMs),
-            phaseTwoLinger: .milliseconds(phaseTwoLingerMs),
-            lazyRecordLinger: .milliseconds(lazyLingerMs),
             logger: logger,
             tls: transport.tlsSettings, connectionLimits: transport.connectionLimits)
         let service = CoordinatorService(options: options)

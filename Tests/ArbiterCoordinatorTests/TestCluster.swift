@@ -63,17 +63,13 @@ func withCoordinator<T: Sendable>(
     operatorSecret: BearerSecret? = TestSecrets.operatorSecret,
     participants: ParticipantRegistry = .open(),
     clientTokens: [NamedToken]? = nil,
-    lazyRecordLinger: Duration = .milliseconds(2),
-    requestPatience: Duration = .milliseconds(20),
-    phaseTwoLinger: Duration = .milliseconds(2),
+    requestsInFlightMax: Int = 4,
     _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
         dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret, participants: participants,
-        clientTokens: clientTokens, operatorTokens: operatorSecret.map { [NamedToken(name: "test-operator", secret: $0)] } ?? [], protocolConfig: config, limits: limits, requestPatience: requestPatience,
-        phaseTwoLinger: phaseTwoLinger,
-        lazyRecordLinger: lazyRecordLinger,
-        logger: quietLogger("coordinator")))
+        clientTokens: clientTokens, operatorTokens: operatorSecret.map { [NamedToken(name: "test-operator", secret: $0)] } ?? [], protocolConfig: config, limits: limits,
+        requestsInFlightMax: requestsInFlightMax, logger: quietLogger("coordinator")))
     let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: quietLogger("group"))
     let http = HTTPClientSettings().makeClient()
     return try await withThrowingTaskGroup(of: Void.self) { tasks in

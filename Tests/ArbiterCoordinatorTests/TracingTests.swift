@@ -82,13 +82,13 @@ struct TracingTests {
     func batchedMessages() async throws {
         _ = W3CRecordingTracer.shared
         let directory = try TemporaryDirectory()
-        // The first transaction's prepare holds the link's one open request, so the others queue
-        // behind it and go together in one /v1/batch.
+        // The first transaction's prepare holds the link's one open request (a cap of one), so
+        // the others queue behind it and go together in one /v1/batch.
         let participant = FakeParticipant { $0.rawValue == "batch-0" ? .slow(.milliseconds(500)) : .yes }
         let other = FakeParticipant()
         let traceparents = (0..<4).map { _ in Self.freshTraceParent() }
         try await withParticipants([participant, other]) { ids in
-            try await withCoordinator(data: directory.path, requestPatience: .seconds(30)) { url, _, http in
+            try await withCoordinator(data: directory.path, requestsInFlightMax: 1) { url, _, http in
                 try await withThrowingTaskGroup(of: Int.self) { group in
                     group.addTask { try await Self.submit(http, url, id: "batch-0", participants: ids, traceparent: traceparents[0]) }
                     try await Task.sleep(for: .milliseconds(100))

@@ -13,13 +13,19 @@ struct CoordinatorMachineTests {
         CoordinatorMachine(identity: CoordinatorID("C"), config: CoordinatorConfig(), seed: 1)
     }
 
+    /// Submits a new id: the machine looks it up first; the log knows nothing of it.
+    func begin(_ coordinator: inout CoordinatorMachine, _ txid: TxID, branches: [Branch], timeout: Duration?) -> [CoordinatorEffect] {
+        #expect(coordinator.handle(.submit(txid, branches: branches, timeout: timeout)) == [.lookup(txid)])
+        return coordinator.handle(.lookedUp(txid, nil))
+    }
+
     func sends(_ effects: [CoordinatorEffect]) -> [(ParticipantID, CoordinatorMessage)] {
         effects.compactMap { if case .send(let to, let message) = $0 { return (to, message) } else { return nil } }
     }
 
     @Test func submitRecordsLazilyAndPreparesEveryBranch() {
         var coordinator = machine()
-        let effects = coordinator.handle(.submit(t, branches: branches, timeout: .seconds(2)))
+        let effects = begin(&coordinator, t, branches: branches, timeout: .seconds(2))
         #expect(effects.first == .write([.begun(t, branches: branches)]))
         #expect(sends(effects).map(\.0) == [p0, p1])
         #expect(sends(effects).allSatisfy { if case .prepare(let request) = $0.1 { !request.onePhase } else { false } })
@@ -29,7 +35,7 @@ struct CoordinatorMachineTests {
 
     @Test func commitIsSentAndReportedOnlyAfterTheDecisionIsDurable() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
         let decided = coordinator.handle(.received(from: p1, .vote(t, .yes)))
         #expect(decided.contains(.force([.decided(t, .committed, notify: [p0, p1], reason: nil)])))
@@ -49,14 +55,16 @@ struct CoordinatorMachineTests {
         #expect(ended.contains(.write([.ended(t)])))
         #expect(ended.contains(.complete(t, .committed)))
         #expect(coordinator.phase(of: t) == nil)
-        // Presumed abort: once forgotten, an inquiry hears "aborted" (nobody is left in doubt).
-        #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.send(p0, .outcome(t, .aborted))])
+        // Once forgotten, an inquiry is answered from the log.
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.lookup(t)])
+        let logged = LoggedTransaction(branches: branches, outcome: .committed, reason: nil, ended: true)
+        #expect(coordinator.handle(.lookedUp(t, logged)) == [.send(p0, .outcome(t, .committed))])
     }
 
     @Test("an operator's retry resends the decision now to those that owe an acknowledgement, without advancing the backoff")
     func operatorRetryResendsNow() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         // Undecided: nothing to resend, nothing owed.
         #expect(coordinator.handle(.retryPhaseTwoNow(t)).isEmpty)
         #expect(coordinator.owingAcknowledgement(t) == nil)
@@ -89,7 +97,7 @@ struct CoordinatorMachineTests {
 
     @Test func aNoVoteAbortsWithoutForcingAndSparesTheNoVoter() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         let effects = coordinator.handle(.received(from: p1, .vote(t, .no(reason: "insufficient funds"))))
         #expect(!effects.contains { if case .force = $0 { true } else { false } })
         #expect(effects.contains { if case .report(t, .aborted, let reason?) = $0 { reason.contains("insufficient funds") } else { false } })
@@ -100,7 +108,7 @@ struct CoordinatorMachineTests {
 
     @Test func theDeadlineAbortsAndNamesTheSilentParticipants() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
         let effects = coordinator.handle(.timerFired(TimerID(.prepareDeadline, t)))
         #expect(effects.contains { if case .report(t, .aborted, let reason?) = $0 { reason.contains("P1") } else { false } })
@@ -109,7 +117,7 @@ struct CoordinatorMachineTests {
 
     @Test func readOnlyVotersLeavePhaseTwo() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         _ = coordinator.handle(.received(from: p0, .vote(t, .readOnly)))
         let effects = coordinator.handle(.received(from: p1, .vote(t, .yes)))
         #expect(effects.contains(.force([.decided(t, .committed, notify: [p1], reason: nil)])))
@@ -118,7 +126,7 @@ struct CoordinatorMachineTests {
 
     @Test func allReadOnlyCommitsWithNothingForced() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         _ = coordinator.handle(.received(from: p0, .vote(t, .readOnly)))
         let effects = coordinator.handle(.received(from: p1, .vote(t, .readOnly)))
         #expect(!effects.contains { if case .force = $0 { true } else { false } })
@@ -128,7 +136,7 @@ struct CoordinatorMachineTests {
 
     @Test func aSingleBranchCommitsInOnePhase() {
         var coordinator = machine()
-        let effects = coordinator.handle(.submit(t, branches: [branches[0]], timeout: nil))
+        let effects = begin(&coordinator, t, branches: [branches[0]], timeout: nil)
         #expect(sends(effects).allSatisfy { if case .prepare(let request) = $0.1 { request.onePhase } else { false } })
         let outcome = coordinator.handle(.received(from: p0, .onePhaseOutcome(t, .committed)))
         #expect(outcome.contains(.report(t, .committed, reason: nil)))
@@ -137,7 +145,7 @@ struct CoordinatorMachineTests {
 
     @Test func aOnePhaseTimeoutAsksInsteadOfPresumingAbort() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: [branches[0]], timeout: nil))
+        _ = begin(&coordinator, t, branches: [branches[0]], timeout: nil)
         let asked = coordinator.handle(.timerFired(TimerID(.prepareDeadline, t)))
         #expect(sends(asked).map(\.1) == [.abort(t)])
         #expect(!asked.contains { if case .report = $0 { true } else { false } })
@@ -148,20 +156,70 @@ struct CoordinatorMachineTests {
 
     @Test func resubmissionIsIdempotentAndAConflictingOneIsRejected() {
         var coordinator = machine()
-        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
         #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)).isEmpty)
-        #expect(coordinator.handle(.submit(t, branches: [branches[1]], timeout: nil)) == [.reject(t, .idInUse)])
+        #expect(coordinator.handle(.submit(t, branches: [branches[1]], timeout: nil, call: CallID(7))) == [.reject(CallID(7), t, .idInUse)])
         _ = coordinator.handle(.received(from: p1, .vote(t, .no(reason: "x"))))
         #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)).contains {
             if case .report(t, .aborted, _) = $0 { true } else { false }
         })
     }
 
+    @Test("a resubmission of a transaction that ended is answered from the log, not run again")
+    func resubmissionAfterTheEndIsAnsweredFromTheLog() {
+        var coordinator = machine()
+        let logged = LoggedTransaction(branches: branches, outcome: .committed, reason: nil, ended: true)
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)) == [.lookup(t)])
+        #expect(coordinator.handle(.lookedUp(t, logged)) == [.replay(t, .committed, reason: nil)])
+        #expect(coordinator.activeCount == 0)
+        // Other branches under the same id: refused.
+        _ = coordinator.handle(.submit(t, branches: [branches[0]], timeout: nil, call: CallID(3)))
+        #expect(coordinator.handle(.lookedUp(t, logged)) == [.reject(CallID(3), t, .idInUse)])
+    }
+
+    @Test("requests about an id wait for its lookup and are served in order")
+    func requestsAboutOneIdAreServedInOrder() {
+        var coordinator = machine()
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)) == [.lookup(t)])
+        // The same id again, and an inquiry: parked behind the lookup, no second one.
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil)).isEmpty)
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))).isEmpty)
+        let started = coordinator.handle(.lookedUp(t, nil))
+        #expect(started.first == .write([.begun(t, branches: branches)]))
+        #expect(sends(started).filter { if case .prepare = $0.1 { true } else { false } }.count == 2, "started once")
+        #expect(sends(started).contains { $0 == (p0, .outcome(t, .pending)) }, "the inquiry sees it running")
+        #expect(coordinator.parkedCount == 0)
+    }
+
+    @Test("an inquiry about an id nobody knows is answered aborted only once the abort is recorded")
+    func anUnknownIdIsPresumedAbortedDurably() {
+        var coordinator = machine()
+        #expect(coordinator.handle(.inquiry(t, call: CallID(1))) == [.lookup(t)])
+        let presumed = coordinator.handle(.lookedUp(t, nil))
+        #expect(presumed == [.force([
+            .decided(t, .aborted, notify: [], reason: CoordinatorMachine.presumedAbortReason), .ended(t),
+        ])])
+        // Until the record is durable, a submit of the id waits too.
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil, call: CallID(2))).isEmpty)
+        let answered = coordinator.handle(.forced(t))
+        #expect(answered == [
+            .answer(CallID(1), t, .aborted),
+            .replay(t, .aborted, reason: CoordinatorMachine.presumedAbortReason),
+        ])
+        #expect(coordinator.activeCount == 0 && coordinator.parkedCount == 0)
+        // Later the log answers: the id stays aborted.
+        _ = coordinator.handle(.submit(t, branches: branches, timeout: nil))
+        let logged = LoggedTransaction(branches: nil, outcome: .aborted, reason: CoordinatorMachine.presumedAbortReason, ended: true)
+        #expect(coordinator.handle(.lookedUp(t, logged)) == [.replay(t, .aborted, reason: CoordinatorMachine.presumedAbortReason)])
+        _ = coordinator.handle(.received(from: p1, .inquire(t)))
+        #expect(coordinator.handle(.lookedUp(t, logged)) == [.send(p1, .outcome(t, .aborted))])
+    }
+
     @Test func badSubmissionsAreRejectedAndNothingIsRecorded() {
         var coordinator = machine()
-        #expect(coordinator.handle(.submit(t, branches: [], timeout: nil)) == [.reject(t, .noBranches)])
+        #expect(coordinator.handle(.submit(t, branches: [], timeout: nil)) == [.reject(CallID(0), t, .noBranches)])
         #expect(coordinator.handle(.submit(t, branches: [branches[0], branches[0]], timeout: nil))
-            == [.reject(t, .duplicateParticipant(p0))])
+            == [.reject(CallID(0), t, .duplicateParticipant(p0))])
         #expect(coordinator.activeCount == 0)
     }
 

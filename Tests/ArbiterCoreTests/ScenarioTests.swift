@@ -86,8 +86,9 @@ struct ScenarioTests {
         let t = sim.submit("transfer-5", votes: "yn")
         // Hold back the prepare to P0 for a second, long after P1's no vote has aborted the
         // transaction and the abort has reached P0.
-        sim.run { $0 == .submitted(t) }
-        let held = sim.delayInFlight(by: 1_000_000) { if case .toParticipant(0, .prepare) = $0 { true } else { false } }
+        let isPrepareToP0: (TraceEvent) -> Bool = { if case .toParticipant(0, .prepare) = $0 { true } else { false } }
+        sim.run(untilState: { sim.inFlight.contains(where: isPrepareToP0) })
+        let held = sim.delayInFlight(by: 1_000_000, where: isPrepareToP0)
         #expect(held == 1)
         sim.run { if case .toParticipant(0, .abort) = $0 { true } else { false } }
         #expect(sim.recordedState(t, at: 0) == .aborted, "a tombstone")

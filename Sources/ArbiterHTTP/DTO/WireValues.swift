@@ -135,7 +135,9 @@ public enum WireValidation {
     ///
     /// - Parameter doing: What the reason is for, as the error message says it ("force phase 2 now").
     public static func operatorReason(_ text: String?, doing: String) throws(APIError) -> String {
-        let reason = (text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = text ?? ""
+        let kept = text.drop(while: \.isWhitespace)
+        let reason = String(kept[..<(kept.lastIndex(where: { !$0.isWhitespace }).map(kept.index(after:)) ?? kept.startIndex)])
         guard !reason.isEmpty, reason.count <= 1000 else {
             throw APIError.invalidValue("reason", "`reason`: say why you \(doing) (1...1000 characters); it is kept in the audit trail")
         }

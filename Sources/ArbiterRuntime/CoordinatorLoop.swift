@@ -1,0 +1,405 @@
+public import ArbiterCore
+
+/// The decision log as the coordinator's loop sees it: the SQLite log in production
+/// (`DecisionLog`), a simulated disk with crash semantics in the simulator.
+///
+/// Called from the loop's thread only, one call at a time.
+public protocol DecisionStore: AnyObject {
+    /// Applies `records` in order in one storage transaction, durable on return when `forced`.
+    /// Throws when nothing of it was applied; the loop retries the round's write.
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws
+    /// What the log holds of `txid` (every write that returned included).
+    func lookup(_ txid: TxID) throws -> LoggedTransaction?
+    /// The records of every transaction that has not ended, in log order.
+    func recover() throws -> [CoordinatorRecord]
+}
+
+/// The coordinator's way to its participants: HTTP in production, a simulated network in the
+/// simulator.
+public protocol CoordinatorTransport: AnyObject {
+    /// Sends `messages` to `participant` as one batch and returns at once. Replies come back to the
+    /// loop as ``CoordinatorLoop/Input/received(_:_:)``; a batch that could not be delivered as
+    /// ``CoordinatorLoop/Input/unreachable(_:_:reason:)`` per message.
+    func send(_ messages: [CoordinatorMessage], to participant: ParticipantID)
+}
+
+/// What a service watches of its loop (metrics, traces, logs). Called on the loop's thread.
+public protocol CoordinatorLoopObserver: AnyObject {
+    /// A client may hear the outcome; `latency` since the transaction's first submit.
+    func decided(_ txid: TxID, _ outcome: Outcome, latency: Duration?)
+    /// Phase 2 finished.
+    func completed(_ txid: TxID, _ outcome: Outcome, latency: Duration?)
+    func rejected(_ txid: TxID, _ rejection: SubmitRejection)
+    func anomaly(_ txid: TxID, _ text: String)
+    /// A retry timer resent a decision in `count` messages.
+    func resent(_ count: Int)
+    /// The round's write is about to make these transactions' forced records durable.
+    func forcing(_ txids: [TxID], writes: Int)
+    /// The write returned (or failed with `error`).
+    func wrote(_ txids: [TxID], error: (any Error)?)
+    /// A round ended; the machine drives `active` transactions.
+    func roundEnded(active: Int)
+    /// A protocol timer fired (the simulator's trace).
+    func fired(_ timer: TimerID)
+}
+
+extension CoordinatorLoopObserver {
+    public func decided(_ txid: TxID, _ outcome: Outcome, latency: Duration?) {}
+    public func completed(_ txid: TxID, _ outcome: Outcome, latency: Duration?) {}
+    public func rejected(_ txid: TxID, _ rejection: SubmitRejection) {}
+    public func anomaly(_ txid: TxID, _ text: String) {}
+    public func resent(_ count: Int) {}
+    public func forcing(_ txids: [TxID], writes: Int) {}
+    public func wrote(_ txids: [TxID], error: (any Error)?) {}
+    public func roundEnded(active: Int) {}
+    public func fired(_ timer: TimerID) {}
+}
+
+/// The coordinator's one loop: it owns the ``CoordinatorLogic`` machine and turns what arrives into
+/// rounds, raft's Ready/Advance:
+///
+/// 1. ``step(_:now:)`` takes everything that arrived (client requests, participants' replies,
+///    transport failures) and the timers that are due, and steps the machine with each;
+/// 2. ``write()`` commits every record those steps produced in one storage transaction, forced if
+///    any of them must be (group commit falls out of the round: whatever arrived during the last
+///    fsync shares the next one);
+/// 3. ``advance()`` tells the machine which forced records are durable, answers its lookups from
+///    the log, then sends the round's messages, one batch per participant, and last answers the
+///    clients.
+///
+/// Nothing is sent or answered before the round's write returns, so nothing is visible before the
+/// record that justifies it is on disk. The loop has no thread, clock or queue of its own: the
+/// service's ``CoordinatorDriver`` runs it on a dedicated thread with the monotonic clock, and the
+/// simulator runs the same type over a simulated disk, network and clock.
+public final class CoordinatorLoop {
+    /// What a client is told about its transaction.
+    public enum SubmitResult: Hashable, Sendable {
+        case outcome(TxID, Outcome, reason: String?)
+        case rejected(TxID, SubmitRejection)
+        /// No outcome within the client's wait; the transaction goes on.
+        case pending(TxID)
+    }
+
+    /// When a submit is answered.
+    public enum Wait: Hashable, Sendable {
+        /// Once the decision is durable (the default).
+        case decision
+        /// Once phase 2 has finished: every participant acknowledged.
+        case completion
+    }
+
+    /// What came of an operator's retry of phase 2.
+    public enum RetryResult: Hashable, Sendable {
+        /// The decision went out again, now, to these participants.
+        case resent([ParticipantID])
+        /// The machine is not in phase 2 of the transaction: undecided (`phase` set), or not
+        /// driven any more (`phase` nil: ended, or never seen).
+        case notOwed(CoordinatorPhase?)
+    }
+
+    /// Something that arrived for the loop.
+    public enum Input: Sendable {
+        /// A client's submit; `reply` is called once, on the loop's thread: with the outcome, a
+        /// rejection, or `pending` once `waitMax` has passed.
+        case submit(TxID, branches: [Branch], timeout: Duration?, wait: Wait, waitMax: Duration,
+                    reply: @Sendable (SubmitResult) -> Void)
+        /// A participant's inquiry by request; `reply` is called once, on the loop's thread.
+        case inquiry(TxID, reply: @Sendable (InquiryAnswer) -> Void)
+        case received(ParticipantID, ParticipantMessage)
+        case unreachable(ParticipantID, TxID, reason: String)
+        /// An operator's lever: resend the decision now.
+        case retryPhaseTwoNow(TxID, reply: @Sendable (RetryResult) -> Void)
+        /// Reads the machine on the loop's thread (operators' views).
+        case inspect(@Sendable (any CoordinatorLogic) -> Void)
+        /// Sets the URL that travels in every `prepare` as where to send inquiries.
+        case advertise(CoordinatorID)
+    }
+
+    private struct Waiter {
+        var call: CallID
+        var wait: Wait
+        var reply: @Sendable (SubmitResult) -> Void
+    }
+
+    private enum Timer {
+        case machine(TimerID, generation: UInt64)
+        case clientDeadline(TxID, CallID)
+    }
+
+    public private(set) var machine: any CoordinatorLogic
+    private let store: any DecisionStore
+    private let transport: any CoordinatorTransport
+    private weak var observer: (any CoordinatorLoopObserver)?
+
+    private var now: Duration = .zero
+    private var timers = ScheduleQueue<Timer>()
+    private var timerGenerations: [TimerID: UInt64] = [:]
+    private var nextGeneration: UInt64 = 0
+    private var nextCall: UInt64 = 0
+    private var waiters: [TxID: [Waiter]] = [:]
+    private var inquiries: [CallID: @Sendable (InquiryAnswer) -> Void] = [:]
+    /// When each active transaction was first submitted, for the latency figures.
+    private var started: [TxID: Duration] = [:]
+    /// The reason given with a reported abort, kept for clients that wait for completion.
+    private var reasons: [TxID: String] = [:]
+
+    // The round in progress.
+    private var records: [CoordinatorRecord] = []
+    private var forced: [TxID] = []
+    /// Forced writes of the round being written (set by ``write()``, consumed by ``advance()``).
+    private var writing: [TxID] = []
+    private var written = false
+    private var lookups: [TxID] = []
+    private var outgoing: [ParticipantID: [CoordinatorMessage]] = [:]
+    /// Participants in the order the round first sent to them.
+    private var peers: [ParticipantID] = []
+    private var replies: [() -> Void] = []
+
+    public init(machine: any CoordinatorLogic, store: any DecisionStore, transport: any CoordinatorTransport,
+                observer: (any CoordinatorLoopObserver)? = nil) {
+        self.machine = machine
+        self.store = store
+        self.transport = transport
+        self.observer = observer
+    }
+
+    /// Rebuilds the machine's state from the log; the first round's write and advance carry out
+    /// what recovery asks (resends, abort records). Call once, before the first ``step(_:now:)``.
+    public func recover(now: Duration) throws {
+        self.now = now
+        apply(machine.handle(.recovered(try store.recover())))
+    }
+
+    /// Whether a round has work even if nothing arrives: records to write or lookups to answer.
+    public var hasWork: Bool { !records.isEmpty || !lookups.isEmpty || !outgoing.isEmpty || !replies.isEmpty }
+
+    /// When the earliest timer is due (`nil` when none is set).
+    public var nextDeadline: Duration? { timers.nextTime.map { .nanoseconds($0) } }
+
+    /// Transactions the machine is driving.
+    public var activeCount: Int { machine.activeCount }
+
+    // MARK: - The round
+
+    /// Steps the machine with `inputs`, then with every timer due at `now`.
+    public func step(_ inputs: [Input], now: Duration) {
+        self.now = max(self.now, now)
+        for input in inputs { take(input) }
+        while let (time, timer) = timers.first, time <= self.now.nanosecondsSinceOrigin {
+            _ = timers.pop()
+            fire(timer)
+        }
+    }
+
+    /// The round's write: every record of the round in one storage transaction, forced if any
+    /// must be. On a throw nothing was applied, the round stays whole, and the next call retries it.
+    public func write() throws {
+        writing = forced
+        if !records.isEmpty {
+            observer?.forcing(forced, writes: records.count)
+            do {
+                try store.commit(records, forced: !forced.isEmpty)
+            } catch {
+                observer?.wrote(forced, error: error)
+                throw error
+            }
+            observer?.wrote(forced, error: nil)
+        }
+        records.removeAll(keepingCapacity: true)
+        forced.removeAll(keepingCapacity: true)
+        written = true
+    }
+
+    /// Whether the round's write must reach the disk before ``advance()`` (a simulator lets time
+    /// pass for the fsync).
+    public var roundIsForced: Bool { !forced.isEmpty }
+
+    /// The round's advance: the machine learns what is durable and what the log holds, then the
+    /// round's messages go out, one batch per participant, and the clients are answered. Records
+    /// this produces wait for the next round's write.
+    public func advance() {
+        precondition(written, "advance() before the round's write")
+        written = false
+        for txid in writing { apply(machine.handle(.forced(txid))) }
+        writing.removeAll(keepingCapacity: true)
+        // Serving a lookup may ask for none (the machine parks later requests behind the first);
+        // taken as a batch all the same, and one that fails is asked again after the next write.
+        let asked = lookups
+        lookups.removeAll(keepingCapacity: true)
+        for txid in asked {
+            do {
+                let logged = try store.lookup(txid)
+                apply(machine.handle(.lookedUp(txid, logged)))
+            } catch {
+                lookups.append(txid)
+            }
+        }
+        send()
+        let answers = replies
+        replies.removeAll(keepingCapacity: true)
+        for reply in answers { reply() }
+        observer?.roundEnded(active: machine.activeCount)
+    }
+
+    /// Sends the round's messages: one batch per participant, participants in the order the
+    /// round first addressed them.
+    private func send() {
+        for peer in peers {
+            if let messages = outgoing.removeValue(forKey: peer), !messages.isEmpty {
+                transport.send(messages, to: peer)
+            }
+        }
+        peers.removeAll(keepingCapacity: true)
+    }
+
+    /// Answers every client still waiting `pending` (a shutdown: the transactions go on at the
+    /// next start).
+    public func answerWaitingClients() {
+        for (txid, list) in waiters {
+            for waiter in list { waiter.reply(.pending(txid)) }
+        }
+        waiters.removeAll()
+        for (_, reply) in inquiries { reply(.pending) }
+        inquiries.removeAll()
+    }
+
+    // MARK: - Inputs
+
+    private func take(_ input: Input) {
+        switch input {
+        case .submit(let txid, let branches, let timeout, let wait, let waitMax, let reply):
+            let call = newCall()
+            waiters[txid, default: []].append(Waiter(call: call, wait: wait, reply: reply))
+            timers.schedule(.clientDeadline(txid, call), at: (now + waitMax).nanosecondsSinceOrigin)
+            if started[txid] == nil, machine.phase(of: txid) == nil { started[txid] = now }
+            apply(machine.handle(.submit(txid, branches: branches, timeout: timeout, call: call)))
+        case .inquiry(let txid, let reply):
+            let call = newCall()
+            inquiries[call] = reply
+            apply(machine.handle(.inquiry(txid, call: call)))
+        case .received(let participant, let message):
+            apply(machine.handle(.received(from: participant, message)))
+        case .unreachable(let participant, let txid, let reason):
+            apply(machine.handle(.unreachable(participant, txid, reason: reason)))
+        case .retryPhaseTwoNow(let txid, let reply):
+            guard let owing = machine.owingAcknowledgement(txid) else {
+                let phase = machine.phase(of: txid)
+                replies.append { reply(.notOwed(phase)) }
+                return
+            }
+            apply(machine.handle(.retryPhaseTwoNow(txid)))
+            replies.append { reply(.resent(owing)) }
+        case .inspect(let read):
+            read(machine)
+        case .advertise(let identity):
+            machine.identity = identity
+        }
+    }
+
+    private func newCall() -> CallID {
+        nextCall += 1
+        return CallID(nextCall)
+    }
+
+    private func fire(_ timer: Timer) {
+        switch timer {
+        case .machine(let id, let generation):
+            guard timerGenerations[id] == generation else { return }  // Cancelled or replaced.
+            timerGenerations[id] = nil
+            observer?.fired(id)
+            let effects = machine.handle(.timerFired(id))
+            if id.kind == .phaseTwoRetry {
+                let sent = effects.count { if case .send = $0 { true } else { false } }
+                if sent > 0 { observer?.resent(sent) }
+            }
+            apply(effects)
+        case .clientDeadline(let txid, let call):
+            // Answered at once, not with the round: "no outcome yet" reveals nothing, and a
+            // client must hear it even while the log cannot be written (the round then stays
+            // held, see write()).
+            guard var list = waiters[txid], let index = list.firstIndex(where: { $0.call == call }) else { return }
+            let reply = list.remove(at: index).reply
+            waiters[txid] = list.isEmpty ? nil : list
+            reply(.pending(txid))
+        }
+    }
+
+    // MARK: - Effects
+
+    private func apply(_ effects: [CoordinatorEffect]) {
+        for effect in effects {
+            switch effect {
+            case .send(let participant, let message):
+                if outgoing[participant] == nil {
+                    outgoing[participant] = []
+                    peers.append(participant)
+                }
+                outgoing[participant]!.append(message)
+            case .write(let written):
+                records.append(contentsOf: written)
+            case .force(let written):
+                records.append(contentsOf: written)
+                guard let txid = written.first?.txid else { preconditionFailure("an empty forced write") }
+                forced.append(txid)
+            case .setTimer(let id, let delay):
+                nextGeneration += 1
+                timerGenerations[id] = nextGeneration
+                timers.schedule(.machine(id, generation: nextGeneration), at: (now + delay).nanosecondsSinceOrigin)
+            case .cancelTimer(let id):
+                timerGenerations[id] = nil
+            case .lookup(let txid):
+                lookups.append(txid)
+            case .report(let txid, let outcome, let reason):
+                observer?.decided(txid, outcome, latency: started[txid].map { now - $0 })
+                if let reason, waiters[txid] != nil { reasons[txid] = reason }
+                answer(txid, waiting: .decision) { .outcome(txid, outcome, reason: reason) }
+            case .complete(let txid, let outcome):
+                observer?.completed(txid, outcome, latency: started.removeValue(forKey: txid).map { now - $0 })
+                let reason = reasons.removeValue(forKey: txid)
+                answer(txid, waiting: nil) { .outcome(txid, outcome, reason: reason) }
+            case .replay(let txid, let outcome, let reason):
+                started[txid] = nil
+                answer(txid, waiting: nil) { .outcome(txid, outcome, reason: reason) }
+            case .reject(let call, let txid, let rejection):
+                observer?.rejected(txid, rejection)
+                if machine.phase(of: txid) == nil { started[txid] = nil }
+                answer(txid, only: call) { .rejected(txid, rejection) }
+            case .answer(let call, _, let inquiryAnswer):
+                if let reply = inquiries.removeValue(forKey: call) { replies.append { reply(inquiryAnswer) } }
+            case .anomaly(let txid, let text):
+                observer?.anomaly(txid, text)
+            }
+        }
+    }
+
+    /// Answers the waiters of `txid` that wait for `wait` (all of them when `nil`), in the
+    /// round's replies.
+    private func answer(_ txid: TxID, waiting wait: Wait?, _ result: () -> SubmitResult) {
+        guard var list = waiters[txid] else { return }
+        let value = result()
+        list.removeAll { waiter in
+            guard wait == nil || waiter.wait == wait else { return false }
+            let reply = waiter.reply
+            replies.append { reply(value) }
+            return true
+        }
+        waiters[txid] = list.isEmpty ? nil : list
+        // Deadline timers of answered waiters stay in the heap and find nobody when they fire.
+    }
+
+    private func answer(_ txid: TxID, only call: CallID, _ result: () -> SubmitResult) {
+        guard var list = waiters[txid], let index = list.firstIndex(where: { $0.call == call }) else { return }
+        let reply = list.remove(at: index).reply
+        let value = result()
+        replies.append { reply(value) }
+        waiters[txid] = list.isEmpty ? nil : list
+    }
+}
+
+extension Duration {
+    /// This duration in nanoseconds, as the loop's timer heap counts time from the loop's origin.
+    var nanosecondsSinceOrigin: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
