@@ -111,6 +111,7 @@ enum Fixtures {
     /// One 2-branch transaction from submit to completion; returns the number of effects.
     static func commit(_ txid: TxID, in machine: inout CoordinatorMachine) -> Int {
         var effects = machine.handle(.submit(txid, branches: branches, timeout: nil)).count
+        effects += machine.handle(.lookedUp(txid, nil)).count
         effects += machine.handle(.received(from: participants[0], .vote(txid, .yes))).count
         effects += machine.handle(.received(from: participants[1], .vote(txid, .yes))).count
         effects += machine.handle(.forced(txid)).count
