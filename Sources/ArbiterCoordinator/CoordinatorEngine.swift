@@ -34,7 +34,7 @@ public final class CoordinatorEngine: Sendable {
     private final class Core: @unchecked Sendable {
         var loop: CoordinatorLoop!
         /// Kept here: the loop holds its observer weakly.
-        var observer: Observer?
+        var observer: CoordinatorObserver?
         var writeDelay = Duration.milliseconds(10)
     }
 
@@ -47,7 +47,7 @@ public final class CoordinatorEngine: Sendable {
         self.logger = logger
         self.thread = LoopThread(name: "arbiter-coordinator")
         self.core = Core()
-        let observer = Observer(metrics: metrics, activity: activity, traces: traces, logger: logger)
+        let observer = CoordinatorObserver(metrics: metrics, activity: activity, traces: traces, logger: logger)
         core.loop = CoordinatorLoop(machine: machine, store: SQLiteDecisionStore(log: log), transport: links, observer: observer)
         core.observer = observer
         links.deliver = { [thread] input in thread.post(input) }
@@ -225,7 +225,7 @@ final class SQLiteDecisionStore: DecisionStore {
 }
 
 /// Metrics, the dashboard's activity, traces and logs, as the loop reports them.
-final class Observer: CoordinatorLoopObserver, @unchecked Sendable {
+final class CoordinatorObserver: CoordinatorLoopObserver, @unchecked Sendable {
     let metrics: CoordinatorMetrics
     let activity: ActivityRing
     let traces: TraceTable

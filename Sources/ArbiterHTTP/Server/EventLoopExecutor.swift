@@ -25,17 +25,4 @@ public enum EventLoopExecutor {
     public static func install() -> Bool {
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
-
-    /// Runs `body` once, after `delay`, on an event loop of the same group: the caller's own loop
-    /// when it is on one.
-    ///
-    /// For the short timers of a request's path (the coordinator's lingers). Scheduled from an event
-    /// loop, the timer is an entry in that loop's own heap, and the loop's next wait simply ends
-    /// sooner: no thread is woken to arm it or to run it. `DispatchQueue.asyncAfter`, by contrast,
-    /// wakes libdispatch's timer thread to arm the timer and runs the block on a pool thread, which
-    /// then wakes an event loop for whatever the block starts (three thread wake-ups per timer,
-    /// counted with `perf trace` at the coordinator). `body` must not block.
-    public static func run(after delay: Duration, _ body: @escaping @Sendable () -> Void) {
-        MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(delay)) { body() }
-    }
 }
