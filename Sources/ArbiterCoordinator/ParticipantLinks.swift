@@ -75,15 +75,18 @@ final class ParticipantLinks: CoordinatorTransport, Sendable {
     private let logger: Logger
     private let traces: TraceTable
     private let spawn: @Sendable (@escaping @Sendable () async -> Void) -> Void
-    private let deliverBox = Mutex<(@Sendable (CoordinatorLoop.Input) -> Void)?>(nil)
+    /// The loop's inbox, in a struct: a closure stored directly in the generic `Mutex` would be
+    /// re-wrapped in two reabstraction thunks by every `withLock` (the inout write-back), a chain
+    /// that grows with each message until calling it costs milliseconds.
+    private struct Inbox: Sendable {
+        var post: @Sendable (CoordinatorLoop.Input) -> Void
+    }
+    private let inbox = Mutex(Inbox(post: { _ in }))
 
     /// Where replies go: the loop's inbox (set once by the engine).
     var deliver: @Sendable (CoordinatorLoop.Input) -> Void {
-        get {
-            let deliver = deliverBox.withLock { $0 }
-            return deliver ?? { _ in }
-        }
-        set { deliverBox.withLock { $0 = newValue } }
+        get { inbox.withLock { $0.post } }
+        set { inbox.withLock { $0.post = newValue } }
     }
 
     /// - Parameter spawn: starts work in the service's task group.
