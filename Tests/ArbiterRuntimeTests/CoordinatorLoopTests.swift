@@ -18,12 +18,13 @@ struct CoordinatorLoopTests {
     func ids(_ count: Int, _ prefix: String = "t") -> [TxID] { (0..<count).map { try! TxID("\(prefix)\($0)") } }
 
     /// A loop over a fresh log and transport that share one journal of what happened, in order.
-    func loop(config: CoordinatorConfig = CoordinatorConfig()) -> (CoordinatorLoop, MemoryLog, Wire, Journal) {
+    func loop(config: CoordinatorConfig = CoordinatorConfig(), hold: Duration = .zero) -> (CoordinatorLoop, MemoryLog, Wire, Journal) {
         let journal = Journal()
         let log = MemoryLog(journal: journal)
         let wire = Wire(journal: journal)
         let loop = CoordinatorLoop(machine: CoordinatorMachine(identity: CoordinatorID("C"), config: config, seed: 1),
                                    store: log, transport: wire)
+        loop.phaseTwoHold = hold
         return (loop, log, wire, journal)
     }
 
@@ -141,6 +142,29 @@ struct CoordinatorLoopTests {
         try round(loop, [])
         #expect(journal.entries == ["write forced 2", "answer aborted"])
         #expect(log.commits.last?.records.first == .decided(t, .aborted, notify: [], reason: CoordinatorMachine.presumedAbortReason))
+    }
+
+    @Test("a commit no client waits for waits for the next prepare to its participant, or for the hold to pass")
+    func phaseTwoRidesWithTheNextPrepare() throws {
+        let (loop, _, wire, journal) = loop(hold: .milliseconds(2))
+        let first = try TxID("first")
+        let second = try TxID("second")
+        try round(loop, [submit(first, branches(first), journal)])
+        try round(loop, [])
+        try round(loop, [.received(p0, .vote(first, .yes)), .received(p1, .vote(first, .yes))], at: .milliseconds(1))
+        #expect(journal.entries.contains("reply outcome(first, committed)"), "the client hears the decision at once")
+        #expect(!wire.batches.contains { $0.messages.contains(.commit(first)) }, "the commits are held")
+        #expect(loop.nextDeadline == .milliseconds(3), "until the hold passes")
+        #expect(!loop.hasWork)
+        // The next transaction's prepares take the held commits along: one request each.
+        try round(loop, [submit(second, branches(second), journal)], at: .milliseconds(2))
+        let last = wire.batches.suffix(2)
+        #expect(last.allSatisfy { $0.messages.count == 2 && $0.messages.contains(.commit(first)) })
+        // Alone, a held commit goes when the hold has passed.
+        try round(loop, [.received(p0, .vote(second, .yes)), .received(p1, .vote(second, .yes))], at: .milliseconds(3))
+        #expect(!wire.batches.contains { $0.messages.contains(.commit(second)) })
+        try round(loop, [], at: .milliseconds(5))
+        #expect(wire.batches.suffix(2).allSatisfy { $0.messages == [.commit(second)] })
     }
 }
 
