@@ -45,7 +45,7 @@ public final class CoordinatorEngine: Sendable {
         self.metrics = metrics
         self.traces = traces
         self.logger = logger
-        self.thread = LoopThread(name: "arbiter-coordinator")
+        self.thread = LoopThread(name: "arbiter-loop")
         self.core = Core()
         let observer = CoordinatorObserver(metrics: metrics, activity: activity, traces: traces, logger: logger)
         core.loop = CoordinatorLoop(machine: machine, store: SQLiteDecisionStore(log: log), transport: links, observer: observer)

@@ -42,7 +42,8 @@ public final class LoopThread<Input: Sendable>: @unchecked Sendable {
     private let origin = ContinuousClock.now
     private let name: String
 
-    /// - Parameter name: the thread's name (shown by debuggers and `top -H`).
+    /// - Parameter name: the thread's name (shown by debuggers and `top -H`; 15 bytes at most on
+    ///   Linux, the rest is cut).
     public init(name: String) {
         self.name = name
     }
@@ -71,6 +72,9 @@ public final class LoopThread<Input: Sendable>: @unchecked Sendable {
     public func start(round: @escaping @Sendable (Round) -> Next, finish: @escaping @Sendable ([Input]) -> Void, late: @escaping @Sendable (Input) -> Void) {
         self.late = late
         let thread = Thread { [self] in
+            // Named from inside: on Linux a new thread otherwise keeps its creator's name (a
+            // dispatch or NIO thread's), which misleads `top -H` and profiles; 15 bytes at most.
+            Thread.current.name = String(name.utf8.prefix(15))!
             var next = Next.again
             while true {
                 switch next {
@@ -112,7 +116,6 @@ public final class LoopThread<Input: Sendable>: @unchecked Sendable {
             for waiter in waiters { waiter.resume() }
         }
         inbox.withLock { $0.started = true }
-        thread.name = name
         thread.stackSize = 4 << 20
         thread.start()
     }
