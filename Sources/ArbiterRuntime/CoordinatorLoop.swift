@@ -69,7 +69,7 @@ extension CoordinatorLoopObserver {
 ///
 /// Nothing is sent or answered before the round's write returns, so nothing is visible before the
 /// record that justifies it is on disk. The loop has no thread, clock or queue of its own: the
-/// service's ``CoordinatorDriver`` runs it on a dedicated thread with the monotonic clock, and the
+/// service runs it with ``LoopThread`` on a dedicated thread with the monotonic clock, and the
 /// simulator runs the same type over a simulated disk, network and clock.
 public final class CoordinatorLoop {
     /// What a client is told about its transaction.
