@@ -41,13 +41,6 @@ public struct CoordinatorMachine: Sendable {
         transactions[txid].map { CoordinatorPhase($0.phase) }
     }
 
-    /// What an in-doubt participant asking about `txid` is told: `nil` when the machine does not
-    /// know it — a service then answers from its log (committed if the log says so, otherwise
-    /// aborted: presumed abort).
-    public func inquiryAnswer(for txid: TxID) -> InquiryAnswer? {
-        transactions[txid] == nil ? nil : answer(for: txid)
-    }
-
     /// Ids whose requests wait for a lookup or a presumed abort's record.
     public var parkedCount: Int { parked.count }
 
