@@ -56,13 +56,14 @@ struct LoopThreadTests {
     func deadlinesWake() async throws {
         let seen = Seen()
         let thread = LoopThread<Int>(name: "test-loop")
+        thread.post(0)  // Before the start, so that the first round has it.
         thread.start(round: { round in
             seen.round(round.inputs)
             // Ask to be woken shortly after now, three times.
             return seen.rounds.count < 4 ? .sleep(until: round.now + .milliseconds(1)) : .sleep(until: nil)
         }, finish: { _ in }, late: { _ in })
-        thread.post(0)
         try await eventually { seen.rounds.count >= 4 }
+        #expect(seen.rounds.first == [0])
         let wokenEmpty = seen.rounds.dropFirst().allSatisfy { $0.isEmpty }
         #expect(wokenEmpty, "woken by the deadline, with nothing posted")
         await thread.stop()
