@@ -72,9 +72,7 @@ public final class LoopThread<Input: Sendable>: @unchecked Sendable {
     public func start(round: @escaping @Sendable (Round) -> Next, finish: @escaping @Sendable ([Input]) -> Void, late: @escaping @Sendable (Input) -> Void) {
         self.late = late
         let thread = Thread { [self] in
-            // Named from inside: on Linux a new thread otherwise keeps its creator's name (a
-            // dispatch or NIO thread's), which misleads `top -H` and profiles; 15 bytes at most.
-            Thread.current.name = String(name.utf8.prefix(15))!
+            Self.nameCurrentThread(name)
             var next = Next.again
             while true {
                 switch next {
@@ -118,6 +116,19 @@ public final class LoopThread<Input: Sendable>: @unchecked Sendable {
         inbox.withLock { $0.started = true }
         thread.stackSize = 4 << 20
         thread.start()
+    }
+
+    /// Names the calling thread. On Linux a new thread keeps its creator's name (a dispatch or
+    /// NIO thread's), which misleads `top -H` and profiles, and Foundation's `Thread.name` reaches
+    /// the kernel only if the creator has finished starting the thread: the thread writes its
+    /// own `comm` (15 bytes at most) instead.
+    private static func nameCurrentThread(_ name: String) {
+        #if os(Linux)
+        let short = String(decoding: name.utf8.prefix(15), as: UTF8.self)
+        try? short.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+        #else
+        Thread.current.name = name
+        #endif
     }
 
     /// Stops the thread after its current round and returns once `finish` has run. Harmless
