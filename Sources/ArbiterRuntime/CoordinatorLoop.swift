@@ -68,7 +68,8 @@ extension CoordinatorLoopObserver {
 ///    clients.
 ///
 /// Nothing is sent or answered before the round's write returns, so nothing is visible before the
-/// record that justifies it is on disk. The loop has no thread, clock or queue of its own: the
+/// record that justifies it is on disk — except a client's `pending` when its wait runs out, which
+/// reveals nothing and is answered at once. The loop has no thread, clock or queue of its own: the
 /// service runs it with ``LoopThread`` on a dedicated thread with the monotonic clock, and the
 /// simulator runs the same type over a simulated disk, network and clock.
 public final class CoordinatorLoop {

@@ -98,14 +98,18 @@ extension WrappedCoordinator {
     func owedAcknowledgementCounts() -> [ParticipantID: Int] { machine.owedAcknowledgementCounts() }
 }
 
+/// Acts on a forced write at once, as if it were durable: the forced records that `skips` selects
+/// are written lazily (`keepsRecords`) or not at all.
 struct SkipsForcingCoordinator: WrappedCoordinator {
     var machine: CoordinatorMachine
+    var skips: @Sendable ([CoordinatorRecord]) -> Bool = { _ in true }
+    var keepsRecords = true
 
     mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
         var output: [CoordinatorEffect] = []
         for effect in machine.handle(event) {
-            if case .force(let records) = effect, let txid = records.first?.txid {
-                output.append(.write(records))
+            if case .force(let records) = effect, skips(records), let txid = records.first?.txid {
+                if keepsRecords { output.append(.write(records)) }
                 output.append(contentsOf: machine.handle(.forced(txid)))
             } else {
                 output.append(effect)
@@ -113,7 +117,6 @@ struct SkipsForcingCoordinator: WrappedCoordinator {
         }
         return output
     }
-
 }
 
 struct PresumesCommitCoordinator: WrappedCoordinator {
@@ -124,23 +127,6 @@ struct PresumesCommitCoordinator: WrappedCoordinator {
             return [.send(participant, .outcome(txid, .committed))]
         }
         return machine.handle(event)
-    }
-}
-
-/// Drops the forced record of a presumed abort and answers at once, as if it were durable.
-struct AnswersUnknownWithoutRecordingCoordinator: WrappedCoordinator {
-    var machine: CoordinatorMachine
-
-    mutating func handle(_ event: CoordinatorEvent) -> [CoordinatorEffect] {
-        var output: [CoordinatorEffect] = []
-        for effect in machine.handle(event) {
-            if case .force(let records) = effect, case .decided(let txid, .aborted, _, _)? = records.first {
-                output.append(contentsOf: machine.handle(.forced(txid)))
-            } else {
-                output.append(effect)
-            }
-        }
-        return output
     }
 }
 
@@ -160,7 +146,11 @@ extension ProtocolVariant {
         switch self {
         case .coordinatorCommitsBeforeForcing: return SkipsForcingCoordinator(machine: machine)
         case .coordinatorPresumesCommit: return PresumesCommitCoordinator(machine: machine)
-        case .coordinatorAnswersUnknownWithoutRecording: return AnswersUnknownWithoutRecordingCoordinator(machine: machine)
+        case .coordinatorAnswersUnknownWithoutRecording:
+            // Drops the presumed abort's record and answers at once.
+            return SkipsForcingCoordinator(machine: machine, skips: { records in
+                if case .decided(_, .aborted, _, _)? = records.first { true } else { false }
+            }, keepsRecords: false)
         case .coordinatorIgnoresTheLog: return IgnoresTheLogCoordinator(machine: machine)
         default: return machine
         }
