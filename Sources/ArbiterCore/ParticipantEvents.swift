@@ -2,23 +2,22 @@
 public enum ParticipantEvent: Hashable, Sendable {
     /// A coordinator's message arrived. `from` is where replies for unknown transactions go.
     case received(from: CoordinatorID, CoordinatorMessage)
-    /// The resource staged a `prepare` and voted. The driver delivers this *inside* the local
-    /// transaction in which the resource staged, and writes the records of the effects it gets back
-    /// in that same transaction (see ``ParticipantEffect/stage(_:payload:onePhase:)``).
+    /// The resource staged a `prepare` and voted, and the local transaction that holds the staged
+    /// change and the records of the vote (``Staging/records(for:)``) has returned — durable when
+    /// those records must be forced. See ``ParticipantEffect/stage(_:)``.
     case staged(TxID, Vote)
     /// The records of an earlier ``ParticipantEffect/force(_:)`` for this transaction are durable.
     case forced(TxID)
     case timerFired(TimerID)
-    /// Records read back from the store, in log order, of transactions the machine does not know.
-    /// Delivered first at restart (the records of the transactions in doubt), and later before a
-    /// `commit` or `abort` for a transaction the machine has forgotten (see
-    /// ``ParticipantConfig/memoryRetention``): the store then answers what memory no longer can.
-    /// Records of a transaction the machine knows are ignored.
+    /// Records read back from the store at restart, in log order: those of the transactions in
+    /// doubt. Records of a transaction the machine knows are ignored.
     case recovered([ParticipantRecord])
+    /// The answer to ``ParticipantEffect/lookup(_:)``: what the store holds of the transaction
+    /// (empty: nothing). The messages about it that waited are handled now, in arrival order.
+    case lookedUp(TxID, [ParticipantRecord])
     /// The driver did not stage a `prepare` because the store already holds these records of its
     /// transaction: it ended here, and memory has since forgotten it. Delivered in place of
-    /// ``staged(_:_:)``, in the same local transaction; the prepare is answered as a repeat of the
-    /// first one, from the records.
+    /// ``staged(_:_:)``; the prepare is answered as a repeat of the first one, from the records.
     case alreadyRecorded(TxID, [ParticipantRecord])
     /// An operator decides an in-doubt transaction alone. Ignored unless the transaction is
     /// prepared here. The decision is recorded as heuristic.
@@ -27,12 +26,13 @@ public enum ParticipantEvent: Hashable, Sendable {
 
 /// Something the participant's driver must do, returned by ``ParticipantMachine/handle(_:)``.
 public enum ParticipantEffect: Hashable, Sendable {
-    /// Open a local transaction. If the store holds records of the transaction (it ended here and
-    /// memory forgot it), deliver ``ParticipantEvent/alreadyRecorded(_:_:)`` with them and stage
-    /// nothing; otherwise run the resource's stage for `payload` and deliver
-    /// ``ParticipantEvent/staged(_:_:)`` with its vote. Either way, in that same transaction, write
-    /// the records of the effects that come back, then commit (forced when they say so).
-    case stage(TxID, payload: Payload, onePhase: Bool)
+    /// In the round's local transaction: if the store holds records of the transaction (it ended
+    /// here and memory forgot it), stage nothing and, after the write, deliver
+    /// ``ParticipantEvent/alreadyRecorded(_:_:)`` with them; otherwise run the resource's stage,
+    /// write the records ``Staging/records(for:)`` names for its vote with the staged change (kept
+    /// or rolled back as it says), and once the write has returned — durable if it says forced —
+    /// deliver ``ParticipantEvent/staged(_:_:)`` with the vote.
+    case stage(Staging)
     /// Write these records (and the resource work each stands for) without waiting for the disk.
     case write([ParticipantRecord])
     /// Write these records durably, then deliver ``ParticipantEvent/forced(_:)``.
@@ -40,6 +40,9 @@ public enum ParticipantEffect: Hashable, Sendable {
     case send(CoordinatorID, ParticipantMessage)
     case setTimer(TimerID, after: Duration)
     case cancelTimer(TimerID)
+    /// Read what the store holds of the transaction (after the round's write) and deliver it as
+    /// ``ParticipantEvent/lookedUp(_:_:)``.
+    case lookup(TxID)
     /// Something that should not happen in a correct deployment (a commit for a transaction that is
     /// unknown here, or a decision that contradicts an operator's heuristic one). Log it loudly.
     case anomaly(TxID, String)
@@ -57,9 +60,8 @@ public struct ParticipantConfig: Hashable, Sendable {
     /// Keep it longer than the longest coordinator outage you expect.
     public var retention: Duration
     /// How long the machine keeps an ended transaction in memory, to answer the duplicates that
-    /// follow soon after without reading the store. After it, and up to ``retention``, the driver
-    /// answers from the store (``ParticipantEvent/recovered(_:)``,
-    /// ``ParticipantEvent/alreadyRecorded(_:_:)``). It bounds the machine's memory: about this
+    /// follow soon after without reading the store. After it, and up to ``retention``, the store
+    /// answers (``ParticipantEffect/lookup(_:)``, ``ParticipantEvent/alreadyRecorded(_:_:)``). It bounds the machine's memory: about this
     /// long's worth of transactions. Default 30 s; the shorter of it and ``retention`` applies.
     public var memoryRetention: Duration
 

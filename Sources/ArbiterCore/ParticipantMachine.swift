@@ -13,13 +13,21 @@
 ///
 /// Memory holds the transactions in progress, and ended ones for
 /// ``ParticipantConfig/memoryRetention`` only. A message about an ended transaction memory has
-/// forgotten is answered from the store: the driver feeds the transaction's records first
-/// (``ParticipantEvent/recovered(_:)`` before a `commit` or `abort`,
-/// ``ParticipantEvent/alreadyRecorded(_:_:)`` in place of staging a `prepare`).
+/// forgotten is answered from the store: a `commit` or `abort` asks for the transaction's records
+/// (``ParticipantEffect/lookup(_:)``) and waits, with every later message about it, for the answer
+/// (``ParticipantEvent/lookedUp(_:_:)``); a `prepare`'s stage looks first and reports what it found
+/// (``ParticipantEvent/alreadyRecorded(_:_:)``) instead of staging.
+///
+/// A stage and the records of its vote are one local transaction: the machine says in the
+/// ``Staging`` it hands out which records each vote writes (``Staging/records(for:)``), and hears
+/// ``ParticipantEvent/staged(_:_:)`` once they are durable. It never learns anything from inside a
+/// write.
 public struct ParticipantMachine: Sendable {
     public let config: ParticipantConfig
     private var random: SplitMix64
     private var transactions: [TxID: Transaction] = [:]
+    /// Messages about transactions whose records are being looked up, in arrival order.
+    private var parked: [TxID: [(from: CoordinatorID, message: CoordinatorMessage)]] = [:]
 
     /// - Parameter seed: seeds the jitter of inquiry retries.
     public init(config: ParticipantConfig = .init(), seed: UInt64) {
@@ -51,6 +59,8 @@ public struct ParticipantMachine: Sendable {
             timerFired(timer, into: &effects)
         case .recovered(let records):
             recover(records, into: &effects)
+        case .lookedUp(let txid, let records):
+            lookedUp(txid, records, into: &effects)
         case .decideHeuristically(let txid, let outcome):
             decideHeuristically(txid, outcome, into: &effects)
         }
@@ -60,6 +70,45 @@ public struct ParticipantMachine: Sendable {
     // MARK: - Messages from the coordinator
 
     private mutating func receive(
+        _ message: CoordinatorMessage, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]
+    ) {
+        let txid = message.txid
+        if parked[txid] != nil {
+            // Its records are being looked up: everything about it waits, in order.
+            parked[txid]!.append((coordinator, message))
+            return
+        }
+        if transactions[txid] == nil {
+            switch message {
+            case .commit, .abort:
+                // Memory may have forgotten it (ended longer ago than the memory retention): the
+                // store answers. An abort must not leave a tombstone over a commit, nor a commit be
+                // acknowledged as unknown, because memory forgot.
+                parked[txid] = [(coordinator, message)]
+                effects.append(.lookup(txid))
+                return
+            case .prepare, .outcome:
+                break  // A prepare's stage looks for records itself; a stale answer is ignored.
+            }
+        }
+        handleKnown(message, from: coordinator, into: &effects)
+    }
+
+    /// The store answered a lookup: its records (if any) come back into memory, then the messages
+    /// that waited are handled in order.
+    private mutating func lookedUp(_ txid: TxID, _ records: [ParticipantRecord], into effects: inout [ParticipantEffect]) {
+        guard let waiting = parked.removeValue(forKey: txid) else {
+            preconditionFailure("a lookup answer for \(txid), which nothing asked for")
+        }
+        if transactions[txid] == nil {
+            recover(records.filter { $0.txid == txid }, into: &effects)
+        }
+        for (coordinator, message) in waiting {
+            handleKnown(message, from: coordinator, into: &effects)
+        }
+    }
+
+    private mutating func handleKnown(
         _ message: CoordinatorMessage, from coordinator: CoordinatorID, into effects: inout [ParticipantEffect]
     ) {
         switch message {
@@ -80,7 +129,7 @@ public struct ParticipantMachine: Sendable {
         guard let transaction = transactions[txid] else {
             transactions[txid] = Transaction(coordinator: coordinator, state: .staging(
                 payload: request.payload, onePhase: request.onePhase, abortRequested: false))
-            effects.append(.stage(txid, payload: request.payload, onePhase: request.onePhase))
+            effects.append(.stage(Staging(txid: txid, coordinator: coordinator, payload: request.payload, onePhase: request.onePhase)))
             return
         }
         answerRepeated(request, transaction, into: &effects)
@@ -105,7 +154,7 @@ public struct ParticipantMachine: Sendable {
             } else {
                 reply = .vote(txid, .no(reason: "transaction already aborted here"))
             }
-        case .staging, .preparing, .committing:
+        case .staging, .committing:
             reply = nil  // The answer follows when the work in flight is durable.
         case .prepared(let payload, _):
             reply = payload == request.payload
@@ -146,7 +195,7 @@ public struct ParticipantMachine: Sendable {
             effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
         case .readOnly:
             effects.append(.send(coordinator, .acknowledge(txid, .unknown)))
-        case .staging, .preparing, .committing, .aborting:
+        case .staging, .committing, .aborting:
             return  // Nothing durable to acknowledge yet; the coordinator resends.
         }
     }
@@ -164,16 +213,9 @@ public struct ParticipantMachine: Sendable {
         }
         switch transaction.state {
         case .staging(let payload, let onePhase, _):
-            // The resource is staging right now; abort when it reports its vote.
+            // The stage and its records are being written; abort when they are durable.
             transaction.state = .staging(payload: payload, onePhase: onePhase, abortRequested: true)
             transactions[txid] = transaction
-        case .preparing:
-            // The prepared record is still being forced, so the prepare has had no vote yet, and
-            // after this abort it never will: answer it now with a no (a refusal needs nothing
-            // durable), or its request would wait for the node's reply deadline.
-            discard(txid, into: &effects)
-            effects.append(.send(transaction.coordinator, .vote(txid, .no(reason: "aborted here before the vote"))))
-            effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
         case .prepared:
             discard(txid, into: &effects)
             effects.append(.send(transaction.coordinator, .acknowledge(txid, .aborted)))
@@ -219,55 +261,57 @@ public struct ParticipantMachine: Sendable {
 
     // MARK: - Local work
 
+    /// The stage's local transaction, with the records its vote writes (``Staging/records(for:)``),
+    /// is durable.
     private mutating func staged(_ txid: TxID, _ vote: Vote, into effects: inout [ParticipantEffect]) {
         guard var transaction = transactions[txid],
               case .staging(let payload, let onePhase, let abortRequested) = transaction.state
-        else { return }
-        let coordinator = transaction.coordinator
-        if abortRequested {
-            // Written in the staging transaction, so the staged work is discarded with it; forced,
-            // because the abort may be a one-phase coordinator asking for the outcome.
-            // The prepare is answered too: a two-phase one with a no vote at once (nothing durable
-            // is needed for a refusal), a one-phase one with the outcome once it is durable.
-            var replies: [ParticipantMessage] = [.acknowledge(txid, .aborted)]
-            if onePhase { replies.append(.onePhaseOutcome(txid, .aborted)) }
-            transaction.state = .aborting(heuristic: false, replies: replies)
-            transactions[txid] = transaction
-            if !onePhase { effects.append(.send(coordinator, .vote(txid, .no(reason: "aborted here before the vote")))) }
-            effects.append(.force([.aborted(txid, heuristic: false)]))
-            return
+        else {
+            preconditionFailure("staged \(txid), which is not staging here")
         }
+        let coordinator = transaction.coordinator
         switch (vote, onePhase) {
         case (.yes, true), (.readOnly, true):
-            // A one-phase read-only branch is a commit of nothing, but its record must still be
-            // durable: the client is told "committed", and a coordinator that lost its own lazy
-            // record after a crash asks this participant what the outcome was.
-            transaction.state = .committing(onePhase: true, heuristic: false, replies: [])
+            // The committed record is durable: a one-phase read-only branch commits nothing, but
+            // the client is told "committed", and a coordinator that lost its own lazy record asks
+            // this participant what the outcome was.
+            transaction.state = .committed(heuristic: false)
             transactions[txid] = transaction
-            effects.append(.force([.committed(txid, heuristic: false)]))
+            effects.append(.send(coordinator, .onePhaseOutcome(txid, .committed)))
+            if abortRequested { effects.append(.send(coordinator, .acknowledge(txid, .committed))) }
+            effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         case (.yes, false):
-            transaction.state = .preparing(payload: payload)
+            transaction.state = .prepared(payload: payload, inquiries: 0)
             transactions[txid] = transaction
-            effects.append(.force([.prepared(txid, coordinator: coordinator, payload: payload)]))
+            if abortRequested {
+                // The abort came while the prepared record was written: the prepare never gets its
+                // yes. It is answered with a no (a refusal needs nothing durable) and the staged
+                // work is discarded, as for any abort of a prepared transaction.
+                discard(txid, into: &effects)
+                effects.append(.send(coordinator, .vote(txid, .no(reason: "aborted here before the vote"))))
+                effects.append(.send(coordinator, .acknowledge(txid, .aborted)))
+                return
+            }
+            effects.append(.send(coordinator, .vote(txid, .yes)))
+            effects.append(.setTimer(TimerID(.inquiry, txid), after: config.inquiryTimeout))
         case (.no, true):
-            // The participant decides a one-phase transaction: its abort is the outcome, so it is
-            // forced before it is told (a lost record would let a duplicate prepare commit).
-            transaction.state = .aborting(heuristic: false, replies: [.onePhaseOutcome(txid, .aborted)])
-            transactions[txid] = transaction
-            effects.append(.force([.aborted(txid, heuristic: false)]))
-        case (.no, false):
-            // Not forced: the coordinator aborts on this vote whatever happens here, and a
-            // participant that loses this record and prepares a duplicate learns the abort by
-            // inquiry.
+            // The participant decided the one-phase transaction: its abort record is durable.
             transaction.state = .aborted(heuristic: false)
             transactions[txid] = transaction
-            effects.append(.write([.aborted(txid, heuristic: false)]))
+            effects.append(.send(coordinator, .onePhaseOutcome(txid, .aborted)))
+            if abortRequested { effects.append(.send(coordinator, .acknowledge(txid, .aborted))) }
+            effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
+        case (.no, false):
+            transaction.state = .aborted(heuristic: false)
+            transactions[txid] = transaction
             effects.append(.send(coordinator, .vote(txid, vote)))
+            if abortRequested { effects.append(.send(coordinator, .acknowledge(txid, .aborted))) }
             effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         case (.readOnly, false):
             transaction.state = .readOnly
             transactions[txid] = transaction
             effects.append(.send(coordinator, .vote(txid, .readOnly)))
+            if abortRequested { effects.append(.send(coordinator, .acknowledge(txid, .aborted))) }
             effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         }
     }
@@ -275,11 +319,6 @@ public struct ParticipantMachine: Sendable {
     private mutating func forced(_ txid: TxID, into effects: inout [ParticipantEffect]) {
         guard var transaction = transactions[txid] else { return }
         switch transaction.state {
-        case .preparing(let payload):
-            transaction.state = .prepared(payload: payload, inquiries: 0)
-            transactions[txid] = transaction
-            effects.append(.send(transaction.coordinator, .vote(txid, .yes)))
-            effects.append(.setTimer(TimerID(.inquiry, txid), after: config.inquiryTimeout))
         case .committing(let onePhase, let heuristic, let replies):
             transaction.state = .committed(heuristic: heuristic)
             transactions[txid] = transaction
@@ -296,7 +335,7 @@ public struct ParticipantMachine: Sendable {
             for reply in replies { effects.append(.send(transaction.coordinator, reply)) }
             effects.append(.setTimer(TimerID(.retention, txid), after: memoryRetention))
         case .staging, .prepared, .committed, .aborted, .readOnly:
-            return  // E.g. an abort overtook the force of the prepared record.
+            preconditionFailure("forced \(txid), which has no forced write pending here")
         }
     }
 
@@ -349,9 +388,11 @@ public struct ParticipantMachine: Sendable {
         _ txid: TxID, _ records: [ParticipantRecord], into effects: inout [ParticipantEffect]
     ) {
         guard let transaction = transactions[txid],
-              case .staging(let payload, let onePhase, let abortRequested) = transaction.state,
-              records.contains(where: { $0.txid == txid })
-        else { return }
+              case .staging(let payload, let onePhase, let abortRequested) = transaction.state
+        else {
+            preconditionFailure("a stage of \(txid) found records, but it is not staging here")
+        }
+        precondition(records.contains(where: { $0.txid == txid }), "a stage of \(txid) found records, but none of \(txid)")
         let coordinator = transaction.coordinator
         transactions[txid] = nil
         recover(records.filter { $0.txid == txid }, into: &effects)
@@ -406,10 +447,8 @@ public struct ParticipantMachine: Sendable {
 
 /// Where a transaction stands at a participant, for drivers, operators and tests.
 public enum ParticipantState: String, Hashable, Sendable {
-    /// The resource is staging the branch.
+    /// The resource is staging the branch, and its records are being written.
     case staging
-    /// The prepared record is being forced.
-    case preparing
     /// Prepared and durable: in doubt until the decision arrives.
     case prepared
     /// The committed record is being forced.
@@ -424,7 +463,6 @@ public enum ParticipantState: String, Hashable, Sendable {
     init(_ state: ParticipantMachine.State) {
         switch state {
         case .staging: self = .staging
-        case .preparing: self = .preparing
         case .prepared: self = .prepared
         case .committing: self = .committing
         case .aborting: self = .aborting
@@ -443,7 +481,6 @@ extension ParticipantMachine {
 
     enum State: Sendable {
         case staging(payload: Payload, onePhase: Bool, abortRequested: Bool)
-        case preparing(payload: Payload)
         case prepared(payload: Payload, inquiries: Int)
         /// The committed record is being forced; `replies` are sent once it is durable, after the
         /// commit's own answer.
@@ -453,5 +490,80 @@ extension ParticipantMachine {
         case committed(heuristic: Bool)
         case aborted(heuristic: Bool)
         case readOnly
+    }
+}
+
+/// A participant machine as its service loop and the simulator drive it: the machine itself, or
+/// (in the simulator) a deliberately broken wrapper of it.
+public protocol ParticipantLogic: Sendable {
+    mutating func handle(_ event: ParticipantEvent) -> [ParticipantEffect]
+    func state(of txid: TxID) -> ParticipantState?
+    var knownCount: Int { get }
+}
+
+extension ParticipantMachine: ParticipantLogic {}
+
+/// A `prepare` to stage, as ``ParticipantEffect/stage(_:)`` hands it to the driver: the driver
+/// runs the resource's stage in the round's local transaction and writes, in that same
+/// transaction, the records ``records(for:)`` names for the vote — the staged change and its
+/// protocol record are one fact. The machine hears the vote (``ParticipantEvent/staged(_:_:)``)
+/// once the round's write has returned.
+public struct Staging: Hashable, Sendable {
+    public var txid: TxID
+    /// Where the vote goes, and whom a prepared transaction asks when in doubt.
+    public var coordinator: CoordinatorID
+    public var payload: Payload
+    public var onePhase: Bool
+
+    public init(txid: TxID, coordinator: CoordinatorID, payload: Payload, onePhase: Bool) {
+        self.txid = txid
+        self.coordinator = coordinator
+        self.payload = payload
+        self.onePhase = onePhase
+    }
+
+    /// What a stage writes with its vote.
+    public struct Effects: Hashable, Sendable {
+        /// Written in the stage's local transaction.
+        public var records: [ParticipantRecord]
+        /// The local transaction must be durable before the machine hears the vote.
+        public var forced: Bool
+        /// The staged change stays (a yes); otherwise the stage's changes are rolled back.
+        public var keepsStagedWork: Bool
+        /// The resource's apply runs too, in the same transaction (a one-phase yes).
+        public var applies: Bool
+
+        public init(records: [ParticipantRecord], forced: Bool, keepsStagedWork: Bool, applies: Bool) {
+            self.records = records
+            self.forced = forced
+            self.keepsStagedWork = keepsStagedWork
+            self.applies = applies
+        }
+    }
+
+    /// The records each vote writes:
+    /// - two-phase yes: `prepared`, forced (the yes goes out only once it is durable);
+    /// - one-phase yes or read-only: `committed`, forced (it is the outcome the client hears);
+    /// - one-phase no: `aborted`, forced (the outcome, too: a lost record would let a duplicate
+    ///   prepare commit);
+    /// - two-phase no: `aborted`, lazy (the coordinator aborts on the vote whatever happens here,
+    ///   and a participant that loses the record and prepares a duplicate learns the abort by
+    ///   inquiry);
+    /// - two-phase read-only: nothing.
+    public func records(for vote: Vote) -> Effects {
+        switch (vote, onePhase) {
+        case (.yes, false):
+            Effects(records: [.prepared(txid, coordinator: coordinator, payload: payload)], forced: true, keepsStagedWork: true, applies: false)
+        case (.yes, true):
+            Effects(records: [.committed(txid, heuristic: false)], forced: true, keepsStagedWork: true, applies: true)
+        case (.readOnly, true):
+            Effects(records: [.committed(txid, heuristic: false)], forced: true, keepsStagedWork: false, applies: false)
+        case (.no, true):
+            Effects(records: [.aborted(txid, heuristic: false)], forced: true, keepsStagedWork: false, applies: false)
+        case (.no, false):
+            Effects(records: [.aborted(txid, heuristic: false)], forced: false, keepsStagedWork: false, applies: false)
+        case (.readOnly, false):
+            Effects(records: [], forced: false, keepsStagedWork: false, applies: false)
+        }
     }
 }

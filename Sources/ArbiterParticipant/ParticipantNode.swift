@@ -111,11 +111,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             settings: .init(
                 replyTimeout: options.replyTimeout,
                 pendingReplyCountMax: options.pendingReplyCountMax,
-                outboxLengthMax: options.outboxLengthMax,
-                batchOpCountMax: options.batchOpCountMax,
                 inquiryTimeout: options.inquiryTimeout,
                 inquiryConcurrencyMax: options.inquiryConcurrencyMax,
-                inquiryQueueLengthMax: 65_536,
                 storageRetry: options.storageRetry
             ),
             logger: options.logger
@@ -148,8 +145,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
 
     /// Where `txid` stands in the node's memory (`nil` when unknown), for tests and diagnostics.
     /// The database is the truth after a restart; this is the state machine's view.
-    public func state(of txid: TxID) -> ParticipantState? {
-        engine.machineState(of: txid)
+    public func state(of txid: TxID) async -> ParticipantState? {
+        await engine.machineState(of: txid)
     }
 
     /// Whether ``run()`` was called (a node runs once).
@@ -189,25 +186,25 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
 
     private func serve() async throws {
         let logger = options.logger
-        let records: [ParticipantRecord]
-        do {
-            records = try await database.store.recover()
-        } catch {
-            throw ParticipantNodeError(.cannotOpenStorage, "reading the protocol records back failed: \(error.message)", cause: error)
-        }
-        engine.recover(records)
-        // A node started on a full disk serves, refusing protocol writes, instead of failing its
-        // first one (and stopping again).
-        await engine.probeStorage(always: true)
-        logger.info("recovered protocol state", metadata: [
-            "inDoubt": "\(records.count)",  // One prepared record each.
-            "database": "\(database.path)",
-        ])
-
         // Read before anything that needs shutting down is made: a bad file fails the start.
         let server = try ServerTransport.builder(tls: options.tls, limits: options.connectionLimits, logger: logger)
         let httpClient = options.httpClient.makeClient(tls: try options.tls?.clientTLS())
         let protocolClient = ProtocolClient(httpClient: httpClient, secret: options.secret, limits: options.limits)
+        let inDoubt: Int
+        do {
+            inDoubt = try engine.start(client: protocolClient)
+        } catch {
+            try? await httpClient.shutdown()
+            throw ParticipantNodeError(.cannotOpenStorage, "reading the protocol records back failed: \(error)", cause: error)
+        }
+        // A node started on a full disk serves, refusing protocol writes, instead of failing its
+        // first one (and stopping again).
+        await engine.probeStorage(always: true)
+        logger.info("recovered protocol state", metadata: [
+            "inDoubt": "\(inDoubt)",
+            "database": "\(database.path)",
+        ])
+
         let listening = self.listening
         let app = Application(
             router: makeRouter(),
@@ -222,37 +219,15 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             logger: logger
         )
 
-        let engine = self.engine
+        // The server runs until graceful shutdown, cancellation, or a failure to listen; then the
+        // loop writes what it holds and answers the requests still waiting with 503.
         var failure: (any Error)?
-        await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask {
-                do { try await engine.runStorage() } catch { return error }
-                return nil
-            }
-            group.addTask {
-                await engine.runTimers()
-                return nil
-            }
-            group.addTask {
-                await engine.runInquiries(client: protocolClient)
-                return nil
-            }
-            group.addTask {
-                do { try await app.run() } catch { return error }
-                return nil
-            }
-            // The first to end is the server (graceful shutdown, cancellation, or a failure to
-            // listen) or the storage loop (a fatal write error). Either way the node stops: the
-            // waiting requests get 503, the storage loop writes what is queued and ends.
-            if let first = await group.next() {
-                failure = first
-            }
-            engine.stop()
-            if failure != nil { group.cancelAll() }
-            for await result in group where failure == nil {
-                failure = result
-            }
+        do {
+            try await app.run()
+        } catch {
+            failure = error
         }
+        await engine.stop()
         do {
             try await httpClient.shutdown()
         } catch {
@@ -321,7 +296,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         try checkCoordinator(prepare.coordinator, field: "coordinator")
         try await checkStorage()
         remember(request.headers[TraceParent.header] ?? body.traceparent, for: prepare.txid)
-        let answer = try await engine.deliver(.prepare(prepare)).message()
+        let answer = try await engine.deliver([.prepare(prepare)])[0].message()
         guard let reply = PrepareReply(answer) else { throw APIError.internal() }
         try await failpoint("participant.before-vote")
         return reply
@@ -332,7 +307,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         let txid = try body.validated()
         try await checkStorage()
         remember(request.headers[TraceParent.header] ?? body.traceparent, for: txid)
-        let answer = try await engine.deliver(commit ? .commit(txid) : .abort(txid)).message()
+        let answer = try await engine.deliver([commit ? .commit(txid) : .abort(txid)])[0].message()
         guard let reply = AcknowledgeReply(answer) else { throw APIError.internal() }
         try await failpoint("participant.before-ack")
         return reply
@@ -365,10 +340,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             case .answer(let answer):
                 replies.append(BatchReply(answering: message, with: answer))
                 if case .acknowledge = answer { acknowledgements = true } else { votes = true }
-            case .failed(let error):
-                replies.append(BatchReply(answering: message, failure: error))
-            case .durable:
-                replies.append(BatchReply(answering: message, failure: .internal()))
+            case .unavailable(let reason):
+                replies.append(BatchReply(answering: message, failure: .unavailable(reason)))
             }
         }
         if votes { try await failpoint("participant.before-vote") }
@@ -461,6 +434,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             switch await engine.decideHeuristically(txid, outcome.outcome) {
             case .decided:
                 return try await status(txid)
+            case .unavailable(let reason):
+                throw APIError.unavailable(reason)
             case .notFound:
                 // Memory forgets ended transactions; the store may still hold one.
                 if let stored = try await database.store.transaction(txid) {
@@ -471,8 +446,6 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             case .notInDoubt(let state):
                 throw APIError(status: .conflict, code: .invalidValue,
                     message: "transaction \(txid) is \(state.rawValue) here, not prepared; only a transaction in doubt can be decided", field: "txid")
-            case .failed(let error):
-                throw error
             }
         } catch let error as APIError {
             throw error
@@ -509,13 +482,12 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     }
 }
 
-extension SlotResult {
+extension ParticipantLoop.Reply {
     /// The answer, or the error to answer with.
     fileprivate func message() throws(APIError) -> ParticipantMessage {
         switch self {
         case .answer(let message): return message
-        case .failed(let error): throw error
-        case .durable: throw APIError.internal()
+        case .unavailable(let reason): throw APIError.unavailable(reason)
         }
     }
 }

@@ -49,13 +49,8 @@ public struct ParticipantOptions: Sendable {
     /// The most inquiries in flight at once (after a restart with many transactions in doubt).
     /// Default 64.
     public var inquiryConcurrencyMax: Int
-    /// The most requests waiting for answers; beyond it requests get 503 at once. Default 65 536.
+    /// The most messages waiting for answers; beyond it new ones get 503 at once. Default 65 536.
     public var pendingReplyCountMax: Int
-    /// The most storage operations queued; beyond it a `prepare` gets 503 at once (commits and
-    /// aborts are still taken, since they free resources). Default 65 536.
-    public var outboxLengthMax: Int
-    /// The most storage operations written in one local transaction. Default 1024.
-    public var batchOpCountMax: Int
     /// How writes that failed (a resource's `apply` that threw, a disk error) are retried.
     /// Default 100 ms doubling to 10 s, 20 % jitter.
     public var storageRetry: Backoff
@@ -98,8 +93,6 @@ public struct ParticipantOptions: Sendable {
         inquiryTimeout: Duration = .seconds(5),
         inquiryConcurrencyMax: Int = 64,
         pendingReplyCountMax: Int = 65_536,
-        outboxLengthMax: Int = 65_536,
-        batchOpCountMax: Int = 1024,
         storageRetry: Backoff = Backoff(initial: .milliseconds(100), max: .seconds(10)),
         httpClient: HTTPClientSettings = HTTPClientSettings(),
         storage: GroupCommitWriter.Options? = nil,
@@ -123,8 +116,6 @@ public struct ParticipantOptions: Sendable {
         self.inquiryTimeout = inquiryTimeout
         self.inquiryConcurrencyMax = inquiryConcurrencyMax
         self.pendingReplyCountMax = pendingReplyCountMax
-        self.outboxLengthMax = outboxLengthMax
-        self.batchOpCountMax = batchOpCountMax
         self.storageRetry = storageRetry
         self.httpClient = httpClient
         self.storage = storage ?? GroupCommitWriter.Options(logger: logger)
@@ -144,8 +135,8 @@ public struct ParticipantOptions: Sendable {
             return "databaseFileName \(databaseFileName.debugDescription) must be a plain file name"
         }
         if replyTimeout <= .zero || inquiryTimeout <= .zero { return "replyTimeout and inquiryTimeout must be positive" }
-        if inquiryConcurrencyMax < 1 || pendingReplyCountMax < 1 || outboxLengthMax < 1 || batchOpCountMax < 1 {
-            return "inquiryConcurrencyMax, pendingReplyCountMax, outboxLengthMax and batchOpCountMax must each be at least 1"
+        if inquiryConcurrencyMax < 1 || pendingReplyCountMax < 1 {
+            return "inquiryConcurrencyMax and pendingReplyCountMax must each be at least 1"
         }
         if let problem = tls?.problem() ?? connectionLimits.problem() { return problem }
         return nil

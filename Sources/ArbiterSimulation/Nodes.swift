@@ -91,25 +91,104 @@ final class SimulatedTransport: CoordinatorTransport {
     }
 }
 
-/// The simulated participant process, with a toy resource: each branch's payload names one key to
-/// lock and the vote to give (`k=KEY;v=y|n|r`).
+/// The simulated participant process: the production ``ParticipantLoop`` (its machine is the
+/// memory) over a simulated store with a toy resource (the disk) and the simulated network.
 struct ParticipantNode {
-    var logic: any ParticipantLogic
-    var disk = SimulatedDisk<ParticipantRecord>()
+    let storage: SimulatedParticipantStorage
+    var loop: ParticipantLoop
+    /// What arrived since the last round.
+    var inbox: [ParticipantLoop.Input] = []
     var up = true
     var epoch = 0
     var isolated = false
-    var timers: [TimerID: UInt64] = [:]
-    /// Derived from the records, as the participant library's lock table is written with them.
-    var locks: [String: TxID] = [:]
-    var recorded: [TxID: RecordedState] = [:]
-    /// Committed transactions whose records retention has since removed.
-    var forgottenCommits: Set<TxID> = []
+    /// A round has written and waits for its fsync before it advances.
+    var busy = false
+    /// A round is scheduled.
+    var roundScheduled = false
+    /// When a wake-up for the loop's next timer is scheduled.
+    var wakeAt: SimTime?
 
-    init(logic: any ParticipantLogic) { self.logic = logic }
+    init(storage: SimulatedParticipantStorage, loop: ParticipantLoop) {
+        self.storage = storage
+        self.loop = loop
+    }
+}
+
+/// The participant's store on a ``SimulatedDisk``, with a toy resource: each branch's payload
+/// names one key to lock and the vote to give (`k=KEY;v=y|n|r`). A round is one entry (one local
+/// transaction), durable once the simulator has let its fsync's time pass (`disk.sync()`).
+final class SimulatedParticipantStorage: ParticipantStorage {
+    var disk = SimulatedDisk<ParticipantRecord>()
+    /// Derived from the records, as the participant library's lock table is written with them.
+    private(set) var locks: [String: TxID] = [:]
+    private(set) var recorded: [TxID: RecordedState] = [:]
+    /// When each ended transaction ended, for the retention sweep.
+    private var endedAt: [TxID: SimTime] = [:]
+    /// Committed transactions whose records retention has since removed.
+    private(set) var forgottenCommits: Set<TxID> = []
+    let retention: SimTime
+    let clock: () -> SimTime
+    /// Told of every record a round writes, in order.
+    var wrote: (ParticipantRecord) -> Void = { _ in }
+    /// Records this store does not fsync although they must be durable (a broken variant).
+    var skipsForcing: (ParticipantRecord) -> Bool = { _ in false }
+    /// Whether the last round wrote records that must be durable before the loop advances: the
+    /// simulator lets the fsync's time pass, then syncs the disk.
+    var roundNeedsSync = false
+
+    init(retention: SimTime, clock: @escaping () -> SimTime) {
+        self.retention = retention
+        self.clock = clock
+    }
+
+    func commit(_ work: [ParticipantWork], forced: Bool) throws -> [ParticipantWorkResult] {
+        var entry: [ParticipantRecord] = []
+        roundNeedsSync = false
+        let results = work.map { piece -> ParticipantWorkResult in
+            switch piece {
+            case .stage(let staging):
+                let found = records(of: staging.txid) + entry.filter { $0.txid == staging.txid }
+                if !found.isEmpty { return .alreadyRecorded(found) }
+                let vote = stage(staging.txid, staging.payload)
+                let effects = staging.records(for: vote)
+                for record in effects.records {
+                    entry.append(record)
+                    apply(record)
+                    if effects.forced && !skipsForcing(record) { roundNeedsSync = true }
+                }
+                return .staged(vote)
+            case .records(let records, let mustForce):
+                for record in records {
+                    entry.append(record)
+                    apply(record)
+                    if mustForce && !skipsForcing(record) { roundNeedsSync = true }
+                }
+                return .written
+            }
+        }
+        precondition(forced || !roundNeedsSync, "a round that must be durable was written lazily")
+        if !entry.isEmpty { disk.append(entry) }
+        for record in entry { wrote(record) }
+        return results
+    }
+
+    func lookup(_ txid: TxID) throws -> [ParticipantRecord] { records(of: txid) }
+
+    /// As the participant library does, only the transactions in doubt are read back.
+    func recover() throws -> [ParticipantRecord] {
+        disk.records.filter { recorded[$0.txid] == .prepared }
+    }
+
+    func forgetEnded() throws -> Bool {
+        let now = clock()
+        for (txid, ended) in endedAt.sorted(by: { $0.key < $1.key }) where ended + retention <= now {
+            forget(txid)
+        }
+        return false
+    }
 
     /// The resource's stage: refuse, stay read-only, or lock the key and vote yes.
-    func stage(_ txid: TxID, _ payload: Payload) -> Vote {
+    private func stage(_ txid: TxID, _ payload: Payload) -> Vote {
         let (key, vote) = SimulatedResource.parse(payload)
         switch vote {
         case "n": return .no(reason: "the resource refused")
@@ -126,7 +205,7 @@ struct ParticipantNode {
     }
 
     /// Applies a record's effect on the derived state (locks and the per-transaction view).
-    mutating func apply(_ record: ParticipantRecord) {
+    private func apply(_ record: ParticipantRecord) {
         switch record {
         case .prepared(let txid, _, let payload):
             locks[SimulatedResource.parse(payload).key] = txid
@@ -134,34 +213,51 @@ struct ParticipantNode {
         case .committed(let txid, _):
             release(txid)
             recorded[txid] = .committed
+            endedAt[txid] = clock()
         case .aborted(let txid, _):
             release(txid)
             // A commit is never undone: an abort record after it would be a bug the checker sees.
             recorded[txid] = .aborted
+            endedAt[txid] = clock()
         }
     }
 
-    private mutating func release(_ txid: TxID) {
+    private func release(_ txid: TxID) {
         for (key, holder) in locks where holder == txid { locks[key] = nil }
     }
 
-    mutating func forget(_ txid: TxID) {
+    private func forget(_ txid: TxID) {
         if recorded[txid] == .committed { forgottenCommits.insert(txid) }
         disk.remove { $0.txid == txid }
         recorded[txid] = nil
+        endedAt[txid] = nil
         release(txid)
     }
 
-    mutating func crash(random: inout SplitMix64, variant: ProtocolVariant, config: ParticipantConfig) -> Int {
-        up = false
-        epoch += 1
-        timers = [:]
+    /// A crash: the disk keeps what was durable and each other entry at random; the derived state
+    /// is rebuilt from what is left. Returns how many entries were lost.
+    func crash(random: inout SplitMix64) -> Int {
         let lost = disk.crash(random: &random)
-        logic = variant.makeParticipant(config: config, seed: random.next())
         locks = [:]
         recorded = [:]
+        let survivors = Set(disk.records.map(\.txid))
+        endedAt = endedAt.filter { survivors.contains($0.key) }
         for record in disk.records { apply(record) }
         return lost
+    }
+}
+
+/// The participant's transport in the simulator: each inquiry goes out on its own over the
+/// simulated network.
+final class SimulatedParticipantTransport: ParticipantTransport {
+    private let deliver: ([TxID], CoordinatorID) -> Void
+
+    init(deliver: @escaping ([TxID], CoordinatorID) -> Void) {
+        self.deliver = deliver
+    }
+
+    func inquire(_ txids: [TxID], of coordinator: CoordinatorID) {
+        deliver(txids, coordinator)
     }
 }
 

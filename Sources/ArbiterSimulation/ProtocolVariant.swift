@@ -7,9 +7,11 @@ public import ArbiterCore
 /// effects it returns, so the production machines carry no test-only switches.
 public enum ProtocolVariant: String, CaseIterable, Hashable, Sendable {
     case correct
-    /// The participant votes yes before its prepared record is durable.
+    /// The participant votes yes before its prepared record is durable: its store does not fsync
+    /// prepared records.
     case participantVotesBeforeForcing
-    /// The participant acknowledges a commit before its committed record is durable.
+    /// The participant acknowledges a commit (or reports a one-phase commit) before its committed
+    /// record is durable: its store does not fsync committed records.
     case participantAcknowledgesBeforeForcing
     /// The participant aborts a prepared transaction alone when its inquiry timer fires.
     case participantAbortsWhenInDoubt
@@ -27,36 +29,6 @@ public enum ProtocolVariant: String, CaseIterable, Hashable, Sendable {
     case coordinatorLogSkipsFsync
 
     public static var broken: [ProtocolVariant] { allCases.filter { $0 != .correct } }
-}
-
-/// A participant machine as the simulator drives it.
-protocol ParticipantLogic {
-    mutating func handle(_ event: ParticipantEvent) -> [ParticipantEffect]
-    func state(of txid: TxID) -> ParticipantState?
-}
-
-extension ParticipantMachine: ParticipantLogic {}
-
-/// Turns the forced writes of the records that `skips` selects into lazy writes, and acts at once
-/// as if they were durable: the classic "forgot to fsync" bug.
-struct SkipsForcingParticipant: ParticipantLogic {
-    var machine: ParticipantMachine
-    let skips: (ParticipantRecord) -> Bool
-
-    mutating func handle(_ event: ParticipantEvent) -> [ParticipantEffect] {
-        var output: [ParticipantEffect] = []
-        for effect in machine.handle(event) {
-            if case .force(let records) = effect, records.contains(where: skips), let txid = records.first?.txid {
-                output.append(.write(records))
-                output.append(contentsOf: machine.handle(.forced(txid)))
-            } else {
-                output.append(effect)
-            }
-        }
-        return output
-    }
-
-    func state(of txid: TxID) -> ParticipantState? { machine.state(of: txid) }
 }
 
 /// Decides an in-doubt transaction alone (abort) instead of asking the coordinator.
@@ -80,6 +52,7 @@ struct AbortsWhenInDoubtParticipant: ParticipantLogic {
     }
 
     func state(of txid: TxID) -> ParticipantState? { machine.state(of: txid) }
+    var knownCount: Int { machine.knownCount }
 }
 
 /// A wrapper of the correct coordinator machine that forwards everything but ``handle(_:)``.
@@ -156,13 +129,18 @@ extension ProtocolVariant {
         }
     }
 
+    /// The records a broken participant store does not fsync.
+    var participantSkipsForcing: @Sendable (ParticipantRecord) -> Bool {
+        switch self {
+        case .participantVotesBeforeForcing: { if case .prepared = $0 { true } else { false } }
+        case .participantAcknowledgesBeforeForcing: { if case .committed = $0 { true } else { false } }
+        default: { _ in false }
+        }
+    }
+
     func makeParticipant(config: ParticipantConfig, seed: UInt64) -> any ParticipantLogic {
         let machine = ParticipantMachine(config: config, seed: seed)
         switch self {
-        case .participantVotesBeforeForcing:
-            return SkipsForcingParticipant(machine: machine) { if case .prepared = $0 { return true } else { return false } }
-        case .participantAcknowledgesBeforeForcing:
-            return SkipsForcingParticipant(machine: machine) { if case .committed = $0 { return true } else { return false } }
         case .participantAbortsWhenInDoubt:
             return AbortsWhenInDoubtParticipant(machine: machine)
         default:

@@ -4,7 +4,8 @@ import ArbiterRuntime
 /// A deterministic simulation of one coordinator and several participants over a faulty network,
 /// faulty disks and a simulated clock. The coordinator is the production ``CoordinatorLoop`` — the
 /// same rounds, effects and client handling as the service — over a simulated decision log and
-/// transport; the participants are the protocol core's ``ParticipantMachine`` with a toy resource.
+/// transport; each participant is the production ``ParticipantLoop`` over a simulated store with a
+/// toy resource.
 ///
 /// One seed drives everything — the fault mix, the load, every delay, drop and crash — so a run
 /// that finds a violation replays exactly from its seed. After every step the invariants of two-phase
@@ -29,7 +30,6 @@ public final class Simulation {
     private var trace: TraceBuffer
     /// What the current step recorded, for ``run(until:)``.
     private var stepEvents: [TraceEvent] = []
-    private var nextTimerGeneration: UInt64 = 0
     private var linkSequence: [Link: (sent: UInt64, delivered: UInt64)] = [:]
     /// Set to crash a node between two effects of its next multi-effect step.
     private var crashMidStepArmed: SimNode?
@@ -38,7 +38,7 @@ public final class Simulation {
     static let stepsMax = 5_000_000
 
     var coordinator: CoordinatorNode!
-    var participants: [ParticipantNode]
+    var participants: [ParticipantNode] = []
     var client = ClientState()
 
     /// - Parameters:
@@ -55,12 +55,14 @@ public final class Simulation {
         self.variant = variant
         self.faultsActive = options.faultPhase > 0
         let coordinatorSeed = random.next()
-        var participants: [ParticipantNode] = []
-        for _ in 0..<options.participantCount {
-            participants.append(ParticipantNode(logic: variant.makeParticipant(config: options.participant, seed: random.next())))
-        }
-        self.participants = participants
+        let participantSeeds = (0..<options.participantCount).map { _ in random.next() }
         self.random = random
+        for (index, seed) in participantSeeds.enumerated() {
+            let storage = SimulatedParticipantStorage(retention: max(options.participant.retention.microseconds, 0)) { [unowned self] in now }
+            storage.wrote = { [unowned self] record in participantWrote(record, at: index) }
+            storage.skipsForcing = variant.participantSkipsForcing
+            participants.append(ParticipantNode(storage: storage, loop: makeParticipantLoop(index, storage: storage, epoch: 0, seed: seed)))
+        }
         let store = SimulatedDecisionStore()
         let (loop, transport) = makeCoordinatorLoop(store: store, epoch: 0, seed: coordinatorSeed)
         coordinator = CoordinatorNode(store: store, loop: loop, transport: transport)
@@ -201,16 +203,16 @@ public final class Simulation {
     public func reported(_ txid: TxID) -> Outcome? { client.transactions[txid]?.report }
 
     /// What participant `index` holds in its records for `txid` (`nil`: nothing).
-    public func recordedState(_ txid: TxID, at index: Int) -> RecordedState? { participants[index].recorded[txid] }
+    public func recordedState(_ txid: TxID, at index: Int) -> RecordedState? { participants[index].storage.recorded[txid] }
 
     /// The participant machine's view of `txid`.
-    public func participantState(_ txid: TxID, at index: Int) -> ParticipantState? { participants[index].logic.state(of: txid) }
+    public func participantState(_ txid: TxID, at index: Int) -> ParticipantState? { participants[index].loop.machine.state(of: txid) }
 
     /// The coordinator machine's view of `txid`.
     public func coordinatorPhase(_ txid: TxID) -> CoordinatorPhase? { coordinator.loop.machine.phase(of: txid) }
 
     /// The keys participant `index` holds locked, with their holders.
-    public func locks(at index: Int) -> [String: TxID] { participants[index].locks }
+    public func locks(at index: Int) -> [String: TxID] { participants[index].storage.locks }
 
     /// Whether the coordinator's log holds a durable decision for `txid`.
     public func durableDecision(_ txid: TxID) -> Outcome? { coordinator.durableDecision(txid) }
@@ -255,14 +257,16 @@ public final class Simulation {
         case toParticipant(Int, CoordinatorMessage, sequence: UInt64)
         case toCoordinator(Int, ParticipantMessage, sequence: UInt64)
         case refused(Int, TxID, epoch: Int)
-        case timer(SimNode, TimerID, generation: UInt64, epoch: Int)
-        case forceDone(SimNode, TxID, epoch: Int)
         /// The coordinator's loop runs a round with what arrived.
         case coordinatorRound(epoch: Int)
         /// The fsync of the coordinator's round is done: the round advances.
         case coordinatorAdvance(epoch: Int)
         /// The coordinator loop's next timer is due.
         case coordinatorWake(epoch: Int)
+        /// Participant `index`'s loop runs a round, advances after its fsync, or wakes for a timer.
+        case participantRound(Int, epoch: Int)
+        case participantAdvance(Int, epoch: Int)
+        case participantWake(Int, epoch: Int)
         case submit(TxID)
         case clientCheck(TxID)
         case crash
@@ -270,8 +274,6 @@ public final class Simulation {
         case partition
         case heal(SimNode)
         case endFaults
-        /// The participant's retention sweep reaches a transaction that ended there.
-        case sweep(Int, TxID)
     }
 
     private func schedule(_ item: Scheduled, after delay: SimTime) {
@@ -283,8 +285,7 @@ public final class Simulation {
         case .toParticipant(let index, let message, let sequence):
             guard arrives(from: .coordinator, to: .participant(index), sequence: sequence) else { return }
             record(.toParticipant(index, message))
-            recallForgotten(message, at: index)
-            stepParticipant(index, .received(from: Self.coordinatorID, message))
+            participantReceived(message, at: index)
         case .toCoordinator(let index, let message, let sequence):
             guard arrives(from: .participant(index), to: .coordinator, sequence: sequence) else { return }
             record(.toCoordinator(from: index, message))
@@ -305,10 +306,18 @@ public final class Simulation {
             guard coordinator.up, coordinator.epoch == epoch else { return }
             coordinator.wakeAt = nil
             kickCoordinator()
-        case .timer(let node, let timer, let generation, let epoch):
-            fireTimer(node, timer, generation: generation, epoch: epoch)
-        case .forceDone(let node, let txid, let epoch):
-            forceDone(node, txid, epoch: epoch)
+        case .participantRound(let index, let epoch):
+            guard participants[index].up, participants[index].epoch == epoch else { return }
+            participants[index].roundScheduled = false
+            participantRound(index)
+        case .participantAdvance(let index, let epoch):
+            guard participants[index].up, participants[index].epoch == epoch else { return }  // Lost in a crash.
+            participants[index].storage.disk.sync()
+            participantAdvance(index)
+        case .participantWake(let index, let epoch):
+            guard participants[index].up, participants[index].epoch == epoch else { return }
+            participants[index].wakeAt = nil
+            kickParticipant(index)
         case .submit(let txid):
             clientSubmit(txid)
         case .clientCheck(let txid):
@@ -323,8 +332,6 @@ public final class Simulation {
             setIsolated(node, false)
         case .endFaults:
             endFaults()
-        case .sweep(let index, let txid):
-            sweep(txid, at: index)
         }
     }
 
@@ -500,130 +507,147 @@ public final class Simulation {
         func rejected(_ txid: TxID, _ rejection: SubmitRejection) { simulation.violate("coordinator rejected \(txid): \(rejection)") }
     }
 
-    // MARK: - Participant driver
+    // MARK: - Participant loops
 
-    private func stepParticipant(_ index: Int, _ event: ParticipantEvent) {
-        guard participants[index].up else { return }
-        let effects = participants[index].logic.handle(event)
-        let cut = midStepCrashPoint(for: .participant(index), effectCount: effects.count)
-        for (position, effect) in effects.enumerated() {
-            if position == cut {
-                count(.crashMidStep)
-                crashNow(.participant(index))
-                return
-            }
-            apply(effect, at: index)
+    /// A message from the coordinator: a request for the loop (its answer goes back over the
+    /// network), or an inquiry's answer.
+    private func participantReceived(_ message: CoordinatorMessage, at index: Int) {
+        if case .outcome(let txid, let answer) = message {
+            postParticipant(index, .learned(txid, answer, from: Self.coordinatorID))
+            return
         }
+        let simulation = Unowned(simulation: self)
+        let epoch = participants[index].epoch
+        postParticipant(index, .request([message], reply: { replies in
+            simulation.simulation.participantAnswered(replies, at: index, epoch: epoch)
+        }))
     }
 
-    private func apply(_ effect: ParticipantEffect, at index: Int) {
-        switch effect {
-        case .stage(let txid, let payload, _):
-            // The resource stages and votes; the machine's answer is written in the same local
-            // transaction, which the simulated disk models as the entries its effects append. As
-            // the participant library does, the stage first looks for records of the transaction:
-            // one that ended here and that memory forgot is answered from them, not staged again.
-            let recorded = participants[index].records(of: txid)
-            let event: ParticipantEvent = recorded.isEmpty
-                ? .staged(txid, participants[index].stage(txid, payload))
-                : .alreadyRecorded(txid, recorded)
-            for effect in participants[index].logic.handle(event) { apply(effect, at: index) }
-        case .write(let records):
-            appendParticipant(records, at: index)
-        case .force(let records):
-            appendParticipant(records, at: index)
-            if let txid = records.first?.txid {
-                schedule(.forceDone(.participant(index), txid, epoch: participants[index].epoch), after: fsyncDelay())
-            }
-        case .send(_, let message):
+    /// The loop's answers to a request go back to the coordinator (an armed mid-step crash may cut
+    /// the round between two of them). An earlier incarnation's answers died with its connections.
+    private func participantAnswered(_ replies: [ParticipantLoop.Reply], at index: Int, epoch: Int) {
+        guard participants[index].up, participants[index].epoch == epoch else { return }
+        if crashMidStepArmed == .participant(index), chance(0.5) {
+            crashMidStepArmed = nil
+            count(.crashMidStep)
+            crashNow(.participant(index))
+            return
+        }
+        for case .answer(let message) in replies {
             send(.toCoordinator(index, message, sequence: 0), from: .participant(index), to: .coordinator)
-        case .setTimer(let timer, let delay):
-            setTimer(timer, on: .participant(index), after: delay)
-        case .cancelTimer(let timer):
-            participants[index].timers[timer] = nil
-        case .anomaly(let txid, let text):
-            violate("P\(index) anomaly for \(txid): \(text)")
         }
     }
 
-    private func appendParticipant(_ records: [ParticipantRecord], at index: Int) {
-        participants[index].disk.append(records)
-        for record in records {
-            participants[index].apply(record)
-            let txid = record.txid
-            switch record {
-            case .committed, .aborted:
-                schedule(.sweep(index, txid), after: max(options.participant.retention.microseconds, 0))
-            case .prepared:
-                break
-            }
-            if case .committed = record, !client.isOnePhase(txid), coordinator.durableDecision(txid) != .committed {
-                violate("P\(index) committed \(txid) before the coordinator's commit decision was durable")
-            }
-            checkAgreement(txid)
-        }
+    private func postParticipant(_ index: Int, _ input: ParticipantLoop.Input) {
+        guard participants[index].up else { return }
+        participants[index].inbox.append(input)
+        kickParticipant(index)
     }
 
-    /// Before a `commit` or `abort` for a transaction the participant's memory does not hold, its
-    /// records are read from the disk and fed as `recovered`, as the participant library does.
-    private func recallForgotten(_ message: CoordinatorMessage, at index: Int) {
-        switch message {
-        case .commit(let txid), .abort(let txid):
-            guard participants[index].up, participants[index].logic.state(of: txid) == nil else { return }
-            let recorded = participants[index].records(of: txid)
-            if !recorded.isEmpty { stepParticipant(index, .recovered(recorded)) }
-        case .prepare, .outcome:
+    private func kickParticipant(_ index: Int) {
+        guard participants[index].up, !participants[index].busy, !participants[index].roundScheduled else { return }
+        participants[index].roundScheduled = true
+        schedule(.participantRound(index, epoch: participants[index].epoch), after: 0)
+    }
+
+    /// One round, as the coordinator's: step, write, and let the fsync's time pass before the
+    /// advance when the round is forced.
+    private func participantRound(_ index: Int) {
+        guard !participants[index].busy else { return }
+        let loop = participants[index].loop
+        let inputs = participants[index].inbox
+        participants[index].inbox.removeAll(keepingCapacity: true)
+        loop.step(inputs, now: .microseconds(now))
+        participants[index].storage.roundNeedsSync = false
+        try! loop.write()  // The simulated store never fails a write; a crash loses it.
+        let forced = participants[index].storage.roundNeedsSync
+        if crashMidStepArmed == .participant(index), chance(0.5) {
+            // Crash between the round's write and its advance: nothing of the round was answered.
+            crashMidStepArmed = nil
+            count(.crashMidStep)
+            crashNow(.participant(index))
             return
         }
-    }
-
-    /// The retention sweep deletes an ended transaction's records (a down participant sweeps once
-    /// it is back).
-    private func sweep(_ txid: TxID, at index: Int) {
-        guard participants[index].up else {
-            schedule(.sweep(index, txid), after: 1_000_000)
-            return
+        if forced {
+            participants[index].busy = true
+            schedule(.participantAdvance(index, epoch: participants[index].epoch), after: fsyncDelay())
+        } else {
+            participantAdvance(index)
         }
-        guard let state = participants[index].recorded[txid], state != .prepared else { return }
-        participants[index].forget(txid)
     }
 
-    // MARK: - Timers and durability
-
-    private func setTimer(_ timer: TimerID, on node: SimNode, after delay: Duration) {
-        nextTimerGeneration += 1
-        let generation = nextTimerGeneration
-        guard case .participant(let index) = node else { preconditionFailure("the coordinator's loop keeps its own timers") }
-        participants[index].timers[timer] = generation
-        schedule(.timer(node, timer, generation: generation, epoch: epoch(of: node)), after: max(delay.microseconds, 0))
+    private func participantAdvance(_ index: Int) {
+        participants[index].busy = false
+        for txid in participantForcing[index] ?? [] { record(.forced(.participant(index), txid)) }
+        participantForcing[index] = nil
+        let epoch = participants[index].epoch
+        participants[index].loop.advance()
+        guard participants[index].up, participants[index].epoch == epoch else { return }  // Crashed while answering.
+        if !participants[index].inbox.isEmpty || participants[index].loop.hasWork { kickParticipant(index) }
+        scheduleParticipantWake(index)
     }
 
-    private func fireTimer(_ node: SimNode, _ timer: TimerID, generation: UInt64, epoch: Int) {
-        guard isUp(node), self.epoch(of: node) == epoch else { return }
-        switch node {
-        case .coordinator:
-            preconditionFailure("the coordinator's loop keeps its own timers")
-        case .participant(let index):
-            guard participants[index].timers[timer] == generation else { return }
-            participants[index].timers[timer] = nil
-            record(.timer(node, timer))
-            stepParticipant(index, .timerFired(timer))
+    private func scheduleParticipantWake(_ index: Int) {
+        guard let deadline = participants[index].loop.nextDeadline else { return }
+        let time = max((deadline + .nanoseconds(999)).microseconds, now)
+        if let wakeAt = participants[index].wakeAt, wakeAt <= time { return }
+        participants[index].wakeAt = time
+        queue.schedule(.participantWake(index, epoch: participants[index].epoch), at: time)
+    }
+
+    /// A fresh incarnation of participant `index`'s loop over `storage`.
+    private func makeParticipantLoop(_ index: Int, storage: SimulatedParticipantStorage, epoch: Int, seed: UInt64) -> ParticipantLoop {
+        let transport = SimulatedParticipantTransport { [unowned self] txids, _ in
+            guard participants[index].up, participants[index].epoch == epoch else { return }
+            for txid in txids {
+                send(.toCoordinator(index, .inquire(txid), sequence: 0), from: .participant(index), to: .coordinator)
+            }
         }
+        let retention = options.participant.retention
+        return ParticipantLoop(
+            machine: variant.makeParticipant(config: options.participant, seed: seed), storage: storage, transport: transport,
+            settings: .init(replyTimeout: options.participantReplyTimeout,
+                            sweepInterval: min(max(retention / 4, .milliseconds(10)), .seconds(60))),
+            seed: seed ^ 0x9E37_79B9_7F4A_7C15, observer: participantObserver(index))
+    }
+
+    /// What the simulation hears from participant loops: their forced writes and timers, for the
+    /// trace, and their anomalies, which are violations.
+    final class ParticipantObserver: ParticipantLoopObserver {
+        unowned let simulation: Simulation
+        let index: Int
+        init(simulation: Simulation, index: Int) {
+            self.simulation = simulation
+            self.index = index
+        }
+        func forcing(_ txids: [TxID]) { simulation.participantForcing[index, default: []].append(contentsOf: txids) }
+        func fired(_ timer: TimerID) { simulation.record(.timer(.participant(index), timer)) }
+        func anomaly(_ txid: TxID, _ text: String) { simulation.violate("P\(index) anomaly for \(txid): \(text)") }
+        func failed(_ work: ParticipantWork, _ message: String) { simulation.violate("P\(index) failed to write \(work): \(message)") }
+    }
+
+    private var participantObservers: [Int: ParticipantObserver] = [:]
+    /// Transactions whose records each participant's current round makes durable.
+    private var participantForcing: [Int: [TxID]] = [:]
+
+    private func participantObserver(_ index: Int) -> ParticipantObserver {
+        if let observer = participantObservers[index] { return observer }
+        let observer = ParticipantObserver(simulation: self, index: index)
+        participantObservers[index] = observer
+        return observer
+    }
+
+    /// Every record a participant writes: it must never commit what the coordinator has not
+    /// durably decided to commit, nor disagree with anyone.
+    private func participantWrote(_ record: ParticipantRecord, at index: Int) {
+        let txid = record.txid
+        if case .committed = record, !client.isOnePhase(txid), coordinator.durableDecision(txid) != .committed {
+            violate("P\(index) committed \(txid) before the coordinator's commit decision was durable")
+        }
+        checkAgreement(txid)
     }
 
     private func fsyncDelay() -> SimTime { SimTime.random(in: 50...2_000, using: &random) }
-
-    private func forceDone(_ node: SimNode, _ txid: TxID, epoch: Int) {
-        guard isUp(node), self.epoch(of: node) == epoch else { return }  // Lost in a crash.
-        record(.forced(node, txid))
-        switch node {
-        case .coordinator:
-            preconditionFailure("the coordinator's loop forces within its round")
-        case .participant(let index):
-            participants[index].disk.sync()
-            stepParticipant(index, .forced(txid))
-        }
-    }
 
     // MARK: - Crashes and partitions
 
@@ -670,12 +694,6 @@ public final class Simulation {
         }
     }
 
-    private func midStepCrashPoint(for node: SimNode, effectCount: Int) -> Int? {
-        guard crashMidStepArmed == node, effectCount >= 2 else { return nil }
-        crashMidStepArmed = nil
-        return Int.random(in: 1..<effectCount, using: &random)
-    }
-
     private func crashNow(_ node: SimNode) {
         let lost: Int
         switch node {
@@ -684,8 +702,8 @@ public final class Simulation {
             lost = crashCoordinator()
         case .participant(let index):
             count(.participantCrash)
-            lost = participants[index].crash(random: &random, variant: variant, config: options.participant)
-            for txid in participants[index].recorded.keys.sorted() { checkAgreement(txid) }
+            lost = crashParticipant(index)
+            for txid in participants[index].storage.recorded.keys.sorted() { checkAgreement(txid) }
         }
         faults[.lostRecord, default: 0] += lost
         record(.crashed(node, lostRecords: lost))
@@ -703,9 +721,9 @@ public final class Simulation {
             kickCoordinator()
         case .participant(let index):
             participants[index].up = true
-            // As the participant library does, only the transactions in doubt are read back.
-            let inDoubt = participants[index].disk.records.filter { participants[index].recorded[$0.txid] == .prepared }
-            stepParticipant(index, .recovered(inDoubt))
+            try! participants[index].loop.recover(now: .microseconds(now))  // The simulated store never fails a read.
+            kickParticipant(index)
+            scheduleParticipantWake(index)
         }
     }
 
@@ -721,6 +739,23 @@ public final class Simulation {
         forcedThisRound = []
         let lost = coordinator.store.disk.crash(random: &random)
         (coordinator.loop, coordinator.transport) = makeCoordinatorLoop(store: coordinator.store, epoch: coordinator.epoch, seed: random.next())
+        return lost
+    }
+
+    /// The participant process dies: its loop (memory, timers, waiting requests) is gone, the
+    /// store keeps what was durable and each other write at random. A new incarnation waits for
+    /// restart.
+    private func crashParticipant(_ index: Int) -> Int {
+        participants[index].up = false
+        participants[index].epoch += 1
+        participants[index].inbox = []
+        participants[index].busy = false
+        participants[index].roundScheduled = false
+        participants[index].wakeAt = nil
+        participantForcing[index] = nil
+        let lost = participants[index].storage.crash(random: &random)
+        participants[index].loop = makeParticipantLoop(index, storage: participants[index].storage,
+                                                       epoch: participants[index].epoch, seed: random.next())
         return lost
     }
 
@@ -804,7 +839,7 @@ public final class Simulation {
         var committed: [Int] = []
         var aborted: [Int] = []
         for index in participants.indices where !client.isReadOnly(txid, at: Self.participantID(index)) {
-            switch participants[index].recorded[txid] {
+            switch participants[index].storage.recorded[txid] {
             case .committed?: committed.append(index)
             case .aborted?: aborted.append(index)
             case .prepared?, nil: break
@@ -838,21 +873,21 @@ public final class Simulation {
             }
             for branch in transaction.branches {
                 let index = Self.participantIndex(branch.participant)
-                if let state = participants[index].logic.state(of: txid),
-                   [.staging, .preparing, .prepared, .committing, .aborting].contains(state) {
+                if let state = participants[index].loop.machine.state(of: txid),
+                   [.staging, .prepared, .committing, .aborting].contains(state) {
                     violate("\(txid) is still \(state) at P\(index) after faults stopped")
                     return
                 }
                 if outcome == .committed, SimulatedResource.intendedVote(branch.payload) == "y",
-                   participants[index].recorded[txid] != .committed,
-                   !participants[index].forgottenCommits.contains(txid) {
+                   participants[index].storage.recorded[txid] != .committed,
+                   !participants[index].storage.forgottenCommits.contains(txid) {
                     violate("\(txid) committed, but P\(index), which voted yes, does not hold the commit")
                     return
                 }
             }
         }
-        for index in participants.indices where !participants[index].locks.isEmpty {
-            let held = participants[index].locks.sorted { $0.key < $1.key }.map { "\($0.key) by \($0.value)" }
+        for index in participants.indices where !participants[index].storage.locks.isEmpty {
+            let held = participants[index].storage.locks.sorted { $0.key < $1.key }.map { "\($0.key) by \($0.value)" }
             violate("P\(index) still holds locks after faults stopped: \(held.joined(separator: ", "))")
             return
         }

@@ -51,6 +51,8 @@ public struct SimulationOptions: Hashable, Sendable {
     public var participant: ParticipantConfig
     /// How long a client waits for an answer before it submits the same transaction again.
     public var clientRetryInterval: SimTime = 3_000_000
+    /// How long a participant's request waits for its answers before the rest are `unavailable`.
+    public var participantReplyTimeout: Duration = .seconds(10)
 
     /// A calm, fault-free cluster: the starting point for scripted scenarios.
     public static func calm(participants: Int = 2) -> SimulationOptions {
@@ -101,6 +103,8 @@ public struct SimulationOptions: Hashable, Sendable {
         options.participant.memoryRetention = pick([.milliseconds(1), .milliseconds(50), .seconds(1), .seconds(60)])
         // Impatient clients resubmit while the first attempt's messages are still in flight.
         options.clientRetryInterval = pick([100_000, 400_000, 3_000_000])
+        // A short reply deadline answers requests `unavailable` while their work goes on.
+        options.participantReplyTimeout = pick([.milliseconds(50), .seconds(10)])
         return options
     }
 }

@@ -260,14 +260,25 @@ public final class ParticipantStore: Sendable {
     /// the store (``records(of:)``, ``transaction(_:in:)``), so a restart's cost and memory do not
     /// grow with the retention.
     public func recover() async throws(StorageError) -> [ParticipantRecord] {
-        try await reading { db in
-            var records: [ParticipantRecord] = []
-            let rows = try Row.fetchCursor(db, sql: "\(Self.transactionSelect) WHERE state = 'prepared' ORDER BY seq")
-            while let row = try rows.next() {
-                records.append(contentsOf: try Self.transaction(row).records)
-            }
-            return records
+        try await reading { db in try Self.inDoubtRecords(db) }
+    }
+
+    /// ``recover()`` on the calling thread (a service loop's; see ``GroupCommitWriter/readNow(_:)``).
+    public func recoverNow() throws(StorageError) -> [ParticipantRecord] {
+        do {
+            return try writer.readNow { db in try Self.inDoubtRecords(db) }
+        } catch {
+            throw StorageError.wrapping(error, doing: "reading", path: writer.path)
         }
+    }
+
+    private static func inDoubtRecords(_ db: Database) throws -> [ParticipantRecord] {
+        var records: [ParticipantRecord] = []
+        let rows = try Row.fetchCursor(db, sql: "\(Self.transactionSelect) WHERE state = 'prepared' ORDER BY seq")
+        while let row = try rows.next() {
+            records.append(contentsOf: try Self.transaction(row).records)
+        }
+        return records
     }
 
     /// The records of each of `txids` that the store holds (see
@@ -377,23 +388,40 @@ public final class ParticipantStore: Sendable {
     ///   1...``endedLimitMax``.
     @discardableResult
     public func forgetEnded(olderThan retention: Duration, limit: Int = 1000) async throws(StorageError) -> Int {
+        let statement = try forgetEndedStatement(olderThan: retention, limit: limit)
+        do {
+            return try await writer.write(.lazy) { db in try statement(db) }
+        } catch {
+            throw StorageError.wrapping(error, doing: "forgetting ended transactions in", path: writer.path)
+        }
+    }
+
+    /// ``forgetEnded(olderThan:limit:)`` on the calling thread, in a lazy transaction of its own
+    /// (a service loop's; see ``GroupCommitWriter/writeNow(_:_:)``).
+    @discardableResult
+    public func forgetEndedNow(olderThan retention: Duration, limit: Int = 1000) throws(StorageError) -> Int {
+        let statement = try forgetEndedStatement(olderThan: retention, limit: limit)
+        do {
+            return try writer.writeNow(.lazy) { db in try statement(db) }
+        } catch {
+            throw StorageError.wrapping(error, doing: "forgetting ended transactions in", path: writer.path)
+        }
+    }
+
+    private func forgetEndedStatement(olderThan retention: Duration, limit: Int) throws(StorageError) -> @Sendable (Database) throws -> Int {
         guard (1...Self.endedLimitMax).contains(limit) else {
             throw StorageError(.invalidArgument, "limit is \(limit); ask for 1 to \(Self.endedLimitMax) transactions at a time")
         }
         let cutoff = Stored.milliseconds(now().addingTimeInterval(-(retention / .seconds(1))))
-        do {
-            return try await writer.write(.lazy) { db in
-                // Ended transactions hold no locks (their end released them), so only their rows go.
-                try db.cachedStatement(sql: """
-                    DELETE FROM participant_transaction WHERE txid IN (
-                        SELECT txid FROM participant_transaction INDEXED BY participant_transaction_by_end
-                        WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?
-                        ORDER BY ended_at_ms LIMIT ?)
-                    """).execute(arguments: [cutoff, limit])
-                return db.changesCount
-            }
-        } catch {
-            throw StorageError.wrapping(error, doing: "forgetting ended transactions in", path: writer.path)
+        return { db in
+            // Ended transactions hold no locks (their end released them), so only their rows go.
+            try db.cachedStatement(sql: """
+                DELETE FROM participant_transaction WHERE txid IN (
+                    SELECT txid FROM participant_transaction INDEXED BY participant_transaction_by_end
+                    WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?
+                    ORDER BY ended_at_ms LIMIT ?)
+                """).execute(arguments: [cutoff, limit])
+            return db.changesCount
         }
     }
 

@@ -12,26 +12,47 @@ struct ParticipantMachineTests {
         .received(from: c, .prepare(PrepareRequest(txid: t, coordinator: c, payload: payload ?? self.payload, onePhase: onePhase)))
     }
 
+    func staging(onePhase: Bool = false) -> Staging {
+        Staging(txid: t, coordinator: c, payload: payload, onePhase: onePhase)
+    }
+
     func prepared() -> ParticipantMachine {
         var machine = ParticipantMachine(seed: 1)
         _ = machine.handle(prepare())
         _ = machine.handle(.staged(t, .yes))
-        _ = machine.handle(.forced(t))
         return machine
     }
 
-    @Test func votesYesOnlyAfterThePreparedRecordIsDurable() {
+    @Test func aStageWritesTheRecordsOfItsVoteInItsOwnTransaction() {
+        #expect(staging().records(for: .yes) == .init(
+            records: [.prepared(t, coordinator: c, payload: payload)], forced: true, keepsStagedWork: true, applies: false))
+        #expect(staging(onePhase: true).records(for: .yes) == .init(
+            records: [.committed(t, heuristic: false)], forced: true, keepsStagedWork: true, applies: true))
+        #expect(staging(onePhase: true).records(for: .readOnly).records == [.committed(t, heuristic: false)])
+        #expect(staging(onePhase: true).records(for: .no(reason: "x")) == .init(
+            records: [.aborted(t, heuristic: false)], forced: true, keepsStagedWork: false, applies: false))
+        // A two-phase no need not be durable: the coordinator aborts on the vote whatever happens here.
+        #expect(staging().records(for: .no(reason: "x")) == .init(
+            records: [.aborted(t, heuristic: false)], forced: false, keepsStagedWork: false, applies: false))
+        #expect(staging().records(for: .readOnly).records.isEmpty)
+    }
+
+    @Test func votesYesOnceTheStageAndItsPreparedRecordAreDurable() {
         var machine = ParticipantMachine(seed: 1)
-        #expect(machine.handle(prepare()) == [.stage(t, payload: payload, onePhase: false)])
+        #expect(machine.handle(prepare()) == [.stage(staging())])
+        #expect(machine.state(of: t) == .staging)
         let staged = machine.handle(.staged(t, .yes))
-        #expect(staged == [.force([.prepared(t, coordinator: c, payload: payload)])])
-        let forced = machine.handle(.forced(t))
-        #expect(forced.first == .send(c, .vote(t, .yes)))
-        #expect(forced.contains(.setTimer(TimerID(.inquiry, t), after: ParticipantConfig().inquiryTimeout)))
+        #expect(staged.first == .send(c, .vote(t, .yes)))
+        #expect(staged.contains(.setTimer(TimerID(.inquiry, t), after: ParticipantConfig().inquiryTimeout)))
+        #expect(!staged.contains { if case .force = $0 { true } else if case .write = $0 { true } else { false } })
+        #expect(machine.state(of: t) == .prepared)
     }
 
     @Test func aRepeatedPrepareGetsTheSameAnswer() {
-        var machine = prepared()
+        var machine = ParticipantMachine(seed: 1)
+        _ = machine.handle(prepare())
+        #expect(machine.handle(prepare()).isEmpty, "staging: the answer follows the stage's write")
+        _ = machine.handle(.staged(t, .yes))
         #expect(machine.handle(prepare()) == [.send(c, .vote(t, .yes))])
         let conflicting = machine.handle(prepare(payload: Payload("other")))
         #expect(conflicting.count == 1)
@@ -41,12 +62,27 @@ struct ParticipantMachineTests {
 
     @Test func anAbortThatOvertakesItsPrepareLeavesATombstone() {
         var machine = ParticipantMachine(seed: 1)
+        // Memory holds nothing of it: the store is asked first.
+        #expect(machine.handle(.received(from: c, .abort(t))) == [.lookup(t)])
         // Forced before the acknowledgement: for a one-phase transaction it is the outcome.
-        #expect(machine.handle(.received(from: c, .abort(t))) == [.force([.aborted(t, heuristic: false)])])
+        #expect(machine.handle(.lookedUp(t, [])) == [.force([.aborted(t, heuristic: false)])])
         #expect(machine.handle(.forced(t)).first == .send(c, .acknowledge(t, .aborted)))
         let late = machine.handle(prepare())
         #expect(late.count == 1)
         #expect(late.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
+    }
+
+    @Test func messagesAboutAnIdBeingLookedUpWaitForTheAnswerInOrder() {
+        var machine = ParticipantMachine(seed: 1)
+        #expect(machine.handle(.received(from: c, .abort(t))) == [.lookup(t)])
+        // A prepare overtaken by its abort waits behind the lookup instead of staging.
+        #expect(machine.handle(prepare()).isEmpty)
+        #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
+        let answered = machine.handle(.lookedUp(t, []))
+        #expect(answered.first == .force([.aborted(t, heuristic: false)]))
+        #expect(answered.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
+        #expect(!answered.contains { if case .stage = $0 { true } else { false } })
+        #expect(!answered.contains(.lookup(t)))
     }
 
     @Test func aPrepareWhileItsTombstoneIsBeingForcedVotesNoAtOnce() {
@@ -54,7 +90,8 @@ struct ParticipantMachineTests {
         // prepare on a parallel request. Waiting for the tombstone's force would leave the prepare
         // unanswered, and the coordinator's batch that carries it, until a deadline.
         var machine = ParticipantMachine(seed: 1)
-        #expect(machine.handle(.received(from: c, .abort(t))) == [.force([.aborted(t, heuristic: false)])])
+        _ = machine.handle(.received(from: c, .abort(t)))
+        #expect(machine.handle(.lookedUp(t, [])) == [.force([.aborted(t, heuristic: false)])])
         let late = machine.handle(prepare())
         #expect(late.count == 1)
         #expect(late.allSatisfy { if case .send(_, .vote(_, .no)) = $0 { true } else { false } })
@@ -62,43 +99,38 @@ struct ParticipantMachineTests {
         // A one-phase prepare's answer is the outcome itself: that one still waits for the record.
         var onePhase = ParticipantMachine(seed: 1)
         _ = onePhase.handle(.received(from: c, .abort(t)))
+        _ = onePhase.handle(.lookedUp(t, []))
         #expect(onePhase.handle(prepare(onePhase: true)).isEmpty)
         let durable = onePhase.handle(.forced(t))
         #expect(durable.contains(.send(c, .acknowledge(t, .aborted))))
         #expect(durable.contains(.send(c, .onePhaseOutcome(t, .aborted))))
     }
 
-    @Test func anAbortWhileThePreparedRecordIsForcedAnswersThePrepareToo() {
-        var machine = ParticipantMachine(seed: 1)
-        _ = machine.handle(prepare())
-        _ = machine.handle(.staged(t, .yes))
-        let aborted = machine.handle(.received(from: c, .abort(t)))
-        #expect(aborted.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
-        #expect(aborted.contains(.send(c, .acknowledge(t, .aborted))))
-        #expect(!aborted.contains { if case .send(_, .vote(_, .yes)) = $0 { true } else { false } })
-        // The prepared record's force completing later changes nothing and votes nothing.
-        #expect(machine.handle(.forced(t)).isEmpty)
-        #expect(machine.state(of: t) == .aborted)
-    }
-
-    @Test func anAbortDuringStagingAnswersThePrepareToo() {
+    @Test func anAbortDuringTheStageAnswersThePrepareWithANoAndDiscards() {
         // The prepare's request must not wait for a vote that would never come.
         var machine = ParticipantMachine(seed: 1)
         _ = machine.handle(prepare())
         #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
         let staged = machine.handle(.staged(t, .yes))
         #expect(staged.contains { if case .send(c, .vote(t, .no)) = $0 { true } else { false } })
-        #expect(staged.contains(.force([.aborted(t, heuristic: false)])))
-        #expect(!staged.contains { if case .send(_, .acknowledge) = $0 { true } else { false } })
-        #expect(machine.handle(.forced(t)).first == .send(c, .acknowledge(t, .aborted)))
-        // One phase: the outcome, once the aborted record is durable.
+        #expect(!staged.contains { if case .send(_, .vote(_, .yes)) = $0 { true } else { false } })
+        // The prepared record is durable: the abort discards, as for any prepared transaction.
+        #expect(staged.contains(.write([.aborted(t, heuristic: false)])))
+        #expect(staged.contains(.send(c, .acknowledge(t, .aborted))))
+        #expect(machine.state(of: t) == .aborted)
+        // One phase: the stage's record is the outcome, and the abort (a coordinator asking) hears it.
         var onePhase = ParticipantMachine(seed: 1)
         _ = onePhase.handle(prepare(onePhase: true))
         _ = onePhase.handle(.received(from: c, .abort(t)))
-        #expect(onePhase.handle(.staged(t, .yes)) == [.force([.aborted(t, heuristic: false)])])
-        let durable = onePhase.handle(.forced(t))
-        #expect(durable.contains(.send(c, .acknowledge(t, .aborted))))
-        #expect(durable.contains(.send(c, .onePhaseOutcome(t, .aborted))))
+        let durable = onePhase.handle(.staged(t, .yes))
+        #expect(durable.contains(.send(c, .onePhaseOutcome(t, .committed))))
+        #expect(durable.contains(.send(c, .acknowledge(t, .committed))))
+        var refused = ParticipantMachine(seed: 1)
+        _ = refused.handle(prepare(onePhase: true))
+        _ = refused.handle(.received(from: c, .abort(t)))
+        let answered = refused.handle(.staged(t, .no(reason: "x")))
+        #expect(answered.contains(.send(c, .onePhaseOutcome(t, .aborted))))
+        #expect(answered.contains(.send(c, .acknowledge(t, .aborted))))
     }
 
     @Test func acknowledgesCommitOnlyAfterTheCommittedRecordIsDurable() {
@@ -113,40 +145,35 @@ struct ParticipantMachineTests {
         #expect(machine.state(of: t) == .committed)
     }
 
-    @Test func aNoVoteAbortsAtOnce() {
+    @Test func aNoVoteIsAnsweredAtOnce() {
         var machine = ParticipantMachine(seed: 1)
         _ = machine.handle(prepare())
         let effects = machine.handle(.staged(t, .no(reason: "insufficient funds")))
-        #expect(effects.contains(.write([.aborted(t, heuristic: false)])))
-        #expect(effects.contains(.send(c, .vote(t, .no(reason: "insufficient funds")))))
+        #expect(effects.first == .send(c, .vote(t, .no(reason: "insufficient funds"))))
+        #expect(machine.state(of: t) == .aborted)
     }
 
-    @Test func aOnePhaseRefusalIsDurableBeforeItIsTheOutcome() {
+    @Test func onePhaseAnswersTheOutcomeItsStageRecorded() {
         var machine = ParticipantMachine(seed: 1)
         _ = machine.handle(prepare(onePhase: true))
-        #expect(machine.handle(.staged(t, .no(reason: "insufficient funds"))) == [.force([.aborted(t, heuristic: false)])])
-        #expect(machine.handle(.forced(t)).first == .send(c, .onePhaseOutcome(t, .aborted)))
-    }
-
-    @Test func onePhaseCommitsDurablyBeforeAnswering() {
-        var machine = ParticipantMachine(seed: 1)
-        _ = machine.handle(prepare(onePhase: true))
-        #expect(machine.handle(.staged(t, .yes)) == [.force([.committed(t, heuristic: false)])])
-        #expect(machine.handle(.forced(t)).first == .send(c, .onePhaseOutcome(t, .committed)))
+        #expect(machine.handle(.staged(t, .yes)).first == .send(c, .onePhaseOutcome(t, .committed)))
         #expect(machine.handle(prepare(onePhase: true)) == [.send(c, .onePhaseOutcome(t, .committed))])
+        var refused = ParticipantMachine(seed: 1)
+        _ = refused.handle(prepare(onePhase: true))
+        #expect(refused.handle(.staged(t, .no(reason: "insufficient funds"))).first == .send(c, .onePhaseOutcome(t, .aborted)))
+        #expect(refused.state(of: t) == .aborted)
     }
 
-    @Test func anAbortThatAsksWhileAOnePhaseCommitIsForcedIsAnsweredOnceItIsDurable() {
+    @Test func anAbortThatAsksWhileAOnePhaseStageIsWrittenIsAnsweredWithTheOutcome() {
         var machine = ParticipantMachine(seed: 1)
         _ = machine.handle(prepare(onePhase: true))
-        _ = machine.handle(.staged(t, .yes))
         // The coordinator's one-phase prepare went unanswered, so it asks with an abort; the
-        // committed record is still being forced, so nothing can be said yet (twice: a resend).
+        // stage is being written, so nothing can be said yet (twice: a resend).
         #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
         #expect(machine.handle(.received(from: c, .abort(t))).isEmpty)
-        #expect(machine.state(of: t) == .committing)
+        #expect(machine.state(of: t) == .staging)
         // Durable: the prepare's answer, then the abort's, once each; no abort record.
-        let durable = machine.handle(.forced(t))
+        let durable = machine.handle(.staged(t, .yes))
         let sent = durable.compactMap { effect -> ParticipantMessage? in
             if case .send(_, let message) = effect { message } else { nil }
         }
@@ -187,6 +214,8 @@ struct ParticipantMachineTests {
     }
 
     @Test func aStaleInquiryAnswerIsIgnored() {
+        var unknown = ParticipantMachine(seed: 1)
+        #expect(unknown.handle(.received(from: c, .outcome(t, .committed))).isEmpty)
         var machine = prepared()
         _ = machine.handle(.received(from: c, .commit(t)))
         _ = machine.handle(.forced(t))
@@ -217,7 +246,6 @@ struct ParticipantMachineTests {
         var machine = ParticipantMachine(config: ParticipantConfig(retention: .seconds(3600), memoryRetention: .seconds(5)), seed: 1)
         _ = machine.handle(prepare())
         _ = machine.handle(.staged(t, .yes))
-        _ = machine.handle(.forced(t))
         let aborted = machine.handle(.received(from: c, .abort(t)))
         #expect(aborted.contains(.setTimer(TimerID(.retention, t), after: .seconds(5))))
         // Nothing to write or delete: the store keeps the records until the driver's sweep.
@@ -237,7 +265,7 @@ struct ParticipantMachineTests {
     /// handed to the driver to stage.
     func stagingALatePrepare() -> ParticipantMachine {
         var machine = ParticipantMachine(seed: 1)
-        #expect(machine.handle(prepare()) == [.stage(t, payload: payload, onePhase: false)])
+        #expect(machine.handle(prepare()) == [.stage(staging())])
         return machine
     }
 
@@ -275,19 +303,29 @@ struct ParticipantMachineTests {
     }
 
     @Test func aForgottenCommitIsAcknowledgedFromItsRecordsNotAsUnknown() {
-        // The driver feeds the stored records before a commit or abort of an id memory forgot.
+        let records: [ParticipantRecord] = [.prepared(t, coordinator: c, payload: payload), .committed(t, heuristic: false)]
         var machine = ParticipantMachine(seed: 1)
-        _ = machine.handle(.recovered([.prepared(t, coordinator: c, payload: payload), .committed(t, heuristic: false)]))
-        #expect(machine.handle(.received(from: c, .commit(t))) == [.send(c, .acknowledge(t, .committed))])
+        #expect(machine.handle(.received(from: c, .commit(t))) == [.lookup(t)])
+        let answered = machine.handle(.lookedUp(t, records))
+        #expect(answered.contains(.send(c, .acknowledge(t, .committed))))
+        #expect(!answered.contains { if case .anomaly = $0 { true } else { false } })
         // An abort (a one-phase coordinator asking) gets the commit, never a tombstone over it.
-        #expect(machine.handle(.received(from: c, .abort(t))) == [.send(c, .acknowledge(t, .committed))])
+        var asked = ParticipantMachine(seed: 1)
+        _ = asked.handle(.received(from: c, .abort(t)))
+        let answer = asked.handle(.lookedUp(t, records))
+        #expect(answer.contains(.send(c, .acknowledge(t, .committed))))
+        #expect(!answer.contains { if case .force = $0 { true } else { false } })
+        // A commit the store knows nothing of is acknowledged as unknown, and reported.
+        var unknown = ParticipantMachine(seed: 1)
+        _ = unknown.handle(.received(from: c, .commit(t)))
+        let none = unknown.handle(.lookedUp(t, []))
+        #expect(none.contains(.send(c, .acknowledge(t, .unknown))))
+        #expect(none.contains { if case .anomaly = $0 { true } else { false } })
     }
 
     @Test func recordsOfATransactionMemoryHoldsAreIgnored() {
         var machine = prepared()
         #expect(machine.handle(.recovered([.aborted(t, heuristic: false)])).isEmpty)
-        #expect(machine.state(of: t) == .prepared)
-        #expect(machine.handle(.alreadyRecorded(t, [.aborted(t, heuristic: false)])).isEmpty)
         #expect(machine.state(of: t) == .prepared)
     }
 }

@@ -91,10 +91,13 @@ struct ScenarioTests {
         let held = sim.delayInFlight(by: 1_000_000, where: isPrepareToP0)
         #expect(held == 1)
         sim.run { if case .toParticipant(0, .abort) = $0 { true } else { false } }
+        sim.run(untilState: { sim.recordedState(t, at: 0) != nil })
         #expect(sim.recordedState(t, at: 0) == .aborted, "a tombstone")
         #expect(sim.reported(t) == .aborted)
         sim.run { if case .toParticipant(0, .prepare) = $0 { true } else { false } }
-        #expect(sim.inFlight.contains { if case .toCoordinator(0, .vote(t, .no)) = $0 { true } else { false } })
+        let voteNo: (TraceEvent) -> Bool = { if case .toCoordinator(0, .vote(t, .no)) = $0 { true } else { false } }
+        sim.run(untilState: { sim.inFlight.contains(where: voteNo) })
+        #expect(sim.inFlight.contains(where: voteNo))
         #expect(sim.participantState(t, at: 0) == .aborted, "the late prepare staged nothing")
         sim.stabilize()
         #expect(sim.violations.isEmpty, "\(sim.violations)")

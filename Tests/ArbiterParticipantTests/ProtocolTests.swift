@@ -212,7 +212,8 @@ struct ProtocolTests {
                     #expect(try reply.errorCode() == code)
                     #expect(try await node.http.post(node.url + "/v1/abort", Wire.decision("t-auth"), token: token).status == status)
                 }
-                #expect(node.node.state(of: try TxID("t-auth")) == nil)
+                let state = await node.node.state(of: try TxID("t-auth"))
+                #expect(state == nil)
                 #expect(try await node.stored("t-auth") == nil)
                 #expect(try await node.lockKeys() == [])
                 // Health needs no secret.

@@ -28,7 +28,8 @@ struct RecoveryTests {
 
                 try await withNode(ScriptedResource(), directory: directory, configure: Self.quickInquiries) { node in
                     // Recovered: in doubt, still locked, still staged, and asking.
-                    #expect(node.node.state(of: try TxID("t-doubt")) == .prepared)
+                    let state = await node.node.state(of: try TxID("t-doubt"))
+                    #expect(state == .prepared)
                     #expect(try await node.lockKeys() == ["k"])
                     #expect(try await node.rows("t-doubt") == ScriptRows(staged: true))
                     let conflict = try await node.prepare("t-other", payload: Scripts.vote("yes", locks: ["k"]))
@@ -36,7 +37,8 @@ struct RecoveryTests {
                     try await eventually("the participant asks the coordinator") { coordinator.inquiries(about: "t-doubt") >= 1 }
                     // "pending" keeps it in doubt; the participant asks again.
                     try await eventually("the participant asks again") { coordinator.inquiries(about: "t-doubt") >= 2 }
-                    #expect(node.node.state(of: try TxID("t-doubt")) == .prepared)
+                    let stillState = await node.node.state(of: try TxID("t-doubt"))
+                    #expect(stillState == .prepared)
 
                     coordinator.answer("t-doubt", commits ? .committed : .aborted)
                     try await eventually("the answer is applied") {
@@ -84,7 +86,8 @@ struct RecoveryTests {
             }
             // A restart reads back only the transactions in doubt; the store still answers.
             try await withNode(ScriptedResource(), directory: directory, configure: shortMemoryRetention) { node in
-                #expect(node.node.state(of: try TxID("t-c")) == nil)
+                let state = await node.node.state(of: try TxID("t-c"))
+                #expect(state == nil)
                 try await Self.expectLateDuplicatesAnsweredFromTheStore(node)
             }
         }
@@ -121,7 +124,8 @@ struct RecoveryTests {
                     let tombstone = try await node.stored("t-tomb")
                     return old == nil && tombstone == nil
                 }
-                #expect(node.node.state(of: try TxID("t-old")) == nil)
+                let state = await node.node.state(of: try TxID("t-old"))
+                #expect(state == nil)
                 #expect(try await node.commit("t-old").json()["state"] as? String == "unknown")
                 // The business change stays; only the protocol's records go.
                 #expect(try await node.rows("t-old") == ScriptRows(applied: true))

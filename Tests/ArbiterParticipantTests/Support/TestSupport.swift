@@ -282,7 +282,8 @@ extension RunningNode {
     /// Waits until the machine's memory holds none of `txids` (see ``shortMemoryRetention``).
     func waitUntilForgotten(_ txids: String...) async throws {
         try await eventually("memory forgets \(txids.joined(separator: ", "))") {
-            try txids.allSatisfy { node.state(of: try TxID($0)) == nil }
+            for txid in txids where await node.state(of: try TxID(txid)) != nil { return false }
+            return true
         }
     }
 }
