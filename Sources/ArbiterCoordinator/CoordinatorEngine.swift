@@ -215,9 +215,9 @@ final class SQLiteDecisionStore: DecisionStore {
         }
     }
 
-    func lookup(_ txid: TxID) throws -> LoggedTransaction? {
-        try log.recordedDecision(of: txid).map { recorded in
-            LoggedTransaction(branches: recorded.branches, outcome: recorded.outcome, reason: recorded.reason, ended: recorded.state.isEnded)
+    func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?] {
+        try log.recordedDecisions(of: txids).map { recorded in
+            recorded.map { LoggedTransaction(branches: $0.branches, outcome: $0.outcome, reason: $0.reason, ended: $0.state.isEnded) }
         }
     }
 

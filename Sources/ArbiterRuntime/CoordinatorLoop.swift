@@ -8,8 +8,8 @@ public protocol DecisionStore: AnyObject {
     /// Applies `records` in order in one storage transaction, durable on return when `forced`.
     /// Throws when nothing of it was applied; the loop retries the round's write.
     func commit(_ records: [CoordinatorRecord], forced: Bool) throws
-    /// What the log holds of `txid` (every write that returned included).
-    func lookup(_ txid: TxID) throws -> LoggedTransaction?
+    /// What the log holds of each of `txids`, in order (every write that returned included).
+    func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?]
     /// The records of every transaction that has not ended, in log order.
     func recover() throws -> [CoordinatorRecord]
 }
@@ -236,16 +236,13 @@ public final class CoordinatorLoop {
         written = false
         for txid in writing { apply(machine.handle(.forced(txid))) }
         writing.removeAll(keepingCapacity: true)
-        // Serving a lookup may ask for none (the machine parks later requests behind the first);
-        // taken as a batch all the same, and one that fails is asked again after the next write.
-        let asked = lookups
-        lookups.removeAll(keepingCapacity: true)
-        for txid in asked {
-            do {
-                let logged = try store.lookup(txid)
-                apply(machine.handle(.lookedUp(txid, logged)))
-            } catch {
-                lookups.append(txid)
+        // One read for the round's lookups; serving them asks for none (the machine parks later
+        // requests behind the first). If the read fails, they are asked again after the next write.
+        if !lookups.isEmpty {
+            let asked = lookups
+            if let logged = try? store.lookup(asked) {
+                lookups.removeAll(keepingCapacity: true)
+                for (txid, found) in zip(asked, logged) { apply(machine.handle(.lookedUp(txid, found))) }
             }
         }
         send()

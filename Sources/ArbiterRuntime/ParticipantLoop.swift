@@ -30,8 +30,8 @@ public protocol ParticipantStorage: AnyObject {
     /// Runs `work` in order in ONE local transaction (each piece in a savepoint of its own), durable
     /// on return when `forced`. Throws when nothing of it was applied; the loop retries the round.
     func commit(_ work: [ParticipantWork], forced: Bool) throws -> [ParticipantWorkResult]
-    /// What the store holds of `txid` (empty: nothing).
-    func lookup(_ txid: TxID) throws -> [ParticipantRecord]
+    /// What the store holds of each of `txids`, in order (empty: nothing).
+    func lookup(_ txids: [TxID]) throws -> [[ParticipantRecord]]
     /// The records of the transactions in doubt, in the order they were recorded.
     func recover() throws -> [ParticipantRecord]
     /// Deletes a page of the transactions that ended longer ago than the retention; returns
@@ -320,13 +320,12 @@ public final class ParticipantLoop {
         } else if retrying.isEmpty {
             retryAttempt = 0
         }
-        let asked = lookups
-        lookups.removeAll(keepingCapacity: true)
-        for txid in asked {
-            do {
-                apply(machine.handle(.lookedUp(txid, try storage.lookup(txid))))
-            } catch {
-                lookups.append(txid)  // Asked again after the next write.
+        // One read for the round's lookups; if it fails, they are asked again after the next write.
+        if !lookups.isEmpty {
+            let asked = lookups
+            if let found = try? storage.lookup(asked) {
+                lookups.removeAll(keepingCapacity: true)
+                for (txid, records) in zip(asked, found) { apply(machine.handle(.lookedUp(txid, records))) }
             }
         }
         for coordinator in inquired {

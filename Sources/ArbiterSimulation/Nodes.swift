@@ -58,8 +58,8 @@ final class SimulatedDecisionStore: DecisionStore {
         disk.append(records)
     }
 
-    func lookup(_ txid: TxID) throws -> LoggedTransaction? {
-        LoggedTransaction(folding: disk.records.lazy.filter { $0.txid == txid })
+    func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?] {
+        txids.map { txid in LoggedTransaction(folding: disk.records.lazy.filter { $0.txid == txid }) }
     }
 
     func recover() throws -> [CoordinatorRecord] {
@@ -172,7 +172,7 @@ final class SimulatedParticipantStorage: ParticipantStorage {
         return results
     }
 
-    func lookup(_ txid: TxID) throws -> [ParticipantRecord] { records(of: txid) }
+    func lookup(_ txids: [TxID]) throws -> [[ParticipantRecord]] { txids.map(records(of:)) }
 
     /// As the participant library does, only the transactions in doubt are read back.
     func recover() throws -> [ParticipantRecord] {

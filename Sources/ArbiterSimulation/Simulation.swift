@@ -119,7 +119,7 @@ public final class Simulation {
 
     /// What the coordinator's log holds of `txid`, durable or not (`nil`: nothing).
     public func loggedTransaction(_ txid: TxID) -> LoggedTransaction? {
-        try! coordinator.store.lookup(txid)  // The simulated log never fails a read.
+        try! coordinator.store.lookup([txid])[0]  // The simulated log never fails a read.
     }
 
     /// Runs until nothing is left to do within the settle phase, then checks liveness: every

@@ -106,8 +106,6 @@ public final class DecisionLog: Sendable {
 
     /// The writer that owns the database; its ``GroupCommitWriter/statistics`` feed the metrics.
     public let writer: GroupCommitWriter
-    /// The idempotency lookup's own connection.
-    private let lookup: PointReader
     private let now: @Sendable () -> Date
 
     /// Opens (or creates) the decision log at `path` and brings its tables to the current schema.
@@ -121,7 +119,6 @@ public final class DecisionLog: Sendable {
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(StorageError) {
         writer = try GroupCommitWriter(path: path, migrator: Migrations.coordinator, options: options)
-        lookup = try PointReader(path: path, sql: "SELECT state, branches, outcome, reason FROM coordinator_transaction WHERE txid = ?")
         self.now = now
     }
 
@@ -177,7 +174,7 @@ public final class DecisionLog: Sendable {
     /// ``recover()`` on the calling thread.
     public func recoverNow() throws(StorageError) -> [CoordinatorRecord] {
         do {
-            return try writer.readNow { db in try Self.openRecords(db) }
+            return try writer.readOnWriter { db in try Self.openRecords(db) }
         } catch {
             throw StorageError.wrapping(error, doing: "reading", path: writer.path)
         }
@@ -232,17 +229,31 @@ public final class DecisionLog: Sendable {
     /// What a coordinator needs to answer a submit of an id its machine no longer drives: the
     /// recorded branches, outcome, reason and state of `txid`, or nil when the log holds nothing.
     ///
-    /// One primary-key lookup, on the calling thread, through a connection of its own (see
-    /// ``PointReader``): a coordinator asks this for every new transaction id (idempotency).
+    /// One primary-key lookup, on the calling thread, through the writer's connection (see
+    /// ``recordedDecisions(of:)``).
     public func recordedDecision(of txid: TxID) throws(StorageError) -> RecordedDecision? {
-        try lookup.first(binding: txid.rawValue) { row throws(StorageError) in
-            RecordedDecision(
-                state: try Stored.value(TransactionState.self, row.text(0) ?? "", column: "state"),
-                branches: try row.text(1).map(Self.decodeBranches),
-                outcome: try row.text(2).map { text throws(StorageError) in
-                    try Stored.value(Outcome.self, text, column: "outcome")
-                },
-                reason: row.text(3))
+        try recordedDecisions(of: [txid])[0]
+    }
+
+    /// ``recordedDecision(of:)`` of each of `txids`, in order, in one visit to the writer's
+    /// connection on the calling thread (``GroupCommitWriter/readOnWriter(_:)``): the coordinator's
+    /// loop asks this after each round's write for the new ids of the round (idempotency), so the
+    /// log has one way in.
+    public func recordedDecisions(of txids: [TxID]) throws(StorageError) -> [RecordedDecision?] {
+        do {
+            return try writer.readOnWriter { db in
+                try txids.map { txid in
+                    try HotStatements.run(.coordinatorLookup, in: db, bind: { $0.text(1, txid.rawValue) }) { row in
+                        RecordedDecision(
+                            state: try Stored.value(TransactionState.self, row.text(0) ?? "", column: "state"),
+                            branches: try row.text(1).map(Self.decodeBranches),
+                            outcome: try row.text(2).map { text in try Stored.value(Outcome.self, text, column: "outcome") },
+                            reason: row.text(3))
+                    }
+                }
+            }
+        } catch {
+            throw StorageError.wrapping(error, doing: "reading", path: writer.path)
         }
     }
 
@@ -359,7 +370,6 @@ public final class DecisionLog: Sendable {
 
     /// Waits for queued writes, then closes the database. See ``GroupCommitWriter/close()``.
     public func close() async throws(StorageError) {
-        lookup.close()
         try await writer.close()
     }
 

@@ -109,7 +109,6 @@ public final class GroupCommitWriter: Sendable {
             throw StorageError.wrapping(error, doing: "opening", path: path)
         }
         try migrate(migrator)
-        pool.writeWithoutTransaction { db in HotStatements.keep(on: db) }
         options.logger.info("opened database", metadata: ["path": "\(path)"])
     }
 
@@ -209,10 +208,15 @@ public final class GroupCommitWriter: Sendable {
         }
     }
 
-    /// Runs `work` on a reader connection on the calling thread (see ``writeNow(_:_:)`` for who may).
-    public func readNow<T>(_ work: (Database) throws -> T) throws -> T {
+    /// Runs `work` on the writer's connection on the calling thread, outside any transaction: it
+    /// sees every write that has returned. For a service's loop, whose reads between its rounds'
+    /// writes go the way its writes go (see ``writeNow(_:_:)`` for who may call it).
+    public func readOnWriter<T>(_ work: (Database) throws -> T) throws -> T {
+        if state.withLock({ $0.isClosed }) {
+            throw StorageError(.closed, "\(path) is closed; open it again")
+        }
         do {
-            return try pool.read(work)
+            return try pool.writeWithoutTransaction(work)
         } catch {
             throw StorageError.surfacing(error, doing: "reading", path: path)
         }
@@ -422,8 +426,6 @@ public final class GroupCommitWriter: Sendable {
             if isIdle { continuation.resume() }
         }
         do {
-            // SQLite keeps a connection open while statements prepared on it remain.
-            try await pool.writeWithoutTransaction { db in HotStatements.finalize(on: db) }
             try pool.close()
         } catch {
             throw StorageError.wrapping(error, doing: "closing", path: path)

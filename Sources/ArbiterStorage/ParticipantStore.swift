@@ -263,10 +263,10 @@ public final class ParticipantStore: Sendable {
         try await reading { db in try Self.inDoubtRecords(db) }
     }
 
-    /// ``recover()`` on the calling thread (a service loop's; see ``GroupCommitWriter/readNow(_:)``).
+    /// ``recover()`` on the calling thread (a service loop's; see ``GroupCommitWriter/readOnWriter(_:)``).
     public func recoverNow() throws(StorageError) -> [ParticipantRecord] {
         do {
-            return try writer.readNow { db in try Self.inDoubtRecords(db) }
+            return try writer.readOnWriter { db in try Self.inDoubtRecords(db) }
         } catch {
             throw StorageError.wrapping(error, doing: "reading", path: writer.path)
         }

@@ -197,9 +197,9 @@ final class MemoryLog: DecisionStore {
         journal.append("write \(forced ? "forced" : "lazy") \(records.count)")
     }
 
-    func lookup(_ txid: TxID) throws -> LoggedTransaction? {
-        lookups += 1
-        return LoggedTransaction(folding: records.filter { $0.txid == txid })
+    func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?] {
+        lookups += txids.count
+        return txids.map { txid in LoggedTransaction(folding: records.filter { $0.txid == txid }) }
     }
 
     func recover() throws -> [CoordinatorRecord] { [] }

@@ -223,9 +223,9 @@ final class MemoryStore: ParticipantStorage {
         return results
     }
 
-    func lookup(_ txid: TxID) throws -> [ParticipantRecord] {
-        lookups += 1
-        return recorded[txid] ?? []
+    func lookup(_ txids: [TxID]) throws -> [[ParticipantRecord]] {
+        lookups += txids.count
+        return txids.map { recorded[$0] ?? [] }
     }
 
     func recover() throws -> [ParticipantRecord] {

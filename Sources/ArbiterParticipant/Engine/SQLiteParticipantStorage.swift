@@ -57,8 +57,8 @@ final class SQLiteParticipantStorage<R: Resource>: ParticipantStorage {
         return results
     }
 
-    func lookup(_ txid: TxID) throws -> [ParticipantRecord] {
-        try store.writer.readNow { db in try store.transaction(txid, in: db)?.records ?? [] }
+    func lookup(_ txids: [TxID]) throws -> [[ParticipantRecord]] {
+        try store.writer.readOnWriter { db in try txids.map { try store.transaction($0, in: db)?.records ?? [] } }
     }
 
     func recover() throws -> [ParticipantRecord] {
