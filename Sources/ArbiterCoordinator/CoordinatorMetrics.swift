@@ -39,11 +39,11 @@ final class CoordinatorMetrics: Sendable {
             descriptor: Self.name("decision_seconds", help: "From submit to a durable decision."), buckets: latencyBuckets)
         completionLatency = registry.makeDurationHistogram(
             descriptor: Self.name("completion_seconds", help: "From submit to the end of phase 2."), buckets: latencyBuckets)
-        fsyncs = registry.makeGauge(descriptor: Self.name("log_fsyncs", help: "Forced commits of the decision log since start (group commits)."))
+        fsyncs = registry.makeGauge(descriptor: Self.name("log_fsyncs", help: "Forced commits of the decision log since start (one per round that had to be durable)."))
         lazyCommits = registry.makeGauge(descriptor: Self.name("log_lazy_commits", help: "Decision log commits without fsync since start."))
-        logWrites = registry.makeGauge(descriptor: Self.name("log_write_requests", help: "Write requests to the decision log since start."))
-        batchSizeLargest = registry.makeGauge(descriptor: Self.name("log_batch_size_max", help: "Largest number of requests committed together."))
-        batchSizeMean = registry.makeGauge(descriptor: Self.name("log_batch_size_mean", help: "Mean number of requests committed together."))
+        logWrites = registry.makeGauge(descriptor: Self.name("log_write_requests", help: "Pieces of work written to the decision log since start (a round's records, or one write of its own)."))
+        batchSizeLargest = registry.makeGauge(descriptor: Self.name("log_batch_size_max", help: "Largest number of pieces of work committed in one transaction (a round)."))
+        batchSizeMean = registry.makeGauge(descriptor: Self.name("log_batch_size_mean", help: "Mean number of pieces of work committed in one transaction."))
         phaseTwoRetries = registry.makeCounter(descriptor: Self.name("phase_two_retries_total",
             help: "Commit or abort messages sent again to a participant that had not acknowledged (timer or operator)."))
         oldestUndecided = registry.makeGauge(descriptor: Self.name("oldest_undecided_seconds",
@@ -90,18 +90,18 @@ final class CoordinatorMetrics: Sendable {
     func transactions(_ outcome: Outcome) -> Counter { outcome == .committed ? committed : aborted }
 
     /// The Prometheus text, with the log's counters read now.
-    func exposition(log statistics: GroupCommitStatistics, snapshot: Snapshot? = nil) -> String {
+    func exposition(log statistics: StoreWriterStatistics, snapshot: Snapshot? = nil) -> String {
         if let snapshot {
             participantGauges(snapshot)
             let now = Date()
             oldestUndecided.set(snapshot.undecidedSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
             oldestUnacknowledged.set(snapshot.unacknowledgedSince.map { max(0, now.timeIntervalSince($0)) } ?? 0)
         }
-        fsyncs.set(Int64(statistics.forcedBatchCount))
-        lazyCommits.set(Int64(statistics.lazyBatchCount))
-        logWrites.set(Int64(statistics.requestCount))
-        batchSizeLargest.set(Int64(statistics.batchSizeLargest))
-        batchSizeMean.set(statistics.batchSizeMean)
+        fsyncs.set(Int64(statistics.forcedTransactionCount))
+        lazyCommits.set(Int64(statistics.lazyTransactionCount))
+        logWrites.set(Int64(statistics.pieceCount))
+        batchSizeLargest.set(Int64(statistics.transactionSizeLargest))
+        batchSizeMean.set(statistics.transactionSizeMean)
         return registry.emitToString()
     }
 }

@@ -15,7 +15,6 @@ final class ParticipantMetrics: Sendable {
     private let lazyCommits: Gauge
     private let writeRequests: Gauge
     private let failedWriteRequests: Gauge
-    private let queuedWriteRequests: Gauge
     private let batchSizeLargest: Gauge
     private let batchSizeMean: Gauge
     private let batchSeconds: Gauge
@@ -29,21 +28,19 @@ final class ParticipantMetrics: Sendable {
 
     init() {
         fsyncs = Self.gauge(registry, "fsyncs",
-            help: "Forced commits of the participant's database since start (group commits; one fsync each).")
+            help: "Forced commits of the participant's database since start (one per round that had to be durable; one fsync each).")
         lazyCommits = Self.gauge(registry, "lazy_commits",
             help: "Commits of the participant's database without fsync since start.")
         writeRequests = Self.gauge(registry, "write_requests",
-            help: "Write requests taken into group commits since start.")
+            help: "Pieces of work written since start (a round's stages and records, or one write of the service's own).")
         failedWriteRequests = Self.gauge(registry, "failed_write_requests",
-            help: "Write requests that failed since start.")
-        queuedWriteRequests = Self.gauge(registry, "queued_write_requests",
-            help: "Write requests waiting for the next group commit.")
+            help: "Transactions of the participant's database that failed since start (nothing of them applied).")
         batchSizeLargest = Self.gauge(registry, "batch_size_max",
-            help: "Largest number of write requests committed together.")
+            help: "Largest number of pieces of work committed in one transaction (a round).")
         batchSizeMean = Self.gauge(registry, "batch_size_mean",
-            help: "Mean number of write requests committed together.")
+            help: "Mean number of pieces of work committed in one transaction.")
         batchSeconds = Self.gauge(registry, "batch_seconds_total",
-            help: "Time spent running and committing group commits, fsyncs included, since start.")
+            help: "Time spent running and committing transactions, fsyncs included, since start.")
         var transactions: [ParticipantTransactionState: Gauge] = [:]
         for state in ParticipantTransactionState.allCases {
             transactions[state] = Self.gauge(registry, "transactions", labels: [("state", state.rawValue)],
@@ -54,7 +51,7 @@ final class ParticipantMetrics: Sendable {
         waitingRequests = Self.gauge(registry, "waiting_requests",
             help: "Protocol requests waiting for their answer (a durable vote or acknowledgement).")
         queuedStorageOps = Self.gauge(registry, "queued_storage_ops",
-            help: "Protocol storage operations queued for the next group commits.")
+            help: "Pieces of protocol work that failed alone and wait for a retry in a later round.")
         knownTransactions = Self.gauge(registry, "known_transactions",
             help: "Transactions the state machine remembers (in progress, or ended within its memory retention).")
         inDoubt = Self.gauge(registry, "in_doubt",
@@ -72,16 +69,15 @@ final class ParticipantMetrics: Sendable {
     }
 
     /// The Prometheus text, with every value read now.
-    func exposition(storage statistics: GroupCommitStatistics, census: ParticipantCensus, load: EngineLoad) -> String {
-        fsyncs.set(Int64(statistics.forcedBatchCount))
-        lazyCommits.set(Int64(statistics.lazyBatchCount))
-        writeRequests.set(Int64(statistics.requestCount))
-        failedWriteRequests.set(Int64(statistics.failedRequestCount))
-        queuedWriteRequests.set(Int64(statistics.queuedRequestCount))
-        batchSizeLargest.set(Int64(statistics.batchSizeLargest))
-        batchSizeMean.set(statistics.batchSizeMean)
-        batchSeconds.set(Double(statistics.batchDurationTotal.components.seconds)
-            + Double(statistics.batchDurationTotal.components.attoseconds) / 1e18)
+    func exposition(storage statistics: StoreWriterStatistics, census: ParticipantCensus, load: EngineLoad) -> String {
+        fsyncs.set(Int64(statistics.forcedTransactionCount))
+        lazyCommits.set(Int64(statistics.lazyTransactionCount))
+        writeRequests.set(Int64(statistics.pieceCount))
+        failedWriteRequests.set(Int64(statistics.failedTransactionCount))
+        batchSizeLargest.set(Int64(statistics.transactionSizeLargest))
+        batchSizeMean.set(statistics.transactionSizeMean)
+        batchSeconds.set(Double(statistics.transactionDurationTotal.components.seconds)
+            + Double(statistics.transactionDurationTotal.components.attoseconds) / 1e18)
         transactions[.prepared]?.set(Int64(census.prepared))
         inDoubt.set(Int64(census.prepared))
         oldestInDoubt.set(census.oldestPreparedAt.map { max(0, Date().timeIntervalSince($0)) } ?? 0)

@@ -155,9 +155,10 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     /// Recovers the protocol state, then serves until graceful shutdown or cancellation; closes
     /// the database before returning.
     ///
-    /// - Throws: ``ParticipantNodeError`` `alreadyRun` on a second call; `storageFailed` when a
-    ///   write of protocol state failed (restart the node: it recovers from what is durable); the
-    ///   HTTP server's error when it cannot listen (port in use).
+    /// - Throws: ``ParticipantNodeError`` `alreadyRun` on a second call, `cannotOpenStorage` when
+    ///   the records cannot be read back; the HTTP server's error when it cannot listen (port in
+    ///   use). A write that fails does not stop the node: the loop holds the round and retries it
+    ///   with backoff, refusing prepares meanwhile (503 `storage_unavailable`, `GET /readyz` 503).
     public func run() async throws {
         let first = runs.withLock { hasRun -> Bool in
             defer { hasRun = true }

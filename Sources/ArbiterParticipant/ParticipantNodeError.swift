@@ -7,9 +7,6 @@ public struct ParticipantNodeError: Error, CustomStringConvertible {
         case invalidOptions
         /// The database could not be opened or migrated (see ``ParticipantNodeError/cause``).
         case cannotOpenStorage
-        /// A write of protocol state failed after the state machine had moved on; the node stops so
-        /// that a restart rebuilds its state from what is durable.
-        case storageFailed
         /// ``ParticipantNode/run()`` was called a second time; a node runs once.
         case alreadyRun
         /// The node stopped (or failed) before it was listening.

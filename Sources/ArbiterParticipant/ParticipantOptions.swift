@@ -57,8 +57,8 @@ public struct ParticipantOptions: Sendable {
     /// The HTTP client of the in-doubt inquiries. See `HTTPClientSettings`.
     public var httpClient: HTTPClientSettings
     /// The database writer's settings (batch size, queue length, busy timeout).
-    /// See `GroupCommitWriter.Options`. Default: its defaults, logging to ``logger``.
-    public var storage: GroupCommitWriter.Options
+    /// See `StoreWriter.Options`. Default: its defaults, logging to ``logger``.
+    public var storage: StoreWriter.Options
     /// How often `/metrics` recounts the committed and aborted transactions the store retains.
     /// Counting them reads an index entry per retained row (an hour of traffic by default, about
     /// 0.05 s per million), so a scrape reuses the last count until it is this old; transactions in
@@ -95,7 +95,7 @@ public struct ParticipantOptions: Sendable {
         pendingReplyCountMax: Int = 65_536,
         storageRetry: Backoff = Backoff(initial: .milliseconds(100), max: .seconds(10)),
         httpClient: HTTPClientSettings = HTTPClientSettings(),
-        storage: GroupCommitWriter.Options? = nil,
+        storage: StoreWriter.Options? = nil,
         endedCountInterval: Duration = .seconds(60),
         seed: UInt64? = nil,
         logger: Logger = Logger(label: "arbiter.participant"),
@@ -118,7 +118,7 @@ public struct ParticipantOptions: Sendable {
         self.pendingReplyCountMax = pendingReplyCountMax
         self.storageRetry = storageRetry
         self.httpClient = httpClient
-        self.storage = storage ?? GroupCommitWriter.Options(logger: logger)
+        self.storage = storage ?? StoreWriter.Options(logger: logger)
         self.endedCountInterval = endedCountInterval
         self.seed = seed
         self.logger = logger

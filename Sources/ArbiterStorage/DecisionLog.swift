@@ -95,7 +95,7 @@ public struct TransactionSummary: Hashable, Sendable {
 }
 
 /// The coordinator's decision log: the records of ``CoordinatorRecord`` applied to SQLite tables
-/// (see `schemas/coordinator.sql`) through a ``GroupCommitWriter``.
+/// (see `schemas/coordinator.sql`) through a ``StoreWriter``.
 ///
 /// Each record is an UPSERT on its transaction's row, so records apply in any combination, even when
 /// an earlier lazy one was lost in a crash (a `decided` without its `begun`). Times are taken from the
@@ -104,8 +104,8 @@ public final class DecisionLog: Sendable {
     /// The largest page ``list(state:limit:after:)`` returns.
     public static let listLimitMax = 1000
 
-    /// The writer that owns the database; its ``GroupCommitWriter/statistics`` feed the metrics.
-    public let writer: GroupCommitWriter
+    /// The writer that owns the database; its ``StoreWriter/statistics`` feed the metrics.
+    public let writer: StoreWriter
     private let now: @Sendable () -> Date
 
     /// Opens (or creates) the decision log at `path` and brings its tables to the current schema.
@@ -115,10 +115,10 @@ public final class DecisionLog: Sendable {
     /// - Throws: ``StorageError`` saying what to fix.
     public init(
         path: String,
-        options: GroupCommitWriter.Options = GroupCommitWriter.Options(),
+        options: StoreWriter.Options = StoreWriter.Options(),
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(StorageError) {
-        writer = try GroupCommitWriter(path: path, migrator: Migrations.coordinator, options: options)
+        writer = try StoreWriter(path: path, migrator: Migrations.coordinator, options: options)
         self.now = now
     }
 
@@ -153,13 +153,13 @@ public final class DecisionLog: Sendable {
     }
 
     /// Applies `records` like ``append(_:durability:)``, in one transaction on the calling thread
-    /// (see ``GroupCommitWriter/writeNow(_:_:)``: a loop's thread, never an event loop).
+    /// (see ``StoreWriter/writeNow(_:pieces:_:)``: a loop's thread, never an event loop).
     public func commitNow(_ records: [CoordinatorRecord], durability: Durability) throws(StorageError) {
         guard !records.isEmpty else { return }
         let now = self.now
         do {
             let ending = Self.ended(in: records)
-            try writer.writeNow(durability) { db in
+            try writer.writeNow(durability, pieces: records.count) { db in
                 let atMilliseconds = Stored.milliseconds(now())
                 for record in records {
                     if case .acknowledged(let txid, _) = record, ending.contains(txid) { continue }
@@ -236,7 +236,7 @@ public final class DecisionLog: Sendable {
     }
 
     /// ``recordedDecision(of:)`` of each of `txids`, in order, in one visit to the writer's
-    /// connection on the calling thread (``GroupCommitWriter/readOnWriter(_:)``): the coordinator's
+    /// connection on the calling thread (``StoreWriter/readOnWriter(_:)``): the coordinator's
     /// loop asks this after each round's write for the new ids of the round (idempotency), so the
     /// log has one way in.
     public func recordedDecisions(of txids: [TxID]) throws(StorageError) -> [RecordedDecision?] {
@@ -368,7 +368,7 @@ public final class DecisionLog: Sendable {
         try await reading { db in try Migrations.schemaVersion(of: "coordinator", in: db) ?? 0 }
     }
 
-    /// Waits for queued writes, then closes the database. See ``GroupCommitWriter/close()``.
+    /// Waits for queued writes, then closes the database. See ``StoreWriter/close()``.
     public func close() async throws(StorageError) {
         try await writer.close()
     }

@@ -40,7 +40,7 @@ public struct OperatorAction: Hashable, Sendable {
 /// columns), written and read through its database's writer.
 struct OperatorAuditTable: Sendable {
     let name: String
-    let writer: GroupCommitWriter
+    let writer: StoreWriter
 
     func begin(actor: String, action: String, txid: TxID, reason: String) async throws(StorageError) -> Int64 {
         precondition(!actor.isEmpty && !reason.isEmpty, "an audit row names who acted and why")

@@ -93,7 +93,7 @@ public final class ParticipantStore: Sendable {
     public static let endedLimitMax = 10_000
 
     /// The writer that owns the database, shared with the resource's own writes.
-    public let writer: GroupCommitWriter
+    public let writer: StoreWriter
     private let now: @Sendable () -> Date
 
     /// Opens (or creates) the participant database at `path`, applies Arbiter's migrations, then the
@@ -106,15 +106,15 @@ public final class ParticipantStore: Sendable {
     /// - Throws: ``StorageError`` saying what to fix.
     public init(
         path: String,
-        options: GroupCommitWriter.Options = GroupCommitWriter.Options(),
+        options: StoreWriter.Options = StoreWriter.Options(),
         migrations: (inout DatabaseMigrator) -> Void = { _ in },
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws(StorageError) {
-        writer = try GroupCommitWriter(path: path, migrator: Migrations.participant(then: migrations), options: options)
+        writer = try StoreWriter(path: path, migrator: Migrations.participant(then: migrations), options: options)
         self.now = now
     }
 
-    /// Runs `work` in the writer's next batch. See ``GroupCommitWriter/write(_:_:)``.
+    /// Runs `work` in the writer's next batch. See ``StoreWriter/write(_:_:)``.
     public func write<T: Sendable>(
         _ durability: Durability,
         _ work: @escaping @Sendable (Database) throws -> T
@@ -263,7 +263,7 @@ public final class ParticipantStore: Sendable {
         try await reading { db in try Self.inDoubtRecords(db) }
     }
 
-    /// ``recover()`` on the calling thread (a service loop's; see ``GroupCommitWriter/readOnWriter(_:)``).
+    /// ``recover()`` on the calling thread (a service loop's; see ``StoreWriter/readOnWriter(_:)``).
     public func recoverNow() throws(StorageError) -> [ParticipantRecord] {
         do {
             return try writer.readOnWriter { db in try Self.inDoubtRecords(db) }
@@ -397,7 +397,7 @@ public final class ParticipantStore: Sendable {
     }
 
     /// ``forgetEnded(olderThan:limit:)`` on the calling thread, in a lazy transaction of its own
-    /// (a service loop's; see ``GroupCommitWriter/writeNow(_:_:)``).
+    /// (a service loop's; see ``StoreWriter/writeNow(_:_:)``).
     @discardableResult
     public func forgetEndedNow(olderThan retention: Duration, limit: Int = 1000) throws(StorageError) -> Int {
         let statement = try forgetEndedStatement(olderThan: retention, limit: limit)
@@ -436,7 +436,7 @@ public final class ParticipantStore: Sendable {
         try await reading { db in try Migrations.schemaVersion(of: "participant", in: db) ?? 0 }
     }
 
-    /// Waits for queued writes, then closes the database. See ``GroupCommitWriter/close()``.
+    /// Waits for queued writes, then closes the database. See ``StoreWriter/close()``.
     public func close() async throws(StorageError) {
         try await writer.close()
     }

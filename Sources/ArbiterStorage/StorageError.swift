@@ -4,7 +4,7 @@ import GRDB
 /// the error it came from (``cause``).
 ///
 /// Every database failure surfaces as this type, also one raised by SQL that a caller's own
-/// ``GroupCommitWriter/write(_:_:)`` closure runs; errors of other types that such a closure throws
+/// ``StoreWriter/write(_:_:)`` closure runs; errors of other types that such a closure throws
 /// reach its caller unchanged.
 public struct StorageError: Error, CustomStringConvertible {
     /// The kind of failure, for code that reacts to it.

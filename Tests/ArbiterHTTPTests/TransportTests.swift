@@ -201,10 +201,9 @@ struct ConnectionLimitTests {
             let silent = try RawConnection(port: port)
             let served = try RawConnection(port: port)
             #expect(served.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"))
-            let started = ContinuousClock.now
-            #expect(silent.waitUntilClosed(milliseconds: 3000))
-            #expect(served.waitUntilClosed(milliseconds: 3000))
-            #expect(ContinuousClock.now - started < .seconds(3))
+            // Closed long before the request-read timeout (30 s): by the idle timeout.
+            #expect(silent.waitUntilClosed(milliseconds: 10_000))
+            #expect(served.waitUntilClosed(milliseconds: 10_000))
             #expect(hits.count == 1)
         }
     }

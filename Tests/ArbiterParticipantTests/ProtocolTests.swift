@@ -318,7 +318,7 @@ struct StorageBehaviourTests {
                 #expect(replies.allSatisfy { $0["vote"] as? String == "yes" })
                 let after = node.database.store.writer.statistics
                 // Fed to the machine under one lock, the 50 stages leave the outbox together.
-                #expect(after.forcedBatchCount - before.forcedBatchCount == 1)
+                #expect(after.forcedTransactionCount - before.forcedTransactionCount == 1)
                 #expect(try await node.lockKeys().count == count)
             }
         }
@@ -363,7 +363,7 @@ struct StorageBehaviourTests {
                 let statistics = node.database.store.writer.statistics
                 // Three forced commits at least: two prepares and a commit (a no vote's abort is lazy).
                 #expect((value(text, "arbiter_participant_fsyncs") ?? 0) >= 3)
-                #expect(value(text, "arbiter_participant_fsyncs") == Double(statistics.forcedBatchCount))
+                #expect(value(text, "arbiter_participant_fsyncs") == Double(statistics.forcedTransactionCount))
                 #expect((value(text, "arbiter_participant_write_requests") ?? 0) >= 4)
                 #expect((value(text, "arbiter_participant_batch_size_max") ?? 0) >= 1)
                 #expect((value(text, "arbiter_participant_batch_size_mean") ?? 0) >= 1)

@@ -274,7 +274,9 @@ struct OpeningErrorTests {
     func invalidOptions() async throws {
         try await withTemporaryDirectory { directory in
             let error = #expect(throws: StorageError.self) {
-                try DecisionLog(path: "\(directory)/log.sqlite", options: testOptions(batchSizeMax: 0))
+                var options = testOptions()
+                options.readerCountMax = 0
+                return try DecisionLog(path: "\(directory)/log.sqlite", options: options)
             }
             #expect(error?.code == .invalidArgument)
         }

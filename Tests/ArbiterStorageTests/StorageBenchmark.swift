@@ -34,90 +34,72 @@ struct StorageBenchmark {
         }
     }
 
-    @Test("forced decisions per second, by number of concurrent writers", arguments: [1, 64])
-    func forcedDecisions(writerCount: Int) async throws {
+    /// A service's loop writes a round as one transaction (``DecisionLog/commitNow(_:durability:)``),
+    /// so the batching is how many records a round holds: 1 at one client, dozens under load.
+    @Test("forced decisions per second, by decisions per round", arguments: [1, 64])
+    func forcedDecisions(perRound: Int) async throws {
         try await withTemporaryDirectory { directory in
             let log = try DecisionLog(path: "\(directory)/coordinator.sqlite", options: testOptions())
-            let total = writerCount == 1 ? 5000 : 64_000
-            let perWriter = total / writerCount
+            let total = perRound == 1 ? 5000 : 64_000
+            var latencies: [Duration] = []
             let started = ContinuousClock.now
-            let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
-                for writer in 0..<writerCount {
-                    group.addTask {
-                        var latencies: [Duration] = []
-                        latencies.reserveCapacity(perWriter)
-                        for index in 0..<perWriter {
-                            let txid = try TxID("bench-\(writer)-\(index)")
-                            let begun = ContinuousClock.now
-                            try await log.append([.decided(txid, .committed, notify: Self.participants, reason: nil)], durability: .forced)
-                            latencies.append(ContinuousClock.now - begun)
-                        }
-                        return latencies
-                    }
+            for round in 0..<(total / perRound) {
+                let records = try (0..<perRound).map { index in
+                    CoordinatorRecord.decided(try TxID("bench-\(round)-\(index)"), .committed, notify: Self.participants, reason: nil)
                 }
-                return try await group.reduce(into: []) { $0 += $1 }
+                let begun = ContinuousClock.now
+                try log.commitNow(records, durability: .forced)
+                latencies.append(ContinuousClock.now - begun)
             }
             let elapsed = ContinuousClock.now - started
-            report("forced-decisions writers=\(writerCount)", count: total, elapsed: elapsed, latencies: latencies, statistics: log.writer.statistics)
+            report("forced-decisions per-round=\(perRound) (latency: one round)", count: total, elapsed: elapsed, latencies: latencies,
+                   statistics: log.writer.statistics)
             try await log.close()
         }
     }
 
-    @Test("raw forced inserts through GroupCommitWriter alone, 64 writers (the writer's own overhead)")
+    @Test("raw forced inserts through StoreWriter alone, 64 per round (the writer's own overhead)")
     func rawForcedInserts() async throws {
         try await withTemporaryDirectory { directory in
             var migrator = DatabaseMigrator()
             migrator.registerMigration("t") { db in try db.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)") }
-            let writer = try GroupCommitWriter(path: "\(directory)/raw.sqlite", migrator: migrator, options: testOptions())
+            let writer = try StoreWriter(path: "\(directory)/raw.sqlite", migrator: migrator, options: testOptions())
             let total = 64_000
+            var latencies: [Duration] = []
             let started = ContinuousClock.now
-            let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
-                for _ in 0..<64 {
-                    group.addTask {
-                        var latencies: [Duration] = []
-                        for _ in 0..<(total / 64) {
-                            let begun = ContinuousClock.now
-                            try await writer.write(.forced) { db in try db.cachedStatement(sql: "INSERT INTO t (v) VALUES ('x')").execute() }
-                            latencies.append(ContinuousClock.now - begun)
-                        }
-                        return latencies
-                    }
+            for _ in 0..<(total / 64) {
+                let begun = ContinuousClock.now
+                try writer.writeNow(.forced, pieces: 64) { db in
+                    for _ in 0..<64 { try db.cachedStatement(sql: "INSERT INTO t (v) VALUES ('x')").execute() }
                 }
-                return try await group.reduce(into: []) { $0 += $1 }
+                latencies.append(ContinuousClock.now - begun)
             }
-            report("raw-forced-inserts writers=64", count: total, elapsed: ContinuousClock.now - started, latencies: latencies, statistics: writer.statistics)
+            report("raw-forced-inserts per-round=64 (latency: one round)", count: total, elapsed: ContinuousClock.now - started,
+                   latencies: latencies, statistics: writer.statistics)
             try await writer.close()
         }
     }
 
-    @Test("whole coordinator transactions per second (begun, decided, 2 acks, ended), 64 concurrent")
+    @Test("whole coordinator transactions per second (begun, decided, 2 acks, ended), 64 per round")
     func coordinatorTransactions() async throws {
         try await withTemporaryDirectory { directory in
             let log = try DecisionLog(path: "\(directory)/coordinator.sqlite", options: testOptions())
-            let writerCount = 64
-            let perWriter = 300
+            let perRound = 64
+            let rounds = 300
             let branches = Self.participants.map { Branch(participant: $0, payload: Payload(#"{"op":"debit","account":"alice","amount":100}"#)) }
+            var latencies: [Duration] = []
             let started = ContinuousClock.now
-            let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
-                for writer in 0..<writerCount {
-                    group.addTask {
-                        var latencies: [Duration] = []
-                        for index in 0..<perWriter {
-                            let txid = try TxID("bench-\(writer)-\(index)")
-                            let begun = ContinuousClock.now
-                            try await log.append([.begun(txid, branches: branches)], durability: .lazy)
-                            try await log.append([.decided(txid, .committed, notify: Self.participants, reason: nil)], durability: .forced)
-                            latencies.append(ContinuousClock.now - begun)
-                            try await log.append([.acknowledged(txid, Self.participants[0])], durability: .lazy)
-                            try await log.append([.acknowledged(txid, Self.participants[1]), .ended(txid)], durability: .lazy)
-                        }
-                        return latencies
-                    }
-                }
-                return try await group.reduce(into: []) { $0 += $1 }
+            for round in 0..<rounds {
+                let txids = try (0..<perRound).map { try TxID("bench-\(round)-\($0)") }
+                let begun = ContinuousClock.now
+                try log.commitNow(txids.map { .begun($0, branches: branches) }, durability: .lazy)
+                try log.commitNow(txids.map { .decided($0, .committed, notify: Self.participants, reason: nil) }, durability: .forced)
+                latencies.append(ContinuousClock.now - begun)
+                try log.commitNow(txids.flatMap { [.acknowledged($0, Self.participants[0]), .acknowledged($0, Self.participants[1]), .ended($0)] },
+                                  durability: .lazy)
             }
             let elapsed = ContinuousClock.now - started
-            report("coordinator-transactions writers=\(writerCount) (latency: begun+decided)", count: writerCount * perWriter,
+            report("coordinator-transactions per-round=\(perRound) (latency: the begun and decided rounds)", count: perRound * rounds,
                    elapsed: elapsed, latencies: latencies, statistics: log.writer.statistics)
             try await log.close()
         }
@@ -171,15 +153,15 @@ struct StorageBenchmark {
         }
     }
 
-    private func report(_ name: String, count: Int, elapsed: Duration, latencies: [Duration], statistics: GroupCommitStatistics) {
+    private func report(_ name: String, count: Int, elapsed: Duration, latencies: [Duration], statistics: StoreWriterStatistics) {
         let sorted = latencies.sorted()
         func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))].microseconds }
-        print("bench \(name): " + String(format: "%.0f/s (%d in %.2f s); latency p50 %.0f µs, p99 %.0f µs, max %.0f µs; fsyncs %d, lazy batches %d, batch size mean %.1f, largest %d; writer busy %.0f%%, mean batch %.0f µs",
+        print("bench \(name): " + String(format: "%.0f/s (%d in %.2f s); latency p50 %.0f µs, p99 %.0f µs, max %.0f µs; fsyncs %d, lazy transactions %d, pieces per transaction %.1f, largest %d; writer busy %.0f%%, mean transaction %.0f µs",
                      Double(count) / (elapsed.milliseconds / 1000), count, elapsed.milliseconds / 1000,
                      percentile(0.5), percentile(0.99), sorted.last?.microseconds ?? 0,
-                     statistics.forcedBatchCount, statistics.lazyBatchCount, statistics.batchSizeMean, statistics.batchSizeLargest,
-                     100 * statistics.batchDurationTotal.microseconds / elapsed.microseconds,
-                     statistics.batchDurationTotal.microseconds / Double(max(1, statistics.batchCount))))
+                     statistics.forcedTransactionCount, statistics.lazyTransactionCount, statistics.transactionSizeMean, statistics.transactionSizeLargest,
+                     100 * statistics.transactionDurationTotal.microseconds / elapsed.microseconds,
+                     statistics.transactionDurationTotal.microseconds / Double(max(1, statistics.transactionCount))))
     }
 }
 

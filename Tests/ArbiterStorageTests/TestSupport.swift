@@ -44,34 +44,22 @@ final class Flag: Sendable {
     var isSet: Bool { value.withLock { $0 } }
 }
 
-/// Keeps `writer` busy inside one batch until `queuedCount` more writes are queued, while `body`
-/// submits them; the queued writes are then committed together. This makes the composition of
-/// batches deterministic, so tests can assert on it without depending on timing.
-func holdingWriter<T: Sendable>(
-    _ writer: GroupCommitWriter,
-    untilQueued queuedCount: Int,
-    _ body: @Sendable () async throws -> T
-) async throws -> T {
-    let entered = Flag()
-    async let hold: Void = writer.write(.lazy) { _ in
-        entered.set()
-        let deadline = ContinuousClock.now + .seconds(30)
-        while writer.statistics.queuedRequestCount < queuedCount && ContinuousClock.now < deadline {
-            usleep(100)
-        }
-    }
-    while !entered.isSet {
-        try await Task.sleep(for: .milliseconds(1))
-    }
-    let result = try await body()
-    try await hold
-    return result
-}
-
 /// Writer options for tests: the defaults, with a logger that stays quiet unless something fails.
-func testOptions(batchSizeMax: Int = 1024, queueLengthMax: Int = 65_536, commitsOnCallerWhenIdle: Bool = true) -> GroupCommitWriter.Options {
+func testOptions() -> StoreWriter.Options {
     var logger = Logger(label: "arbiter.storage.tests")
     logger.logLevel = .error
-    return GroupCommitWriter.Options(batchSizeMax: batchSizeMax, queueLengthMax: queueLengthMax,
-                                     commitsOnCallerWhenIdle: commitsOnCallerWhenIdle, logger: logger)
+    return StoreWriter.Options(logger: logger)
+}
+
+/// Waits, at most `timeout`, until `condition` holds (checked every few milliseconds).
+func eventually(
+    _ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool,
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    Issue.record("timed out waiting until \(what)", sourceLocation: sourceLocation)
 }

@@ -14,10 +14,8 @@ public enum EventLoopExecutor {
     /// request.
     ///
     /// The rule this imposes: no task may block its thread for long. Long blocking work belongs on
-    /// its own thread or queue, as the group-commit writer's batches do under load; a primary-key
-    /// read of the local SQLite file is short enough, and so is the one batch (and its fsync) that a
-    /// write commits on its caller's thread when it finds the writer idle
-    /// (`GroupCommitWriter.Options.commitsOnCallerWhenIdle`).
+    /// its own thread or queue: the services' loops run their rounds (and their fsyncs) on threads
+    /// of their own, and `StoreWriter.write` runs a write on the writer's dispatch queue.
     ///
     /// Call once, first thing in a service's `main`, before any task starts. Returns whether the
     /// executor was installed (it is not on platforms NIO does not support for this).

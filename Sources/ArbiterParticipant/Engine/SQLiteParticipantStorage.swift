@@ -9,7 +9,7 @@ import Tracing
 /// where the resource's own tables and Arbiter's protocol records live side by side, so that a
 /// staged change and its `prepared` record commit in one local transaction.
 ///
-/// A round is one transaction on the writer's connection (``GroupCommitWriter/writeNow(_:_:)``,
+/// A round is one transaction on the writer's connection (``StoreWriter/writeNow(_:_:)``,
 /// on the loop's thread); each piece of work runs in a savepoint of its own, so a piece that fails
 /// is rolled back alone and the rest of the round stands.
 ///
@@ -38,7 +38,7 @@ final class SQLiteParticipantStorage<R: Resource>: ParticipantStorage {
     }
 
     func commit(_ work: [ParticipantWork], forced: Bool) throws -> [ParticipantWorkResult] {
-        let results = try store.writer.writeNow(forced ? .forced : .lazy) { db in
+        let results = try store.writer.writeNow(forced ? .forced : .lazy, pieces: work.count) { db in
             work.map { piece in perform(piece, in: db) }
         }
         // Between the force and the answers: a crash here leaves durable records nobody was told of.

@@ -8,7 +8,6 @@ import BankExample
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import UnixSignals
 
 /// `bank-node`: one bank of the transfer demo, a participant service that keeps accounts.
@@ -152,23 +151,11 @@ struct BankNodeCommand: AsyncParsableCommand {
         // A node that cannot write its database (a full disk) stops; a new one starts from the
         // database after a backoff, on the same port, until the disk takes writes again. The first
         // node is made here so that bad options fail the command at once.
-        let first: ParticipantNode<BankResource>
+        let participant: ParticipantNode<BankResource>
         do {
-            first = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
+            participant = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
         } catch {
             throw RuntimeError("\(error)")
-        }
-        // The node serving now, and the options the next one gets (SIGHUP changes their tokens).
-        let current = CurrentNode(first, options)
-        let participant = RestartingParticipant<BankResource>(logger: logger) { port in
-            try current.state.withLock { current in
-                if let first = current.node, !first.hasRun { return first }
-                var options = current.options
-                if let port { options.port = port }
-                let node = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
-                current.node = node
-                return node
-            }
         }
         let group = ServiceGroup(services: [participant], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
@@ -186,12 +173,7 @@ struct BankNodeCommand: AsyncParsableCommand {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
                     do {
                         let tokens = try readTokens()
-                        let node = current.state.withLock { current in
-                            current.options.clientTokens = tokens.client
-                            current.options.operatorTokens = tokens.operator
-                            return current.node
-                        }
-                        node?.reloadCredentials(clientTokens: tokens.client, operatorTokens: tokens.operator)
+                        participant.reloadCredentials(clientTokens: tokens.client, operatorTokens: tokens.operator)
                         logger.notice("reloaded the token files")
                     } catch {
                         logger.error("SIGHUP: reload failed; the previous tokens stay in force", metadata: ["error": "\(error)"])
@@ -217,10 +199,4 @@ struct BankNodeCommand: AsyncParsableCommand {
 }
 
 /// The node serving now, and the options the next one gets (SIGHUP changes their tokens).
-private final class CurrentNode: Sendable {
-    let state: Mutex<(node: ParticipantNode<BankResource>?, options: ParticipantOptions)>
 
-    init(_ node: ParticipantNode<BankResource>, _ options: ParticipantOptions) {
-        state = Mutex((node, options))
-    }
-}
