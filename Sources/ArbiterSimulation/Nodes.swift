@@ -47,7 +47,11 @@ final class SimulatedDecisionStore: DecisionStore {
     /// Told of every decision written.
     var decided: (TxID, Outcome) -> Void = { _, _ in }
 
+    /// Whether this write fails (a fault the simulator injects).
+    var fails: () -> Bool = { false }
+
     func commit(_ records: [CoordinatorRecord], forced: Bool) throws {
+        if fails() { throw SimulatedWriteFailure() }
         for record in records {
             if case .decided(let txid, let outcome, _, _) = record,
                let earlier = decision(txid, durableOnly: false), earlier != outcome {
@@ -132,6 +136,10 @@ final class SimulatedParticipantStorage: ParticipantStorage {
     var wrote: (ParticipantRecord) -> Void = { _ in }
     /// Records this store does not fsync although they must be durable (a broken variant).
     var skipsForcing: (ParticipantRecord) -> Bool = { _ in false }
+    /// Whether a round's write fails whole, and whether one piece fails alone (faults the simulator
+    /// injects).
+    var failsRound: () -> Bool = { false }
+    var failsPiece: () -> Bool = { false }
     /// Whether the last round wrote records that must be durable before the loop advances: the
     /// simulator lets the fsync's time pass, then syncs the disk.
     var roundNeedsSync = false
@@ -144,7 +152,9 @@ final class SimulatedParticipantStorage: ParticipantStorage {
     func commit(_ work: [ParticipantWork], forced: Bool) throws -> [ParticipantWorkResult] {
         var entry: [ParticipantRecord] = []
         roundNeedsSync = false
+        if failsRound() { throw SimulatedWriteFailure() }
         let results = work.map { piece -> ParticipantWorkResult in
+            if failsPiece() { return .failed("injected: the piece failed alone") }
             switch piece {
             case .stage(let staging):
                 let found = records(of: staging.txid) + entry.filter { $0.txid == staging.txid }
@@ -245,6 +255,11 @@ final class SimulatedParticipantStorage: ParticipantStorage {
         for record in disk.records { apply(record) }
         return lost
     }
+}
+
+/// A write the simulator makes fail.
+struct SimulatedWriteFailure: Error, CustomStringConvertible {
+    var description: String { "injected: the write failed" }
 }
 
 /// The participant's transport in the simulator: each inquiry goes out on its own over the

@@ -61,12 +61,15 @@ public final class Simulation {
             let storage = SimulatedParticipantStorage(retention: max(options.participant.retention.microseconds, 0)) { [unowned self] in now }
             storage.wrote = { [unowned self] record in participantWrote(record, at: index) }
             storage.skipsForcing = variant.participantSkipsForcing
+            storage.failsRound = { [unowned self] in injectFault(.failedWrite, rate: options.failedWriteRate) }
+            storage.failsPiece = { [unowned self] in injectFault(.failedPiece, rate: options.failedPieceRate) }
             participants.append(ParticipantNode(storage: storage, loop: makeParticipantLoop(index, storage: storage, epoch: 0, seed: seed)))
         }
         let store = SimulatedDecisionStore()
         let (loop, transport) = makeCoordinatorLoop(store: store, epoch: 0, seed: coordinatorSeed)
         coordinator = CoordinatorNode(store: store, loop: loop, transport: transport)
         store.contradiction = { [unowned self] text in violate(text) }
+        store.fails = { [unowned self] in injectFault(.failedWrite, rate: options.failedWriteRate) }
         store.decided = { [unowned self] txid, outcome in
             if outcome == .committed, answeredAborted.contains(txid) {
                 violate("the coordinator decided to commit \(txid) after answering an inquiry about it \"aborted\"")
@@ -423,7 +426,15 @@ public final class Simulation {
         coordinator.inbox.removeAll(keepingCapacity: true)
         coordinator.loop.step(inputs, now: .microseconds(now))
         let forced = coordinator.loop.roundIsForced
-        try! coordinator.loop.write()  // The simulated log never fails a write; a crash loses it.
+        do {
+            try coordinator.loop.write()
+        } catch {
+            // Nothing of the round was applied: the loop holds it and writes it again after a
+            // backoff, as the service's loop thread does.
+            coordinator.roundScheduled = true
+            schedule(.coordinatorRound(epoch: coordinator.epoch), after: writeRetryDelay())
+            return
+        }
         if crashMidStepArmed == .coordinator, chance(0.5) {
             // Crash between the round's write and its advance: nothing of the round went out.
             crashMidStepArmed = nil
@@ -559,7 +570,13 @@ public final class Simulation {
         participants[index].inbox.removeAll(keepingCapacity: true)
         loop.step(inputs, now: .microseconds(now))
         participants[index].storage.roundNeedsSync = false
-        try! loop.write()  // The simulated store never fails a write; a crash loses it.
+        do {
+            try loop.write()
+        } catch {
+            participants[index].roundScheduled = true
+            schedule(.participantRound(index, epoch: participants[index].epoch), after: writeRetryDelay())
+            return
+        }
         let forced = participants[index].storage.roundNeedsSync
         if crashMidStepArmed == .participant(index), chance(0.5) {
             // Crash between the round's write and its advance: nothing of the round was answered.
@@ -623,7 +640,6 @@ public final class Simulation {
         func forcing(_ txids: [TxID]) { simulation.participantForcing[index, default: []].append(contentsOf: txids) }
         func fired(_ timer: TimerID) { simulation.record(.timer(.participant(index), timer)) }
         func anomaly(_ txid: TxID, _ text: String) { simulation.violate("P\(index) anomaly for \(txid): \(text)") }
-        func failed(_ work: ParticipantWork, _ message: String) { simulation.violate("P\(index) failed to write \(work): \(message)") }
     }
 
     private var participantObservers: [Int: ParticipantObserver] = [:]
@@ -648,6 +664,16 @@ public final class Simulation {
     }
 
     private func fsyncDelay() -> SimTime { SimTime.random(in: 50...2_000, using: &random) }
+
+    /// The backoff before a loop writes a failed round again.
+    private func writeRetryDelay() -> SimTime { SimTime.random(in: 1_000...20_000, using: &random) }
+
+    /// Whether to inject a storage fault of `kind` now (only while faults are on); counts it.
+    private func injectFault(_ kind: FaultKind, rate: Double) -> Bool {
+        guard faultsActive, chance(rate) else { return false }
+        count(kind)
+        return true
+    }
 
     // MARK: - Crashes and partitions
 

@@ -40,6 +40,12 @@ public struct SimulationOptions: Hashable, Sendable {
     public var crashMidStepRate: Double
     /// Chance that a send to a node that is down fails fast (connection refused) instead of vanishing.
     public var refuseRate: Double
+    /// Chance that a round's write fails whole (a full disk, an I/O error), at any node: nothing of
+    /// it is applied, and the loop tries the round again after a backoff.
+    public var failedWriteRate: Double = 0
+    /// Chance that one piece of a participant's round fails alone (its resource's apply threw): it is
+    /// rolled back alone, and the loop runs it again in a later round.
+    public var failedPieceRate: Double = 0
 
     /// Chance of a `no` vote, and of a read-only vote, in a branch's payload.
     public var noVoteRate: Double
@@ -90,6 +96,8 @@ public struct SimulationOptions: Hashable, Sendable {
         options.crashInterval = pick([0, 150_000, 500_000, 2_000_000])
         options.crashMidStepRate = pick([0, 0.3])
         options.refuseRate = pick([0, 0.5])
+        options.failedWriteRate = pick([0, 0, 0.02, 0.1])
+        options.failedPieceRate = pick([0, 0, 0.02, 0.1])
         options.noVoteRate = pick([0, 0.05, 0.15])
         options.readOnlyRate = pick([0, 0.05, 0.2])
         options.keyCount = pick([2, 8, 64])
@@ -117,6 +125,10 @@ public enum FaultKind: String, CaseIterable, Hashable, Sendable, Comparable {
     case lostRecord
     /// A client resubmitted a transaction because it had no answer yet.
     case clientRetry
+    /// A round's write failed whole; the loop held the round and wrote it again.
+    case failedWrite
+    /// One piece of a participant's round failed alone and was run again later.
+    case failedPiece
 
     public static func < (lhs: FaultKind, rhs: FaultKind) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -6,11 +6,11 @@ import Foundation
 
 // Micro-benchmarks of the steps a transfer costs, apart from the network and the processes:
 // the coordinator's and a participant's state machines for one 2-branch transaction, the wire
-// encoding of a batch, and one group commit of N forced writes. Run them with
+// encoding of a batch, and one round of N forced decisions written to the log. Run them with
 //
 //     cd Benchmarks && swift package benchmark
 //
-// (`swift package benchmark --filter 'group commit.*'` for some of them). bank-bench measures the
+// (`swift package benchmark --filter 'round.*'` for some of them). bank-bench measures the
 // whole system; these say what one step costs, so that a change to one can be judged alone.
 
 let benchmarks: @Sendable () -> Void = {
@@ -35,7 +35,7 @@ let benchmarks: @Sendable () -> Void = {
         precondition(machine.activeCount == 0, "the coordinator did not finish its transactions")
     }
 
-    Benchmark("participant: prepare, staged, forced, commit, forced, retention", configuration: cpu) { benchmark in
+    Benchmark("participant: prepare, staged, commit, forced, retention", configuration: cpu) { benchmark in
         var machine = ParticipantMachine(seed: 1)
         let ids = Fixtures.transactionIDs(count: benchmark.scaledIterations.count, prefix: "pa")
         benchmark.startMeasurement()
@@ -63,15 +63,15 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // MARK: Group commit
+    // MARK: A round's write
 
-    // One iteration: N writers each append a commit decision, forced, at the same moment; the writer
-    // commits them in as few SQLite transactions (fsyncs) as it can. This includes the fsync, so it
-    // moves with the disk.
+    // One iteration: a coordinator loop's round of N commit decisions, written as one SQLite
+    // transaction with one fsync (`DecisionLog.commitNow`). This includes the fsync, so it moves
+    // with the disk.
     for count in [1, 16, 64, 256] {
-        let fixture = GroupCommitFixture()
+        let fixture = RoundFixture()
         Benchmark(
-            "group commit: \(count) forced decisions",
+            "round: \(count) forced decisions",
             configuration: .init(
                 metrics: [.wallClock, .throughput],
                 maxDuration: .seconds(5),
@@ -82,15 +82,9 @@ let benchmarks: @Sendable () -> Void = {
         ) { benchmark in
             let log = fixture.log!
             let batch = fixture.nextIDs(count: count)
+            let records = batch.map { CoordinatorRecord.decided($0, .committed, notify: Fixtures.participants, reason: nil) }
             benchmark.startMeasurement()
-            await withTaskGroup(of: Void.self) { group in
-                for txid in batch {
-                    group.addTask {
-                        try! await log.append(
-                            [.decided(txid, .committed, notify: Fixtures.participants, reason: nil)], durability: .forced)
-                    }
-                }
-            }
+            try! log.commitNow(records, durability: .forced)
             benchmark.stopMeasurement()
         }
     }
@@ -125,7 +119,6 @@ enum Fixtures {
         let prepare = PrepareRequest(txid: txid, coordinator: coordinator, payload: branches[0].payload, onePhase: false)
         var effects = machine.handle(.received(from: coordinator, .prepare(prepare))).count
         effects += machine.handle(.staged(txid, .yes)).count
-        effects += machine.handle(.forced(txid)).count
         effects += machine.handle(.received(from: coordinator, .commit(txid))).count
         effects += machine.handle(.forced(txid)).count
         effects += machine.handle(.timerFired(TimerID(.retention, txid))).count
@@ -142,7 +135,7 @@ enum Fixtures {
 }
 
 /// A decision log in a temporary directory, opened for one benchmark and removed after it.
-final class GroupCommitFixture: @unchecked Sendable {
+final class RoundFixture: @unchecked Sendable {
     // @unchecked: set in setup, read by the benchmark, cleared in teardown; package-benchmark runs
     // these one after another, never at once.
     private(set) var log: DecisionLog?
