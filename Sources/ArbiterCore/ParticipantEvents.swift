@@ -3,7 +3,7 @@ public enum ParticipantEvent: Hashable, Sendable {
     /// A coordinator's message arrived. `from` is where replies for unknown transactions go.
     case received(from: CoordinatorID, CoordinatorMessage)
     /// The resource staged a `prepare` and voted, and the local transaction that holds the staged
-    /// change and the records of the vote (``Staging/records(for:)``) has returned — durable when
+    /// change and the records of the vote (``PrepareRequest/records(for:)``) has returned — durable when
     /// those records must be forced. See ``ParticipantEffect/stage(_:)``.
     case staged(TxID, Vote)
     /// The records of an earlier ``ParticipantEffect/force(_:)`` for this transaction are durable.
@@ -29,10 +29,10 @@ public enum ParticipantEffect: Hashable, Sendable {
     /// In the round's local transaction: if the store holds records of the transaction (it ended
     /// here and memory forgot it), stage nothing and, after the write, deliver
     /// ``ParticipantEvent/alreadyRecorded(_:_:)`` with them; otherwise run the resource's stage,
-    /// write the records ``Staging/records(for:)`` names for its vote with the staged change (kept
+    /// write the records ``PrepareRequest/records(for:)`` names for its vote with the staged change (kept
     /// or rolled back as it says), and once the write has returned — durable if it says forced —
     /// deliver ``ParticipantEvent/staged(_:_:)`` with the vote.
-    case stage(Staging)
+    case stage(PrepareRequest)
     /// Write these records (and the resource work each stands for) without waiting for the disk.
     case write([ParticipantRecord])
     /// Write these records durably, then deliver ``ParticipantEvent/forced(_:)``.

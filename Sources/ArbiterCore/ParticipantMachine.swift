@@ -19,7 +19,8 @@
 /// (``ParticipantEvent/alreadyRecorded(_:_:)``) instead of staging.
 ///
 /// A stage and the records of its vote are one local transaction: the machine says in the
-/// ``Staging`` it hands out which records each vote writes (``Staging/records(for:)``), and hears
+/// ``PrepareRequest`` it hands out which records each vote writes
+/// (``PrepareRequest/records(for:)``), and hears
 /// ``ParticipantEvent/staged(_:_:)`` once they are durable. It never learns anything from inside a
 /// write.
 public struct ParticipantMachine: Sendable {
@@ -129,7 +130,7 @@ public struct ParticipantMachine: Sendable {
         guard let transaction = transactions[txid] else {
             transactions[txid] = Transaction(coordinator: coordinator, state: .staging(
                 payload: request.payload, onePhase: request.onePhase, abortRequested: false))
-            effects.append(.stage(Staging(txid: txid, coordinator: coordinator, payload: request.payload, onePhase: request.onePhase)))
+            effects.append(.stage(request))
             return
         }
         answerRepeated(request, transaction, into: &effects)
@@ -261,7 +262,7 @@ public struct ParticipantMachine: Sendable {
 
     // MARK: - Local work
 
-    /// The stage's local transaction, with the records its vote writes (``Staging/records(for:)``),
+    /// The stage's local transaction, with the records its vote writes (``PrepareRequest/records(for:)``),
     /// is durable.
     private mutating func staged(_ txid: TxID, _ vote: Vote, into effects: inout [ParticipantEffect]) {
         guard var transaction = transactions[txid],
@@ -503,44 +504,32 @@ public protocol ParticipantLogic: Sendable {
 
 extension ParticipantMachine: ParticipantLogic {}
 
+/// What a stage writes with its vote, in the stage's own local transaction (see
+/// ``PrepareRequest/records(for:)``).
+public struct StagedRecords: Hashable, Sendable {
+    /// Written in the stage's local transaction.
+    public var records: [ParticipantRecord]
+    /// The local transaction must be durable before the machine hears the vote.
+    public var forced: Bool
+    /// The staged change stays (a yes); otherwise the stage's changes are rolled back.
+    public var keepsStagedWork: Bool
+    /// The resource's apply runs too, in the same transaction (a one-phase yes).
+    public var applies: Bool
+
+    public init(records: [ParticipantRecord], forced: Bool, keepsStagedWork: Bool, applies: Bool) {
+        self.records = records
+        self.forced = forced
+        self.keepsStagedWork = keepsStagedWork
+        self.applies = applies
+    }
+}
+
 /// A `prepare` to stage, as ``ParticipantEffect/stage(_:)`` hands it to the driver: the driver
 /// runs the resource's stage in the round's local transaction and writes, in that same
 /// transaction, the records ``records(for:)`` names for the vote — the staged change and its
 /// protocol record are one fact. The machine hears the vote (``ParticipantEvent/staged(_:_:)``)
 /// once the round's write has returned.
-public struct Staging: Hashable, Sendable {
-    public var txid: TxID
-    /// Where the vote goes, and whom a prepared transaction asks when in doubt.
-    public var coordinator: CoordinatorID
-    public var payload: Payload
-    public var onePhase: Bool
-
-    public init(txid: TxID, coordinator: CoordinatorID, payload: Payload, onePhase: Bool) {
-        self.txid = txid
-        self.coordinator = coordinator
-        self.payload = payload
-        self.onePhase = onePhase
-    }
-
-    /// What a stage writes with its vote.
-    public struct Effects: Hashable, Sendable {
-        /// Written in the stage's local transaction.
-        public var records: [ParticipantRecord]
-        /// The local transaction must be durable before the machine hears the vote.
-        public var forced: Bool
-        /// The staged change stays (a yes); otherwise the stage's changes are rolled back.
-        public var keepsStagedWork: Bool
-        /// The resource's apply runs too, in the same transaction (a one-phase yes).
-        public var applies: Bool
-
-        public init(records: [ParticipantRecord], forced: Bool, keepsStagedWork: Bool, applies: Bool) {
-            self.records = records
-            self.forced = forced
-            self.keepsStagedWork = keepsStagedWork
-            self.applies = applies
-        }
-    }
-
+extension PrepareRequest {
     /// The records each vote writes:
     /// - two-phase yes: `prepared`, forced (the yes goes out only once it is durable);
     /// - one-phase yes or read-only: `committed`, forced (it is the outcome the client hears);
@@ -550,20 +539,20 @@ public struct Staging: Hashable, Sendable {
     ///   and a participant that loses the record and prepares a duplicate learns the abort by
     ///   inquiry);
     /// - two-phase read-only: nothing.
-    public func records(for vote: Vote) -> Effects {
+    public func records(for vote: Vote) -> StagedRecords {
         switch (vote, onePhase) {
         case (.yes, false):
-            Effects(records: [.prepared(txid, coordinator: coordinator, payload: payload)], forced: true, keepsStagedWork: true, applies: false)
+            StagedRecords(records: [.prepared(txid, coordinator: coordinator, payload: payload)], forced: true, keepsStagedWork: true, applies: false)
         case (.yes, true):
-            Effects(records: [.committed(txid, heuristic: false)], forced: true, keepsStagedWork: true, applies: true)
+            StagedRecords(records: [.committed(txid, heuristic: false)], forced: true, keepsStagedWork: true, applies: true)
         case (.readOnly, true):
-            Effects(records: [.committed(txid, heuristic: false)], forced: true, keepsStagedWork: false, applies: false)
+            StagedRecords(records: [.committed(txid, heuristic: false)], forced: true, keepsStagedWork: false, applies: false)
         case (.no, true):
-            Effects(records: [.aborted(txid, heuristic: false)], forced: true, keepsStagedWork: false, applies: false)
+            StagedRecords(records: [.aborted(txid, heuristic: false)], forced: true, keepsStagedWork: false, applies: false)
         case (.no, false):
-            Effects(records: [.aborted(txid, heuristic: false)], forced: false, keepsStagedWork: false, applies: false)
+            StagedRecords(records: [.aborted(txid, heuristic: false)], forced: false, keepsStagedWork: false, applies: false)
         case (.readOnly, false):
-            Effects(records: [], forced: false, keepsStagedWork: false, applies: false)
+            StagedRecords(records: [], forced: false, keepsStagedWork: false, applies: false)
         }
     }
 }

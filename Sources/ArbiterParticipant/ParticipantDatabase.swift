@@ -4,8 +4,8 @@ public import GRDB
 /// The participant's SQLite database, for the embedding service's own reads and writes (its routes,
 /// reports, opening accounts…) outside the two-phase-commit protocol.
 ///
-/// It shares the node's single writer, so the service's writes are serialised with the protocol's
-/// and join their group commits. Writes here are local and immediate: anything that must be atomic
+/// It shares the node's single writer, so the service's writes take turns with the protocol's
+/// rounds, each in a transaction of its own. Writes here are local and immediate: anything that must be atomic
 /// with other services goes through a distributed transaction (the resource's hooks) instead.
 public struct ParticipantDatabase: Sendable {
     /// Arbiter's protocol state in this database (transactions, locks), for reading. Don't write
@@ -24,9 +24,9 @@ public struct ParticipantDatabase: Sendable {
         try await store.writer.read(work)
     }
 
-    /// Runs `work` in the writer's next group commit and returns once it is durable (`.forced`, the
-    /// default) or visible (`.lazy`). `work` runs in a savepoint: if it throws, only its own
-    /// changes are rolled back and the error is thrown here.
+    /// Runs `work` in a transaction of its own on the writer's queue and returns once it is durable
+    /// (`.forced`, the default) or visible (`.lazy`). If `work` throws, nothing of it is applied and
+    /// the error is thrown here.
     public func write<T: Sendable>(
         _ durability: Durability = .forced,
         _ work: @escaping @Sendable (Database) throws -> T

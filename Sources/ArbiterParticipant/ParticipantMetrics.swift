@@ -3,11 +3,11 @@ import Foundation
 import Prometheus
 
 /// A participant's Prometheus metrics (`GET /metrics`, no token), read when scraped: the storage
-/// writer's counters (group commit at work: fsyncs, lazy commits, write requests, batch sizes), the
-/// transactions recorded by state, the locks held, and the engine's queues.
+/// writer's counters (fsyncs, lazy commits, pieces of work, transaction sizes: the rounds batching
+/// at work), the transactions recorded by state, the locks held, and the loop's load.
 ///
 /// Divide `arbiter_participant_fsyncs` by the transactions a node took part in to get its fsyncs
-/// per transaction; under load group commit brings it well below the two (prepare, commit) that a
+/// per transaction; under load the rounds bring it well below the two (prepare, commit) that a
 /// transaction forces on its own.
 final class ParticipantMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()

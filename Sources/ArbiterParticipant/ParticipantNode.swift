@@ -30,7 +30,7 @@ public struct ParticipantRoutes {
 ///
 /// It serves, on ``ParticipantOptions/host``:``ParticipantOptions/port``:
 /// - `POST /v1/prepare`, `/v1/commit`, `/v1/abort`, `/v1/batch` (protocol secret);
-/// - `GET /healthz` and `GET /metrics` (Prometheus text: group commits, transactions by state,
+/// - `GET /healthz` and `GET /metrics` (Prometheus text: fsyncs and rounds, transactions by state,
 ///   locks, queues) (open);
 /// - with an operator secret, `GET /v1/operator/in-doubt`, `GET /v1/operator/transactions/{txid}`
 ///   and `POST /v1/operator/transactions/{txid}/decide` (operator secret; see

@@ -2,8 +2,8 @@ public import ArbiterCore
 
 /// One piece of a participant round's local transaction, in the machine's order.
 public enum ParticipantWork: Hashable, Sendable {
-    /// Stage a `prepare` and write the records of its vote (see ``ArbiterCore/Staging``).
-    case stage(Staging)
+    /// Stage a `prepare` and write the records of its vote (see ``ArbiterCore/PrepareRequest``).
+    case stage(PrepareRequest)
     /// Write these records with the resource work each stands for: `committed` applies what was
     /// staged, `aborted` discards it (or is a tombstone when nothing was); `forced`: the machine
     /// waits for them to be durable.
@@ -12,7 +12,7 @@ public enum ParticipantWork: Hashable, Sendable {
 
 /// How one piece of work of a round ended.
 public enum ParticipantWorkResult: Hashable, Sendable {
-    /// The resource staged and voted; the records ``ArbiterCore/Staging/records(for:)`` names
+    /// The resource staged and voted; the records ``ArbiterCore/PrepareRequest/records(for:)`` names
     /// for the vote are written.
     case staged(Vote)
     /// The store already held these records of the transaction: nothing was staged.

@@ -114,7 +114,7 @@ public final class ParticipantStore: Sendable {
         self.now = now
     }
 
-    /// Runs `work` in the writer's next batch. See ``StoreWriter/write(_:_:)``.
+    /// Runs `work` in a transaction of its own on the writer. See ``StoreWriter/write(_:_:)``.
     public func write<T: Sendable>(
         _ durability: Durability,
         _ work: @escaping @Sendable (Database) throws -> T

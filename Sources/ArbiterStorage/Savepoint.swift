@@ -2,9 +2,9 @@ public import GRDB
 
 extension Database {
     /// Runs `body` in a savepoint: GRDB's `inSavepoint`, with its statements run through SQLite's C
-    /// API and, on a writer's connection, prepared once (``HotStatements``), which counts on a path that
+    /// API on the connection's cached statements (``HotStatements``), which counts on a path that
     /// runs for every transaction (a participant stages each prepare in nested savepoints inside its
-    /// group commit).
+    /// round's transaction).
     ///
     /// Call it inside a transaction. If `body` returns `.rollback` its changes are undone and the
     /// savepoint released; if it throws they are undone and the error rethrown. Savepoints nest.

@@ -12,8 +12,8 @@ struct ParticipantMachineTests {
         .received(from: c, .prepare(PrepareRequest(txid: t, coordinator: c, payload: payload ?? self.payload, onePhase: onePhase)))
     }
 
-    func staging(onePhase: Bool = false) -> Staging {
-        Staging(txid: t, coordinator: c, payload: payload, onePhase: onePhase)
+    func staging(onePhase: Bool = false) -> PrepareRequest {
+        PrepareRequest(txid: t, coordinator: c, payload: payload, onePhase: onePhase)
     }
 
     func prepared() -> ParticipantMachine {

@@ -91,7 +91,7 @@ final class SQLiteParticipantStorage<R: Resource>: ParticipantStorage {
     /// Looks the transaction up first (one primary-key read, in this same transaction): if it ended
     /// here and memory forgot it, nothing is staged. Otherwise stages in a savepoint, keeps or rolls
     /// back the staged change as the vote says, and writes the vote's records with it.
-    private func stage(_ staging: Staging, in db: Database) -> ParticipantWorkResult {
+    private func stage(_ staging: PrepareRequest, in db: Database) -> ParticipantWorkResult {
         let txid = staging.txid
         var result = ParticipantWorkResult.failed("staging produced no vote")
         do {
@@ -121,7 +121,7 @@ final class SQLiteParticipantStorage<R: Resource>: ParticipantStorage {
 
     /// Decodes the payload and runs the resource's stage (and, in one phase, its apply); every
     /// refusal or error becomes a `no` vote with a reason.
-    private func stageVote(_ staging: Staging, in db: Database) -> Vote {
+    private func stageVote(_ staging: PrepareRequest, in db: Database) -> Vote {
         let txid = staging.txid
         let decoded: R.Payload
         do {
