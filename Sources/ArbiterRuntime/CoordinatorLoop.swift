@@ -122,8 +122,8 @@ public final class CoordinatorLoop {
         var reply: @Sendable (SubmitResult) -> Void
     }
 
+    /// The loop's own timers, beside the machine's.
     private enum Timer {
-        case machine(TimerID, generation: UInt64)
         case clientDeadline(TxID, CallID)
     }
 
@@ -132,10 +132,8 @@ public final class CoordinatorLoop {
     private let transport: any CoordinatorTransport
     private weak var observer: (any CoordinatorLoopObserver)?
 
-    private var now: Duration = .zero
-    private var timers = ScheduleQueue<Timer>()
-    private var timerGenerations: [TimerID: UInt64] = [:]
-    private var nextGeneration: UInt64 = 0
+    private var timers = LoopTimers<Timer>()
+    private var now: Duration { timers.now }
     private var nextCall: UInt64 = 0
     private var waiters: [TxID: [Waiter]] = [:]
     private var inquiries: [CallID: @Sendable (InquiryAnswer) -> Void] = [:]
@@ -176,7 +174,7 @@ public final class CoordinatorLoop {
     /// Rebuilds the machine's state from the log; the first round's write and advance carry out
     /// what recovery asks (resends, abort records). Call once, before the first ``step(_:now:)``.
     public func recover(now: Duration) throws {
-        self.now = now
+        timers.advance(to: now)
         apply(machine.handle(.recovered(try store.recover())))
     }
 
@@ -185,7 +183,7 @@ public final class CoordinatorLoop {
 
     /// When the earliest timer is due (`nil` when none is set).
     public var nextDeadline: Duration? {
-        let timer = timers.nextTime.map { Duration.nanoseconds($0) }
+        let timer = timers.nextDeadline
         guard let held = heldSince.values.min().map({ $0 + phaseTwoHold }) else { return timer }
         return min(timer ?? held, held)
     }
@@ -197,12 +195,9 @@ public final class CoordinatorLoop {
 
     /// Steps the machine with `inputs`, then with every timer due at `now`.
     public func step(_ inputs: [Input], now: Duration) {
-        self.now = max(self.now, now)
+        timers.advance(to: now)
         for input in inputs { take(input) }
-        while let (time, timer) = timers.first, time <= self.now.nanosecondsSinceOrigin {
-            _ = timers.pop()
-            fire(timer)
-        }
+        while let due = timers.popDue() { fire(due) }
     }
 
     /// The round's write: every record of the round in one storage transaction, forced if any
@@ -300,7 +295,7 @@ public final class CoordinatorLoop {
         case .submit(let txid, let branches, let timeout, let wait, let waitMax, let reply):
             let call = newCall()
             waiters[txid, default: []].append(Waiter(call: call, wait: wait, reply: reply))
-            timers.schedule(.clientDeadline(txid, call), at: (now + waitMax).nanosecondsSinceOrigin)
+            timers.schedule(.clientDeadline(txid, call), after: waitMax)
             if started[txid] == nil, machine.phase(of: txid) == nil { started[txid] = now }
             apply(machine.handle(.submit(txid, branches: branches, timeout: timeout, call: call)))
         case .inquiry(let txid, let reply):
@@ -331,11 +326,9 @@ public final class CoordinatorLoop {
         return CallID(nextCall)
     }
 
-    private func fire(_ timer: Timer) {
-        switch timer {
-        case .machine(let id, let generation):
-            guard timerGenerations[id] == generation else { return }  // Cancelled or replaced.
-            timerGenerations[id] = nil
+    private func fire(_ due: LoopTimers<Timer>.Due) {
+        switch due {
+        case .machine(let id):
             observer?.fired(id)
             let effects = machine.handle(.timerFired(id))
             if id.kind == .phaseTwoRetry {
@@ -343,7 +336,7 @@ public final class CoordinatorLoop {
                 if sent > 0 { observer?.resent(sent) }
             }
             apply(effects)
-        case .clientDeadline(let txid, let call):
+        case .own(.clientDeadline(let txid, let call)):
             // Answered at once, not with the round: "no outcome yet" reveals nothing, and a
             // client must hear it even while the log cannot be written (the round then stays
             // held, see write()).
@@ -372,11 +365,9 @@ public final class CoordinatorLoop {
                 guard let txid = written.first?.txid else { preconditionFailure("an empty forced write") }
                 forced.append(txid)
             case .setTimer(let id, let delay):
-                nextGeneration += 1
-                timerGenerations[id] = nextGeneration
-                timers.schedule(.machine(id, generation: nextGeneration), at: (now + delay).nanosecondsSinceOrigin)
+                timers.set(id, after: delay)
             case .cancelTimer(let id):
-                timerGenerations[id] = nil
+                timers.cancel(id)
             case .lookup(let txid):
                 lookups.append(txid)
             case .report(let txid, let outcome, let reason):
@@ -423,13 +414,5 @@ public final class CoordinatorLoop {
         let value = result()
         replies.append { reply(value) }
         waiters[txid] = list.isEmpty ? nil : list
-    }
-}
-
-extension Duration {
-    /// This duration in nanoseconds, as the loop's timer heap counts time from the loop's origin.
-    var nanosecondsSinceOrigin: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -169,8 +169,8 @@ public final class ParticipantLoop {
         var reply: @Sendable ([Reply]) -> Void
     }
 
+    /// The loop's own timers, beside the machine's.
     private enum Timer {
-        case machine(TimerID, generation: UInt64)
         case deadline(UInt64)
         case retry
         case sweep
@@ -182,11 +182,9 @@ public final class ParticipantLoop {
     private weak var observer: (any ParticipantLoopObserver)?
     public let settings: Settings
 
-    private var now: Duration = .zero
     private var random: SplitMix64
-    private var timers = ScheduleQueue<Timer>()
-    private var timerGenerations: [TimerID: UInt64] = [:]
-    private var nextGeneration: UInt64 = 0
+    private var timers = LoopTimers<Timer>()
+    private var now: Duration { timers.now }
     private var nextRequest: UInt64 = 0
     private var requests: [UInt64: Request] = [:]
     private var waiters: [TxID: [Waiter]] = [:]
@@ -225,10 +223,10 @@ public final class ParticipantLoop {
     /// Rebuilds the machine's state from the store (the transactions in doubt ask their
     /// coordinators at once). Call once, before the first ``step(_:now:)``.
     public func recover(now: Duration) throws {
-        self.now = now
+        timers.advance(to: now)
         let records = try storage.recover()
         apply(machine.handle(.recovered(records)))
-        timers.schedule(.sweep, at: (now + settings.sweepInterval).nanosecondsSinceOrigin)
+        timers.schedule(.sweep, after: settings.sweepInterval)
     }
 
     /// Whether a round has work even if nothing arrives.
@@ -237,7 +235,7 @@ public final class ParticipantLoop {
     }
 
     /// When the earliest timer is due (`nil` when none is set).
-    public var nextDeadline: Duration? { timers.nextTime.map { Duration.nanoseconds($0) } }
+    public var nextDeadline: Duration? { timers.nextDeadline }
 
     /// Whether the round's write must reach the disk before ``advance()``.
     public var roundIsForced: Bool { !forcedAt.isEmpty || staging }
@@ -249,12 +247,9 @@ public final class ParticipantLoop {
 
     /// Steps the machine with `inputs`, then with every timer due at `now`.
     public func step(_ inputs: [Input], now: Duration) {
-        self.now = max(self.now, now)
+        timers.advance(to: now)
         for input in inputs { take(input) }
-        while let (time, timer) = timers.first, time <= self.now.nanosecondsSinceOrigin {
-            _ = timers.pop()
-            fire(timer)
-        }
+        while let due = timers.popDue() { fire(due) }
     }
 
     /// The round's write: all its work in one local transaction. On a throw nothing was applied,
@@ -316,7 +311,7 @@ public final class ParticipantLoop {
         if anyFailed {
             let delay = settings.retry.delay(attempt: retryAttempt, random: &random)
             retryAttempt += 1
-            timers.schedule(.retry, at: (now + delay).nanosecondsSinceOrigin)
+            timers.schedule(.retry, after: delay)
         } else if retrying.isEmpty {
             retryAttempt = 0
         }
@@ -402,7 +397,7 @@ public final class ParticipantLoop {
         nextRequest += 1
         let id = nextRequest
         requests[id] = Request(replies: Array(repeating: nil, count: messages.count), remaining: messages.count, reply: reply)
-        timers.schedule(.deadline(id), at: (now + settings.replyTimeout).nanosecondsSinceOrigin)
+        timers.schedule(.deadline(id), after: settings.replyTimeout)
         for (index, message) in messages.enumerated() {
             let from: CoordinatorID
             let kind: Waiter.Kind
@@ -427,14 +422,12 @@ public final class ParticipantLoop {
     /// transactions it first hears of from a commit or an abort, which never ask anything.
     public static var replyAddress: CoordinatorID { CoordinatorID("") }
 
-    private func fire(_ timer: Timer) {
-        switch timer {
-        case .machine(let id, let generation):
-            guard timerGenerations[id] == generation else { return }  // Cancelled or replaced.
-            timerGenerations[id] = nil
+    private func fire(_ due: LoopTimers<Timer>.Due) {
+        switch due {
+        case .machine(let id):
             observer?.fired(id)
             apply(machine.handle(.timerFired(id)))
-        case .deadline(let id):
+        case .own(.deadline(let id)):
             guard var request = requests.removeValue(forKey: id) else { return }
             let reason = "no answer within \(settings.replyTimeout); the work goes on, retry the request to get its answer"
             for index in request.replies.indices where request.replies[index] == nil {
@@ -451,7 +444,7 @@ public final class ParticipantLoop {
             let replies = request.replies.map { $0! }
             let reply = request.reply
             reply(replies)  // At once, like the coordinator's `pending`: it reveals nothing.
-        case .retry:
+        case .own(.retry):
             guard !retrying.isEmpty else { return }
             for (piece, forced) in retrying {
                 if let forced { forcedAt[work.count] = forced }
@@ -459,9 +452,9 @@ public final class ParticipantLoop {
                 work.append(piece)
             }
             retrying.removeAll()
-        case .sweep:
+        case .own(.sweep):
             sweepDue = true
-            timers.schedule(.sweep, at: (now + settings.sweepInterval).nanosecondsSinceOrigin)
+            timers.schedule(.sweep, after: settings.sweepInterval)
         }
     }
 
@@ -489,11 +482,9 @@ public final class ParticipantLoop {
             case .send(_, let message):
                 answer(message)
             case .setTimer(let id, let delay):
-                nextGeneration += 1
-                timerGenerations[id] = nextGeneration
-                timers.schedule(.machine(id, generation: nextGeneration), at: (now + delay).nanosecondsSinceOrigin)
+                timers.set(id, after: delay)
             case .cancelTimer(let id):
-                timerGenerations[id] = nil
+                timers.cancel(id)
             case .lookup(let txid):
                 lookups.append(txid)
             case .anomaly(let txid, let text):
