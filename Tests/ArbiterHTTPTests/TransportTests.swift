@@ -184,7 +184,8 @@ struct ConnectionLimitTests {
             #expect(held.allSatisfy { !$0.isClosedByPeer }, "connections under the cap stay open")
             // Room again: a request goes through once the held connections close.
             held.removeAll()
-            try await eventually("a request is served again", timeout: .seconds(5)) {
+            // Each attempt blocks for up to 2 s (a raw socket); leave room for many on a loaded machine.
+            try await eventually("a request is served again", timeout: .seconds(30)) {
                 let connection = try RawConnection(port: port)
                 connection.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
                 _ = connection.waitUntilClosed(milliseconds: 2000)
