@@ -35,7 +35,6 @@ public final class CoordinatorEngine: Sendable {
         var loop: CoordinatorLoop!
         /// Kept here: the loop holds its observer weakly.
         var observer: CoordinatorObserver?
-        var writeDelay = Duration.milliseconds(10)
     }
 
     init(machine: CoordinatorMachine, log: DecisionLog, links: ParticipantLinks, metrics: CoordinatorMetrics,
@@ -62,28 +61,18 @@ public final class CoordinatorEngine: Sendable {
         try loop.recover(now: now)
         logger.info("recovered", metadata: ["unfinished": "\(loop.activeCount)"])
         activeTransactions.store(loop.activeCount, ordering: .relaxed)
-        thread.start(round: { [self] round in
-            let loop = core.loop!
-            loop.step(round.inputs, now: round.now)
-            do {
-                try loop.write()
-            } catch {
-                // The log is the one thing that must not be skipped: retry, loudly, with backoff;
-                // nothing of the round is sent or answered meanwhile.
-                logger.error("decision log write failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(core.writeDelay)"])
-                writeFailure.withLock { fault in
-                    if fault == nil { fault = StorageFault(since: Date(), message: "\(error)") }
-                }
-                defer { core.writeDelay = min(core.writeDelay * 2, .seconds(2)) }
-                return .backOff(core.writeDelay)
+        thread.start(running: loop, writeFailed: { [self] error, delay in
+            // The log is the one thing that must not be skipped: retry, loudly, with backoff;
+            // nothing of the round is sent or answered meanwhile.
+            logger.error("decision log write failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(delay)"])
+            writeFailure.withLock { fault in
+                if fault == nil { fault = StorageFault(since: Date(), message: "\(error)") }
             }
-            core.writeDelay = .milliseconds(10)
+        }, afterRound: { [self] in
             if let ended = writeFailure.withLock({ fault -> StorageFault? in defer { fault = nil }; return fault }) {
                 logger.notice("the decision log can be written again", metadata: ["failingSince": "\(ended.since)"])
             }
-            loop.advance()
-            activeTransactions.store(loop.activeCount, ordering: .relaxed)
-            return loop.hasWork ? .again : .sleep(until: loop.nextDeadline)
+            activeTransactions.store(core.loop.activeCount, ordering: .relaxed)
         }, finish: { [core] inputs in
             // Shutdown: what arrived last is stepped and written; clients still waiting hear
             // `pending` (recovery at the next start finishes their transactions).

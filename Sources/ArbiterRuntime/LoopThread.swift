@@ -152,3 +152,56 @@ extension Duration {
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
+
+/// A service's loop as ``LoopThread/start(running:writeFailed:afterRound:finish:late:)`` runs it:
+/// ``CoordinatorLoop`` and ``ParticipantLoop``.
+public protocol ServiceLoop: AnyObject {
+    associatedtype Input
+    func step(_ inputs: [Input], now: Duration)
+    func write() throws
+    func advance()
+    var hasWork: Bool { get }
+    var nextDeadline: Duration? { get }
+}
+
+extension CoordinatorLoop: ServiceLoop {}
+extension ParticipantLoop: ServiceLoop {}
+
+extension LoopThread {
+    /// Runs `loop`'s rounds on the thread: step what arrived and the due timers, write, advance;
+    /// then again at once if work is left, else sleep until something is posted or the next
+    /// deadline. A write that fails holds the round — nothing of it is sent or answered — and is
+    /// tried again after a backoff of 10 ms doubling to 2 s; `writeFailed` hears each failure and
+    /// the delay. `afterRound` runs after each round that advanced.
+    public func start<Loop: ServiceLoop>(
+        running loop: Loop,
+        writeFailed: @escaping @Sendable (any Error, Duration) -> Void,
+        afterRound: @escaping @Sendable () -> Void = {},
+        finish: @escaping @Sendable ([Input]) -> Void,
+        late: @escaping @Sendable (Input) -> Void
+    ) where Loop.Input == Input {
+        let rounds = Rounds(loop)
+        start(round: { round in
+            let loop = rounds.loop
+            loop.step(round.inputs, now: round.now)
+            do {
+                try loop.write()
+            } catch {
+                rounds.delay = rounds.delay == .zero ? .milliseconds(10) : min(rounds.delay * 2, .seconds(2))
+                writeFailed(error, rounds.delay)
+                return .backOff(rounds.delay)
+            }
+            rounds.delay = .zero
+            loop.advance()
+            afterRound()
+            return loop.hasWork ? .again : .sleep(until: loop.nextDeadline)
+        }, finish: finish, late: late)
+    }
+}
+
+/// The loop and its write backoff, touched by the loop's thread only.
+private final class Rounds<Loop: ServiceLoop>: @unchecked Sendable {
+    let loop: Loop
+    var delay = Duration.zero
+    init(_ loop: Loop) { self.loop = loop }
+}

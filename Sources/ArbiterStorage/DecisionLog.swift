@@ -137,16 +137,8 @@ public final class DecisionLog: Sendable {
     ///   (a different decision for a decided transaction). Then none of `records` was applied.
     public func append(_ records: [CoordinatorRecord], durability: Durability) async throws(StorageError) {
         guard !records.isEmpty else { return }
-        let now = self.now
         do {
-            let ending = Self.ended(in: records)
-            try await writer.write(durability) { db in
-                let atMilliseconds = Stored.milliseconds(now())
-                for record in records {
-                    if case .acknowledged(let txid, _) = record, ending.contains(txid) { continue }
-                    try Self.apply(record, atMilliseconds: atMilliseconds, in: db)
-                }
-            }
+            try await writer.write(durability, applying(records))
         } catch {
             throw StorageError.wrapping(error, doing: "appending to", path: writer.path)
         }
@@ -156,18 +148,23 @@ public final class DecisionLog: Sendable {
     /// (see ``StoreWriter/writeNow(_:pieces:_:)``: a loop's thread, never an event loop).
     public func commitNow(_ records: [CoordinatorRecord], durability: Durability) throws(StorageError) {
         guard !records.isEmpty else { return }
-        let now = self.now
         do {
-            let ending = Self.ended(in: records)
-            try writer.writeNow(durability, pieces: records.count) { db in
-                let atMilliseconds = Stored.milliseconds(now())
-                for record in records {
-                    if case .acknowledged(let txid, _) = record, ending.contains(txid) { continue }
-                    try Self.apply(record, atMilliseconds: atMilliseconds, in: db)
-                }
-            }
+            try writer.writeNow(durability, pieces: records.count, applying(records))
         } catch {
             throw StorageError.wrapping(error, doing: "appending to", path: writer.path)
+        }
+    }
+
+    /// The work that applies `records` in one write (see ``append(_:durability:)``).
+    private func applying(_ records: [CoordinatorRecord]) -> @Sendable (Database) throws -> Void {
+        let now = self.now
+        let ending = Self.ended(in: records)
+        return { db in
+            let atMilliseconds = Stored.milliseconds(now())
+            for record in records {
+                if case .acknowledged(let txid, _) = record, ending.contains(txid) { continue }
+                try Self.apply(record, atMilliseconds: atMilliseconds, in: db)
+            }
         }
     }
 

@@ -65,7 +65,6 @@ final class ParticipantEngine<R: Resource>: Sendable {
     private final class Core: @unchecked Sendable {
         var loop: ParticipantLoop!
         var observer: Observer?
-        var writeDelay = Duration.zero
         let config: ParticipantConfig
         let seed: UInt64
         init(config: ParticipantConfig, seed: UInt64) {
@@ -106,21 +105,10 @@ final class ParticipantEngine<R: Resource>: Sendable {
         core.observer = observer
         try loop.recover(now: thread.now)
         let inDoubt = loop.machine.knownCount
-        thread.start(round: { [self] round in
-            let loop = core.loop!
-            loop.step(round.inputs, now: round.now)
-            do {
-                try loop.write()
-            } catch {
-                // Nothing of the round was applied: it stays whole and is tried again, with backoff;
-                // nothing of it is answered meanwhile.
-                core.writeDelay = core.writeDelay == .zero ? .milliseconds(10) : min(core.writeDelay * 2, .seconds(2))
-                logger.error("the round's write failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(core.writeDelay)"])
-                return .backOff(core.writeDelay)
-            }
-            core.writeDelay = .zero
-            loop.advance()
-            return loop.hasWork ? .again : .sleep(until: loop.nextDeadline)
+        thread.start(running: loop, writeFailed: { [logger] error, delay in
+            // Nothing of the round was applied: it stays whole and is tried again; nothing of it
+            // is answered meanwhile (the observer records the storage fault).
+            logger.error("the round's write failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(delay)"])
         }, finish: { [core] inputs in
             // Shutdown: what arrived last is stepped and written; requests still waiting hear
             // `unavailable` (the coordinator asks again; recovery at the next start resumes).
