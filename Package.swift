@@ -8,14 +8,15 @@
 //   ArbiterCore          the protocol as pure state machines: ids, messages, votes, outcomes, backoff;
 //                        events in, effects out; no I/O, no clock, no randomness of its own
 //   ArbiterStorage       SQLite (GRDB): the coordinator's decision log, the participant's store,
-//                        migrations from schemas/*.sql, group commit
-//   ArbiterRuntime       the services' loops over their storage and transport seams (the coordinator's
-//                        CoordinatorLoop and the thread that runs it), timers, failpoints
-//   ArbiterSimulation    the deterministic simulator: the coordinator's real loop and the participant
-//                        machine over a simulated disk, network and clock, checking the invariants
-//                        (the tests and `arbiter simulate`)
+//                        migrations from schemas/*.sql, the one writer of each database
+//   ArbiterRuntime       the services' loops over their storage and transport seams (CoordinatorLoop,
+//                        ParticipantLoop, their timers, and the thread that runs them), failpoints
+//   ArbiterSimulation    the deterministic simulator: both services' real loops over a simulated
+//                        disk, network and clock, checking the invariants (the tests and
+//                        `arbiter simulate`)
 //   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients
-//   ArbiterCoordinator   the coordinator service: engine, participant links, HTTP API, metrics
+//   ArbiterCoordinator   the coordinator service: its loop over SQLite and HTTP, participant links,
+//                        HTTP API, metrics
 //   ArbiterClient        the Swift client of the coordinator API (library product for users)
 //   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
 //                        (library product for users)
