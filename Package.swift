@@ -267,6 +267,7 @@ let package = Package(
             dependencies: [
                 "ArbiterStorage",
                 "ArbiterCore",
+                "ArbiterTesting",
                 // The tests write through GRDB's Database and quiet the writer's logger.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

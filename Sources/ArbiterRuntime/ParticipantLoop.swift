@@ -10,6 +10,18 @@ public enum ParticipantWork: Hashable, Sendable {
     case records([ParticipantRecord], forced: Bool)
 }
 
+extension ParticipantWork {
+    /// The transaction this piece must make durable before the machine hears of it: a stage's
+    /// (its vote's records are forced, or it found records already there), or a forced write's.
+    var durableTxID: TxID? {
+        switch self {
+        case .stage(let request): request.txid
+        case .records(let records, forced: true): records[0].txid
+        case .records: nil
+        }
+    }
+}
+
 /// How one piece of work of a round ended.
 public enum ParticipantWorkResult: Hashable, Sendable {
     /// The resource staged and voted; the records ``ArbiterCore/PrepareRequest/records(for:)`` names
@@ -193,20 +205,16 @@ public final class ParticipantLoop {
 
     // The round in progress.
     private var work: [ParticipantWork] = []
-    /// The transaction each forced piece of `work` makes durable, by index.
-    private var forcedAt: [Int: TxID] = [:]
-    private var staging = false
     /// The round being written: its work, and what the write did (set by ``write()``).
     private var writing: [ParticipantWork] = []
-    private var writingForced: [Int: TxID] = [:]
     private var results: [ParticipantWorkResult] = []
     private var written = false
     private var lookups: [TxID] = []
     private var inquiries: [CoordinatorID: [TxID]] = [:]
     private var inquired: [CoordinatorID] = []
     private var replies: [() -> Void] = []
-    /// Pieces that failed alone, with whether each was forced, for a later round.
-    private var retrying: [(work: ParticipantWork, forced: TxID?)] = []
+    /// Pieces that failed alone, for a later round.
+    private var retrying: [ParticipantWork] = []
     private var retryAttempt = 0
     private var sweepDue = false
 
@@ -238,7 +246,7 @@ public final class ParticipantLoop {
     public var nextDeadline: Duration? { timers.nextDeadline }
 
     /// Whether the round's write must reach the disk before ``advance()``.
-    public var roundIsForced: Bool { !forcedAt.isEmpty || staging }
+    public var roundIsForced: Bool { work.contains { $0.durableTxID != nil } }
 
     /// Messages waiting for their answers.
     public var waiting: Int { waitingCount }
@@ -257,12 +265,7 @@ public final class ParticipantLoop {
     public func write() throws {
         let forced = roundIsForced
         if !work.isEmpty {
-            if forced, let observer {
-                observer.forcing(work.indices.compactMap { index in
-                    if case .stage(let staging) = work[index] { return staging.txid }
-                    return forcedAt[index]
-                })
-            }
+            if forced, let observer { observer.forcing(work.compactMap(\.durableTxID)) }
             do {
                 results = try storage.commit(work, forced: forced)
             } catch {
@@ -275,10 +278,7 @@ public final class ParticipantLoop {
             results = []
         }
         writing = work
-        writingForced = forcedAt
         work.removeAll(keepingCapacity: true)
-        forcedAt.removeAll(keepingCapacity: true)
-        staging = false
         written = true
     }
 
@@ -295,18 +295,19 @@ public final class ParticipantLoop {
                 apply(machine.handle(.staged(staging.txid, vote)))
             case (.stage(let staging), .alreadyRecorded(let records)):
                 apply(machine.handle(.alreadyRecorded(staging.txid, records)))
-            case (_, .written):
-                if let txid = writingForced[index] { becameDurable(txid) }
+            case (.records(let records, forced: true), .written):
+                becameDurable(records[0].txid)
+            case (.records, .written):
+                break
             case (_, .failed(let message)):
                 anyFailed = true
                 observer?.failed(piece, message)
-                retrying.append((piece, writingForced[index]))
+                retrying.append(piece)
             default:
                 preconditionFailure("the store answered \(results[index]) to \(piece)")
             }
         }
         writing.removeAll(keepingCapacity: true)
-        writingForced.removeAll(keepingCapacity: true)
         results.removeAll(keepingCapacity: true)
         if anyFailed {
             let delay = settings.retry.delay(attempt: retryAttempt, random: &random)
@@ -445,12 +446,7 @@ public final class ParticipantLoop {
             let reply = request.reply
             reply(replies)  // At once, like the coordinator's `pending`: it reveals nothing.
         case .own(.retry):
-            guard !retrying.isEmpty else { return }
-            for (piece, forced) in retrying {
-                if let forced { forcedAt[work.count] = forced }
-                if case .stage = piece { staging = true }
-                work.append(piece)
-            }
+            work.append(contentsOf: retrying)
             retrying.removeAll()
         case .own(.sweep):
             sweepDue = true
@@ -463,15 +459,13 @@ public final class ParticipantLoop {
     private func apply(_ effects: [ParticipantEffect]) {
         for effect in effects {
             switch effect {
-            case .stage(let staging):
-                work.append(.stage(staging))
-                self.staging = true
+            case .stage(let request):
+                work.append(.stage(request))
             case .write(let records):
                 guard !records.isEmpty else { continue }
                 work.append(.records(records, forced: false))
             case .force(let records):
-                guard let txid = records.first?.txid else { preconditionFailure("an empty forced write") }
-                forcedAt[work.count] = txid
+                precondition(!records.isEmpty, "an empty forced write")
                 work.append(.records(records, forced: true))
             case .send(let coordinator, .inquire(let txid)):
                 if inquiries[coordinator] == nil {

@@ -250,8 +250,7 @@ final class SimulatedParticipantStorage: ParticipantStorage {
         let lost = disk.crash(random: &random)
         locks = [:]
         recorded = [:]
-        let survivors = Set(disk.records.map(\.txid))
-        endedAt = endedAt.filter { survivors.contains($0.key) }
+        endedAt = [:]  // Rebuilt from the records: an end kept by the crash counts from the restart.
         for record in disk.records { apply(record) }
         return lost
     }

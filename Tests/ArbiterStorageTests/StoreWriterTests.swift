@@ -1,4 +1,5 @@
 import ArbiterStorage
+import ArbiterTesting
 import Foundation
 import GRDB
 import Testing

@@ -50,16 +50,3 @@ func testOptions() -> StoreWriter.Options {
     logger.logLevel = .error
     return StoreWriter.Options(logger: logger)
 }
-
-/// Waits, at most `timeout`, until `condition` holds (checked every few milliseconds).
-func eventually(
-    _ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool,
-    sourceLocation: SourceLocation = #_sourceLocation
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-    Issue.record("timed out waiting until \(what)", sourceLocation: sourceLocation)
-}
