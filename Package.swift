@@ -21,8 +21,8 @@
 //   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
 //                        (library product for users)
 //   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
-//   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits), shared by
-//                        the `arbiter` and `bank-node` commands
+//   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits, OTLP trace
+//                        export), shared by the `arbiter` and `bank-node` commands
 //   arbiter              the command-line tool: coordinator, txn, participant, simulate
 //   BankExample          examples/bank: the reference participant's resource and routes
 //   bank-node            examples/bank: the bank participant service
@@ -70,6 +70,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        // The OTLP exporter of the two servers' `--otlp-endpoint`; OTLP/HTTP only (its default
+        // traits add OTLP/gRPC, which would build grpc-swift too).
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         .target(
@@ -166,7 +169,13 @@ let package = Package(
         ),
         .target(
             name: "ArbiterCommandLine",
-            dependencies: ["ArbiterHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "ArbiterHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -348,6 +357,7 @@ let package = Package(
             dependencies: [
                 "BankCluster", "arbiter", "bank-node",
                 "ArbiterClient", "ArbiterCore", "ArbiterHTTP", "ArbiterParticipant", "ArbiterTesting", "BankExample",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

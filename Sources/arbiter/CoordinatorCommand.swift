@@ -80,6 +80,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     // Transport: TLS and connection limits.
     @OptionGroup var transport: ServerTransportOptions
 
+    // Trace export (OTLP).
+    @OptionGroup var tracing: TracingOptions
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, got \(port)") }
         guard prepareTimeoutMs > 0 else { throw ValidationError("--prepare-timeout-ms must be positive") }
@@ -127,8 +130,15 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
             logger: logger,
             tls: transport.tlsSettings, connectionLimits: transport.connectionLimits)
+        let traceExport: (any Service)?
+        do {
+            traceExport = try tracing.bootstrap(serviceName: "arbiter-coordinator", instance: name, logger: logger)
+        } catch {
+            throw RuntimeError("--otlp-endpoint: \(error)")
+        }
         let service = CoordinatorService(options: options)
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let group = ServiceGroup(
+            services: [service] + (traceExport.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
         let scheme = transport.tlsSettings?.scheme ?? "http"
         // Ends when the service group does (signal, or a failure); the other tasks then stop.

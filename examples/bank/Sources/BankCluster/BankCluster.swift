@@ -55,10 +55,12 @@ public final class BankCluster: Sendable {
         public var nodeArguments: [String]
         /// When set, every process serves https and the cluster's clients use TLS.
         public var tls: TLS?
+        /// Environment variables every process gets besides the harness's own.
+        public var environment: [String: String]
 
         public init(
             nodeCount: Int = 2, root: String, launcher: Launcher, coordinatorArguments: [String] = [], logLevel: String = "warning",
-            nodeArguments: [String] = [], tls: TLS? = nil
+            nodeArguments: [String] = [], tls: TLS? = nil, environment: [String: String] = [:]
         ) {
             self.nodeCount = nodeCount
             self.root = root
@@ -67,6 +69,7 @@ public final class BankCluster: Sendable {
             self.logLevel = logLevel
             self.nodeArguments = nodeArguments
             self.tls = tls
+            self.environment = environment
         }
     }
 
@@ -154,7 +157,8 @@ public final class BankCluster: Sendable {
     public func start(_ member: Member, failpoints: String? = nil) async throws {
         let port = state.withLock { $0.ports[member] ?? 0 }
         let directory = options.root + "/" + member.description.replacingOccurrences(of: " ", with: "-")
-        let environment = failpoints.map { ["ARBITER_FAILPOINTS": $0] } ?? [:]
+        var environment = options.environment
+        if let failpoints { environment["ARBITER_FAILPOINTS"] = failpoints }
         let logFile = try startLog(member, failpoints: failpoints)
         let process: ManagedProcess
         let pattern: String

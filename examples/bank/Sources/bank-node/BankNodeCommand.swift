@@ -96,6 +96,9 @@ struct BankNodeCommand: AsyncParsableCommand {
     // Transport: TLS and connection limits.
     @OptionGroup var transport: ServerTransportOptions
 
+    // Trace export (OTLP).
+    @OptionGroup var tracing: TracingOptions
+
     func validate() throws {
         for (name, value) in [("--inquiry-timeout-ms", inquiryTimeoutMs), ("--inquiry-retry-initial-ms", inquiryRetryInitialMs),
                               ("--inquiry-retry-max-ms", inquiryRetryMaxMs), ("--inquiry-request-timeout-ms", inquiryRequestTimeoutMs),
@@ -148,16 +151,21 @@ struct BankNodeCommand: AsyncParsableCommand {
             tls: transport.tlsSettings,
             connectionLimits: transport.connectionLimits
         )
-        // A node that cannot write its database (a full disk) stops; a new one starts from the
-        // database after a backoff, on the same port, until the disk takes writes again. The first
-        // node is made here so that bad options fail the command at once.
+        // Made here so that bad options fail the command at once.
         let participant: ParticipantNode<BankResource>
         do {
             participant = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
         } catch {
             throw RuntimeError("\(error)")
         }
-        let group = ServiceGroup(services: [participant], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let traceExport: (any Service)?
+        do {
+            traceExport = try tracing.bootstrap(serviceName: "bank-node", instance: port == 0 ? URL(fileURLWithPath: data).lastPathComponent : "\(host):\(port)", logger: logger)
+        } catch {
+            throw RuntimeError("--otlp-endpoint: \(error)")
+        }
+        let group = ServiceGroup(
+            services: [participant] + (traceExport.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
         let scheme = transport.tlsSettings?.scheme ?? "http"
         // Ends when the service group does; the other tasks then stop.
