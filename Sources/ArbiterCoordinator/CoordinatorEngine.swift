@@ -176,7 +176,8 @@ final class SQLiteDecisionStore: DecisionStore {
 
     init(log: DecisionLog) { self.log = log }
 
-    func commit(_ records: [CoordinatorRecord], forced: Bool) throws {
+    /// One coordinator owns this log: nothing is refused for ownership.
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws -> [TxID] {
         if forced { try Failpoints.hitSync("coordinator.before-decision-force") }
         if records.contains(where: { if case .ended = $0 { true } else { false } }) {
             try Failpoints.hitSync("coordinator.before-end-record")
@@ -189,6 +190,7 @@ final class SQLiteDecisionStore: DecisionStore {
             try commitOneByOne(records, durability)
         }
         if forced { try? Failpoints.hitSync("coordinator.after-decision-force") }
+        return []
     }
 
     /// A record contradicts the log (a different decision for a decided transaction, which only a
@@ -248,6 +250,11 @@ final class CoordinatorObserver: CoordinatorLoopObserver, @unchecked Sendable {
     }
 
     func resent(_ count: Int) { metrics.phaseTwoRetries.increment(by: Int64(count)) }
+
+    func disowned(_ txid: TxID) {
+        logger.warning("stopped driving a transaction: the store refused its records, another coordinator owns it now",
+                       metadata: ["txid": "\(txid)"])
+    }
 
     func forcing(_ txids: [TxID], writes: Int) {
         guard traces.isTracing else { return }

@@ -26,6 +26,13 @@ public enum CoordinatorEvent: Hashable, Sendable {
     /// The coordinator restarted; these are the records read back from its log, in log order,
     /// for every transaction that had not ended. Deliver it once, first.
     case recovered([CoordinatorRecord])
+    /// The store refused the records of `txid` that the machine emitted for the last write:
+    /// another coordinator owns the transaction now (it took it over from this one, or recorded
+    /// its presumed abort first). The driver delivers it after the write and before any
+    /// ``forced(_:)``, and never delivers ``forced(_:)`` for a refused record. The machine stops
+    /// driving the transaction (``CoordinatorEffect/disowned(_:)``) or, for a presumed abort that
+    /// was refused, looks the id up again.
+    case fenced(TxID)
     /// An operator asks for phase 2 of this transaction now: the decision is resent at once to
     /// every participant that has not acknowledged it, instead of when the retry timer fires. The
     /// backoff is not advanced. Ignored unless the transaction is decided and unacknowledged.
@@ -61,6 +68,14 @@ public enum CoordinatorEffect: Hashable, Sendable {
     /// A resubmission of a transaction that ended before: its outcome, from the log, answers every
     /// client waiting on the id, whether it waits for the decision or for completion.
     case replay(TxID, Outcome, reason: String?)
+    /// The machine no longer drives `txid`: the store refused its records because another
+    /// coordinator owns the transaction now (``CoordinatorEvent/fenced(_:)``). Nothing more is
+    /// sent for it from here; clients waiting on it hear that it is still pending (the owner
+    /// finishes it, and a resubmission is answered from the store). Log it.
+    case disowned(TxID)
+    /// A submit `call` names a transaction that another coordinator drives and has not decided:
+    /// answer it "pending" (the client asks again later and is answered from the store).
+    case underwayElsewhere(CallID, TxID)
     /// Something that should not happen in a correct deployment (a participant acknowledged a
     /// decision with the other outcome, which only an operator's heuristic decision can cause).
     /// Log it loudly; the protocol carries on.
@@ -120,12 +135,17 @@ public struct LoggedTransaction: Hashable, Sendable {
     public var reason: String?
     /// Whether phase 2 finished (or was never needed).
     public var ended: Bool
+    /// Whether another coordinator of a cluster owns the transaction and has not ended it (it
+    /// drives it, or will once it takes it over from a coordinator that died). Always `false` in
+    /// a log of one coordinator.
+    public var drivenElsewhere: Bool
 
-    public init(branches: [Branch]?, outcome: Outcome?, reason: String?, ended: Bool) {
+    public init(branches: [Branch]?, outcome: Outcome?, reason: String?, ended: Bool, drivenElsewhere: Bool = false) {
         self.branches = branches
         self.outcome = outcome
         self.reason = reason
         self.ended = ended
+        self.drivenElsewhere = drivenElsewhere
     }
 
     /// Folds records into what a lookup would read (the simulator's and tests' logs).
@@ -135,6 +155,7 @@ public struct LoggedTransaction: Hashable, Sendable {
         outcome = nil
         reason = nil
         ended = false
+        drivenElsewhere = false
         for record in records {
             found = true
             switch record {

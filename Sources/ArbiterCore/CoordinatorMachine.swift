@@ -13,6 +13,10 @@
 /// - An inquiry about an id the log does not know either is answered `aborted` — after an abort
 ///   record for the id is forced, so that a later submit of the same id is answered `aborted`
 ///   instead of running (a participant may still hold the id prepared from before a crash).
+/// - In a cluster the store fences: a record of a transaction another coordinator owns now is
+///   refused (``CoordinatorEvent/fenced(_:)``), and the machine stops driving it at once. A
+///   request about a transaction another coordinator drives and has not decided is answered
+///   "pending"; one it decided is answered from the store.
 /// - Every handler tolerates duplicates, reordering and late messages; a decision never changes.
 /// - Nothing is iterated in hash order: transactions live in a dictionary only for lookup.
 public struct CoordinatorMachine: Sendable {
@@ -66,6 +70,8 @@ public struct CoordinatorMachine: Sendable {
             recover(records, into: &effects)
         case .retryPhaseTwoNow(let txid):
             retryPhaseTwoNow(txid, into: &effects)
+        case .fenced(let txid):
+            fenced(txid, into: &effects)
         }
         return effects
     }
@@ -117,24 +123,30 @@ public struct CoordinatorMachine: Sendable {
             preconditionFailure("a lookup of \(txid) answered that the machine did not ask for")
         }
         parked[txid] = nil
-        // Undecided in the log but not driven: the log outlived the machine's memory of an
-        // attempt that never decided (recovery aborts those), so it is as good as unknown.
+        // Undecided in the log and not driven here: another coordinator drives it (it will
+        // decide), or the log outlived the machine's memory of an attempt of this one that never
+        // decided (recovery aborts those), which is as good as unknown.
         let decided = logged?.outcome == nil ? nil : logged
+        let elsewhere = logged?.outcome == nil && logged?.drivenElsewhere == true
         for (position, request) in waiting.requests.enumerated() {
             if parked[txid] != nil {
                 // A presumed abort is being recorded: the rest wait for it.
                 parked[txid]!.requests.append(contentsOf: waiting.requests[position...])
                 return
             }
-            serve(request, txid, logged: decided, into: &effects)
+            serve(request, txid, logged: decided, elsewhere: elsewhere, into: &effects)
         }
     }
 
-    private mutating func serve(_ request: Request, _ txid: TxID, logged: LoggedTransaction?, into effects: inout [CoordinatorEffect]) {
+    private mutating func serve(
+        _ request: Request, _ txid: TxID, logged: LoggedTransaction?, elsewhere: Bool = false, into effects: inout [CoordinatorEffect]
+    ) {
         switch request {
         case .submit(let branches, let timeout, let call):
             if let existing = transactions[txid] {
                 resubmit(txid, existing, branches, call: call, into: &effects)
+            } else if elsewhere {
+                effects.append(.underwayElsewhere(call, txid))
             } else if let logged, let outcome = logged.outcome {
                 if let recorded = logged.branches, recorded != branches {
                     effects.append(.reject(call, txid, .idInUse))
@@ -147,6 +159,8 @@ public struct CoordinatorMachine: Sendable {
         case .ask(let asker):
             if transactions[txid] != nil {
                 reply(asker, txid, answer(for: txid), into: &effects)
+            } else if elsewhere {
+                reply(asker, txid, .pending, into: &effects)  // Its owner decides; ask again.
             } else if let outcome = logged?.outcome {
                 reply(asker, txid, outcome == .committed ? .committed : .aborted, into: &effects)
             } else {
@@ -382,6 +396,23 @@ public struct CoordinatorMachine: Sendable {
         }
     }
 
+    // MARK: - Fencing
+
+    /// The store refused this machine's records of `txid`: another coordinator owns it now.
+    private mutating func fenced(_ txid: TxID, into effects: inout [CoordinatorEffect]) {
+        if parked[txid]?.presuming == true {
+            // The presumed abort lost to a record another coordinator wrote first: what the
+            // store holds now answers the requests parked behind it.
+            parked[txid]!.presuming = false
+            effects.append(.lookup(txid))
+            return
+        }
+        guard transactions.removeValue(forKey: txid) != nil else { return }  // Not driven any more.
+        effects.append(.cancelTimer(TimerID(.prepareDeadline, txid)))
+        effects.append(.cancelTimer(TimerID(.phaseTwoRetry, txid)))
+        effects.append(.disowned(txid))
+    }
+
     // MARK: - Transport failures, durability, timers
 
     private mutating func unreachable(
@@ -493,7 +524,8 @@ public struct CoordinatorMachine: Sendable {
 
     /// Rebuilds the unfinished transactions from the log: a commit decision is resent, an abort
     /// decision is resent, and a transaction that was never decided is aborted (a one-phase one is
-    /// asked instead, because its participant may have committed it alone).
+    /// asked instead, because its participant may have committed it alone). Transactions the
+    /// machine already drives are left as they are.
     private mutating func recover(_ records: [CoordinatorRecord], into effects: inout [CoordinatorEffect]) {
         var order: [TxID] = []
         var folded: [TxID: RecoveredTransaction] = [:]

@@ -7,7 +7,12 @@ public import ArbiterCore
 public protocol DecisionStore: AnyObject {
     /// Applies `records` in order in one storage transaction, durable on return when `forced`.
     /// Throws when nothing of it was applied; the loop retries the round's write.
-    func commit(_ records: [CoordinatorRecord], forced: Bool) throws
+    ///
+    /// A store that several coordinators share writes each record only if this coordinator still
+    /// owns its transaction, and a decision only if none other is recorded; it skips the records
+    /// of any other transaction and returns their ids, the rest applied (fencing). A store of one
+    /// coordinator refuses nothing and returns `[]`.
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws -> [TxID]
     /// What the log holds of each of `txids`, in order (every write that returned included).
     func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?]
     /// The records of every transaction that has not ended, in log order.
@@ -37,6 +42,9 @@ public protocol CoordinatorLoopObserver: AnyObject {
     func forcing(_ txids: [TxID], writes: Int)
     /// The write returned (or failed with `error`).
     func wrote(_ txids: [TxID], error: (any Error)?)
+    /// The machine stopped driving `txid`: the store refused its records, because another
+    /// coordinator owns it now.
+    func disowned(_ txid: TxID)
     /// A round ended; the machine drives `active` transactions.
     func roundEnded(active: Int)
     /// A protocol timer fired (the simulator's trace).
@@ -44,6 +52,7 @@ public protocol CoordinatorLoopObserver: AnyObject {
 }
 
 extension CoordinatorLoopObserver {
+    public func disowned(_ txid: TxID) {}
     public func decided(_ txid: TxID, _ outcome: Outcome, latency: Duration?) {}
     public func completed(_ txid: TxID, _ outcome: Outcome, latency: Duration?) {}
     public func rejected(_ txid: TxID, _ rejection: SubmitRejection) {}
@@ -147,6 +156,8 @@ public final class CoordinatorLoop {
     private var forced: [TxID] = []
     /// Forced writes of the round being written (set by ``write()``, consumed by ``advance()``).
     private var writing: [TxID] = []
+    /// Transactions whose records the round's write refused (another coordinator owns them).
+    private var refused: Set<TxID> = []
     private var written = false
     private var lookups: [TxID] = []
     private var outgoing: [ParticipantID: [CoordinatorMessage]] = [:]
@@ -161,7 +172,21 @@ public final class CoordinatorLoop {
     public var phaseTwoHold: Duration = .milliseconds(2)
     /// Participants in the order the round first sent to them.
     private var peers: [ParticipantID] = []
-    private var replies: [() -> Void] = []
+    /// The round's answers, given after its write; an answer about a transaction whose records
+    /// the write refused gives its `fenced` form instead (a client hears "pending").
+    private var replies: [Reply] = []
+
+    private struct Reply {
+        var txid: TxID?
+        var deliver: () -> Void
+        var fenced: (() -> Void)?
+
+        init(_ txid: TxID? = nil, fenced: (() -> Void)? = nil, _ deliver: @escaping () -> Void) {
+            self.txid = txid
+            self.deliver = deliver
+            self.fenced = fenced
+        }
+    }
 
     public init(machine: any CoordinatorLogic, store: any DecisionStore, transport: any CoordinatorTransport,
                 observer: (any CoordinatorLoopObserver)? = nil) {
@@ -207,7 +232,7 @@ public final class CoordinatorLoop {
         if !records.isEmpty {
             observer?.forcing(forced, writes: records.count)
             do {
-                try store.commit(records, forced: !forced.isEmpty)
+                refused = Set(try store.commit(records, forced: !forced.isEmpty))
             } catch {
                 observer?.wrote(forced, error: error)
                 throw error
@@ -229,7 +254,16 @@ public final class CoordinatorLoop {
     public func advance() {
         precondition(written, "advance() before the round's write")
         written = false
-        for txid in writing { apply(machine.handle(.forced(txid))) }
+        let fenced = refused
+        refused.removeAll()
+        let answeredBeforeFencing = replies.count
+        if !fenced.isEmpty {
+            // Nothing that the refused records would have justified leaves: not the round's
+            // messages about those transactions, nor its answers about them.
+            for peer in peers { outgoing[peer]?.removeAll { fenced.contains($0.txid) } }
+            for txid in fenced.sorted() { apply(machine.handle(.fenced(txid))) }
+        }
+        for txid in writing where !fenced.contains(txid) { apply(machine.handle(.forced(txid))) }
         writing.removeAll(keepingCapacity: true)
         // One read for the round's lookups; serving them asks for none (the machine parks later
         // requests behind the first). If the read fails, they are asked again after the next write.
@@ -243,7 +277,13 @@ public final class CoordinatorLoop {
         send()
         let answers = replies
         replies.removeAll(keepingCapacity: true)
-        for reply in answers { reply() }
+        for (index, reply) in answers.enumerated() {
+            if index < answeredBeforeFencing, let txid = reply.txid, fenced.contains(txid), let instead = reply.fenced {
+                instead()
+            } else {
+                reply.deliver()
+            }
+        }
         observer?.roundEnded(active: machine.activeCount)
     }
 
@@ -309,11 +349,11 @@ public final class CoordinatorLoop {
         case .retryPhaseTwoNow(let txid, let reply):
             guard let owing = machine.owingAcknowledgement(txid) else {
                 let phase = machine.phase(of: txid)
-                replies.append { reply(.notOwed(phase)) }
+                replies.append(Reply { reply(.notOwed(phase)) })
                 return
             }
             apply(machine.handle(.retryPhaseTwoNow(txid)))
-            replies.append { reply(.resent(owing)) }
+            replies.append(Reply { reply(.resent(owing)) })
         case .inspect(let read):
             read(machine)
         case .advertise(let identity):
@@ -385,10 +425,20 @@ public final class CoordinatorLoop {
                 observer?.rejected(txid, rejection)
                 if machine.phase(of: txid) == nil { started[txid] = nil }
                 answer(txid, only: call) { .rejected(txid, rejection) }
-            case .answer(let call, _, let inquiryAnswer):
-                if let reply = inquiries.removeValue(forKey: call) { replies.append { reply(inquiryAnswer) } }
+            case .answer(let call, let txid, let inquiryAnswer):
+                if let reply = inquiries.removeValue(forKey: call) {
+                    replies.append(Reply(txid, fenced: { reply(.pending) }) { reply(inquiryAnswer) })
+                }
             case .anomaly(let txid, let text):
                 observer?.anomaly(txid, text)
+            case .disowned(let txid):
+                observer?.disowned(txid)
+                started[txid] = nil
+                reasons[txid] = nil
+                answer(txid, waiting: nil) { .pending(txid) }
+            case .underwayElsewhere(let call, let txid):
+                if machine.phase(of: txid) == nil { started[txid] = nil }
+                answer(txid, only: call) { .pending(txid) }
             }
         }
     }
@@ -401,7 +451,7 @@ public final class CoordinatorLoop {
         list.removeAll { waiter in
             guard wait == nil || waiter.wait == wait else { return false }
             let reply = waiter.reply
-            replies.append { reply(value) }
+            replies.append(Reply(txid, fenced: { reply(.pending(txid)) }) { reply(value) })
             return true
         }
         waiters[txid] = list.isEmpty ? nil : list
@@ -412,7 +462,7 @@ public final class CoordinatorLoop {
         guard var list = waiters[txid], let index = list.firstIndex(where: { $0.call == call }) else { return }
         let reply = list.remove(at: index).reply
         let value = result()
-        replies.append { reply(value) }
+        replies.append(Reply(txid, fenced: { reply(.pending(txid)) }) { reply(value) })
         waiters[txid] = list.isEmpty ? nil : list
     }
 }

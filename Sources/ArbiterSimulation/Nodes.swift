@@ -50,7 +50,8 @@ final class SimulatedDecisionStore: DecisionStore {
     /// Whether this write fails (a fault the simulator injects).
     var fails: () -> Bool = { false }
 
-    func commit(_ records: [CoordinatorRecord], forced: Bool) throws {
+    /// The log of the one coordinator: it refuses nothing.
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws -> [TxID] {
         if fails() { throw SimulatedWriteFailure() }
         for record in records {
             if case .decided(let txid, let outcome, _, _) = record,
@@ -60,6 +61,7 @@ final class SimulatedDecisionStore: DecisionStore {
             if case .decided(let txid, let outcome, _, _) = record { decided(txid, outcome) }
         }
         disk.append(records)
+        return []
     }
 
     func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?] {

@@ -515,6 +515,7 @@ public final class Simulation {
         func forcing(_ txids: [TxID], writes: Int) { simulation.forcedThisRound = txids }
         func fired(_ timer: TimerID) { simulation.record(.timer(.coordinator, timer)) }
         func anomaly(_ txid: TxID, _ text: String) { simulation.violate("coordinator anomaly for \(txid): \(text)") }
+        func disowned(_ txid: TxID) { simulation.violate("the only coordinator was refused its own records of \(txid)") }
         func rejected(_ txid: TxID, _ rejection: SubmitRejection) { simulation.violate("coordinator rejected \(txid): \(rejection)") }
     }
 

@@ -266,4 +266,68 @@ struct CoordinatorMachineTests {
         #expect(delays.last! > delays.first!)
         #expect(delays.allSatisfy { $0 <= CoordinatorConfig().phaseTwoRetry.max })
     }
+
+    // MARK: - Fencing (a store shared by several coordinators)
+
+    @Test("a transaction whose records the store refuses is dropped at once: timers cancelled, nothing more sent, late votes change nothing")
+    func fencedWhilePreparingIsDisowned() {
+        var coordinator = machine()
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
+        let effects = coordinator.handle(.fenced(t))
+        #expect(effects == [
+            .cancelTimer(TimerID(.prepareDeadline, t)), .cancelTimer(TimerID(.phaseTwoRetry, t)), .disowned(t),
+        ])
+        #expect(coordinator.phase(of: t) == nil)
+        #expect(coordinator.handle(.received(from: p0, .vote(t, .yes))).isEmpty)
+        #expect(coordinator.handle(.received(from: p1, .vote(t, .yes))).isEmpty)
+        #expect(coordinator.handle(.timerFired(TimerID(.prepareDeadline, t))).isEmpty)
+    }
+
+    @Test("a commit decision the store refused is never reported or sent")
+    func refusedCommitDecisionIsNotRevealed() {
+        var coordinator = machine()
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
+        _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
+        #expect(coordinator.handle(.received(from: p1, .vote(t, .yes))).contains(.force([.decided(t, .committed, notify: [p0, p1], reason: nil)])))
+        let effects = coordinator.handle(.fenced(t))
+        #expect(effects.last == .disowned(t))
+        #expect(sends(effects).isEmpty)
+        #expect(!effects.contains { if case .report = $0 { true } else { false } })
+        // A participant that asks is answered from the store, not from memory.
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))) == [.lookup(t)])
+    }
+
+    @Test("a presumed abort that loses to another coordinator's row looks the id up again and answers from that row")
+    func refusedPresumedAbortAsksTheStoreAgain() {
+        var coordinator = machine()
+        #expect(coordinator.handle(.inquiry(t, call: CallID(7))) == [.lookup(t)])
+        #expect(coordinator.handle(.lookedUp(t, nil)) == [.force([
+            .decided(t, .aborted, notify: [], reason: CoordinatorMachine.presumedAbortReason), .ended(t),
+        ])])
+        // Another coordinator's `begun` got there first.
+        #expect(coordinator.handle(.fenced(t)) == [.lookup(t)])
+        let underway = LoggedTransaction(branches: branches, outcome: nil, reason: nil, ended: false, drivenElsewhere: true)
+        #expect(coordinator.handle(.lookedUp(t, underway)) == [.answer(CallID(7), t, .pending)])
+        // Later the owner decided: the same question is answered from its decision.
+        #expect(coordinator.handle(.inquiry(t, call: CallID(8))) == [.lookup(t)])
+        let decided = LoggedTransaction(branches: branches, outcome: .committed, reason: nil, ended: false, drivenElsewhere: true)
+        #expect(coordinator.handle(.lookedUp(t, decided)) == [.answer(CallID(8), t, .committed)])
+    }
+
+    @Test("a submit or an inquiry about a transaction another coordinator drives and has not decided is answered pending; nothing is recorded")
+    func undecidedElsewhereIsPending() {
+        var coordinator = machine()
+        let underway = LoggedTransaction(branches: branches, outcome: nil, reason: nil, ended: false, drivenElsewhere: true)
+        #expect(coordinator.handle(.submit(t, branches: branches, timeout: nil, call: CallID(3))) == [.lookup(t)])
+        #expect(coordinator.handle(.received(from: p0, .inquire(t))).isEmpty)  // Parked behind the lookup.
+        #expect(coordinator.handle(.lookedUp(t, underway)) == [.underwayElsewhere(CallID(3), t), .send(p0, .outcome(t, .pending))])
+        #expect(coordinator.activeCount == 0)
+        // Undecided and not driven elsewhere (an attempt of this coordinator that never decided):
+        // as good as unknown, so an inquiry records the presumed abort.
+        #expect(coordinator.handle(.received(from: p1, .inquire(t))) == [.lookup(t)])
+        let lost = LoggedTransaction(branches: branches, outcome: nil, reason: nil, ended: false)
+        #expect(coordinator.handle(.lookedUp(t, lost)) == [.force([
+            .decided(t, .aborted, notify: [], reason: CoordinatorMachine.presumedAbortReason), .ended(t),
+        ])])
+    }
 }

@@ -166,6 +166,77 @@ struct CoordinatorLoopTests {
         try round(loop, [], at: .milliseconds(5))
         #expect(wire.batches.suffix(2).allSatisfy { $0.messages == [.commit(second)] })
     }
+
+    // MARK: - Fencing: a store that another coordinator shares
+
+    func sentAbout(_ txid: TxID, _ wire: Wire) -> [CoordinatorMessage] {
+        wire.batches.flatMap(\.messages).filter { $0.txid == txid && { if case .prepare = $0 { false } else { true } }($0) }
+    }
+
+    @Test("records the store refuses stop the machine driving that transaction at once; its client hears pending; the round's other transactions go on")
+    func refusedRecordsDisownOneTransaction() throws {
+        let (loop, log, wire, journal) = loop()
+        let (t, u) = (try TxID("t"), try TxID("u"))
+        try round(loop, [submit(t, branches(t), journal), submit(u, branches(u), journal)])
+        // Another coordinator recorded t's presumed abort before t's `begun` reached the store.
+        log.foreign[t] = LoggedTransaction(branches: nil, outcome: .aborted, reason: "presumed", ended: true, drivenElsewhere: false)
+        try round(loop, [])
+        #expect(journal.entries.contains("reply pending(t)"))
+        #expect(loop.machine.phase(of: t) == nil && loop.machine.phase(of: u) == .preparing)
+        try round(loop, [.received(p0, .vote(t, .yes)), .received(p1, .vote(t, .yes)),
+                         .received(p0, .vote(u, .yes)), .received(p1, .vote(u, .yes))])
+        #expect(sentAbout(t, wire).isEmpty, "nothing decided or sent for t")
+        #expect(sentAbout(u, wire) == [.commit(u), .commit(u)])
+        #expect(journal.entries.contains("reply outcome(u, committed)"))
+        // The client asks again: answered from the store.
+        try round(loop, [submit(t, branches(t), journal)])
+        #expect(journal.entries.contains("reply outcome(t, aborted)"))
+    }
+
+    @Test("a commit decision the store refuses (another coordinator took the transaction over) is never sent nor reported")
+    func refusedCommitDecisionStaysInvisible() throws {
+        let (loop, log, wire, journal) = loop()
+        let t = try TxID("t")
+        try round(loop, [submit(t, branches(t), journal)])
+        try round(loop, [])
+        log.foreign[t] = LoggedTransaction(branches: branches(t), outcome: nil, reason: nil, ended: false, drivenElsewhere: true)
+        journal.clear()
+        try round(loop, [.received(p0, .vote(t, .yes)), .received(p1, .vote(t, .yes))])
+        #expect(journal.entries == ["write forced 1", "reply pending(t)"])
+        #expect(sentAbout(t, wire).isEmpty)
+        // While its new owner has not decided, a resubmission is pending too.
+        try round(loop, [submit(t, branches(t), journal)])
+        #expect(journal.entries.last == "reply pending(t)")
+        #expect(loop.machine.phase(of: t) == nil, "not started again here")
+        // Once the owner aborted it, the same question gets the outcome.
+        log.foreign[t] = LoggedTransaction(branches: branches(t), outcome: .aborted, reason: "taken over", ended: false, drivenElsewhere: true)
+        try round(loop, [submit(t, branches(t), journal)])
+        #expect(journal.entries.last == "reply outcome(t, aborted)")
+    }
+
+    @Test("an abort decided in a round whose write the store refuses is neither sent nor reported: the round's messages and answers about it are withheld")
+    func refusedAbortIsWithheld() throws {
+        let (loop, log, wire, journal) = loop(config: CoordinatorConfig(prepareTimeout: .seconds(1)))
+        let t = try TxID("t")
+        try round(loop, [submit(t, branches(t), journal)])
+        try round(loop, [])
+        log.foreign[t] = LoggedTransaction(branches: branches(t), outcome: nil, reason: nil, ended: false, drivenElsewhere: true)
+        // The deadline decides abort, sends the aborts and reports in the same step as the write.
+        try round(loop, [], at: .seconds(1))
+        #expect(sentAbout(t, wire).isEmpty)
+        #expect(journal.entries.contains("reply pending(t)") && !journal.entries.contains { $0.hasPrefix("reply outcome(t") })
+    }
+
+    @Test("a presumed abort refused because another coordinator's row got there first is answered from that row, not as aborted")
+    func refusedPresumedAbortIsNotAnsweredAborted() throws {
+        let (loop, log, _, journal) = loop()
+        let t = try TxID("ghost")
+        try round(loop, [.inquiry(t, reply: { journal.append("answer \($0)") })])
+        log.foreign[t] = LoggedTransaction(branches: branches(t), outcome: nil, reason: nil, ended: false, drivenElsewhere: true)
+        try round(loop, [])
+        #expect(journal.entries.filter { $0.hasPrefix("answer") } == ["answer pending"])
+        #expect(!log.records.contains { if case .decided = $0 { true } else { false } }, "no abort recorded here")
+    }
 }
 
 /// What happened, in order, across the log, the wire and the replies.
@@ -188,18 +259,24 @@ final class MemoryLog: DecisionStore {
 
     var records: [CoordinatorRecord] { commits.flatMap(\.records) }
 
-    func commit(_ records: [CoordinatorRecord], forced: Bool) throws {
+    /// What other coordinators of a cluster hold: records of these transactions are refused
+    /// (fencing), and a lookup reads these rows.
+    var foreign: [TxID: LoggedTransaction] = [:]
+
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws -> [TxID] {
         if failNext > 0 {
             failNext -= 1
             throw Failure()
         }
-        commits.append((records, forced))
+        let applied = records.filter { foreign[$0.txid] == nil }
+        commits.append((applied, forced))
         journal.append("write \(forced ? "forced" : "lazy") \(records.count)")
+        return Set(records.map(\.txid)).filter { foreign[$0] != nil }.sorted()
     }
 
     func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?] {
         lookups += txids.count
-        return txids.map { txid in LoggedTransaction(folding: records.filter { $0.txid == txid }) }
+        return txids.map { txid in foreign[txid] ?? LoggedTransaction(folding: records.filter { $0.txid == txid }) }
     }
 
     func recover() throws -> [CoordinatorRecord] { [] }
