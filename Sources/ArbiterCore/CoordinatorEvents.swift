@@ -26,6 +26,12 @@ public enum CoordinatorEvent: Hashable, Sendable {
     /// The coordinator restarted; these are the records read back from its log, in log order,
     /// for every transaction that had not ended. Deliver it once, first.
     case recovered([CoordinatorRecord])
+    /// A coordinator of a cluster took these transactions over from one whose lease expired; these
+    /// are their records as the shared store holds them, in log order. What the store holds
+    /// replaces whatever the machine remembers of them (it may have driven one before it lost it
+    /// while paused): each is resumed as at recovery. Deliver it between rounds, before anything
+    /// else is stepped in the round.
+    case adopted([CoordinatorRecord])
     /// The store refused the records of `txid` that the machine emitted for the last write:
     /// another coordinator owns the transaction now (it took it over from this one, or recorded
     /// its presumed abort first). The driver delivers it after the write and before any

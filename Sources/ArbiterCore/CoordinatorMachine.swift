@@ -68,6 +68,8 @@ public struct CoordinatorMachine: Sendable {
             timerFired(timer, into: &effects)
         case .recovered(let records):
             recover(records, into: &effects)
+        case .adopted(let records):
+            adopt(records, into: &effects)
         case .retryPhaseTwoNow(let txid):
             retryPhaseTwoNow(txid, into: &effects)
         case .fenced(let txid):
@@ -547,6 +549,17 @@ public struct CoordinatorMachine: Sendable {
                 resumeUndecided(txid, branches, into: &effects)
             }
         }
+    }
+
+    /// Transactions taken over from another coordinator: the store's records replace what memory
+    /// holds of them, then they are resumed as at recovery.
+    private mutating func adopt(_ records: [CoordinatorRecord], into effects: inout [CoordinatorEffect]) {
+        var seen: Set<TxID> = []
+        for record in records where seen.insert(record.txid).inserted && transactions.removeValue(forKey: record.txid) != nil {
+            effects.append(.cancelTimer(TimerID(.prepareDeadline, record.txid)))
+            effects.append(.cancelTimer(TimerID(.phaseTwoRetry, record.txid)))
+        }
+        recover(records, into: &effects)
     }
 
     private mutating func resume(

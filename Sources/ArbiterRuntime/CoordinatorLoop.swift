@@ -19,6 +19,41 @@ public protocol DecisionStore: AnyObject {
     func recover() throws -> [CoordinatorRecord]
 }
 
+/// A decision store that several coordinators share (a coordinator cluster). Each coordinator
+/// holds a lease on the store's clock, renewed while it runs; every transaction row carries its
+/// owner and the owner's epoch, and ``DecisionStore/commit(_:forced:)`` writes only the rows this
+/// coordinator owns (fencing). Safety rests on those conditional writes alone; the lease only says
+/// when the others may take a coordinator's unfinished transactions over.
+///
+/// Opening the store takes this coordinator's lease with a new epoch, which fences any older
+/// incarnation of the same name; ``DecisionStore/recover()`` then adopts the name's unfinished
+/// transactions under that epoch.
+public protocol SharedDecisionStore: DecisionStore {
+    /// Extends this coordinator's lease. `false`: a newer incarnation of this coordinator's name
+    /// holds it; this one is fenced for good and must stop.
+    func renewLease() throws -> Bool
+    /// Takes over up to `limit` unfinished transactions of coordinators whose lease has expired
+    /// and returns their records, in log order; this coordinator owns them from now on.
+    func claimOrphans(limit: Int) throws -> [CoordinatorRecord]
+}
+
+/// How a coordinator of a cluster keeps its lease and takes over the work of dead ones.
+public struct ClusterDuties: Hashable, Sendable {
+    /// How often the lease is renewed: a fraction of its length, so that a renewal or two may
+    /// fail (a slow round, a store that blinks) before it lapses.
+    public var leaseRenewal: Duration
+    /// How often the store is searched for transactions of coordinators whose lease expired.
+    public var sweepInterval: Duration
+    /// How many such transactions one sweep takes over.
+    public var claimBatch: Int
+
+    public init(leaseRenewal: Duration, sweepInterval: Duration, claimBatch: Int = 256) {
+        self.leaseRenewal = leaseRenewal
+        self.sweepInterval = sweepInterval
+        self.claimBatch = claimBatch
+    }
+}
+
 /// The coordinator's way to its participants: HTTP in production, a simulated network in the
 /// simulator.
 public protocol CoordinatorTransport: AnyObject {
@@ -49,10 +84,16 @@ public protocol CoordinatorLoopObserver: AnyObject {
     func roundEnded(active: Int)
     /// A protocol timer fired (the simulator's trace).
     func fired(_ timer: TimerID)
+    /// A sweep took these transactions over from coordinators whose lease expired.
+    func claimed(_ txids: [TxID])
+    /// A newer incarnation of this coordinator's name holds the lease: this one must stop.
+    func fencedOut()
 }
 
 extension CoordinatorLoopObserver {
     public func disowned(_ txid: TxID) {}
+    public func claimed(_ txids: [TxID]) {}
+    public func fencedOut() {}
     public func decided(_ txid: TxID, _ outcome: Outcome, latency: Duration?) {}
     public func completed(_ txid: TxID, _ outcome: Outcome, latency: Duration?) {}
     public func rejected(_ txid: TxID, _ rejection: SubmitRejection) {}
@@ -134,6 +175,8 @@ public final class CoordinatorLoop {
     /// The loop's own timers, beside the machine's.
     private enum Timer {
         case clientDeadline(TxID, CallID)
+        /// A cluster's coordinator renews its lease.
+        case renewLease
     }
 
     public private(set) var machine: any CoordinatorLogic
@@ -188,12 +231,22 @@ public final class CoordinatorLoop {
         }
     }
 
+    /// A cluster's duties (with a ``SharedDecisionStore``); `nil` for a coordinator alone.
+    private let duties: ClusterDuties?
+    /// A newer incarnation of this coordinator's name took its lease: the loop must not run on.
+    public private(set) var isFencedOut = false
+    /// When a cluster's coordinator next sweeps for transactions of coordinators whose lease
+    /// expired (`nil` alone).
+    private var nextSweep: Duration?
+
     public init(machine: any CoordinatorLogic, store: any DecisionStore, transport: any CoordinatorTransport,
-                observer: (any CoordinatorLoopObserver)? = nil) {
+                observer: (any CoordinatorLoopObserver)? = nil, duties: ClusterDuties? = nil) {
+        precondition(duties == nil || store is any SharedDecisionStore, "cluster duties need a store the coordinators share")
         self.machine = machine
         self.store = store
         self.transport = transport
         self.observer = observer
+        self.duties = duties
     }
 
     /// Rebuilds the machine's state from the log; the first round's write and advance carry out
@@ -201,6 +254,10 @@ public final class CoordinatorLoop {
     public func recover(now: Duration) throws {
         timers.advance(to: now)
         apply(machine.handle(.recovered(try store.recover())))
+        if let duties {
+            timers.schedule(.renewLease, after: duties.leaseRenewal)
+            nextSweep = now
+        }
     }
 
     /// Whether a round has work even if nothing arrives: records to write or lookups to answer.
@@ -208,7 +265,8 @@ public final class CoordinatorLoop {
 
     /// When the earliest timer is due (`nil` when none is set).
     public var nextDeadline: Duration? {
-        let timer = timers.nextDeadline
+        var timer = timers.nextDeadline
+        if let nextSweep { timer = min(timer ?? nextSweep, nextSweep) }
         guard let held = heldSince.values.min().map({ $0 + phaseTwoHold }) else { return timer }
         return min(timer ?? held, held)
     }
@@ -221,6 +279,7 @@ public final class CoordinatorLoop {
     /// Steps the machine with `inputs`, then with every timer due at `now`.
     public func step(_ inputs: [Input], now: Duration) {
         timers.advance(to: now)
+        if let due = nextSweep, due <= now, records.isEmpty { sweep() }  // Not while a held round waits to be written.
         for input in inputs { take(input) }
         while let due = timers.popDue() { fire(due) }
     }
@@ -260,7 +319,13 @@ public final class CoordinatorLoop {
         if !fenced.isEmpty {
             // Nothing that the refused records would have justified leaves: not the round's
             // messages about those transactions, nor its answers about them.
-            for peer in peers { outgoing[peer]?.removeAll { fenced.contains($0.txid) } }
+            for peer in peers {
+                outgoing[peer]?.removeAll { fenced.contains($0.txid) }
+                if outgoing[peer]?.isEmpty == true {
+                    outgoing[peer] = nil
+                    heldSince[peer] = nil
+                }
+            }
             for txid in fenced.sorted() { apply(machine.handle(.fenced(txid))) }
         }
         for txid in writing where !fenced.contains(txid) { apply(machine.handle(.forced(txid))) }
@@ -361,6 +426,21 @@ public final class CoordinatorLoop {
         }
     }
 
+    /// Takes over the unfinished transactions of coordinators whose lease expired, first thing in
+    /// a round: nothing of the round is recorded yet, so what the store holds of them is all
+    /// there is. They are this coordinator's once the claim commits; the machine resumes them
+    /// from the store's records, and the round writes and sends what that asks.
+    private func sweep() {
+        nextSweep = now + duties!.sweepInterval
+        guard !isFencedOut, let claimed = try? (store as! any SharedDecisionStore).claimOrphans(limit: duties!.claimBatch),
+              !claimed.isEmpty else { return }
+        var txids: [TxID] = []
+        var seen: Set<TxID> = []
+        for record in claimed where seen.insert(record.txid).inserted { txids.append(record.txid) }
+        observer?.claimed(txids)
+        apply(machine.handle(.adopted(claimed)))
+    }
+
     private func newCall() -> CallID {
         nextCall += 1
         return CallID(nextCall)
@@ -376,6 +456,14 @@ public final class CoordinatorLoop {
                 if sent > 0 { observer?.resent(sent) }
             }
             apply(effects)
+        case .own(.renewLease):
+            // Between rounds' writes, in a store transaction of its own. A renewal that fails
+            // is tried again at the next tick; the lease has room for a few.
+            timers.schedule(.renewLease, after: duties!.leaseRenewal)
+            if (try? (store as! any SharedDecisionStore).renewLease()) == false {
+                isFencedOut = true
+                observer?.fencedOut()
+            }
         case .own(.clientDeadline(let txid, let call)):
             // Answered at once, not with the round: "no outcome yet" reveals nothing, and a
             // client must hear it even while the log cannot be written (the round then stays

@@ -6,10 +6,15 @@ public enum RecordedState: Hashable, Sendable {
     case prepared, committed, aborted
 }
 
-/// The simulated coordinator process: the production ``CoordinatorLoop`` (its machine is the
-/// memory) over a simulated log (the disk) and the simulated network.
+/// A simulated coordinator process: the production ``CoordinatorLoop`` (its machine is the
+/// memory) over a simulated log of its own (the disk) or, in a cluster, the store the coordinators
+/// share, and the simulated network.
 struct CoordinatorNode {
-    let store: SimulatedDecisionStore
+    let index: Int
+    /// The log of a coordinator alone; `nil` in a cluster.
+    let log: SimulatedDecisionStore?
+    /// Its connection to the store a cluster shares; `nil` alone.
+    let cluster: SimulatedClusterStore?
     var loop: CoordinatorLoop
     /// The transport of the current incarnation; a crash retires it.
     var transport: SimulatedTransport
@@ -18,6 +23,8 @@ struct CoordinatorNode {
     var up = true
     var epoch = 0
     var isolated = false
+    /// Paused (a stopped process, a long GC): nothing it does or receives happens before then.
+    var pausedUntil: SimTime?
     /// A round has written and waits for its fsync before it advances.
     var busy = false
     /// A round is scheduled.
@@ -25,17 +32,22 @@ struct CoordinatorNode {
     /// When a wake-up for the loop's next timer is scheduled.
     var wakeAt: SimTime?
 
-    init(store: SimulatedDecisionStore, loop: CoordinatorLoop, transport: SimulatedTransport) {
-        self.store = store
+    init(index: Int, log: SimulatedDecisionStore?, cluster: SimulatedClusterStore?, loop: CoordinatorLoop, transport: SimulatedTransport) {
+        self.index = index
+        self.log = log
+        self.cluster = cluster
         self.loop = loop
         self.transport = transport
     }
 
-    /// The last decision in the log for `txid`, durable or not.
-    func decision(_ txid: TxID) -> Outcome? { store.decision(txid, durableOnly: false) }
+    /// The store the loop writes to.
+    var store: any DecisionStore { log ?? cluster! }
 
-    /// The decision for `txid` that would survive a crash now.
-    func durableDecision(_ txid: TxID) -> Outcome? { store.decision(txid, durableOnly: true) }
+    /// The decision for `txid` that would survive a crash now (every write to a shared store is).
+    func durableDecision(_ txid: TxID) -> Outcome? {
+        if let log { return log.decision(txid, durableOnly: true) }
+        return cluster!.shared.decision(txid)
+    }
 }
 
 /// The decision log on a ``SimulatedDisk``: a write is one entry, durable once the simulator has
@@ -297,6 +309,8 @@ struct ClientState {
     struct Transaction {
         var branches: [Branch]
         var report: Outcome?
+        /// The coordinator it submits to; a client fails over to another one of a cluster.
+        var coordinator = 0
     }
 
     var transactions: [TxID: Transaction] = [:]

@@ -28,6 +28,11 @@ public enum ProtocolVariant: String, CaseIterable, Hashable, Sendable {
     /// loop advances — commits go out, clients hear — on records a crash can still lose.
     case coordinatorLogSkipsFsync
 
+    /// A cluster's shared store writes a decision whoever owns the transaction and whatever it
+    /// holds: no owner, epoch or state check, so a coordinator paused past its lease overwrites
+    /// the decision of the one that took its transaction over.
+    case clusterStoreSkipsFencing
+
     public static var broken: [ProtocolVariant] { allCases.filter { $0 != .correct } }
 }
 

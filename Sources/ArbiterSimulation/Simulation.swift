@@ -1,11 +1,12 @@
 public import ArbiterCore
 import ArbiterRuntime
 
-/// A deterministic simulation of one coordinator and several participants over a faulty network,
-/// faulty disks and a simulated clock. The coordinator is the production ``CoordinatorLoop`` — the
-/// same rounds, effects and client handling as the service — over a simulated decision log and
-/// transport; each participant is the production ``ParticipantLoop`` over a simulated store with a
-/// toy resource.
+/// A deterministic simulation of one coordinator — or a cluster of several over one shared store —
+/// and several participants over a faulty network, faulty disks and a simulated clock. Each
+/// coordinator is the production ``CoordinatorLoop`` — the same rounds, effects and client handling
+/// as the service — over a simulated decision log (or its connection to the shared store, with the
+/// cluster's leases, fencing and takeover) and transport; each participant is the production
+/// ``ParticipantLoop`` over a simulated store with a toy resource.
 ///
 /// One seed drives everything — the fault mix, the load, every delay, drop and crash — so a run
 /// that finds a violation replays exactly from its seed. After every step the invariants of two-phase
@@ -37,8 +38,13 @@ public final class Simulation {
     static let coordinatorID = CoordinatorID("C")
     static let stepsMax = 5_000_000
 
-    var coordinator: CoordinatorNode!
+    var coordinators: [CoordinatorNode] = []
+    /// The store a cluster's coordinators share (`nil` for a coordinator alone).
+    var shared: SimulatedSharedStore?
     var participants: [ParticipantNode] = []
+    /// Per participant and transaction, how many inquiries went out: each retry asks the next
+    /// coordinator of a cluster, starting with the one named in the prepare.
+    private var inquiryAttempts: [Int: [TxID: Int]] = [:]
     var client = ClientState()
 
     /// - Parameters:
@@ -65,14 +71,33 @@ public final class Simulation {
             storage.failsPiece = { [unowned self] in injectFault(.failedPiece, rate: options.failedPieceRate) }
             participants.append(ParticipantNode(storage: storage, loop: makeParticipantLoop(index, storage: storage, epoch: 0, seed: seed)))
         }
-        let store = SimulatedDecisionStore()
-        let (loop, transport) = makeCoordinatorLoop(store: store, epoch: 0, seed: coordinatorSeed)
-        coordinator = CoordinatorNode(store: store, loop: loop, transport: transport)
-        store.contradiction = { [unowned self] text in violate(text) }
-        store.fails = { [unowned self] in injectFault(.failedWrite, rate: options.failedWriteRate) }
-        store.decided = { [unowned self] txid, outcome in
+        let decided: (TxID, Outcome) -> Void = { [unowned self] txid, outcome in
             if outcome == .committed, answeredAborted.contains(txid) {
-                violate("the coordinator decided to commit \(txid) after answering an inquiry about it \"aborted\"")
+                violate("a coordinator decided to commit \(txid) after an inquiry about it was answered \"aborted\"")
+            }
+        }
+        if options.coordinatorCount == 1 {
+            let store = SimulatedDecisionStore()
+            let (loop, transport) = makeCoordinatorLoop(0, store: store, epoch: 0, seed: coordinatorSeed)
+            coordinators = [CoordinatorNode(index: 0, log: store, cluster: nil, loop: loop, transport: transport)]
+            store.contradiction = { [unowned self] text in violate(text) }
+            store.fails = { [unowned self] in injectFault(.failedWrite, rate: options.failedWriteRate) }
+            store.decided = decided
+        } else {
+            let store = SimulatedSharedStore(leaseLength: options.lease, skipsFencing: variant == .clusterStoreSkipsFencing) { [unowned self] in now }
+            store.contradiction = { [unowned self] text in violate(text) }
+            store.fails = { [unowned self] in injectFault(.failedWrite, rate: options.failedWriteRate) }
+            store.decided = decided
+            shared = store
+            var seed = coordinatorSeed
+            for index in 0..<options.coordinatorCount {
+                let connection = SimulatedClusterStore(shared: store, name: Self.coordinatorID(index, of: options.coordinatorCount).rawValue)
+                connection.open()
+                let (loop, transport) = makeCoordinatorLoop(index, store: connection, epoch: 0, seed: seed)
+                coordinators.append(CoordinatorNode(index: index, log: nil, cluster: connection, loop: loop, transport: transport))
+                try! loop.recover(now: .zero)  // Takes up its lease duties; the store holds nothing yet.
+                scheduleCoordinatorWake(index)
+                seed = self.random.next()
             }
         }
         scheduleLoad()
@@ -83,7 +108,7 @@ public final class Simulation {
     /// Runs the whole simulation (load, faults, settling) and the final liveness checks.
     public func run() -> SimulationReport {
         let end = options.faultPhase + options.settlePhase
-        while violations.isEmpty, let time = queue.nextTime, time <= end, steps < Self.stepsMax {
+        while violations.isEmpty, let time = queue.nextTime, time <= end, steps < Self.stepsMax, !onlyLeaseDutiesLeft {
             step()
         }
         if violations.isEmpty {
@@ -120,19 +145,35 @@ public final class Simulation {
         return false
     }
 
-    /// What the coordinator's log holds of `txid`, durable or not (`nil`: nothing).
+    /// What coordinator 0's log (or the shared store) holds of `txid`, durable or not (`nil`: nothing).
     public func loggedTransaction(_ txid: TxID) -> LoggedTransaction? {
-        try! coordinator.store.lookup([txid])[0]  // The simulated log never fails a read.
+        if let shared { return shared.lookup(txid, owner: "", epoch: 0) }
+        return try! coordinators[0].store.lookup([txid])[0]  // The simulated log never fails a read.
     }
 
     /// Runs until nothing is left to do within the settle phase, then checks liveness: every
     /// transaction reported, ended at the coordinator, and holding no prepared record or lock.
     public func stabilize() {
         let end = now + options.settlePhase
-        while violations.isEmpty, let time = queue.nextTime, time <= end, steps < Self.stepsMax {
+        while violations.isEmpty, let time = queue.nextTime, time <= end, steps < Self.stepsMax, !onlyLeaseDutiesLeft {
             step()
         }
         if violations.isEmpty { checkSettled() }
+    }
+
+    /// A cluster's coordinators renew their leases and sweep for ever: once faults have stopped,
+    /// every coordinator is up, idle and drives nothing, and every transaction was reported, what
+    /// is left is only that (and participants' cleanup, which no check waits for).
+    private var onlyLeaseDutiesLeft: Bool {
+        guard shared != nil, !faultsActive, steps % 64 == 0 else { return false }
+        for node in coordinators {
+            guard node.up, node.pausedUntil == nil, !node.busy, node.inbox.isEmpty, !node.loop.hasWork,
+                  node.loop.activeCount == 0 else { return false }
+        }
+        guard client.order.allSatisfy({ client.transactions[$0]?.report != nil }) else { return false }
+        return participants.allSatisfy { node in
+            node.up && node.storage.locks.isEmpty && !node.storage.recorded.values.contains(.prepared)
+        }
     }
 
     private func step() {
@@ -173,6 +214,15 @@ public final class Simulation {
         restartNow(node)
     }
 
+    /// Pauses coordinator `index` of a cluster for `duration` microseconds: it does nothing and
+    /// hears nothing until then, as a stopped process.
+    public func pause(coordinator index: Int, for duration: SimTime) {
+        guard coordinators[index].up, coordinators[index].pausedUntil == nil else { return }
+        coordinators[index].pausedUntil = now + duration
+        record(.paused(.coordinator(index)))
+        schedule(.resume(index, epoch: coordinators[index].epoch), after: duration)
+    }
+
     /// Drops the in-flight messages that `predicate` selects; returns how many.
     @discardableResult
     public func dropInFlight(where predicate: (TraceEvent) -> Bool) -> Int {
@@ -190,8 +240,8 @@ public final class Simulation {
 
     private static func message(_ item: Scheduled) -> TraceEvent? {
         switch item {
-        case .toParticipant(let index, let message, _): return .toParticipant(index, message)
-        case .toCoordinator(let index, let message, _): return .toCoordinator(from: index, message)
+        case .toParticipant(let index, let message, _, _): return .toParticipant(index, message)
+        case .toCoordinator(let index, let message, _, _): return .toCoordinator(from: index, message)
         default: return nil
         }
     }
@@ -211,14 +261,14 @@ public final class Simulation {
     /// The participant machine's view of `txid`.
     public func participantState(_ txid: TxID, at index: Int) -> ParticipantState? { participants[index].loop.machine.state(of: txid) }
 
-    /// The coordinator machine's view of `txid`.
-    public func coordinatorPhase(_ txid: TxID) -> CoordinatorPhase? { coordinator.loop.machine.phase(of: txid) }
+    /// Coordinator `index`'s view of `txid`.
+    public func coordinatorPhase(_ txid: TxID, at index: Int = 0) -> CoordinatorPhase? { coordinators[index].loop.machine.phase(of: txid) }
 
     /// The keys participant `index` holds locked, with their holders.
     public func locks(at index: Int) -> [String: TxID] { participants[index].storage.locks }
 
-    /// Whether the coordinator's log holds a durable decision for `txid`.
-    public func durableDecision(_ txid: TxID) -> Outcome? { coordinator.durableDecision(txid) }
+    /// Whether the coordinator's log (or the cluster's store) holds a durable decision for `txid`.
+    public func durableDecision(_ txid: TxID) -> Outcome? { coordinators[0].durableDecision(txid) }
 
     // MARK: - Load and fault schedule
 
@@ -236,6 +286,7 @@ public final class Simulation {
         }
         guard faultsActive else { return }
         if options.crashInterval > 0 { schedule(.crash, after: interval(options.crashInterval)) }
+        if options.pauseInterval > 0, shared != nil { schedule(.pause, after: interval(options.pauseInterval)) }
         if options.partitionInterval > 0 { schedule(.partition, after: interval(options.partitionInterval)) }
         schedule(.endFaults, after: options.faultPhase)
     }
@@ -257,15 +308,20 @@ public final class Simulation {
     // MARK: - Events
 
     enum Scheduled {
-        case toParticipant(Int, CoordinatorMessage, sequence: UInt64)
-        case toCoordinator(Int, ParticipantMessage, sequence: UInt64)
-        case refused(Int, TxID, epoch: Int)
-        /// The coordinator's loop runs a round with what arrived.
-        case coordinatorRound(epoch: Int)
+        /// From coordinator `from` to participant `Int`.
+        case toParticipant(Int, CoordinatorMessage, from: Int, sequence: UInt64)
+        /// From participant `Int` to coordinator `to`.
+        case toCoordinator(Int, ParticipantMessage, to: Int, sequence: UInt64)
+        case refused(Int, TxID, coordinator: Int, epoch: Int)
+        /// Coordinator `Int`'s loop runs a round with what arrived.
+        case coordinatorRound(Int, epoch: Int)
         /// The fsync of the coordinator's round is done: the round advances.
-        case coordinatorAdvance(epoch: Int)
+        case coordinatorAdvance(Int, epoch: Int)
         /// The coordinator loop's next timer is due.
-        case coordinatorWake(epoch: Int)
+        case coordinatorWake(Int, epoch: Int)
+        /// A cluster coordinator is paused, and resumes.
+        case pause
+        case resume(Int, epoch: Int)
         /// Participant `index`'s loop runs a round, advances after its fsync, or wakes for a timer.
         case participantRound(Int, epoch: Int)
         case participantAdvance(Int, epoch: Int)
@@ -285,30 +341,41 @@ public final class Simulation {
 
     private func perform(_ item: Scheduled) {
         switch item {
-        case .toParticipant(let index, let message, let sequence):
-            guard arrives(from: .coordinator, to: .participant(index), sequence: sequence) else { return }
+        case .toParticipant(let index, let message, let from, let sequence):
+            guard arrives(from: .coordinator(from), to: .participant(index), sequence: sequence) else { return }
             record(.toParticipant(index, message))
-            participantReceived(message, at: index)
-        case .toCoordinator(let index, let message, let sequence):
-            guard arrives(from: .participant(index), to: .coordinator, sequence: sequence) else { return }
+            participantReceived(message, at: index, from: from)
+        case .toCoordinator(let index, let message, let to, let sequence):
+            if deferredWhilePaused(to, item) { return }
+            guard arrives(from: .participant(index), to: .coordinator(to), sequence: sequence) else { return }
             record(.toCoordinator(from: index, message))
-            postCoordinator(.received(Self.participantID(index), message))
-        case .refused(let index, let txid, let epoch):
-            guard coordinator.up, coordinator.epoch == epoch else { return }
+            postCoordinator(to, .received(Self.participantID(index), message))
+        case .refused(let index, let txid, let c, let epoch):
+            guard coordinators[c].up, coordinators[c].epoch == epoch else { return }
+            if deferredWhilePaused(c, item) { return }
             record(.refused(index, txid))
-            postCoordinator(.unreachable(Self.participantID(index), txid, reason: "connection refused"))
-        case .coordinatorRound(let epoch):
-            guard coordinator.up, coordinator.epoch == epoch else { return }
-            coordinator.roundScheduled = false
-            coordinatorRound()
-        case .coordinatorAdvance(let epoch):
-            guard coordinator.up, coordinator.epoch == epoch else { return }  // Lost in a crash.
-            coordinator.store.disk.sync()
-            coordinatorAdvance()
-        case .coordinatorWake(let epoch):
-            guard coordinator.up, coordinator.epoch == epoch else { return }
-            coordinator.wakeAt = nil
-            kickCoordinator()
+            postCoordinator(c, .unreachable(Self.participantID(index), txid, reason: "connection refused"))
+        case .coordinatorRound(let c, let epoch):
+            guard coordinators[c].up, coordinators[c].epoch == epoch else { return }
+            if deferredWhilePaused(c, item) { return }
+            coordinators[c].roundScheduled = false
+            coordinatorRound(c)
+        case .coordinatorAdvance(let c, let epoch):
+            guard coordinators[c].up, coordinators[c].epoch == epoch else { return }  // Lost in a crash.
+            if deferredWhilePaused(c, item) { return }
+            coordinators[c].log?.disk.sync()
+            coordinatorAdvance(c)
+        case .coordinatorWake(let c, let epoch):
+            guard coordinators[c].up, coordinators[c].epoch == epoch else { return }
+            if deferredWhilePaused(c, item) { return }
+            coordinators[c].wakeAt = nil
+            kickCoordinator(c)
+        case .pause:
+            randomPause()
+        case .resume(let c, let epoch):
+            guard coordinators[c].up, coordinators[c].epoch == epoch, coordinators[c].pausedUntil != nil else { return }
+            coordinators[c].pausedUntil = nil
+            record(.resumed(.coordinator(c)))
         case .participantRound(let index, let epoch):
             guard participants[index].up, participants[index].epoch == epoch else { return }
             participants[index].roundScheduled = false
@@ -361,9 +428,9 @@ public final class Simulation {
                 record(.lost(from: from, to: to, why: "dropped"))
                 return
             }
-            if case .toParticipant(let index, let message, _) = item, !participants[index].up, chance(options.refuseRate) {
+            if case .toParticipant(let index, let message, let c, _) = item, !participants[index].up, chance(options.refuseRate) {
                 count(.refuse)
-                schedule(.refused(index, message.txid, epoch: coordinator.epoch), after: 100)
+                schedule(.refused(index, message.txid, coordinator: c, epoch: coordinators[c].epoch), after: 100)
                 return
             }
         }
@@ -402,142 +469,188 @@ public final class Simulation {
         return true
     }
 
-    // MARK: - Coordinator loop
+    // MARK: - Coordinator loops
 
     /// Gives the loop what its round needs, the way the service's loop thread does: one round at a
     /// time, inputs collected while a round waits for its fsync.
-    private func postCoordinator(_ input: CoordinatorLoop.Input) {
-        guard coordinator.up else { return }
-        coordinator.inbox.append(input)
-        kickCoordinator()
+    private func postCoordinator(_ c: Int, _ input: CoordinatorLoop.Input) {
+        guard coordinators[c].up else { return }
+        coordinators[c].inbox.append(input)
+        kickCoordinator(c)
     }
 
-    private func kickCoordinator() {
-        guard coordinator.up, !coordinator.busy, !coordinator.roundScheduled else { return }
-        coordinator.roundScheduled = true
-        schedule(.coordinatorRound(epoch: coordinator.epoch), after: 0)
+    private func kickCoordinator(_ c: Int) {
+        guard coordinators[c].up, !coordinators[c].busy, !coordinators[c].roundScheduled else { return }
+        coordinators[c].roundScheduled = true
+        schedule(.coordinatorRound(c, epoch: coordinators[c].epoch), after: 0)
+    }
+
+    /// A paused coordinator does nothing and hears nothing until it resumes: what would happen
+    /// meanwhile happens then. Returns whether `item` was put off.
+    private func deferredWhilePaused(_ c: Int, _ item: Scheduled) -> Bool {
+        guard let until = coordinators[c].pausedUntil else { return false }
+        if now >= until {
+            coordinators[c].pausedUntil = nil
+            record(.resumed(.coordinator(c)))
+            return false
+        }
+        queue.schedule(item, at: until)
+        return true
     }
 
     /// One round: step what arrived and the due timers, write; a forced write lets the fsync's
     /// time pass before the round advances (inputs meanwhile wait for the next round).
-    private func coordinatorRound() {
-        guard !coordinator.busy else { return }
-        let inputs = coordinator.inbox
-        coordinator.inbox.removeAll(keepingCapacity: true)
-        coordinator.loop.step(inputs, now: .microseconds(now))
-        let forced = coordinator.loop.roundIsForced
+    private func coordinatorRound(_ c: Int) {
+        guard !coordinators[c].busy else { return }
+        let loop = coordinators[c].loop
+        let inputs = coordinators[c].inbox
+        coordinators[c].inbox.removeAll(keepingCapacity: true)
+        loop.step(inputs, now: .microseconds(now))
+        if loop.isFencedOut {
+            // A newer incarnation of its name holds its lease: the process stops.
+            crashNow(.coordinator(c))
+            return
+        }
+        let forced = loop.roundIsForced
         do {
-            try coordinator.loop.write()
+            try loop.write()
         } catch {
             // Nothing of the round was applied: the loop holds it and writes it again after a
             // backoff, as the service's loop thread does.
-            coordinator.roundScheduled = true
-            schedule(.coordinatorRound(epoch: coordinator.epoch), after: writeRetryDelay())
+            coordinators[c].roundScheduled = true
+            schedule(.coordinatorRound(c, epoch: coordinators[c].epoch), after: writeRetryDelay())
             return
         }
-        if crashMidStepArmed == .coordinator, chance(0.5) {
+        if crashMidStepArmed == .coordinator(c), chance(0.5) {
             // Crash between the round's write and its advance: nothing of the round went out.
             crashMidStepArmed = nil
             count(.crashMidStep)
-            crashNow(.coordinator)
+            crashNow(.coordinator(c))
             return
         }
         if forced && variant != .coordinatorLogSkipsFsync {
-            coordinator.busy = true
-            schedule(.coordinatorAdvance(epoch: coordinator.epoch), after: fsyncDelay())
+            coordinators[c].busy = true
+            schedule(.coordinatorAdvance(c, epoch: coordinators[c].epoch), after: fsyncDelay())
         } else {
-            coordinatorAdvance()
+            coordinatorAdvance(c)
         }
     }
 
-    private func coordinatorAdvance() {
-        coordinator.busy = false
-        for txid in forcedThisRound { record(.forced(.coordinator, txid)) }
-        forcedThisRound.removeAll()
-        let epoch = coordinator.epoch
-        coordinator.loop.advance()
-        guard coordinator.up, coordinator.epoch == epoch else { return }  // Crashed while sending.
-        if !coordinator.inbox.isEmpty || coordinator.loop.hasWork { kickCoordinator() }
-        scheduleCoordinatorWake()
+    private func coordinatorAdvance(_ c: Int) {
+        coordinators[c].busy = false
+        for txid in forcedThisRound[c] ?? [] { record(.forced(.coordinator(c), txid)) }
+        forcedThisRound[c] = nil
+        let epoch = coordinators[c].epoch
+        coordinators[c].loop.advance()
+        guard coordinators[c].up, coordinators[c].epoch == epoch else { return }  // Crashed while sending.
+        if !coordinators[c].inbox.isEmpty || coordinators[c].loop.hasWork { kickCoordinator(c) }
+        scheduleCoordinatorWake(c)
     }
 
     /// Wakes the loop when its next timer is due.
-    private func scheduleCoordinatorWake() {
-        guard let deadline = coordinator.loop.nextDeadline else { return }
+    private func scheduleCoordinatorWake(_ c: Int) {
+        guard let deadline = coordinators[c].loop.nextDeadline else { return }
         // Rounded up to the simulator's microsecond: a wake-up before the deadline finds nothing due.
         let time = max((deadline + .nanoseconds(999)).microseconds, now)
-        if let wakeAt = coordinator.wakeAt, wakeAt <= time { return }
-        coordinator.wakeAt = time
-        queue.schedule(.coordinatorWake(epoch: coordinator.epoch), at: time)
+        if let wakeAt = coordinators[c].wakeAt, wakeAt <= time { return }
+        coordinators[c].wakeAt = time
+        queue.schedule(.coordinatorWake(c, epoch: coordinators[c].epoch), at: time)
     }
 
-    /// A fresh incarnation of the coordinator's loop over `store`.
-    private func makeCoordinatorLoop(store: SimulatedDecisionStore, epoch: Int, seed: UInt64) -> (CoordinatorLoop, SimulatedTransport) {
+    /// The identity of coordinator `index`: `C` alone, `C0`, `C1`, … in a cluster (also its name).
+    static func coordinatorID(_ index: Int, of count: Int) -> CoordinatorID {
+        count == 1 ? coordinatorID : CoordinatorID("C\(index)")
+    }
+
+    static func coordinatorIndex(_ id: CoordinatorID) -> Int { Int(id.rawValue.dropFirst()) ?? 0 }
+
+    /// A fresh incarnation of coordinator `c`'s loop over `store`.
+    private func makeCoordinatorLoop(_ c: Int, store: any DecisionStore, epoch: Int, seed: UInt64) -> (CoordinatorLoop, SimulatedTransport) {
         let transport = SimulatedTransport { [unowned self] messages, participant in
-            coordinatorSent(messages, to: participant, epoch: epoch)
+            coordinatorSent(messages, to: participant, from: c, epoch: epoch)
         }
+        let lease = Duration.microseconds(options.lease)
         let loop = CoordinatorLoop(
-            machine: variant.makeCoordinator(identity: Self.coordinatorID, config: options.coordinator, seed: seed),
-            store: store, transport: transport, observer: loopObserver)
+            machine: variant.makeCoordinator(identity: Self.coordinatorID(c, of: options.coordinatorCount), config: options.coordinator, seed: seed),
+            store: store, transport: transport, observer: loopObserver(c),
+            duties: options.coordinatorCount == 1 ? nil : ClusterDuties(leaseRenewal: lease / 3, sweepInterval: lease / 2, claimBatch: 8))
         return (loop, transport)
     }
 
     /// A batch from the loop: each message goes out on its own. An armed mid-step crash may cut
     /// the round between two batches; what an earlier incarnation still sends is dropped.
-    private func coordinatorSent(_ messages: [CoordinatorMessage], to participant: ParticipantID, epoch: Int) {
-        guard coordinator.up, coordinator.epoch == epoch else { return }
-        if crashMidStepArmed == .coordinator {
+    private func coordinatorSent(_ messages: [CoordinatorMessage], to participant: ParticipantID, from c: Int, epoch: Int) {
+        guard coordinators[c].up, coordinators[c].epoch == epoch else { return }
+        if crashMidStepArmed == .coordinator(c) {
             crashMidStepArmed = nil
             count(.crashMidStep)
-            crashNow(.coordinator)
+            crashNow(.coordinator(c))
             return
         }
         let index = Self.participantIndex(participant)
         for message in messages {
             if case .outcome(let txid, .aborted) = message { answeredAborted.insert(txid) }
-            send(.toParticipant(index, message, sequence: 0), from: .coordinator, to: .participant(index))
+            send(.toParticipant(index, message, from: c, sequence: 0), from: .coordinator(c), to: .participant(index))
         }
     }
 
-    /// Transactions whose inquiries the coordinator has answered "aborted": it must never decide
-    /// to commit them afterwards (a participant may act on the answer at any time).
+    /// Transactions whose inquiries a coordinator has answered "aborted": none may ever decide to
+    /// commit them afterwards (a participant may act on the answer at any time).
     private var answeredAborted: Set<TxID> = []
 
-    /// Transactions whose forced records the current round writes.
-    private var forcedThisRound: [TxID] = []
-    private lazy var loopObserver = LoopObserver(simulation: self)
+    /// Transactions whose forced records each coordinator's current round writes.
+    private var forcedThisRound: [Int: [TxID]] = [:]
+    private var loopObservers: [Int: LoopObserver] = [:]
 
-    /// What the simulation hears from the coordinator's loop: its forced writes and timers, for the
-    /// trace, and its anomalies, which are violations.
+    private func loopObserver(_ c: Int) -> LoopObserver {
+        if let observer = loopObservers[c] { return observer }
+        let observer = LoopObserver(simulation: self, index: c)
+        loopObservers[c] = observer
+        return observer
+    }
+
+    /// What the simulation hears from a coordinator's loop: its forced writes, timers, takeovers
+    /// and fencing, for the trace, and its anomalies, which are violations.
     final class LoopObserver: CoordinatorLoopObserver {
         unowned let simulation: Simulation
-        init(simulation: Simulation) { self.simulation = simulation }
-        func forcing(_ txids: [TxID], writes: Int) { simulation.forcedThisRound = txids }
-        func fired(_ timer: TimerID) { simulation.record(.timer(.coordinator, timer)) }
-        func anomaly(_ txid: TxID, _ text: String) { simulation.violate("coordinator anomaly for \(txid): \(text)") }
-        func disowned(_ txid: TxID) { simulation.violate("the only coordinator was refused its own records of \(txid)") }
-        func rejected(_ txid: TxID, _ rejection: SubmitRejection) { simulation.violate("coordinator rejected \(txid): \(rejection)") }
+        let index: Int
+        init(simulation: Simulation, index: Int) {
+            self.simulation = simulation
+            self.index = index
+        }
+        var node: SimNode { .coordinator(index) }
+        func forcing(_ txids: [TxID], writes: Int) { simulation.forcedThisRound[index] = txids }
+        func fired(_ timer: TimerID) { simulation.record(.timer(node, timer)) }
+        func anomaly(_ txid: TxID, _ text: String) { simulation.violate("\(node) anomaly for \(txid): \(text)") }
+        func rejected(_ txid: TxID, _ rejection: SubmitRejection) { simulation.violate("\(node) rejected \(txid): \(rejection)") }
+        func claimed(_ txids: [TxID]) { simulation.record(.claimed(node, txids)) }
+        func disowned(_ txid: TxID) {
+            guard simulation.shared != nil else {
+                return simulation.violate("the only coordinator was refused its own records of \(txid)")
+            }
+            simulation.record(.disowned(node, txid))
+        }
     }
 
     // MARK: - Participant loops
 
     /// A message from the coordinator: a request for the loop (its answer goes back over the
     /// network), or an inquiry's answer.
-    private func participantReceived(_ message: CoordinatorMessage, at index: Int) {
+    private func participantReceived(_ message: CoordinatorMessage, at index: Int, from c: Int) {
         if case .outcome(let txid, let answer) = message {
-            postParticipant(index, .learned(txid, answer, from: Self.coordinatorID))
+            postParticipant(index, .learned(txid, answer, from: Self.coordinatorID(c, of: options.coordinatorCount)))
             return
         }
         let simulation = Unowned(simulation: self)
         let epoch = participants[index].epoch
         postParticipant(index, .request([message], reply: { replies in
-            simulation.simulation.participantAnswered(replies, at: index, epoch: epoch)
+            simulation.simulation.participantAnswered(replies, at: index, to: c, epoch: epoch)
         }))
     }
 
     /// The loop's answers to a request go back to the coordinator (an armed mid-step crash may cut
     /// the round between two of them). An earlier incarnation's answers died with its connections.
-    private func participantAnswered(_ replies: [ParticipantLoop.Reply], at index: Int, epoch: Int) {
+    private func participantAnswered(_ replies: [ParticipantLoop.Reply], at index: Int, to c: Int, epoch: Int) {
         guard participants[index].up, participants[index].epoch == epoch else { return }
         if crashMidStepArmed == .participant(index), chance(0.5) {
             crashMidStepArmed = nil
@@ -546,7 +659,7 @@ public final class Simulation {
             return
         }
         for case .answer(let message) in replies {
-            send(.toCoordinator(index, message, sequence: 0), from: .participant(index), to: .coordinator)
+            send(.toCoordinator(index, message, to: c, sequence: 0), from: .participant(index), to: .coordinator(c))
         }
     }
 
@@ -615,10 +728,15 @@ public final class Simulation {
 
     /// A fresh incarnation of participant `index`'s loop over `storage`.
     private func makeParticipantLoop(_ index: Int, storage: SimulatedParticipantStorage, epoch: Int, seed: UInt64) -> ParticipantLoop {
-        let transport = SimulatedParticipantTransport { [unowned self] txids, _ in
+        let transport = SimulatedParticipantTransport { [unowned self] txids, coordinator in
             guard participants[index].up, participants[index].epoch == epoch else { return }
             for txid in txids {
-                send(.toCoordinator(index, .inquire(txid), sequence: 0), from: .participant(index), to: .coordinator)
+                // The coordinator named in the prepare first; each retry asks the next one of a
+                // cluster, so that a participant is never stuck behind a dead coordinator.
+                let attempt = inquiryAttempts[index, default: [:]][txid, default: 0]
+                inquiryAttempts[index, default: [:]][txid] = attempt + 1
+                let c = (Self.coordinatorIndex(coordinator) + attempt) % options.coordinatorCount
+                send(.toCoordinator(index, .inquire(txid), to: c, sequence: 0), from: .participant(index), to: .coordinator(c))
             }
         }
         let retention = options.participant.retention
@@ -658,7 +776,7 @@ public final class Simulation {
     /// durably decided to commit, nor disagree with anyone.
     private func participantWrote(_ record: ParticipantRecord, at index: Int) {
         let txid = record.txid
-        if case .committed = record, !client.isOnePhase(txid), coordinator.durableDecision(txid) != .committed {
+        if case .committed = record, !client.isOnePhase(txid), coordinators[0].durableDecision(txid) != .committed {
             violate("P\(index) committed \(txid) before the coordinator's commit decision was durable")
         }
         checkAgreement(txid)
@@ -680,33 +798,48 @@ public final class Simulation {
 
     private func isUp(_ node: SimNode) -> Bool {
         switch node {
-        case .coordinator: return coordinator.up
+        case .coordinator(let c): return coordinators[c].up
         case .participant(let index): return participants[index].up
         }
     }
 
     private func epoch(of node: SimNode) -> Int {
         switch node {
-        case .coordinator: return coordinator.epoch
+        case .coordinator(let c): return coordinators[c].epoch
         case .participant(let index): return participants[index].epoch
         }
     }
 
     private func isIsolated(_ node: SimNode) -> Bool {
         switch node {
-        case .coordinator: return coordinator.isolated
+        case .coordinator(let c): return coordinators[c].isolated
         case .participant(let index): return participants[index].isolated
         }
     }
 
     private func setIsolated(_ node: SimNode, _ isolated: Bool) {
         switch node {
-        case .coordinator: coordinator.isolated = isolated
+        case .coordinator(let c): coordinators[c].isolated = isolated
         case .participant(let index): participants[index].isolated = isolated
         }
     }
 
-    private var allNodes: [SimNode] { [.coordinator] + participants.indices.map { .participant($0) } }
+    private var allNodes: [SimNode] { coordinators.indices.map { .coordinator($0) } + participants.indices.map { .participant($0) } }
+
+    /// Pauses a cluster coordinator for one to three leases: its lease expires, the others take
+    /// its transactions over, and it resumes believing it still drives them.
+    private func randomPause() {
+        guard faultsActive else { return }
+        schedule(.pause, after: interval(options.pauseInterval))
+        let candidates = coordinators.indices.filter { coordinators[$0].up && coordinators[$0].pausedUntil == nil }
+        guard !candidates.isEmpty else { return }
+        let c = candidates[Int.random(in: 0..<candidates.count, using: &random)]
+        count(.pause)
+        let until = now + SimTime.random(in: options.lease...(3 * options.lease), using: &random)
+        coordinators[c].pausedUntil = until
+        record(.paused(.coordinator(c)))
+        schedule(.resume(c, epoch: coordinators[c].epoch), after: until - now)
+    }
 
     private func randomCrash() {
         guard faultsActive else { return }
@@ -724,9 +857,9 @@ public final class Simulation {
     private func crashNow(_ node: SimNode) {
         let lost: Int
         switch node {
-        case .coordinator:
+        case .coordinator(let c):
             count(.coordinatorCrash)
-            lost = crashCoordinator()
+            lost = crashCoordinator(c)
         case .participant(let index):
             count(.participantCrash)
             lost = crashParticipant(index)
@@ -742,10 +875,12 @@ public final class Simulation {
     private func restartNow(_ node: SimNode) {
         record(.restarted(node))
         switch node {
-        case .coordinator:
-            coordinator.up = true
-            try! coordinator.loop.recover(now: .microseconds(now))  // The simulated log never fails a read.
-            kickCoordinator()
+        case .coordinator(let c):
+            coordinators[c].up = true
+            coordinators[c].cluster?.open()  // A new epoch for the name, fencing the old incarnation.
+            try! coordinators[c].loop.recover(now: .microseconds(now))  // The simulated log never fails a read.
+            kickCoordinator(c)
+            scheduleCoordinatorWake(c)
         case .participant(let index):
             participants[index].up = true
             try! participants[index].loop.recover(now: .microseconds(now))  // The simulated store never fails a read.
@@ -756,16 +891,19 @@ public final class Simulation {
 
     /// The coordinator process dies: its loop (memory, timers, clients' waits) is gone, the log
     /// keeps what was durable and each other write at random. A new incarnation waits for restart.
-    private func crashCoordinator() -> Int {
-        coordinator.up = false
-        coordinator.epoch += 1
-        coordinator.inbox = []
-        coordinator.busy = false
-        coordinator.roundScheduled = false
-        coordinator.wakeAt = nil
-        forcedThisRound = []
-        let lost = coordinator.store.disk.crash(random: &random)
-        (coordinator.loop, coordinator.transport) = makeCoordinatorLoop(store: coordinator.store, epoch: coordinator.epoch, seed: random.next())
+    private func crashCoordinator(_ c: Int) -> Int {
+        coordinators[c].up = false
+        coordinators[c].epoch += 1
+        coordinators[c].inbox = []
+        coordinators[c].busy = false
+        coordinators[c].roundScheduled = false
+        coordinators[c].wakeAt = nil
+        coordinators[c].pausedUntil = nil
+        forcedThisRound[c] = nil
+        // A cluster's store is a database of its own: a coordinator's crash loses none of it.
+        let lost = coordinators[c].log?.disk.crash(random: &random) ?? 0
+        (coordinators[c].loop, coordinators[c].transport) = makeCoordinatorLoop(
+            c, store: coordinators[c].store, epoch: coordinators[c].epoch, seed: random.next())
         return lost
     }
 
@@ -812,20 +950,21 @@ public final class Simulation {
     private func clientSubmit(_ txid: TxID) {
         guard let transaction = client.transactions[txid], transaction.report == nil else { return }
         schedule(.clientCheck(txid), after: options.clientRetryInterval)
-        guard coordinator.up, !(faultsActive && coordinator.isolated) else { return }
+        let c = transaction.coordinator
+        guard coordinators[c].up, !(faultsActive && coordinators[c].isolated) else { return }
         record(.submitted(txid))
         let simulation = Unowned(simulation: self)
-        let epoch = coordinator.epoch
-        postCoordinator(.submit(
+        let epoch = coordinators[c].epoch
+        postCoordinator(c, .submit(
             txid, branches: transaction.branches, timeout: nil, wait: .decision,
             waitMax: .microseconds(options.clientRetryInterval),
-            reply: { result in simulation.simulation.clientHeard(result, epoch: epoch) }))
+            reply: { result in simulation.simulation.clientHeard(result, from: c, epoch: epoch) }))
     }
 
     /// The loop's answer to a submit. An earlier incarnation's answers never reach the client: its
     /// connections died with it.
-    private func clientHeard(_ result: CoordinatorLoop.SubmitResult, epoch: Int) {
-        guard coordinator.up, coordinator.epoch == epoch else { return }
+    private func clientHeard(_ result: CoordinatorLoop.SubmitResult, from c: Int, epoch: Int) {
+        guard coordinators[c].up, coordinators[c].epoch == epoch else { return }
         switch result {
         case .outcome(let txid, let outcome, _): clientTold(txid, outcome)
         case .rejected(let txid, let rejection): violate("coordinator rejected \(txid): \(rejection)")
@@ -841,6 +980,14 @@ public final class Simulation {
     private func clientCheck(_ txid: TxID) {
         guard let transaction = client.transactions[txid], transaction.report == nil else { return }
         count(.clientRetry)
+        // A cluster's client asks another coordinator when its own does not answer (down or
+        // paused), and at random: a resubmission of the same id is safe anywhere.
+        let c = transaction.coordinator
+        let unresponsive = !coordinators[c].up || coordinators[c].pausedUntil != nil
+        if coordinators.count > 1, unresponsive || (faultsActive && chance(options.failoverRate)) {
+            count(.failover)
+            client.transactions[txid]!.coordinator = (c + 1 + Int.random(in: 0..<(coordinators.count - 1), using: &random)) % coordinators.count
+        }
         clientSubmit(txid)
     }
 
@@ -894,8 +1041,14 @@ public final class Simulation {
                 violate("\(txid) was never reported to the client")
                 return
             }
-            if let phase = coordinator.loop.machine.phase(of: txid) {
-                violate("\(txid) is still \(phase) at the coordinator after faults stopped")
+            for node in coordinators {
+                if let phase = node.loop.machine.phase(of: txid) {
+                    violate("\(txid) is still \(phase) at C\(node.index) after faults stopped")
+                    return
+                }
+            }
+            if let shared, shared.rows[txid].map({ !$0.ended && $0.outcome != nil }) == true {
+                violate("\(txid) is decided but not ended in the shared store after faults stopped")
                 return
             }
             for branch in transaction.branches {
@@ -954,8 +1107,8 @@ public final class Simulation {
 extension Simulation.Scheduled {
     func withSequence(_ sequence: UInt64) -> Self {
         switch self {
-        case .toParticipant(let index, let message, _): return .toParticipant(index, message, sequence: sequence)
-        case .toCoordinator(let index, let message, _): return .toCoordinator(index, message, sequence: sequence)
+        case .toParticipant(let index, let message, let from, _): return .toParticipant(index, message, from: from, sequence: sequence)
+        case .toCoordinator(let index, let message, let to, _): return .toCoordinator(index, message, to: to, sequence: sequence)
         default: return self
         }
     }

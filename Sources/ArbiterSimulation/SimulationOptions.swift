@@ -60,6 +60,18 @@ public struct SimulationOptions: Hashable, Sendable {
     /// How long a participant's request waits for its answers before the rest are `unavailable`.
     public var participantReplyTimeout: Duration = .seconds(10)
 
+    /// Coordinators: one with a log of its own, or a cluster of several over one shared store.
+    public var coordinatorCount = 1
+    /// A cluster coordinator's lease on the shared store; it renews every third of it and sweeps
+    /// for orphans every half.
+    public var lease: SimTime = 1_000_000
+    /// Mean time between pauses of a cluster coordinator (0: none); each lasts one to three
+    /// leases, so that the others take its work over while it still believes it owns it.
+    public var pauseInterval: SimTime = 0
+    /// The chance that a client whose transaction has no outcome yet asks another coordinator of
+    /// the cluster next time (always when its coordinator is down).
+    public var failoverRate: Double = 0
+
     /// A calm, fault-free cluster: the starting point for scripted scenarios.
     public static func calm(participants: Int = 2) -> SimulationOptions {
         SimulationOptions(
@@ -113,6 +125,14 @@ public struct SimulationOptions: Hashable, Sendable {
         options.clientRetryInterval = pick([100_000, 400_000, 3_000_000])
         // A short reply deadline answers requests `unavailable` while their work goes on.
         options.participantReplyTimeout = pick([.milliseconds(50), .seconds(10)])
+        // One seed in three runs a cluster of coordinators over a shared store.
+        options.coordinatorCount = pick([1, 1, 1, 1, 2, 3])
+        if options.coordinatorCount > 1 {
+            options.lease = pick([200_000, 1_000_000])
+            options.pauseInterval = pick([0, 300_000, 1_000_000])
+            options.failoverRate = pick([0, 0.3, 1])
+            // Unavailable-store faults are failed writes, counted with the rest.
+        }
         return options
     }
 }
@@ -129,6 +149,8 @@ public enum FaultKind: String, CaseIterable, Hashable, Sendable, Comparable {
     case failedWrite
     /// One piece of a participant's round failed alone and was run again later.
     case failedPiece
+    /// A cluster coordinator paused past its lease, and a client that asked another coordinator.
+    case pause, failover
 
     public static func < (lhs: FaultKind, rhs: FaultKind) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -2,12 +2,13 @@ public import ArbiterCore
 
 /// A node of the simulated cluster.
 public enum SimNode: Hashable, Sendable, Comparable, CustomStringConvertible {
-    case coordinator
+    /// Coordinator `index` (a coordinator alone is 0).
+    case coordinator(Int)
     case participant(Int)
 
     public var description: String {
         switch self {
-        case .coordinator: return "C"
+        case .coordinator(let index): return "C\(index)"
         case .participant(let index): return "P\(index)"
         }
     }
@@ -25,6 +26,13 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
     case timer(SimNode, TimerID)
     case crashed(SimNode, lostRecords: Int)
     case restarted(SimNode)
+    /// A coordinator of a cluster stops (a paused process) until `resumed`.
+    case paused(SimNode)
+    case resumed(SimNode)
+    /// A coordinator of a cluster took these transactions over from one whose lease expired.
+    case claimed(SimNode, [TxID])
+    /// The store refused a coordinator's records of a transaction another one owns now.
+    case disowned(SimNode, TxID)
     case reported(TxID, Outcome)
     case faultsEnded
     case violation(String)
@@ -40,6 +48,10 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
         case .timer(let node, let timer): return "\(node) timer \(timer)"
         case .crashed(let node, let lost): return "\(node) CRASHED (lost \(lost) unforced records)"
         case .restarted(let node): return "\(node) restarted"
+        case .paused(let node): return "\(node) PAUSED"
+        case .resumed(let node): return "\(node) resumed"
+        case .claimed(let node, let txids): return "\(node) took over \(txids.map(\.description).joined(separator: ", "))"
+        case .disowned(let node, let txid): return "\(node) fenced off \(txid)"
         case .reported(let txid, let outcome): return "client told \(txid) \(outcome)"
         case .faultsEnded: return "faults end; all nodes up and connected"
         case .violation(let text): return "VIOLATION: \(text)"

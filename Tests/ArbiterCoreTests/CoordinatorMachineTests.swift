@@ -330,4 +330,27 @@ struct CoordinatorMachineTests {
             .decided(t, .aborted, notify: [], reason: CoordinatorMachine.presumedAbortReason), .ended(t),
         ])])
     }
+
+    @Test("transactions taken over from a coordinator whose lease expired are resumed from the store's records, replacing what memory held of them")
+    func adoptedRecordsReplaceMemory() {
+        var coordinator = machine()
+        // This coordinator drove t before a pause; meanwhile another took t over and aborted it.
+        _ = begin(&coordinator, t, branches: branches, timeout: nil)
+        _ = coordinator.handle(.received(from: p0, .vote(t, .yes)))
+        let effects = coordinator.handle(.adopted([
+            .begun(t, branches: branches), .decided(t, .aborted, notify: [p0, p1], reason: "taken over"), .acknowledged(t, p1),
+        ]))
+        #expect(effects.prefix(2) == [.cancelTimer(TimerID(.prepareDeadline, t)), .cancelTimer(TimerID(.phaseTwoRetry, t))])
+        #expect(sends(effects).map(\.0) == [p0] && sends(effects).map(\.1) == [.abort(t)], "only P0 still owes its acknowledgement")
+        #expect(coordinator.phase(of: t) == .aborting)
+        // The late yes from P1 changes nothing: the store's decision stands.
+        #expect(coordinator.handle(.received(from: p1, .vote(t, .yes))).isEmpty)
+        // An undecided one is aborted, as at recovery.
+        let u = try! TxID("u1")
+        let undecided = coordinator.handle(.adopted([.begun(u, branches: branches)]))
+        #expect(undecided.contains { effect in
+            guard case .write(let records) = effect, case .decided(u, .aborted, _, _)? = records.first else { return false }
+            return true
+        })
+    }
 }

@@ -19,14 +19,14 @@ struct ScenarioTests {
     func coordinatorCrashAfterDecision() {
         let sim = cluster()
         let t = sim.submit("transfer-1", votes: "yy")
-        sim.run { $0 == .forced(.coordinator, t) }
+        sim.run { $0 == .forced(.coordinator(0), t) }
         sim.dropInFlight { if case .toParticipant(_, .commit) = $0 { true } else { false } }
-        sim.crash(.coordinator)
+        sim.crash(.coordinator(0))
         #expect(sim.durableDecision(t) == .committed)
         #expect(sim.recordedState(t, at: 0) == .prepared)
         #expect(sim.locks(at: 0)[ "transfer-1"] == t, "a prepared participant keeps its lock")
 
-        sim.restart(.coordinator)
+        sim.restart(.coordinator(0))
         sim.stabilize()
         #expect(sim.violations.isEmpty, "\(sim.violations)")
         #expect(sim.recordedState(t, at: 0) == .committed)
@@ -39,8 +39,8 @@ struct ScenarioTests {
         let sim = cluster()
         let t = sim.submit("transfer-2", votes: "yy")
         sim.run { isVote($0, from: 0) }
-        sim.crash(.coordinator)
-        sim.restart(.coordinator)
+        sim.crash(.coordinator(0))
+        sim.restart(.coordinator(0))
         sim.stabilize()
         #expect(sim.violations.isEmpty, "\(sim.violations)")
         #expect(sim.recordedState(t, at: 0) == .aborted)
@@ -67,14 +67,14 @@ struct ScenarioTests {
     func inDoubtWhileCoordinatorIsDown() {
         let sim = cluster()
         let t = sim.submit("transfer-4", votes: "yy")
-        sim.run { $0 == .forced(.coordinator, t) }
+        sim.run { $0 == .forced(.coordinator(0), t) }
         sim.dropInFlight { _ in true }
-        sim.crash(.coordinator)
+        sim.crash(.coordinator(0))
         // Several inquiry timers fire and find nobody; the participant must not decide alone.
         for _ in 0..<3 { sim.run { if case .timer(.participant(0), _) = $0 { true } else { false } } }
         #expect(sim.participantState(t, at: 0) == .prepared)
         #expect(sim.locks(at: 0)["transfer-4"] == t)
-        sim.restart(.coordinator)
+        sim.restart(.coordinator(0))
         sim.stabilize()
         #expect(sim.violations.isEmpty, "\(sim.violations)")
         #expect(sim.recordedState(t, at: 0) == .committed)
@@ -110,7 +110,7 @@ struct ScenarioTests {
         let t = sim.submit("transfer-6", votes: "yy")
         sim.run { $0 == .forced(.participant(1), t) }
         sim.dropInFlight { isVote($0, from: 1) }
-        sim.run { $0 == .timer(.coordinator, TimerID(.prepareDeadline, t)) }
+        sim.run { $0 == .timer(.coordinator(0), TimerID(.prepareDeadline, t)) }
         #expect(sim.reported(t) == .aborted)
         sim.stabilize()
         #expect(sim.violations.isEmpty, "\(sim.violations)")

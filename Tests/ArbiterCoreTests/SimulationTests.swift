@@ -121,7 +121,43 @@ struct BrokenVariantTests {
         #expect(correct.violations.isEmpty, "\(correct.violations)")
         #expect(correct.reported == .aborted, "the resubmission is answered from the recorded abort")
         let broken = try #require(presumedAbortStory(.coordinatorAnswersUnknownWithoutRecording))
-        #expect(broken.violations.contains { $0.contains("after answering an inquiry about it \"aborted\"") }, "\(broken.violations)")
+        #expect(broken.violations.contains { $0.contains("after an inquiry about it was answered \"aborted\"") }, "\(broken.violations)")
+    }
+
+    @Test("in a cluster, an inquiry that reaches a coordinator which never saw the id records the abort before answering, so a client that fails over to it hears aborted")
+    func clusterPresumedAbortWithoutRecord() throws {
+        let correct = clusterPresumedAbortStory(.correct)
+        #expect(correct.violations.isEmpty, "\(correct.violations)")
+        #expect(correct.reported == .aborted, "the resubmission at C1 is answered from the recorded abort")
+        #expect(correct.answeredByC1, "the inquiry fell back to C1")
+        let broken = clusterPresumedAbortStory(.coordinatorAnswersUnknownWithoutRecording)
+        #expect(broken.violations.contains { $0.contains("after an inquiry about it was answered \"aborted\"") }, "\(broken.violations)")
+    }
+
+    /// Two coordinators over one store. C0 sends the prepares and pauses before its lazy `begun`
+    /// record is written; a participant's inquiry falls back to C1, which has never seen the id;
+    /// its answers are lost, so the participants stay prepared; the client, unanswered, fails over
+    /// to C1 with the same id.
+    private func clusterPresumedAbortStory(_ variant: ProtocolVariant) -> (violations: [String], reported: Outcome?, answeredByC1: Bool) {
+        var options = SimulationOptions.calm(participants: 2)
+        options.coordinatorCount = 2
+        options.lease = 60_000_000  // Nobody's lease expires in this story: no takeover.
+        options.clientRetryInterval = 1_000_000
+        let sim = Simulation(seed: 1, options: options, variant: variant)
+        let t = sim.submit("story", votes: "yy")
+        sim.run(untilState: { sim.inFlight.contains(.toParticipant(1, .prepare(PrepareRequest(
+            txid: t, coordinator: CoordinatorID("C0"), payload: Payload("k=story;v=y"), onePhase: false)))) })
+        sim.pause(coordinator: 0, for: 5_000_000)
+        let isAbortedAnswer: (TraceEvent) -> Bool = {
+            if case .toParticipant(_, .outcome(t, .aborted)) = $0 { true } else { false }
+        }
+        var answers = 0
+        sim.run(untilState: {
+            answers += sim.dropInFlight(where: isAbortedAnswer)
+            return sim.reported(t) != nil || !sim.violations.isEmpty
+        })
+        sim.stabilize()
+        return (sim.violations, sim.reported(t), answers > 0)
     }
 
     /// A transaction whose participants prepared while the coordinator crashed and lost its lazy
@@ -135,11 +171,11 @@ struct BrokenVariantTests {
             let sim = Simulation(seed: seed, options: options, variant: variant)
             let t = sim.submit("story", votes: "yy")
             sim.run(untilState: { sim.recordedState(t, at: 0) == .prepared && sim.recordedState(t, at: 1) == .prepared })
-            sim.crash(.coordinator)
+            sim.crash(.coordinator(0))
             guard sim.loggedTransaction(t) == nil else { continue }  // `begun` survived: another seed.
             // Down until P0 asks; its question arrives at the restarted coordinator.
             sim.run(untilState: { sim.inFlight.contains(.toCoordinator(from: 0, .inquire(t))) })
-            sim.restart(.coordinator)
+            sim.restart(.coordinator(0))
             let isAbortedAnswer: (TraceEvent) -> Bool = {
                 if case .toParticipant(_, .outcome(t, .aborted)) = $0 { true } else { false }
             }

@@ -225,6 +225,7 @@ struct CoordinatorLoopTests {
         try round(loop, [], at: .seconds(1))
         #expect(sentAbout(t, wire).isEmpty)
         #expect(journal.entries.contains("reply pending(t)") && !journal.entries.contains { $0.hasPrefix("reply outcome(t") })
+        #expect(!loop.hasWork, "the withheld messages leave nothing behind to send")
     }
 
     @Test("a presumed abort refused because another coordinator's row got there first is answered from that row, not as aborted")
