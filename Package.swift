@@ -22,7 +22,8 @@
 //                        (library product for users)
 //   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
 //   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits, OTLP trace
-//                        export), shared by the `arbiter` and `bank-node` commands
+//                        export) and their other sources (ARBITER_ variables, a configuration
+//                        file), shared by the `arbiter` and `bank-node` commands
 //   arbiter              the command-line tool: coordinator, txn, participant, simulate
 //   BankExample          examples/bank: the reference participant's resource and routes
 //   bank-node            examples/bank: the bank participant service
@@ -286,6 +287,11 @@ let package = Package(
         .testTarget(
             name: "ArbiterRuntimeTests",
             dependencies: ["ArbiterRuntime", "ArbiterCore", "ArbiterTesting", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterCommandLineTests",
+            dependencies: ["ArbiterCommandLine", "ArbiterTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,5 @@
+import ArbiterCommandLine
 import ArbiterCore
-import ArbiterRuntime
 import ArgumentParser
 import Foundation
 
