@@ -22,7 +22,8 @@
 //                        (library product for users)
 //   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
 //   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits, OTLP trace
-//                        export), shared by the `arbiter` and `bank-node` commands
+//                        export) and their other sources (ARBITER_ variables, a configuration
+//                        file), shared by the `arbiter` and `bank-node` commands
 //   arbiter              the command-line tool: coordinator, txn, participant, simulate
 //   BankExample          examples/bank: the reference participant's resource and routes
 //   bank-node            examples/bank: the bank participant service
@@ -31,8 +32,9 @@
 //   bank-bench           examples/bank/Bench: the end-to-end benchmark (docs/benchmark.md)
 //
 // Test targets come last, one per module plus the demo's and the end-to-end suite. Packages that
-// only tests use (Yams, HummingbirdTesting) do not reach a library user's dependency graph, and the
-// benchmark needs no package of its own. The micro-benchmarks are a separate package, Benchmarks/.
+// only tests and the commands use (Yams, HummingbirdTesting, swift-configuration, swift-otel) do not
+// reach a library product's targets, and the benchmark needs no package of its own. The
+// micro-benchmarks are a separate package, Benchmarks/.
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -73,6 +75,10 @@ let package = Package(
         // The OTLP exporter of the two servers' `--otlp-endpoint`; OTLP/HTTP only (its default
         // traits add OTLP/gRPC, which would build grpc-swift too).
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
+        // The environment and the configuration file behind the two servers' options
+        // (ConfigurationSources), with its JSON and YAML traits (its default is JSON alone).
+        // async-http-client and Hummingbird already depend on it, with none of its traits.
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["JSON", "YAML"]),
     ],
     targets: [
         .target(
@@ -172,6 +178,8 @@ let package = Package(
             dependencies: [
                 "ArbiterHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
@@ -286,6 +294,11 @@ let package = Package(
         .testTarget(
             name: "ArbiterRuntimeTests",
             dependencies: ["ArbiterRuntime", "ArbiterCore", "ArbiterTesting", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterCommandLineTests",
+            dependencies: ["ArbiterCommandLine", "ArbiterTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,5 @@
+import ArbiterCommandLine
 import ArbiterCore
-import ArbiterRuntime
 import ArgumentParser
 import Foundation
 
@@ -20,7 +20,7 @@ struct Arbiter: AsyncParsableCommand {
         if arguments.first == CoordinatorCommand.configuration.commandName {
             let sources = ConfigurationSources(help: CoordinatorCommand.helpMessage(columns: 1000))
             do {
-                arguments = [arguments[0]] + (try sources.arguments(Array(arguments.dropFirst())))
+                arguments = [arguments[0]] + (try await sources.arguments(Array(arguments.dropFirst())))
             } catch {
                 exitWithRuntimeError(error)
             }

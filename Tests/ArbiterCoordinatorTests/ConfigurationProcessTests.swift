@@ -18,10 +18,15 @@ struct ConfigurationProcessTests {
         try """
             {"data": "\(directory.path)/data", "secret-file": "\(directory.path)/secret", "allow-any-participant": true, "port": 70000}
             """.write(toFile: file, atomically: true, encoding: .utf8)
+        let accessLog = directory.path + "/access.log"
         let fromEnvironment = try ManagedProcess(name: "coordinator", executable: try builtProduct("arbiter"),
-            arguments: ["coordinator", "--config", file], environment: ["ARBITER_PORT": "0"])
+            arguments: ["coordinator", "--config", file], environment: ["ARBITER_PORT": "0", "CONFIG_ACCESS_LOG_FILE": accessLog])
         _ = try await fromEnvironment.waitFor(#"arbiter coordinator listening on http://127\.0\.0\.1:(\d+)"#)
         await fromEnvironment.terminate()
+        // swift-configuration's access log names the source of each value read.
+        let reads = try String(contentsOfFile: accessLog, encoding: .utf8).split(separator: "\n")
+        #expect(reads.contains { $0.contains(#"port -> "0""#) && $0.contains("EnvironmentVariablesProvider") })
+        #expect(reads.contains { $0.contains(#"data -> "\#(directory.path)/data""#) && $0.contains("FileProvider<JSONSnapshot>") })
 
         let fromFlag = try ManagedProcess(name: "coordinator", executable: try builtProduct("arbiter"),
             arguments: ["coordinator", "--port", "0"], environment: ["ARBITER_PORT": "70001", "ARBITER_CONFIG": file])

@@ -30,8 +30,9 @@ struct BankNodeCommand: AsyncParsableCommand {
 
             Every option may also come from an environment variable, ARBITER_ and its name in \
             capitals (--secret-file: ARBITER_SECRET_FILE), or from the configuration file \
-            (--config FILE or ARBITER_CONFIG: a JSON object, or `name = value` lines); a flag on \
-            the command line wins over the environment, which wins over the file.
+            (--config FILE or ARBITER_CONFIG: a JSON object, YAML in a .yaml or .yml file, or \
+            `name = value` lines); a flag on the command line wins over the environment, which \
+            wins over the file.
             """
     )
 
@@ -41,14 +42,14 @@ struct BankNodeCommand: AsyncParsableCommand {
         let sources = ConfigurationSources(help: helpMessage(columns: 1000))
         let arguments: [String]
         do {
-            arguments = try sources.arguments(Array(CommandLine.arguments.dropFirst()))
+            arguments = try await sources.arguments(Array(CommandLine.arguments.dropFirst()))
         } catch {
             exitWithRuntimeError(error)
         }
         await main(arguments)
     }
 
-    @Option(help: "Configuration file: a JSON object or `name = value` lines, keys the option names without dashes (also ARBITER_CONFIG).")
+    @Option(help: "Configuration file: a JSON object, YAML (.yaml, .yml) or `name = value` lines, keys the option names without dashes (also ARBITER_CONFIG).")
     var config: String?
 
     @Option(help: "Log format on standard error: text, or json (one object per line: time, level, label, message, metadata).")

@@ -1,4 +1,6 @@
+import Configuration
 public import Foundation
+import Yams
 
 /// Settings from three sources, for a command whose options are parsed by ArgumentParser:
 /// command-line flags win over environment variables (`ARBITER_` + the option's name in capitals,
@@ -6,14 +8,17 @@ public import Foundation
 /// (`--config FILE`, or `ARBITER_CONFIG`).
 ///
 /// It works on the arguments before parsing: each option the command line does not give is
-/// appended with its value from the environment or, failing that, the file. ArgumentParser then
-/// parses the result as usual, so one set of checks and one help text serve every source, and a
-/// value from any source is validated alike.
+/// appended with its value from a swift-configuration `ConfigReader` over the environment
+/// (`EnvironmentVariablesProvider`, its keys prefixed with `arbiter`) and then the file. ArgumentParser
+/// then parses the result as usual, so one set of checks and one help text serve every source, and
+/// a value from any source is validated alike.
 ///
-/// The file is a JSON object (`{"port": 7001, "secret-file": "/etc/arbiter/secret"}`) or lines of
-/// `name = value` (`#` starts a comment line). Keys are option names without the dashes; a flag
-/// takes `true` or `false`. An unknown key is an error: a misspelt setting must not be silently
-/// ignored. Unknown `ARBITER_` variables are ignored (the environment is shared with other tools).
+/// The file is YAML when its name ends in `.yaml` or `.yml` (`FileProvider<YAMLSnapshot>`), else a
+/// JSON object when it starts with `{` (`FileProvider<JSONSnapshot>`), else lines of
+/// `name = value` (`#` starts a comment line; an `InMemoryProvider` of strings). Keys are option
+/// names without the dashes; a flag takes `true` or `false`. An unknown key is an error: a misspelt
+/// setting must not be silently ignored. Unknown `ARBITER_` variables are ignored (the environment
+/// is shared with other tools).
 public struct ConfigurationSources: Sendable {
     /// One option of the command.
     public struct Option: Hashable, Sendable {
@@ -27,7 +32,8 @@ public struct ConfigurationSources: Sendable {
             self.takesValue = takesValue
         }
 
-        /// The environment variable that sets it: `ARBITER_SECRET_FILE`.
+        /// The environment variable that sets it: `ARBITER_SECRET_FILE`. `EnvironmentVariablesProvider`
+        /// finds it under the key `arbiter.secret-file` by the same rule.
         public var environmentName: String {
             ConfigurationSources.environmentPrefix + name.uppercased().replacingOccurrences(of: "-", with: "_")
         }
@@ -73,21 +79,26 @@ public struct ConfigurationSources: Sendable {
     /// `environment` or the configuration file.
     public func arguments(
         _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws(Problem) -> [String] {
+    ) async throws(Problem) -> [String] {
         let given = Set(arguments.compactMap { argument -> String? in
             guard argument.hasPrefix("--") else { return nil }
             return String(argument.dropFirst(2).prefix { $0 != "=" })
         })
-        let file = try fileSettings(path: Self.configPath(in: arguments) ?? environment[Self.environmentPrefix + "CONFIG"])
+        let configPath = Self.configPath(in: arguments) ?? environment[Option(name: Self.configOption, takesValue: true).environmentName]
+        let file = try await configurationFile(path: configPath)
+        // In order of precedence: the reader answers with the first provider that has the key.
+        var providers: [any ConfigProvider] = [
+            EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ["arbiter"])
+        ]
+        if let file { providers.append(file.provider) }
+        let reader = ConfigReader(providers: providers)
         var result = arguments
         for option in options where !given.contains(option.name) {
-            let value: String
-            let source: String
-            if let fromEnvironment = environment[option.environmentName] {
-                (value, source) = (fromEnvironment, option.environmentName)
-            } else if let fromFile = file[option.name] {
-                (value, source) = (fromFile, "the configuration file's `\(option.name)`")
-            } else {
+            let inEnvironment = environment[option.environmentName] != nil
+            let inFile = file?.keys.contains(option.name) ?? false
+            let source = inEnvironment ? option.environmentName : "the configuration file's `\(option.name)`"
+            guard let value = Self.text(of: option, in: reader, inFile: inFile) else {
+                if inFile && !inEnvironment { throw Problem("\(source) is not a string, a number or a boolean") }
                 continue
             }
             if option.takesValue {
@@ -103,6 +114,20 @@ public struct ConfigurationSources: Sendable {
         return result
     }
 
+    /// The value of `option` as command-line text, or nil when no source gives it. The
+    /// environment and `name = value` lines hold strings; JSON also holds numbers and booleans,
+    /// which swift-configuration gives only as the type asked for, and converts between them (a
+    /// boolean reads as 1 or 0 where a number is asked for, a number other than 0 as true where a
+    /// boolean is). Only for a key the file holds is more than a string asked for.
+    static func text(of option: Option, in reader: ConfigReader, inFile: Bool) -> String? {
+        let key = ConfigKey([option.name])
+        if let string = reader.string(forKey: key) { return string }
+        guard inFile else { return nil }
+        if !option.takesValue { return reader.bool(forKey: key).map { $0 ? "true" : "false" } }
+        if let int = reader.int(forKey: key) { return String(int) }
+        return reader.double(forKey: key).map { String($0) }
+    }
+
     /// The value of `--config FILE` or `--config=FILE`.
     static func configPath(in arguments: [String]) -> String? {
         for (index, argument) in arguments.enumerated() {
@@ -112,46 +137,49 @@ public struct ConfigurationSources: Sendable {
         return nil
     }
 
-    /// The file's settings by option name; empty without a file.
-    func fileSettings(path: String?) throws(Problem) -> [String: String] {
-        guard let path else { return [:] }
+    /// The configuration file as a provider, with the keys it sets; nil without a file, or for a
+    /// YAML file that holds nothing.
+    ///
+    /// swift-configuration cannot list a provider's keys, so the file's top-level keys are listed
+    /// here, from the text read to choose its format, for the check that each is an option.
+    func configurationFile(path: String?) async throws(Problem) -> (provider: any ConfigProvider, keys: Set<String>)? {
+        guard let path else { return nil }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw Problem("cannot read the configuration file \(path): \(error.localizedDescription)")
         }
-        let settings = try text.drop(while: \.isWhitespace).hasPrefix("{") ? Self.jsonSettings(text, path: path) : Self.lineSettings(text, path: path)
+        let file: (provider: any ConfigProvider, keys: Set<String>)
+        if path.hasSuffix(".yaml") || path.hasSuffix(".yml") {
+            do {
+                guard let root = try Yams.compose(yaml: text) else { return nil }
+                guard let mapping = root.mapping else { throw Problem("its top level is not a mapping") }
+                file = (try await FileProvider<YAMLSnapshot>(filePath: .init(path)), Set(mapping.keys.compactMap(\.string)))
+            } catch {
+                throw Problem("the configuration file \(path) is not a YAML mapping of strings, numbers and booleans: \(error)")
+            }
+        } else if text.drop(while: \.isWhitespace).hasPrefix("{") {
+            do {
+                guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                    throw Problem("its top level is not an object")
+                }
+                file = (try await FileProvider<JSONSnapshot>(filePath: .init(path)), Set(object.keys))
+            } catch {
+                throw Problem("the configuration file \(path) is not a JSON object of strings, numbers and booleans: \(error)")
+            }
+        } else {
+            let settings = try Self.lineSettings(text, path: path)
+            let values = Dictionary(uniqueKeysWithValues: settings.map { name, value in
+                (AbsoluteConfigKey([name]), ConfigValue(.string(value), isSecret: false))
+            })
+            file = (InMemoryProvider(name: path, values: values), Set(settings.keys))
+        }
         let known = Set(options.map(\.name))
-        if let unknown = settings.keys.sorted().first(where: { !known.contains($0) }) {
+        if let unknown = file.keys.sorted().first(where: { !known.contains($0) }) {
             throw Problem("the configuration file \(path) sets `\(unknown)`, which is not an option of this command")
         }
-        return settings
-    }
-
-    private static func jsonSettings(_ text: String, path: String) throws(Problem) -> [String: String] {
-        do {
-            return try JSONDecoder().decode([String: Scalar].self, from: Data(text.utf8)).mapValues(\.text)
-        } catch {
-            throw Problem("the configuration file \(path) is not a JSON object of strings, numbers and booleans: \(error)")
-        }
-    }
-
-    /// A JSON value of the file: a string, a number or a boolean, as its command-line text.
-    private struct Scalar: Decodable {
-        var text: String
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let value = try? container.decode(Bool.self) {
-                text = value ? "true" : "false"
-            } else if let value = try? container.decode(Int.self) {
-                text = String(value)
-            } else if let value = try? container.decode(Double.self) {
-                text = String(value)
-            } else {
-                text = try container.decode(String.self)
-            }
-        }
+        return file
     }
 
     private static func lineSettings(_ text: String, path: String) throws(Problem) -> [String: String] {
