@@ -20,6 +20,8 @@
 //   ArbiterClient        the Swift client of the coordinator API (library product for users)
 //   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
 //                        (library product for users)
+//   ArbiterPostgres      the decision store a coordinator cluster shares, on PostgreSQL (postgres-nio):
+//                        leases, fencing by owner and epoch, takeover
 //   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
 //   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits, OTLP trace
 //                        export) and their other sources (ARBITER_ variables, a configuration
@@ -79,6 +81,8 @@ let package = Package(
         // (ConfigurationSources), with its JSON and YAML traits (its default is JSON alone).
         // async-http-client and Hummingbird already depend on it, with none of its traits.
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["JSON", "YAML"]),
+        // The decision store a coordinator cluster shares (ArbiterPostgres).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -161,6 +165,17 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ArbiterPostgres",
+            dependencies: [
+                "ArbiterCore", "ArbiterRuntime", "ArbiterStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -277,6 +292,11 @@ let package = Package(
         .testTarget(
             name: "ArbiterCoreTests",
             dependencies: ["ArbiterCore", "ArbiterSimulation"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterPostgresTests",
+            dependencies: ["ArbiterPostgres", "ArbiterCore", "ArbiterRuntime", "ArbiterTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -543,7 +543,7 @@ public final class DecisionLog: Sendable {
         var payloadBase64: String?
     }
 
-    static func encodeBranches(_ branches: [Branch]) -> String {
+    public static func encodeBranches(_ branches: [Branch]) -> String {
         "[" + branches.map { branch in
             if let text = String(validating: branch.payload.bytes, as: UTF8.self) {
                 return Stored.jsonObject(["participant": branch.participant.rawValue, "payload": text])
@@ -553,7 +553,7 @@ public final class DecisionLog: Sendable {
         }.joined(separator: ",") + "]"
     }
 
-    static func decodeBranches(_ text: String) throws(StorageError) -> [Branch] {
+    public static func decodeBranches(_ text: String) throws(StorageError) -> [Branch] {
         try Stored.decodeJSON([StoredBranch].self, text, column: "branches").map { stored throws(StorageError) in
             let bytes: [UInt8]
             if let payload = stored.payload {

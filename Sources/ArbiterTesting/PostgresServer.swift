@@ -1,0 +1,169 @@
+public import Foundation
+
+/// A throwaway PostgreSQL cluster for tests, the demo and the benchmark: `initdb` in a temporary
+/// directory, a server on a free loopback port (and a Unix socket in that directory only), one
+/// database, trust authentication for the `postgres` user. PostgreSQL refuses to run as root, so
+/// when this process is root its commands run as the `postgres` system user (`runuser`); Debian's
+/// `postgresql` package provides both. ``stop()`` stops it by its process id; the directory goes
+/// with the value.
+public final class PostgresServer: Sendable {
+    /// The PostgreSQL binaries (Debian's layout: `/usr/lib/postgresql/VERSION/bin`), newest first.
+    public static let binaries: String? = {
+        let root = "/usr/lib/postgresql"
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return versions.compactMap(Int.init).sorted(by: >).map { "\(root)/\($0)/bin" }
+            .first { FileManager.default.isExecutableFile(atPath: "\($0)/initdb") }
+    }()
+
+    /// Whether a cluster can be started here.
+    public static var isAvailable: Bool { binaries != nil }
+
+    public let port: Int
+    public let database: String
+    private let directory: TemporaryDirectory
+    private let bin: String
+
+    /// The cluster's data directory.
+    public var dataDirectory: String { directory.path + "/data" }
+
+    /// `postgres://postgres@127.0.0.1:PORT/DATABASE`.
+    public var url: String { "postgres://postgres@127.0.0.1:\(port)/\(database)" }
+
+    /// Creates and starts a cluster with an empty database `database`.
+    public init(database: String = "arbiter", settings: [String: String] = [:]) async throws {
+        guard let bin = Self.binaries else { throw HarnessError("PostgreSQL is not installed (Debian: apt-get install postgresql)") }
+        self.bin = bin
+        self.database = database
+        directory = try TemporaryDirectory(prefix: "arbiter-pg")
+        port = try freeLoopbackPort()
+        try Self.giveToPostgres(directory.path)
+        try await run("\(bin)/initdb", ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"])
+        var configuration = [
+            "port": "\(port)", "listen_addresses": "'127.0.0.1'", "unix_socket_directories": "'\(directory.path)'",
+            "max_connections": "100", "max_prepared_transactions": "100",
+        ]
+        configuration.merge(settings) { $1 }
+        let lines = configuration.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: "\n")
+        let conf = dataDirectory + "/postgresql.conf"
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: conf))
+        handle.seekToEndOfFile()
+        handle.write(Data("\n# Arbiter's test cluster\n\(lines)\n".utf8))
+        try handle.close()
+        try await start()
+        try await run("\(bin)/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres",
+                                      "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(database)"])
+    }
+
+    deinit { stopNow() }
+
+    /// Starts the server (again, after ``stop()``), waiting until it accepts connections.
+    public func start() async throws {
+        try await run("\(bin)/pg_ctl", ["-D", dataDirectory, "-l", directory.path + "/server.log", "-w", "-t", "120", "start"])
+    }
+
+    /// Stops the server by its process id (fast shutdown: sessions are cut, nothing committed is
+    /// lost) and waits until it is gone.
+    public func stop() async throws {
+        guard let pid = postmasterPID else { return }
+        kill(pid, SIGINT)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while kill(pid, 0) == 0 {
+            guard ContinuousClock.now < deadline else { throw HarnessError("PostgreSQL (pid \(pid)) did not stop within 60 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Runs `sql` in the database with `psql` and returns its unaligned output.
+    @discardableResult
+    public func psql(_ sql: String) async throws -> String {
+        try await run("\(bin)/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database,
+                                      "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+    }
+
+    /// The server's log so far.
+    public var log: String { (try? String(contentsOfFile: directory.path + "/server.log", encoding: .utf8)) ?? "" }
+
+    private var postmasterPID: pid_t? {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+              let first = text.split(separator: "\n").first else { return nil }
+        return pid_t(first)
+    }
+
+    private func stopNow() {
+        guard let pid = postmasterPID else { return }
+        kill(pid, SIGQUIT)  // Immediate shutdown: the directory is removed next.
+        for _ in 0..<500 where kill(pid, 0) == 0 { usleep(10_000) }
+    }
+
+    private static var isRoot: Bool { geteuid() == 0 }
+
+    /// The cluster's directory must belong to the user the server runs as.
+    private static func giveToPostgres(_ path: String) throws {
+        guard isRoot else { return }
+        guard let user = getpwnam("postgres") else { throw HarnessError("no `postgres` system user to run PostgreSQL as") }
+        guard chown(path, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else {
+            throw HarnessError("cannot give \(path) to the postgres user (errno \(errno))")
+        }
+    }
+
+    /// Runs a PostgreSQL command (as `postgres` when this process is root) and returns its output;
+    /// throws with its output when it fails. The output goes through a file, not a pipe: the server
+    /// that `pg_ctl start` leaves running would otherwise hold the pipe open.
+    @discardableResult
+    private func run(_ executable: String, _ arguments: [String]) async throws -> String {
+        let (path, args) = Self.isRoot ? ("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments) : (executable, arguments)
+        let outputPath = directory.path + "/command-\(UUID().uuidString).out"
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil) else { throw HarnessError("cannot create \(outputPath)") }
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        // posix_spawn and waitpid rather than Foundation's Process, which on Linux does not see the
+        // end of a child whose grandchild (the server) lives on.
+        var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_APPEND, 0)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard spawned == 0 else { throw HarnessError("cannot run \(path) (error \(spawned))") }
+        var status: Int32 = 0
+        let deadline = ContinuousClock.now + .seconds(180)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            guard ContinuousClock.now < deadline else {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw HarnessError("\(executable) did not finish within 180 s")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard exitCode == 0 else {
+            throw HarnessError("\(executable) \(arguments.joined(separator: " ")) failed (\(exitCode)): \(text)\n\(log)")
+        }
+        return text
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (the system picks it).
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket() failed (errno \(errno))") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw HarnessError("bind() failed (errno \(errno))") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard named == 0 else { throw HarnessError("getsockname() failed (errno \(errno))") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
