@@ -14,13 +14,15 @@
 //   ArbiterSimulation    the deterministic simulator: both services' real loops over a simulated
 //                        disk, network and clock, checking the invariants (the tests and
 //                        `arbiter simulate`)
-//   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients
+//   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients;
+//                        the dashboards' login, sessions and operator middleware
 //   ArbiterCoordinator   the coordinator service: its loop over SQLite and HTTP, participant links,
 //                        HTTP API, metrics
 //   ArbiterClient        the Swift client of the coordinator API (library product for users)
 //   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
 //                        (library product for users)
-//   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
+//   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark;
+//                        driving headless Chromium in the dashboards' tests
 //   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits), shared by
 //                        the `arbiter` and `bank-node` commands
 //   arbiter              the command-line tool: coordinator, txn, participant, simulate
