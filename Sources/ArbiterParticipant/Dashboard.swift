@@ -80,7 +80,7 @@ struct ParticipantDashboard<R: Resource>: Sendable {
                 coordinator: transaction.coordinator?.rawValue,
                 preparedAt: transaction.preparedAt.map(Self.timestamp),
                 ageMs: transaction.preparedAt.map { Self.milliseconds(now.timeIntervalSince($0)) },
-                payload: transaction.payload.map(Self.summary),
+                payload: transaction.payload.map(Self.payloadSummary),
                 locks: try await store.locks(of: transaction.txid),
                 lastInquiry: engine.lastInquiry(of: transaction.txid).map { record in
                     let answer: String?
@@ -100,10 +100,13 @@ struct ParticipantDashboard<R: Resource>: Sendable {
             csrf: sessions.session(of: request)?.csrf)
     }
 
-    /// The payload's text, cut after ``payloadSummaryMax`` characters.
-    static func summary(_ payload: Payload) -> String {
-        let text = String(decoding: payload.bytes, as: UTF8.self)
-        return text.count <= payloadSummaryMax ? text : String(text.prefix(payloadSummaryMax)) + "…"
+    /// The payload's text, cut after ``payloadSummaryMax`` characters (only its start is read: a
+    /// payload can be large, and the page polls).
+    static func payloadSummary(_ payload: Payload) -> String {
+        let head = payload.bytes.prefix(payloadSummaryMax * 4)
+        let text = String(decoding: head, as: UTF8.self)
+        if head.count == payload.bytes.count && text.count <= payloadSummaryMax { return text }
+        return String(text.prefix(payloadSummaryMax)) + "…"
     }
 
     private static func timestamp(_ date: Date) -> String {

@@ -146,6 +146,8 @@ struct OperatorTests {
         try await withTemporaryDirectory { directory in
             try await withNode(ScriptedResource(), directory: directory, configure: { $0.protocolConfig.inquiryTimeout = .seconds(3600) }) { node in
                 _ = try await node.prepare("t-d", payload: Scripts.vote("yes", locks: ["k"]))
+                let long = Scripts.vote("yes", value: String(repeating: "é", count: 300))
+                _ = try await node.prepare("t-long", payload: long)
                 let form = try await node.http.get(node.url + "/dashboard", token: nil)
                 #expect(form.status == 200)
                 #expect(form.text.contains("Arbiter participant") && form.text.contains("Operator token"))
@@ -156,12 +158,13 @@ struct OperatorTests {
                 let summary = try await node.http.get(summaryURL, token: TestSecrets.operatorText)
                 #expect(summary.status == 200)
                 let inDoubt = try #require(try summary.json()["inDoubt"] as? [[String: Any]])
-                #expect(inDoubt.map { $0["txid"] as? String } == ["t-d"])
+                #expect(inDoubt.map { $0["txid"] as? String } == ["t-d", "t-long"], "oldest first")
                 #expect(inDoubt.first?["locks"] as? [String] == ["k"])
                 #expect(inDoubt.first?["coordinator"] as? String == "http://127.0.0.1:1")
                 #expect(inDoubt.first?["payload"] as? String == Scripts.vote("yes", locks: ["k"]))
                 #expect(inDoubt.first?["lastInquiry"] == nil, "no inquiry has ended yet")
-                #expect(try summary.json()["inDoubtCount"] as? Int == 1)
+                #expect(inDoubt.last?["payload"] as? String == String(long.prefix(160)) + "…", "a long payload's start")
+                #expect(try summary.json()["inDoubtCount"] as? Int == 2)
                 #expect(try summary.json()["csrf"] == nil, "a bearer token has no session")
 
                 for token in [TestSecrets.protocolText, "not-a-token"] {
