@@ -21,8 +21,7 @@
 //   ArbiterClient        the Swift client of the coordinator API (library product for users)
 //   ArbiterParticipant   the participant library that services embed: Resource, ParticipantNode
 //                        (library product for users)
-//   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark;
-//                        driving headless Chromium in the dashboards' tests
+//   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
 //   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits), shared by
 //                        the `arbiter` and `bank-node` commands
 //   arbiter              the command-line tool: coordinator, txn, participant, simulate
