@@ -14,7 +14,8 @@
 //   ArbiterSimulation    the deterministic simulator: both services' real loops over a simulated
 //                        disk, network and clock, checking the invariants (the tests and
 //                        `arbiter simulate`)
-//   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients
+//   ArbiterHTTP          the wire protocol: DTOs, strict JSON, errors, bearer secrets, HTTP clients;
+//                        the dashboards' login, sessions and operator middleware
 //   ArbiterCoordinator   the coordinator service: its loop over SQLite and HTTP, participant links,
 //                        HTTP API, metrics
 //   ArbiterClient        the Swift client of the coordinator API (library product for users)

@@ -80,7 +80,7 @@ struct CoordinatorRoutes: Sendable {
         let txid = try request.txid(context: context)
         let body = try await request.decodeWire(RetryRequest.self, bodySizeMax: options.limits.bodySizeMax)
         let reason = try WireValidation.operatorReason(body.reason, doing: "force phase 2 now")
-        let actor = OperatorMiddleware.actor(of: request, keyring: keyring, sessions: sessions)
+        let actor = sessions.actor(of: request, keyring: keyring)
         let audit = try await storage { try await engine.log.beginOperatorAction(actor: actor, action: "retry", txid: txid, reason: reason) }
         let result = await engine.retryPhaseTwoNow(txid)
         switch result {

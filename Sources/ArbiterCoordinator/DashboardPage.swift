@@ -1,49 +1,18 @@
+import ArbiterHTTP
+
 /// The dashboard's HTML, CSS and JavaScript, served from the binary (no build step, no resource
 /// bundle). The page polls `GET /dashboard/api/summary` every 2 s with its session cookie and
 /// posts retries with the session's CSRF token.
 enum DashboardPage {
-    static let style = #"""
+    /// The coordinator's rules after the shared style sheet: the counts and the charts.
+    static let style = DashboardHTML.style + #"""
     <style>
-    :root { --bg:#0f1419; --panel:#1a2129; --text:#d8dee6; --muted:#8a96a3; --ok:#3fb950; --bad:#f85149; --warn:#d29922; --accent:#58a6ff; }
-    * { box-sizing: border-box; }
-    body { margin:0; font:14px/1.4 system-ui, sans-serif; background:var(--bg); color:var(--text); }
-    header { display:flex; justify-content:space-between; align-items:center; padding:10px 20px; background:var(--panel); border-bottom:1px solid #2b3540; }
-    h1 { font-size:18px; margin:0; } h2 { font-size:14px; margin:0 0 8px; color:var(--muted); text-transform:uppercase; letter-spacing:.05em; }
-    main { display:grid; grid-template-columns: 1fr 1fr; gap:14px; padding:14px 20px; }
-    section { background:var(--panel); border:1px solid #2b3540; border-radius:6px; padding:12px; }
-    .wide { grid-column: 1 / 3; }
     .counts { display:flex; gap:10px; }
     .count { flex:1; padding:8px; border-radius:4px; background:#222b35; text-align:center; }
     .count b { display:block; font-size:24px; }
-    table { width:100%; border-collapse:collapse; font-size:13px; }
-    th, td { text-align:left; padding:4px 6px; border-bottom:1px solid #2b3540; } th { color:var(--muted); font-weight:normal; }
-    .owing { color:var(--warn); } .down { color:var(--bad); } .up { color:var(--ok); }
-    button { background:#238636; color:white; border:0; border-radius:4px; padding:3px 10px; cursor:pointer; }
     canvas { width:100%; height:120px; background:#131a21; border-radius:4px; }
-    form.login { max-width:360px; margin:80px auto; background:var(--panel); padding:24px; border-radius:6px; }
-    input { width:100%; padding:6px; margin:8px 0; background:#0f1419; color:var(--text); border:1px solid #2b3540; border-radius:4px; }
-    .empty { color:var(--muted); }
     </style>
     """#
-
-    /// The login form; `message` says why the last try failed.
-    static func login(message: String?) -> String {
-        let note = message.map { "<p class=\"down\">\(escape($0))</p>" } ?? ""
-        return """
-        <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Arbiter — log in</title>\(style)</head>
-        <body><form class="login" method="post" action="/dashboard/login">
-        <h1>Arbiter coordinator</h1>\(note)
-        <label>Operator token<input type="password" name="token" autocomplete="off" autofocus></label>
-        <button type="submit">Log in</button>
-        <p class="empty">The token is checked once; the browser keeps only a session cookie.</p>
-        </form></body></html>
-        """
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
 
     static let page = """
     <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Arbiter dashboard</title>\(style)</head>
@@ -65,10 +34,7 @@ enum DashboardPage {
     static let script = #"""
     "use strict";
     let csrf = null;
-    const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}[c]));
-    function rows(id, items, render, empty) {
-      document.getElementById(id).innerHTML = items.length ? items.map(render).join("") : `<tr><td colspan="6" class="empty">${empty}</td></tr>`;
-    }
+    \#(DashboardHTML.scriptHelpers)
     function chart(id, series, colors) {
       const c = document.getElementById(id), g = c.getContext("2d");
       g.clearRect(0, 0, c.width, c.height);
@@ -79,7 +45,6 @@ enum DashboardPage {
         g.stroke();
       });
     }
-    function age(ms) { const s = Math.floor(ms / 1000); return s < 120 ? s + " s" : Math.floor(s / 60) + " min"; }
     async function refresh() {
       let response;
       try { response = await fetch("/dashboard/api/summary", {credentials: "same-origin"}); } catch (e) { document.getElementById("updated").textContent = "coordinator unreachable"; return; }

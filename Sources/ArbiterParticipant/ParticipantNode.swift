@@ -32,9 +32,11 @@ public struct ParticipantRoutes {
 /// - `POST /v1/prepare`, `/v1/commit`, `/v1/abort`, `/v1/batch` (protocol secret);
 /// - `GET /healthz` and `GET /metrics` (Prometheus text: fsyncs and rounds, transactions by state,
 ///   locks, queues) (open);
-/// - with an operator secret, `GET /v1/operator/in-doubt`, `GET /v1/operator/transactions/{txid}`
-///   and `POST /v1/operator/transactions/{txid}/decide` (operator secret; see
-///   ``HeuristicDecisionRequest``);
+/// - with an operator secret, `GET /v1/operator/in-doubt`, `GET /v1/operator/transactions/{txid}`,
+///   `POST /v1/operator/transactions/{txid}/decide` (see ``HeuristicDecisionRequest``) and
+///   `GET /v1/operator/audit` (operator secret, or a dashboard session), and the dashboard at
+///   `GET /dashboard` (a login form for the operator secret, then a page listing the transactions
+///   in doubt, with a guarded heuristic decision);
 /// - the routes the service adds (protocol secret).
 ///
 /// It is a swift-service-lifecycle `Service`: run it in a `ServiceGroup`, which stops it gracefully
@@ -63,6 +65,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
     private let coordinators: Set<String>?
     /// The credentials accepted, by role; replaced by ``reloadCredentials(clientTokens:operatorTokens:)``.
     private let keyring: Keyring
+    /// The dashboard's browser sessions (in memory: a restart logs everyone out).
+    private let sessions = DashboardSessions()
     private let listening = ListeningPort()
     private let runs = Mutex(false)
     private let metrics = ParticipantMetrics()
@@ -261,8 +265,9 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         protocolRoutes.post(RouterPath(WireEndpoint.batch.path)) { request, _ in try await self.batch(request) }
 
         if !options.operatorTokens.isEmpty {
+            // An operator token, or the session of a browser that logged in at /dashboard.
             let operatorRoutes = router.group("/v1/operator")
-                .add(middleware: RoleMiddleware<BasicRequestContext>(keyring, allowing: [.operator], realm: "arbiter-operator"))
+                .add(middleware: OperatorMiddleware(keyring: keyring, sessions: sessions))
             operatorRoutes.get("/in-doubt") { _, _ in try await self.inDoubt() }
             operatorRoutes.get("/audit") { request, _ in try await self.auditTrail(request) }
             operatorRoutes.get("/transactions/:txid") { request, context in
@@ -271,6 +276,7 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
             operatorRoutes.post("/transactions/:txid/decide") { request, context in
                 try await self.decide(try request.txid(pathParameter: "txid", context: context), request)
             }
+            ParticipantDashboard(engine: engine, store: database.store, keyring: keyring, sessions: sessions).add(to: router)
         }
 
         // The service's own API: its clients (the protocol secret in the single-secret mode).
@@ -413,8 +419,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
                 "deciding alone may leave this participant with another outcome than the coordinator's; ask the coordinator first, and to proceed anyway send `\"iUnderstandThisMayBreakAtomicity\": true`")
         }
         let reason = try WireValidation.operatorReason(body.reason, doing: "decide alone")
-        // The route admits operators only, so the token has a name.
-        let actor = keyring.identify(request.headers[.authorization])?.name ?? "unknown"
+        // The route admits operators only: the token's name, or the name the session was opened with.
+        let actor = sessions.actor(of: request, keyring: keyring)
         // Durable before it acts: the audit row is forced before the decision is applied.
         let audit = try await database.store.beginOperatorAction(
             actor: actor, action: "decide-\(body.outcome.rawValue)", txid: txid, reason: reason)

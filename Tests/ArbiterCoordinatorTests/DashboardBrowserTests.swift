@@ -7,12 +7,6 @@ import ArbiterTesting
 import Foundation
 import Testing
 
-/// Debian's `chromium` (or the one `ARBITER_CHROMIUM` names), if installed.
-let chromiumPath: String? = {
-    let candidates = [ProcessInfo.processInfo.environment["ARBITER_CHROMIUM"], "/usr/bin/chromium", "/usr/bin/chromium-browser"]
-    return candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
-}()
-
 /// The dashboard in a real browser: headless Chromium loads `/dashboard` from a running
 /// coordinator after a few transactions, one of them stuck, and the test reads the DOM the page's
 /// script built; with ARBITER_UPDATE_SCREENSHOTS=1 its screenshot replaces docs/images/dashboard.png.

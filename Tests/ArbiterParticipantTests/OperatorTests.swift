@@ -1,7 +1,9 @@
 import ArbiterCore
 import ArbiterHTTP
 import ArbiterParticipant
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import Testing
 
 /// The operator endpoints: in-doubt list, status, and heuristic decisions.
@@ -139,12 +141,53 @@ struct OperatorTests {
         }
     }
 
-    @Test("without an operator secret the operator endpoints are not served")
+    @Test("the dashboard serves the login form to anyone, its summary only to an operator, and opens a session only for an operator token")
+    func dashboardNeedsAnOperator() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withNode(ScriptedResource(), directory: directory, configure: { $0.protocolConfig.inquiryTimeout = .seconds(3600) }) { node in
+                _ = try await node.prepare("t-d", payload: Scripts.vote("yes", locks: ["k"]))
+                let long = Scripts.vote("yes", value: String(repeating: "é", count: 300))
+                _ = try await node.prepare("t-long", payload: long)
+                let form = try await node.http.get(node.url + "/dashboard", token: nil)
+                #expect(form.status == 200)
+                #expect(form.text.contains("Arbiter participant") && form.text.contains("Operator token"))
+
+                let summaryURL = node.url + "/dashboard/api/summary"
+                #expect(try await node.http.get(summaryURL, token: nil).status == 401)
+                #expect(try await node.http.get(summaryURL).status == 403, "the protocol secret is not an operator's")
+                let summary = try await node.http.get(summaryURL, token: TestSecrets.operatorText)
+                #expect(summary.status == 200)
+                let inDoubt = try #require(try summary.json()["inDoubt"] as? [[String: Any]])
+                #expect(inDoubt.map { $0["txid"] as? String } == ["t-d", "t-long"], "oldest first")
+                #expect(inDoubt.first?["locks"] as? [String] == ["k"])
+                #expect(inDoubt.first?["coordinator"] as? String == "http://127.0.0.1:1")
+                #expect(inDoubt.first?["payload"] as? String == Scripts.vote("yes", locks: ["k"]))
+                #expect(inDoubt.first?["lastInquiry"] == nil, "no inquiry has ended yet")
+                #expect(inDoubt.last?["payload"] as? String == String(long.prefix(160)) + "…", "a long payload's start")
+                #expect(try summary.json()["inDoubtCount"] as? Int == 2)
+                #expect(try summary.json()["csrf"] == nil, "a bearer token has no session")
+
+                for token in [TestSecrets.protocolText, "not-a-token"] {
+                    var login = HTTPClientRequest(url: node.url + "/dashboard/login")
+                    login.method = .POST
+                    login.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+                    login.body = .bytes(ByteBuffer(string: "token=\(token)"))
+                    let refused = try await node.http.client.execute(login, timeout: .seconds(30))
+                    #expect(refused.status == .unauthorized)
+                    #expect(refused.headers["Set-Cookie"].isEmpty)
+                }
+            }
+        }
+    }
+
+    @Test("without an operator secret the operator endpoints and the dashboard are not served")
     func noOperatorSecret() async throws {
         try await withTemporaryDirectory { directory in
             try await withNode(ScriptedResource(), directory: directory, configure: { $0.operatorTokens = [] }) { node in
                 let reply = try await node.http.get(node.url + "/v1/operator/in-doubt", token: TestSecrets.operatorText)
                 #expect(reply.status == 404 || reply.status == 401)
+                #expect(try await node.http.get(node.url + "/dashboard", token: nil).status == 404)
+                #expect(try await node.http.get(node.url + "/dashboard/api/summary", token: TestSecrets.operatorText).status == 404)
             }
         }
     }

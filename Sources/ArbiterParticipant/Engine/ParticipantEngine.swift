@@ -43,6 +43,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
     private static var traceCountMax: Int { 65_536 }
     /// What the loop's observer reports: the storage fault and the load.
     private let shared = Shared()
+    /// What the last inquiry about each transaction in doubt brought, for operators.
+    private let inquiries = InquiryRecords()
     /// When ``probeStorage(always:)`` last wrote, to try at most once a second.
     private let lastProbe = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -91,7 +93,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         let observer = Observer(logger: logger, shared: shared)
         let storage = SQLiteParticipantStorage(resource: resource, store: store, retention: core.config.retention,
                                                traceContext: { [shared] txid in shared.traceContext(of: txid) })
-        let links = InquiryLinks(client: client, timeout: settings.inquiryTimeout, concurrencyMax: settings.inquiryConcurrencyMax,
+        let links = InquiryLinks(client: client, records: inquiries, timeout: settings.inquiryTimeout, concurrencyMax: settings.inquiryConcurrencyMax,
                                  logger: logger, traceparent: { [shared] txid in
                                      WireTracing.traceparent(for: shared.traceContext(of: txid))
                                  }, post: { [thread] input in thread.post(input) })
@@ -138,7 +140,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
 
     /// Hands `messages` (one request) to the loop and waits for each one's answer.
     func deliver(_ messages: [CoordinatorMessage]) async -> [ParticipantLoop.Reply] {
-        await withCheckedContinuation { continuation in
+        inquiries.forgetDecided(messages)
+        return await withCheckedContinuation { continuation in
             thread.post(.request(messages, reply: { continuation.resume(returning: $0) }))
         }
     }
@@ -146,10 +149,16 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// An operator's decision: commit or abort a transaction in doubt without the coordinator.
     /// Answers when the heuristic record is durable.
     func decideHeuristically(_ txid: TxID, _ outcome: Outcome) async -> ParticipantLoop.DecisionResult {
-        await withCheckedContinuation { continuation in
+        let result = await withCheckedContinuation { continuation in
             thread.post(.decide(txid, outcome, reply: { continuation.resume(returning: $0) }))
         }
+        if case .decided = result { inquiries.forget(txid) }
+        return result
     }
+
+    /// What the last inquiry about `txid` brought, while it is in doubt; `nil` when no inquiry about
+    /// it has ended since the node started (or the coordinator's decision is known).
+    func lastInquiry(of txid: TxID) -> InquiryRecord? { inquiries.last(txid) }
 
     /// Where `txid` stands in memory, or `nil` when nothing is known of it.
     func machineState(of txid: TxID) async -> ParticipantState? {
