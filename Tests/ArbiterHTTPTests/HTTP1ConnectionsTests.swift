@@ -143,13 +143,15 @@ struct HTTP1ConnectionsTests {
             #expect(connections.openedCount == opened + 1)
         }
 
+        // A refused connection fails at once; the deadline is long so that a loaded machine's
+        // slowness cannot turn the refusal into a timeout.
         let closedPort = try await withLiveServer(Router()) { port in port }
         let connections = HTTP1Connections()
         await #expect {
-            try await connections.execute(method: .POST, url: "http://127.0.0.1:\(closedPort)/echo", headers: [], body: [1], timeout: .seconds(5), responseSizeMax: 1000)
+            try await connections.execute(method: .POST, url: "http://127.0.0.1:\(closedPort)/echo", headers: [], body: [1], timeout: .seconds(60), responseSizeMax: 1000)
         } throws: { ($0 as? WireCallError)?.kind == .unreachable }
         await #expect {
-            try await connections.execute(method: .POST, url: "https://127.0.0.1:\(closedPort)/echo", headers: [], body: [1], timeout: .seconds(5), responseSizeMax: 1000)
+            try await connections.execute(method: .POST, url: "https://127.0.0.1:\(closedPort)/echo", headers: [], body: [1], timeout: .seconds(60), responseSizeMax: 1000)
         } throws: { ($0 as? WireCallError)?.kind == .unreachable }
     }
 

@@ -217,14 +217,14 @@ struct ConnectionLimitTests {
             let half = try RawConnection(port: port)
             #expect(half.send("POST /echo HTTP/1.1\r\nHost: a\r\n"))
             let trickle = try RawConnection(port: port)
-            let started = ContinuousClock.now
             var trickleClosed = false
             for byte in "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}" where !trickleClosed {
                 trickleClosed = !trickle.send(String(byte)) || trickle.waitUntilClosed(milliseconds: 100)
             }
             #expect(trickleClosed, "the trickled request is cut off before it is complete")
-            #expect(half.waitUntilClosed(milliseconds: 3000))
-            #expect(ContinuousClock.now - started < .seconds(3))
+            // Both cut off by the request-read timeout, not the 30 s idle timeout; no bound on how
+            // long the machine took to get there.
+            #expect(half.waitUntilClosed(milliseconds: 10_000))
             // A whole request in time is served, and its connection then waits for the idle timeout.
             let prompt = try RawConnection(port: port)
             #expect(prompt.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"))
