@@ -297,7 +297,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ArbiterPostgresTests",
-            dependencies: ["ArbiterPostgres", "ArbiterCore", "ArbiterRuntime", "ArbiterTesting"],
+            // ArbiterSimulation: the same rules are checked on the simulator's shared store.
+            dependencies: ["ArbiterPostgres", "ArbiterCore", "ArbiterRuntime", "ArbiterSimulation", "ArbiterTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

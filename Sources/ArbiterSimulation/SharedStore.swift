@@ -47,7 +47,7 @@ final class SimulatedSharedStore {
     private(set) var rows: [TxID: Row] = [:]
     private(set) var leases: [String: Lease] = [:]
     private var nextSequence = 0
-    let leaseLength: SimTime
+    var leaseLength: SimTime
     let clock: () -> SimTime
     /// A broken variant: decisions are written whoever owns the row and whatever it holds.
     let skipsFencing: Bool

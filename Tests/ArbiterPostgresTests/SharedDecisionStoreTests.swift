@@ -1,16 +1,47 @@
 import ArbiterCore
 @testable import ArbiterPostgres
 import ArbiterRuntime
+@testable import ArbiterSimulation
 import ArbiterTesting
 import Foundation
 import Logging
 import Testing
 
-/// The cluster's decision store on a real PostgreSQL (a throwaway cluster per test): the same
-/// conditional-write rules the simulator's shared store applies, leases on the database's clock,
-/// takeover, migrations, and a server restart.
-@Suite("PostgreSQL decision store", .serialized, .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (Debian: postgresql)"))
-struct PostgresDecisionStoreTests {
+/// Where a test's coordinators keep their decisions: a real PostgreSQL (a throwaway cluster per
+/// test) or the simulator's shared store on the wall clock. The rules tests run on both, so the
+/// store the simulator checks the protocol against is the one the service would run on.
+enum SharedStoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case postgres, simulated
+
+    var testDescription: String { rawValue }
+
+    /// Opens stores on one fresh database; `open(name, lease)` is a coordinator's start.
+    func database() async throws -> (server: PostgresServer?, open: (String, Duration) throws -> any SharedDecisionStore) {
+        switch self {
+        case .postgres:
+            let server = try await PostgresServer()
+            return (server, { name, lease in
+                try PostgresDecisionStore(location: PostgresLocation(url: server.url), name: name, lease: lease,
+                                          logger: SharedDecisionStoreTests.logger)
+            })
+        case .simulated:
+            let started = ContinuousClock.now
+            let clock: () -> SimTime = { (ContinuousClock.now - started).microseconds }
+            let shared = SimulatedSharedStore(leaseLength: 0, skipsFencing: false, clock: clock)
+            return (nil, { name, lease in
+                shared.leaseLength = lease.microseconds
+                let store = SimulatedClusterStore(shared: shared, name: name)
+                store.open()
+                return store
+            })
+        }
+    }
+}
+
+/// The cluster's decision store: the conditional-write rules on both stores; migrations, URLs and
+/// a server restart on PostgreSQL.
+@Suite("Shared decision store", .serialized, .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (Debian: postgresql)"))
+struct SharedDecisionStoreTests {
     let p0 = ParticipantID("http://127.0.0.1:1")
     let p1 = ParticipantID("http://127.0.0.1:2")
 
@@ -24,13 +55,17 @@ struct PostgresDecisionStoreTests {
         try PostgresDecisionStore(location: PostgresLocation(url: server.url), name: name, lease: lease, logger: Self.logger)
     }
 
+    typealias Open = (String, Duration) throws -> any SharedDecisionStore
+
     func branches() -> [Branch] { [Branch(participant: p0, payload: Payload("a")), Branch(participant: p1, payload: Payload(#"{"x":1}"#))] }
 
-    @Test("a coordinator's records of a transaction another one owns are refused, the rest of its round applied; the first decision wins")
-    func fencing() async throws {
-        let server = try await PostgresServer()
-        let c1 = try store(server, "C1")
-        let c2 = try store(server, "C2")
+    @Test("a coordinator's records of a transaction another one owns are refused, the rest of its round applied; the first decision wins",
+          arguments: SharedStoreKind.allCases)
+    func fencing(_ kind: SharedStoreKind) async throws {
+        let (server, open) = try await kind.database()
+        defer { withExtendedLifetime(server) {} }
+        let c1 = try open("C1", .seconds(30))
+        let c2 = try open("C2", .seconds(30))
         let (t, u) = (try TxID("t"), try TxID("u"))
         #expect(try c1.commit([.begun(t, branches: branches()), .decided(t, .committed, notify: [p0, p1], reason: nil)], forced: true) == [])
         #expect(try c2.commit([.decided(t, .aborted, notify: [], reason: "late"), .begun(u, branches: branches())], forced: false) == [t])
@@ -38,7 +73,7 @@ struct PostgresDecisionStoreTests {
         let seenByC2 = try #require(try c2.lookup([t])[0])
         #expect(seenByC2.outcome == .committed && seenByC2.drivenElsewhere && seenByC2.branches == branches())
         #expect(try c1.lookup([t])[0]?.drivenElsewhere == false)
-        // Its owner cannot change the decision either (the database's trigger and arbiter_write).
+        // Its owner cannot change the decision either.
         #expect(try c1.commit([.decided(t, .aborted, notify: [], reason: nil)], forced: true) == [t])
         #expect(try c1.commit([.acknowledged(t, p0), .acknowledged(t, p0), .acknowledged(t, p1), .ended(t)], forced: false) == [])
         let ended = try #require(try c2.lookup([t])[0])
@@ -46,10 +81,12 @@ struct PostgresDecisionStoreTests {
         #expect(try c1.lookup([try TxID("nobody")]) == [nil])
     }
 
-    @Test("a presumed abort is written only where no row exists: a coordinator's later `begun` for the id is refused")
-    func presumedAbortIsInsertIfAbsent() async throws {
-        let server = try await PostgresServer()
-        let (c1, c2) = (try store(server, "C1"), try store(server, "C2"))
+    @Test("a presumed abort is written only where no row exists: a coordinator's later `begun` for the id is refused",
+          arguments: SharedStoreKind.allCases)
+    func presumedAbortIsInsertIfAbsent(_ kind: SharedStoreKind) async throws {
+        let (server, open) = try await kind.database()
+        defer { withExtendedLifetime(server) {} }
+        let (c1, c2) = (try open("C1", .seconds(30)), try open("C2", .seconds(30)))
         let x = try TxID("x")
         #expect(try c2.commit([.decided(x, .aborted, notify: [], reason: "presumed"), .ended(x)], forced: true) == [])
         #expect(try c1.commit([.begun(x, branches: branches())], forced: false) == [x])
@@ -58,14 +95,15 @@ struct PostgresDecisionStoreTests {
         #expect(logged.outcome == .aborted && logged.ended && logged.branches == nil)
     }
 
-    @Test("a new incarnation of a name takes its lease with a new epoch, adopts its unfinished transactions and fences the old one")
-    func newIncarnationFencesTheOld() async throws {
-        let server = try await PostgresServer()
-        let old = try store(server, "A")
+    @Test("a new incarnation of a name takes its lease with a new epoch, adopts its unfinished transactions and fences the old one",
+          arguments: SharedStoreKind.allCases)
+    func newIncarnationFencesTheOld(_ kind: SharedStoreKind) async throws {
+        let (server, open) = try await kind.database()
+        defer { withExtendedLifetime(server) {} }
+        let old = try open("A", .seconds(30))
         let t = try TxID("t")
         #expect(try old.commit([.begun(t, branches: branches())], forced: false) == [])
-        let new = try store(server, "A")
-        #expect(new.epoch == old.epoch + 1)
+        let new = try open("A", .seconds(30))
         #expect(try new.recover() == [.begun(t, branches: branches())])
         #expect(try old.renewLease() == false, "the old incarnation learns it is fenced")
         #expect(try new.renewLease())
@@ -73,11 +111,13 @@ struct PostgresDecisionStoreTests {
         #expect(try new.commit([.decided(t, .aborted, notify: [p0, p1], reason: "restarted")], forced: false) == [])
     }
 
-    @Test("once a coordinator's lease expires, another takes its unfinished transactions over in log order, with what they hold")
-    func takeover() async throws {
-        let server = try await PostgresServer()
-        let dying = try store(server, "A", lease: .milliseconds(300))
-        let survivor = try store(server, "B")
+    @Test("once a coordinator's lease expires, another takes its unfinished transactions over in log order, with what they hold",
+          arguments: SharedStoreKind.allCases)
+    func takeover(_ kind: SharedStoreKind) async throws {
+        let (server, open) = try await kind.database()
+        defer { withExtendedLifetime(server) {} }
+        let dying = try open("A", .milliseconds(300))
+        let survivor = try open("B", .seconds(30))
         let (t1, t2, t3) = (try TxID("t1"), try TxID("t2"), try TxID("t3"))
         #expect(try dying.commit([
             .begun(t1, branches: branches()),
@@ -102,11 +142,12 @@ struct PostgresDecisionStoreTests {
         #expect(try dying.lookup([t1])[0]?.drivenElsewhere == true)
     }
 
-    @Test("a claim takes at most its batch, oldest first")
-    func claimBatches() async throws {
-        let server = try await PostgresServer()
-        let dying = try store(server, "A", lease: .milliseconds(100))
-        let survivor = try store(server, "B")
+    @Test("a claim takes at most its batch, oldest first", arguments: SharedStoreKind.allCases)
+    func claimBatches(_ kind: SharedStoreKind) async throws {
+        let (server, open) = try await kind.database()
+        defer { withExtendedLifetime(server) {} }
+        let dying = try open("A", .milliseconds(100))
+        let survivor = try open("B", .seconds(30))
         let ids = try (0..<5).map { try TxID("t\($0)") }
         #expect(try dying.commit(ids.map { .begun($0, branches: branches()) }, forced: false) == [])
         var first: [CoordinatorRecord] = []
