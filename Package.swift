@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "ArbiterCoordinator",
             dependencies: [
-                "ArbiterCore", "ArbiterStorage", "ArbiterHTTP", "ArbiterRuntime",
+                "ArbiterCore", "ArbiterStorage", "ArbiterHTTP", "ArbiterRuntime", "ArbiterPostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -206,7 +206,7 @@ let package = Package(
             name: "arbiter",
             dependencies: [
                 "ArbiterCore", "ArbiterSimulation", "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterParticipant",
-                "ArbiterRuntime", "ArbiterCommandLine",
+                "ArbiterRuntime", "ArbiterCommandLine", "ArbiterPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -298,7 +298,7 @@ let package = Package(
         .testTarget(
             name: "ArbiterPostgresTests",
             // ArbiterSimulation: the same rules are checked on the simulator's shared store.
-            dependencies: ["ArbiterPostgres", "ArbiterCore", "ArbiterRuntime", "ArbiterSimulation", "ArbiterTesting"],
+            dependencies: ["ArbiterPostgres", "ArbiterCore", "ArbiterRuntime", "ArbiterSimulation", "ArbiterStorage", "ArbiterTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -346,7 +346,7 @@ let package = Package(
         .testTarget(
             name: "ArbiterCoordinatorTests",
             dependencies: [
-                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "ArbiterTesting", "arbiter",
+                "ArbiterCoordinator", "ArbiterClient", "ArbiterHTTP", "ArbiterCore", "ArbiterPostgres", "ArbiterTesting", "arbiter",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

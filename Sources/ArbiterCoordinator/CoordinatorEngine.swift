@@ -20,7 +20,11 @@ public final class CoordinatorEngine: Sendable {
     public typealias Wait = CoordinatorLoop.Wait
     public typealias RetryResult = CoordinatorLoop.RetryResult
 
+    /// This coordinator's own SQLite log: its decisions when it runs alone, and the operators'
+    /// audit trail either way.
     public let log: DecisionLog
+    /// What operators and clients read of the transactions: `log`, or a cluster's shared store.
+    public let views: any DecisionViews
     let links: ParticipantLinks
     let metrics: CoordinatorMetrics
     /// Finished transactions per second, for the dashboard.
@@ -37,17 +41,20 @@ public final class CoordinatorEngine: Sendable {
         var observer: CoordinatorObserver?
     }
 
-    init(machine: CoordinatorMachine, log: DecisionLog, links: ParticipantLinks, metrics: CoordinatorMetrics,
-         traces: TraceTable, logger: Logger) {
+    init(machine: CoordinatorMachine, log: DecisionLog, shared: (store: any SharedDecisionStore, views: any DecisionViews, duties: ClusterDuties)? = nil,
+         links: ParticipantLinks, metrics: CoordinatorMetrics, traces: TraceTable, logger: Logger,
+         fencedOut: @escaping @Sendable () -> Void = {}) {
         self.log = log
+        self.views = shared?.views ?? log
         self.links = links
         self.metrics = metrics
         self.traces = traces
         self.logger = logger
         self.thread = LoopThread(name: "arbiter-loop")
         self.core = Core()
-        let observer = CoordinatorObserver(metrics: metrics, activity: activity, traces: traces, logger: logger)
-        core.loop = CoordinatorLoop(machine: machine, store: SQLiteDecisionStore(log: log), transport: links, observer: observer)
+        let observer = CoordinatorObserver(metrics: metrics, activity: activity, traces: traces, logger: logger, fencedOut: fencedOut)
+        core.loop = CoordinatorLoop(machine: machine, store: shared?.store ?? SQLiteDecisionStore(log: log), transport: links,
+                                    observer: observer, duties: shared?.duties)
         core.observer = observer
         links.deliver = { [thread] input in thread.post(input) }
     }
@@ -224,7 +231,11 @@ final class CoordinatorObserver: CoordinatorLoopObserver, @unchecked Sendable {
     /// One `decision.force` span per traced transaction the round's write makes durable.
     private var spans: [any Span] = []
 
-    init(metrics: CoordinatorMetrics, activity: ActivityRing, traces: TraceTable, logger: Logger) {
+    /// Told once a newer incarnation of this coordinator's name took its lease.
+    let onFencedOut: @Sendable () -> Void
+
+    init(metrics: CoordinatorMetrics, activity: ActivityRing, traces: TraceTable, logger: Logger, fencedOut: @escaping @Sendable () -> Void) {
+        self.onFencedOut = fencedOut
         self.metrics = metrics
         self.activity = activity
         self.traces = traces
@@ -250,6 +261,15 @@ final class CoordinatorObserver: CoordinatorLoopObserver, @unchecked Sendable {
     }
 
     func resent(_ count: Int) { metrics.phaseTwoRetries.increment(by: Int64(count)) }
+
+    func claimed(_ txids: [TxID]) {
+        logger.notice("took over transactions of a coordinator whose lease expired", metadata: ["count": "\(txids.count)", "first": "\(txids[0])"])
+    }
+
+    func fencedOut() {
+        logger.critical("another process took this coordinator's name (a newer lease epoch in the shared store); stopping: give each coordinator its own --name")
+        onFencedOut()
+    }
 
     func disowned(_ txid: TxID) {
         logger.warning("stopped driving a transaction: the store refused its records, another coordinator owns it now",

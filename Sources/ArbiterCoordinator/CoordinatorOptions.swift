@@ -1,3 +1,4 @@
+public import ArbiterPostgres
 public import ArbiterCore
 public import ArbiterHTTP
 public import Logging
@@ -48,6 +49,11 @@ public struct CoordinatorOptions: Sendable {
     public var tls: TLSSettings?
     /// The cap on open connections and the idle and request-read timeouts of the HTTP server.
     public var connectionLimits: ConnectionLimits
+    /// Where decisions are kept when this coordinator is one of a cluster: a PostgreSQL database
+    /// the coordinators share (each with its own unique ``name``). `nil` (the default): the SQLite
+    /// log in ``dataDirectory``, this coordinator's alone. The data directory keeps the operators'
+    /// audit trail either way.
+    public var cluster: ClusterStoreOptions?
 
     public init(
         dataDirectory: String,
@@ -66,7 +72,8 @@ public struct CoordinatorOptions: Sendable {
         requestsInFlightMax: Int = 4,
         logger: Logger = Logger(label: "arbiter.coordinator"),
         tls: TLSSettings? = nil,
-        connectionLimits: ConnectionLimits = ConnectionLimits()
+        connectionLimits: ConnectionLimits = ConnectionLimits(),
+        cluster: ClusterStoreOptions? = nil
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -85,5 +92,24 @@ public struct CoordinatorOptions: Sendable {
         self.logger = logger
         self.tls = tls
         self.connectionLimits = connectionLimits
+        self.cluster = cluster
+    }
+}
+
+/// A coordinator of a cluster: the shared PostgreSQL store, and its lease.
+public struct ClusterStoreOptions: Sendable {
+    public var location: PostgresLocation
+    /// How long this coordinator's lease lasts after each renewal (renewed every third of it).
+    /// When it dies, the others take its unfinished transactions over about this long after its
+    /// last renewal. Default 10 s.
+    public var lease: Duration
+    /// How often this coordinator looks for the unfinished transactions of coordinators whose
+    /// lease expired. Default 2 s.
+    public var sweepInterval: Duration
+
+    public init(location: PostgresLocation, lease: Duration = .seconds(10), sweepInterval: Duration = .seconds(2)) {
+        self.location = location
+        self.lease = lease
+        self.sweepInterval = sweepInterval
     }
 }

@@ -65,7 +65,7 @@ struct CoordinatorRoutes: Sendable {
 
     /// What `/metrics` reads besides counters; the log's ages are left out when it cannot be read.
     func metricsSnapshot() async -> CoordinatorMetrics.Snapshot {
-        let ages = try? await engine.log.oldestOpen()
+        let ages = try? await engine.views.oldestOpen()
         return CoordinatorMetrics.Snapshot(
             reachability: engine.links.reachability(), owed: await engine.owedAcknowledgements(),
             undecidedSince: ages?.undecidedSince, unacknowledgedSince: ages?.unacknowledgedSince)
@@ -95,7 +95,7 @@ struct CoordinatorRoutes: Sendable {
             if let phase {
                 error = APIError(status: .conflict, code: .notInPhaseTwo,
                     message: "transaction \(txid) is \(phase), not decided: nothing to resend yet; wait for its votes or its prepare deadline", field: "id")
-            } else if let recorded = try await storage({ try await engine.log.transaction(txid) }) {
+            } else if let recorded = try await storage({ try await engine.views.transaction(txid) }) {
                 error = APIError(status: .conflict, code: .notInPhaseTwo,
                     message: "transaction \(txid) is \(recorded.state.rawValue): every participant has acknowledged; nothing to resend", field: "id")
             } else {
@@ -122,7 +122,7 @@ struct CoordinatorRoutes: Sendable {
     func stuckTransactions(olderThanMs: Int64, limit: Int) async throws(APIError) -> [StuckTransaction] {
         let now = Date()
         let cutoff = now.addingTimeInterval(-Double(olderThanMs) / 1000)
-        let summaries = try await storage { try await engine.log.open(createdBefore: cutoff, limit: limit) }
+        let summaries = try await storage { try await engine.views.open(createdBefore: cutoff, limit: limit) }
         return summaries.map { summary in
             let acknowledged = Set(summary.acknowledgements.map(\.participant))
             let undecided = summary.state == .active
@@ -252,7 +252,7 @@ struct CoordinatorRoutes: Sendable {
 
     private func show(_ request: Request, _ context: BasicRequestContext) async throws -> TransactionView {
         let txid = try request.txid(context: context)
-        guard let summary = try await storage({ try await engine.log.transaction(txid) }) else {
+        guard let summary = try await storage({ try await engine.views.transaction(txid) }) else {
             throw APIError.notFound("no transaction \(txid) in this coordinator's log", field: "id")
         }
         return try view(summary, live: await engine.phase(of: txid))
@@ -267,7 +267,7 @@ struct CoordinatorRoutes: Sendable {
             return cursor
         }
         let summaries = try await storage {
-            try await engine.log.list(state: query.state.map(Self.storageState), limit: query.limit, after: cursor)
+            try await engine.views.list(state: query.state.map(Self.storageState), limit: query.limit, after: cursor)
         }
         let views = try summaries.map { try view($0, live: nil) }
         return TransactionPage(transactions: views, next: summaries.count == query.limit ? summaries.last?.cursor.description : nil)

@@ -1,5 +1,7 @@
 import ArbiterCore
 public import ArbiterHTTP
+import ArbiterPostgres
+import ArbiterRuntime
 import ArbiterStorage
 import AsyncHTTPClient
 import Foundation
@@ -120,9 +122,13 @@ public final class CoordinatorService: Service, Sendable {
             logger: logger,
             spawn: { jobQueue.yield($0) })
         var random = SystemRandomNumberGenerator()
+        var shared: (store: any SharedDecisionStore, views: any DecisionViews, duties: ClusterDuties)?
+        if let cluster = options.cluster { shared = try await Self.openShared(cluster, name: options.name, logger: logger) }
+        let (fencing, fenced) = AsyncStream.makeStream(of: Void.self)
         let engine = CoordinatorEngine(
             machine: CoordinatorMachine(identity: CoordinatorID(advertised), config: options.protocolConfig, seed: random.next()),
-            log: log, links: links, metrics: metrics, traces: traces, logger: logger)
+            log: log, shared: shared, links: links, metrics: metrics, traces: traces, logger: logger,
+            fencedOut: { fenced.yield() })
 
         do {
             try await engine.start()
@@ -148,8 +154,14 @@ public final class CoordinatorService: Service, Sendable {
                         for await job in jobs { workers.addTask { await job() } }
                     }
                 }
+                group.addTask {
+                    // A newer incarnation of this name holds the lease: this process must not
+                    // serve on (its writes are refused anyway).
+                    for await _ in fencing { throw CoordinatorServiceError.fencedOut(name: self.options.name) }
+                }
                 // Returns on graceful shutdown, once in-flight requests are answered.
                 try await app.run()
+                fenced.finish()
                 await engine.stop()
                 await links.drain(timeout: .seconds(5), logger: logger)
                 jobQueue.finish()
@@ -166,5 +178,32 @@ public final class CoordinatorService: Service, Sendable {
         connections.shutdown()
         try await httpClient.shutdown()
         try await log.close()
+    }
+
+    /// Connects to a cluster's store, migrates it and takes this coordinator's lease, off Swift's
+    /// cooperative pool (each step waits for the database).
+    static func openShared(_ cluster: ClusterStoreOptions, name: String, logger: Logger) async throws
+        -> (store: any SharedDecisionStore, views: any DecisionViews, duties: ClusterDuties) {
+        let store = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<PostgresDecisionStore, any Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try PostgresDecisionStore(location: cluster.location, name: name, lease: cluster.lease, logger: logger) })
+            }
+        }
+        logger.notice("joined the coordinator cluster", metadata: ["store": "\(cluster.location)", "name": "\(name)", "epoch": "\(store.epoch)"])
+        return (store, PostgresDecisionViews(location: cluster.location, logger: logger),
+                ClusterDuties(leaseRenewal: cluster.lease / 3, sweepInterval: cluster.sweepInterval))
+    }
+}
+
+/// Why a coordinator stopped on its own.
+public enum CoordinatorServiceError: Error, CustomStringConvertible {
+    /// Another process took this coordinator's name in the cluster's store.
+    case fencedOut(name: String)
+
+    public var description: String {
+        switch self {
+        case .fencedOut(let name):
+            return "another coordinator process took the name \(name) in the shared store; this one stopped. Give each coordinator its own --name."
+        }
     }
 }

@@ -101,7 +101,7 @@ extension CoordinatorRoutes {
     }
 
     private func summary(_ request: Request) async throws -> DashboardSummary {
-        let counts = try await storage { try await engine.log.openCounts() }
+        let counts = try await storage { try await engine.views.openCounts() }
         let totals = engine.activity.totals()
         let owed = await engine.owedAcknowledgements()
         let reachability = Dictionary(engine.links.reachability().map { ($0.participant.rawValue, $0) }, uniquingKeysWith: { a, _ in a })

@@ -46,9 +46,11 @@ CREATE TABLE arbiter_transaction (
     branches TEXT,
     outcome TEXT CHECK (outcome IN ('committed', 'aborted')),
     reason TEXT,
-    -- The participants that must hear the decision, and those that acknowledged it.
+    -- The participants that must hear the decision, those that acknowledged it, and when (in the
+    -- same order).
     notify TEXT[] NOT NULL DEFAULT '{}',
     acknowledged TEXT[] NOT NULL DEFAULT '{}',
+    acknowledged_at TIMESTAMPTZ[] NOT NULL DEFAULT '{}',
     ended BOOLEAN NOT NULL DEFAULT false,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     decided_at TIMESTAMPTZ,
@@ -124,9 +126,8 @@ BEGIN
                     WHERE txid = id;
             WHEN 'acknowledged' THEN
                 UPDATE arbiter_transaction
-                    SET acknowledged = CASE WHEN record->>'p' = ANY (acknowledged) THEN acknowledged
-                                            ELSE acknowledged || (record->>'p') END
-                    WHERE txid = id;
+                    SET acknowledged = acknowledged || (record->>'p'), acknowledged_at = acknowledged_at || now()
+                    WHERE txid = id AND NOT (record->>'p' = ANY (acknowledged));
             WHEN 'ended' THEN
                 UPDATE arbiter_transaction SET ended = true, ended_at = coalesce(ended_at, now())
                     WHERE txid = id;

@@ -51,6 +51,11 @@ public struct Acknowledgement: Hashable, Sendable {
     public let participant: ParticipantID
     /// When the coordinator recorded it (its wall clock).
     public let acknowledgedAt: Date
+
+    public init(participant: ParticipantID, acknowledgedAt: Date) {
+        self.participant = participant
+        self.acknowledgedAt = acknowledgedAt
+    }
 }
 
 /// The part of a transaction's row that answers a client's repeated submit
@@ -92,7 +97,44 @@ public struct TransactionSummary: Hashable, Sendable {
     public let endedAt: Date?
     /// Its position in the log; pass it as `after` to list the transactions that follow.
     public let cursor: TransactionCursor
+
+    public init(
+        txid: TxID, state: TransactionState, branches: [Branch]?, outcome: Outcome?, reason: String?, notify: [ParticipantID]?,
+        acknowledgements: [Acknowledgement], createdAt: Date, decidedAt: Date?, endedAt: Date?, cursor: TransactionCursor
+    ) {
+        self.txid = txid
+        self.state = state
+        self.branches = branches
+        self.outcome = outcome
+        self.reason = reason
+        self.notify = notify
+        self.acknowledgements = acknowledgements
+        self.createdAt = createdAt
+        self.decidedAt = decidedAt
+        self.endedAt = endedAt
+        self.cursor = cursor
+    }
 }
+
+/// What operators and clients read of a coordinator's transactions: its own SQLite
+/// ``DecisionLog``, or the store a coordinator cluster shares. The service reads through this;
+/// the loop writes through its `DecisionStore`.
+public protocol DecisionViews: Sendable {
+    /// One transaction as recorded; `nil` when the store does not know it.
+    func transaction(_ txid: TxID) async throws -> TransactionSummary?
+    /// Up to `limit` (1…``DecisionLog/listLimitMax``) transactions in log order after `cursor`,
+    /// optionally only those in `state`.
+    func list(state: TransactionState?, limit: Int, after cursor: TransactionCursor?) async throws -> [TransactionSummary]
+    /// The open transactions first recorded at or before `createdBefore`, oldest first.
+    func open(createdBefore: Date, limit: Int) async throws -> [TransactionSummary]
+    /// How many open transactions are in each open state (`active`, `committing`, `aborting`).
+    func openCounts() async throws -> [String: Int]
+    /// When the oldest undecided transaction was first recorded, and when the oldest decided one
+    /// whose phase 2 is still owed was decided.
+    func oldestOpen() async throws -> (undecidedSince: Date?, unacknowledgedSince: Date?)
+}
+
+extension DecisionLog: DecisionViews {}
 
 /// The coordinator's decision log: the records of ``CoordinatorRecord`` applied to SQLite tables
 /// (see `schemas/coordinator.sql`) through a ``StoreWriter``.

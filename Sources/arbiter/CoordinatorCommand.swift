@@ -2,6 +2,7 @@ import ArbiterCoordinator
 import ArbiterCommandLine
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterPostgres
 import ArbiterRuntime
 import ArgumentParser
 import Logging
@@ -36,8 +37,20 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Log format on standard error: text, or json (one object per line: time, level, label, message, metadata).")
     var logFormat: String = "text"
 
-    @Option(help: "Directory for the decision log (created if missing).")
+    @Option(help: "Directory for the decision log (created if missing); with --store, for the operators' audit trail only.")
     var data: String
+
+    @Option(help: "Keep decisions in a PostgreSQL database that several coordinators share (a cluster), postgres://USER@HOST:PORT/DATABASE; each coordinator needs its own --name. Default: the SQLite log in --data, this coordinator's alone.")
+    var store: String?
+
+    @Option(help: "File holding the --store database password (or set PGPASSWORD); never give it in the URL of a shared configuration.")
+    var storePasswordFile: String?
+
+    @Option(help: "With --store: milliseconds this coordinator's lease lasts after each renewal; the others take its unfinished transactions over about this long after it dies.")
+    var leaseMs: Int = 10_000
+
+    @Option(help: "With --store: milliseconds between searches for the unfinished transactions of coordinators whose lease expired.")
+    var sweepMs: Int = 2_000
 
     @Option(help: "Port to listen on (0: any free port).")
     var port: Int = 7000
@@ -91,6 +104,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("need 0 < --retry-initial-ms <= --retry-max-ms")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard (100...3_600_000).contains(leaseMs), (10...3_600_000).contains(sweepMs) else {
+            throw ValidationError("--lease-ms must be 100...3600000 and --sweep-ms 10...3600000")
+        }
+        if store == nil, storePasswordFile != nil { throw ValidationError("--store-password-file needs --store") }
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); give text or json") }
         guard (participants != nil) != allowAnyParticipant else {
             throw ValidationError(participants == nil
@@ -123,6 +140,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             registry = .open()
             logger.warning("--allow-any-participant: any client may make this coordinator call any URL with its protocol secret")
         }
+        let cluster = try clusterOptions()
         let options = CoordinatorOptions(
             dataDirectory: data, host: host, port: port, advertisedURL: advertisedUrl, name: name,
             secret: secret, participants: registry, clientTokens: tokens.client, operatorTokens: tokens.operator,
@@ -130,7 +148,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 prepareTimeout: .milliseconds(prepareTimeoutMs),
                 phaseTwoRetry: Backoff(initial: .milliseconds(retryInitialMs), max: .milliseconds(retryMaxMs))),
             logger: logger,
-            tls: transport.tlsSettings, connectionLimits: transport.connectionLimits)
+            tls: transport.tlsSettings, connectionLimits: transport.connectionLimits, cluster: cluster)
         let traceExport: (any Service)?
         do {
             traceExport = try tracing.bootstrap(serviceName: "arbiter-coordinator", instance: name, logger: logger)
@@ -157,6 +175,25 @@ struct CoordinatorCommand: AsyncParsableCommand {
             for try await serviceGroupEnded in tasks where serviceGroupEnded {
                 tasks.cancelAll()
             }
+        }
+    }
+
+    /// The shared store of `--store`, with its password from the file or `PGPASSWORD`.
+    private func clusterOptions() throws -> ClusterStoreOptions? {
+        guard let store else { return nil }
+        var password = ProcessInfo.processInfo.environment["PGPASSWORD"]
+        if let storePasswordFile {
+            do {
+                password = try String(contentsOfFile: storePasswordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw RuntimeError("--store-password-file: cannot read \(storePasswordFile): \(error.localizedDescription)")
+            }
+        }
+        do {
+            return ClusterStoreOptions(location: try PostgresLocation(url: store, password: password),
+                                       lease: .milliseconds(leaseMs), sweepInterval: .milliseconds(sweepMs))
+        } catch {
+            throw RuntimeError("--store: \(error)")
         }
     }
 

@@ -2,6 +2,7 @@ import ArbiterClient
 import ArbiterCoordinator
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterPostgres
 @_exported import ArbiterTesting
 import AsyncHTTPClient
 import Foundation
@@ -64,12 +65,14 @@ func withCoordinator<T: Sendable>(
     participants: ParticipantRegistry = .open(),
     clientTokens: [NamedToken]? = nil,
     requestsInFlightMax: Int = 4,
+    name: String = "test",
+    cluster: ClusterStoreOptions? = nil,
     _ body: @Sendable (_ url: String, _ client: ArbiterClient, _ http: HTTPClient) async throws -> T
 ) async throws -> T {
     let service = CoordinatorService(options: CoordinatorOptions(
-        dataDirectory: data, port: 0, name: "test", secret: TestSecrets.protocolSecret, participants: participants,
+        dataDirectory: data, port: 0, name: name, secret: TestSecrets.protocolSecret, participants: participants,
         clientTokens: clientTokens, operatorTokens: operatorSecret.map { [NamedToken(name: "test-operator", secret: $0)] } ?? [], protocolConfig: config, limits: limits,
-        requestsInFlightMax: requestsInFlightMax, logger: quietLogger("coordinator")))
+        requestsInFlightMax: requestsInFlightMax, logger: quietLogger("coordinator"), cluster: cluster))
     let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: quietLogger("group"))
     let http = HTTPClientSettings().makeClient()
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
