@@ -65,7 +65,11 @@ public final class CoordinatorEngine: Sendable {
     func start() async throws {
         let loop = core.loop!
         let now = thread.now
-        try loop.recover(now: now)
+        // Off the caller's thread: a cluster's store waits for PostgreSQL, which must not happen
+        // on an event loop (the handlers' executor) nor on Swift's cooperative pool.
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async { [core] in continuation.resume(with: Result { try core.loop.recover(now: now) }) }
+        }
         logger.info("recovered", metadata: ["unfinished": "\(loop.activeCount)"])
         activeTransactions.store(loop.activeCount, ordering: .relaxed)
         thread.start(running: loop, writeFailed: { [self] error, delay in

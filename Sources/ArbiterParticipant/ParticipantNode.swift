@@ -117,7 +117,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
                 pendingReplyCountMax: options.pendingReplyCountMax,
                 inquiryTimeout: options.inquiryTimeout,
                 inquiryConcurrencyMax: options.inquiryConcurrencyMax,
-                storageRetry: options.storageRetry
+                storageRetry: options.storageRetry,
+                coordinators: (options.coordinators ?? []).map(CoordinatorID.init)
             ),
             logger: options.logger
         )

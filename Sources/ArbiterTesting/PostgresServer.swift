@@ -117,16 +117,15 @@ public final class PostgresServer: Sendable {
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
         // posix_spawn and waitpid rather than Foundation's Process, which on Linux does not see the
         // end of a child whose grandchild (the server) lives on.
-        var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_APPEND, 0)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        var spawned: Int32 = 0
+        // Another thread may close a descriptor between the listing and the spawn: try again.
+        for _ in 0..<5 {
+            spawned = Self.spawn(&pid, path, argv, output: outputPath)
+            if spawned == 0 { break }
+        }
         guard spawned == 0 else { throw HarnessError("cannot run \(path) (error \(spawned))") }
         var status: Int32 = 0
         let deadline = ContinuousClock.now + .seconds(180)
@@ -144,6 +143,25 @@ public final class PostgresServer: Sendable {
             throw HarnessError("\(executable) \(arguments.joined(separator: " ")) failed (\(exitCode)): \(text)\n\(log)")
         }
         return text
+    }
+}
+
+extension PostgresServer {
+    /// Starts `path` with standard input from /dev/null, standard output and error to `output`,
+    /// and none of this process's other descriptors (a test process has many open: PostgreSQL,
+    /// inheriting them, would find too few left under the limit and refuse to start).
+    fileprivate static func spawn(_ pid: inout pid_t, _ path: String, _ argv: [UnsafeMutablePointer<CChar>?], output: String) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_APPEND, 0)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            guard let fd = Int32(entry), fd > 2, fcntl(fd, F_GETFD) != -1 else { continue }
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
+        return posix_spawn(&pid, path, &actions, nil, argv, environ)
     }
 }
 

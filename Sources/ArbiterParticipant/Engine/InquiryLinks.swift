@@ -8,13 +8,17 @@ import Synchronization
 /// The participant loop's ``ParticipantTransport``: asks coordinators over HTTP
 /// (`GET /v1/transactions/{id}/outcome`) what became of transactions in doubt, at most
 /// `concurrencyMax` at once and one per transaction, and posts each answer back to the loop. A
-/// failed inquiry is dropped: the machine's timer asks again after its backoff. What each inquiry
-/// brought is kept in ``InquiryRecords`` for operators.
+/// failed inquiry is dropped: the machine's timer asks again after its backoff — of the next of
+/// the participant's coordinators, starting from the one named in the prepare, so that a
+/// transaction whose coordinator died is answered by another coordinator of its cluster (they
+/// share one store). What each inquiry brought is kept in ``InquiryRecords`` for operators.
 final class InquiryLinks: ParticipantTransport, Sendable {
     private let client: ProtocolClient
     private let records: InquiryRecords
     private let timeout: Duration
     private let concurrencyMax: Int
+    /// Every coordinator this participant works for, in the order configured.
+    private let coordinators: [CoordinatorID]
     private let logger: Logger
     private let traceparent: @Sendable (TxID) -> String?
     private let post: @Sendable (ParticipantLoop.Input) -> Void
@@ -24,17 +28,20 @@ final class InquiryLinks: ParticipantTransport, Sendable {
         var running = 0
         var queue: [(TxID, CoordinatorID)] = []
         var asking: Set<TxID> = []
+        /// Failed inquiries per transaction still in doubt: the next one asks the next coordinator.
+        var failures: [TxID: Int] = [:]
     }
 
     /// Inquiries waiting for a free slot; beyond it they are dropped (asked again after the backoff).
     private static var queueLengthMax: Int { 65_536 }
 
-    init(client: ProtocolClient, records: InquiryRecords, timeout: Duration, concurrencyMax: Int, logger: Logger,
+    init(client: ProtocolClient, records: InquiryRecords, timeout: Duration, concurrencyMax: Int, coordinators: [CoordinatorID] = [], logger: Logger,
          traceparent: @escaping @Sendable (TxID) -> String?, post: @escaping @Sendable (ParticipantLoop.Input) -> Void) {
         self.client = client
         self.records = records
         self.timeout = timeout
         self.concurrencyMax = concurrencyMax
+        self.coordinators = coordinators
         self.logger = logger
         self.traceparent = traceparent
         self.post = post
@@ -58,7 +65,15 @@ final class InquiryLinks: ParticipantTransport, Sendable {
         for (txid, coordinator) in starting { ask(txid, coordinator) }
     }
 
-    private func ask(_ txid: TxID, _ coordinator: CoordinatorID) {
+    /// Whom to ask about `txid` after `failures` failed inquiries: the coordinator named in its
+    /// prepare, then each other one in turn.
+    func target(named: CoordinatorID, failures: Int) -> CoordinatorID {
+        let candidates = [named] + coordinators.filter { $0 != named }
+        return candidates[failures % candidates.count]
+    }
+
+    private func ask(_ txid: TxID, _ named: CoordinatorID) {
+        let coordinator = target(named: named, failures: state.withLock { $0.failures[txid] ?? 0 })
         Task {
             do {
                 let answer = try await client.inquire(txid, coordinator: coordinator, timeout: timeout, traceparent: traceparent(txid))
@@ -67,12 +82,17 @@ final class InquiryLinks: ParticipantTransport, Sendable {
                 // Between the coordinator's answer and its effect here: a crash loses the answer
                 // (the next inquiry asks again); a delay is a slow network.
                 try? await Failpoints.hit("participant.before-inquiry-answer")
+                if answer != .pending { state.withLock { _ = $0.failures.removeValue(forKey: txid) } }
                 post(.learned(txid, answer, from: coordinator))
             } catch {
                 logger.notice("in-doubt inquiry failed; asking again after the backoff",
                     metadata: ["txid": "\(txid)", "coordinator": "\(coordinator)", "error": "\(error)"])
                 let reason = (error as? WireCallError).map { "\($0.kind.rawValue): \($0.message)" } ?? "\(error)"
                 records.record(txid, InquiryRecord(at: Date(), coordinator: coordinator, result: .failed(reason)))
+                state.withLock { state in
+                    if state.failures.count >= Self.queueLengthMax { state.failures.removeAll() }
+                    state.failures[txid, default: 0] += 1
+                }
             }
             let next = state.withLock { state -> (TxID, CoordinatorID)? in
                 state.asking.remove(txid)

@@ -32,6 +32,9 @@ final class ParticipantEngine<R: Resource>: Sendable {
         var inquiryTimeout: Duration
         var inquiryConcurrencyMax: Int
         var storageRetry: Backoff
+        /// The coordinators this participant works for: an inquiry the coordinator named in the
+        /// prepare does not answer is asked of the next one (a cluster's coordinators share a store).
+        var coordinators: [CoordinatorID] = []
     }
 
     let resource: R
@@ -94,7 +97,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         let storage = SQLiteParticipantStorage(resource: resource, store: store, retention: core.config.retention,
                                                traceContext: { [shared] txid in shared.traceContext(of: txid) })
         let links = InquiryLinks(client: client, records: inquiries, timeout: settings.inquiryTimeout, concurrencyMax: settings.inquiryConcurrencyMax,
-                                 logger: logger, traceparent: { [shared] txid in
+                                 coordinators: settings.coordinators, logger: logger, traceparent: { [shared] txid in
                                      WireTracing.traceparent(for: shared.traceContext(of: txid))
                                  }, post: { [thread] input in thread.post(input) })
         let retention = core.config.retention

@@ -17,12 +17,23 @@ public final class BankCluster: Sendable {
     /// One process of the cluster.
     public enum Member: Hashable, Sendable, CustomStringConvertible {
         case coordinator
+        /// Another coordinator of a cluster (``Options/peerCount``), sharing the store.
+        case peer(Int)
         case node(Int)
 
         public var description: String {
             switch self {
             case .coordinator: "coordinator"
+            case .peer(let index): "peer \(index)"
             case .node(let index): "node \(index)"
+            }
+        }
+
+        /// Whether it runs `arbiter coordinator`.
+        public var isCoordinator: Bool {
+            switch self {
+            case .coordinator, .peer: true
+            case .node: false
             }
         }
     }
@@ -57,11 +68,18 @@ public final class BankCluster: Sendable {
         public var tls: TLS?
         /// Environment variables every process gets besides the harness's own.
         public var environment: [String: String]
+        /// A cluster: the PostgreSQL store its coordinators share (`--store`); `nil`: one
+        /// coordinator with its SQLite log.
+        public var store: String?
+        /// Coordinators besides the first, in a cluster (each with its own `--name`).
+        public var peerCount: Int
 
         public init(
             nodeCount: Int = 2, root: String, launcher: Launcher, coordinatorArguments: [String] = [], logLevel: String = "warning",
-            nodeArguments: [String] = [], tls: TLS? = nil, environment: [String: String] = [:]
+            nodeArguments: [String] = [], tls: TLS? = nil, environment: [String: String] = [:],
+            store: String? = nil, peerCount: Int = 0
         ) {
+            precondition(peerCount == 0 || store != nil, "a cluster's coordinators need a store to share")
             self.nodeCount = nodeCount
             self.root = root
             self.launcher = launcher
@@ -70,6 +88,8 @@ public final class BankCluster: Sendable {
             self.nodeArguments = nodeArguments
             self.tls = tls
             self.environment = environment
+            self.store = store
+            self.peerCount = peerCount
         }
     }
 
@@ -129,7 +149,10 @@ public final class BankCluster: Sendable {
     }
 
     public var nodes: [Member] { (0..<options.nodeCount).map { .node($0) } }
-    public var members: [Member] { [.coordinator] + nodes }
+    public var peers: [Member] { (0..<options.peerCount).map { .peer($0) } }
+    /// Every coordinator: the first, then the peers.
+    public var coordinators: [Member] { [.coordinator] + peers }
+    public var members: [Member] { coordinators + nodes }
 
     public func url(_ member: Member) -> String { "\(options.tls == nil ? "http" : "https")://127.0.0.1:\(state.withLock { $0.ports[member] ?? 0 })" }
     public var coordinatorURL: String { url(.coordinator) }
@@ -139,8 +162,8 @@ public final class BankCluster: Sendable {
 
     /// A client of the coordinator (retries reuse the transaction id); with `batching`, its
     /// concurrent submits share requests.
-    public func client(retry: RetryPolicy = RetryPolicy(), batching: SubmitBatching? = nil) -> ArbiterClient {
-        ArbiterClient(coordinator: coordinatorURL, secret: clientToken, operatorSecret: operatorSecret, httpClient: httpClient,
+    public func client(retry: RetryPolicy = RetryPolicy(), batching: SubmitBatching? = nil, of coordinator: Member = .coordinator) -> ArbiterClient {
+        ArbiterClient(coordinator: url(coordinator), secret: clientToken, operatorSecret: operatorSecret, httpClient: httpClient,
                       retry: retry, batching: batching)
     }
 
@@ -148,7 +171,7 @@ public final class BankCluster: Sendable {
 
     /// Starts the coordinator, then every node.
     public func start() async throws {
-        try await start(.coordinator)
+        for coordinator in coordinators { try await start(coordinator) }
         for node in nodes { try await start(node) }
     }
 
@@ -163,9 +186,10 @@ public final class BankCluster: Sendable {
         let process: ManagedProcess
         let pattern: String
         switch member {
-        case .coordinator:
+        case .coordinator, .peer:
             let (executable, prefix) = options.launcher.coordinator
-            process = try ManagedProcess(name: "coordinator", executable: executable, arguments: prefix + [
+            let cluster = options.store.map { ["--store", $0, "--name", member.description.replacingOccurrences(of: " ", with: "-")] } ?? []
+            process = try ManagedProcess(name: member.description, executable: executable, arguments: prefix + cluster + [
                 "--data", directory, "--port", String(port),
                 "--secret-file", options.root + "/secret", "--client-secret-file", options.root + "/client-tokens",
                 "--operator-secret-file", options.root + "/operator-tokens", "--participants", options.root + "/participants",
@@ -175,7 +199,7 @@ public final class BankCluster: Sendable {
         case .node(let index):
             let (executable, prefix) = options.launcher.node
             process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + [
-                "--data", directory, "--port", String(port), "--coordinator", coordinatorURL,
+                "--data", directory, "--port", String(port), "--coordinator", coordinators.map(url).joined(separator: ","),
                 "--secret-file", options.root + "/node-\(index).secret", "--client-secret-file", options.root + "/client-tokens",
                 "--operator-secret-file", options.root + "/operator-tokens",
                 "--log-level", options.logLevel,
@@ -204,9 +228,11 @@ public final class BankCluster: Sendable {
         } + state.withLock { $0.extraParticipants }
         let text = (["# NAME URL SECRET_FILE, one line per bank node"] + registered).joined(separator: "\n") + "\n"
         try text.write(toFile: options.root + "/participants", atomically: true, encoding: .utf8)
-        guard let coordinator = process(.coordinator), coordinator.isRunning else { return }
-        Foundation.kill(coordinator.pid, SIGHUP)
-        _ = try await coordinator.waitFor("arbiter coordinator reloaded: (\(registered.count)) participants", timeout: .seconds(30))
+        for member in coordinators {
+            guard let coordinator = process(member), coordinator.isRunning else { continue }
+            Foundation.kill(coordinator.pid, SIGHUP)
+            _ = try await coordinator.waitFor("arbiter coordinator reloaded: (\(registered.count)) participants", timeout: .seconds(30))
+        }
     }
 
     /// Where every run of `member` writes its output, one after the other: `ROOT/logs/MEMBER.log`.
@@ -295,9 +321,14 @@ public final class BankCluster: Sendable {
         return series
     }
 
-    /// How many transactions the coordinator has not ended.
+    /// The coordinator the harness reads through: the first that runs (in a cluster every
+    /// coordinator reads the shared store).
+    private var reader: Member { coordinators.first(where: isRunning) ?? .coordinator }
+
+    /// How many transactions the coordinator has not ended (in a cluster: the shared store, as
+    /// the first running coordinator reads it).
     public func coordinatorUnfinished() async throws -> Int {
-        let client = client(retry: RetryPolicy(attemptCountMax: 1))
+        let client = client(retry: RetryPolicy(attemptCountMax: 1), of: reader)
         var count = 0
         for state in [ArbiterHTTP.TransactionState.preparing, .committing, .aborting] {
             count += try await client.list(state: state, limit: 1000).transactions.count
@@ -423,7 +454,7 @@ public final class BankCluster: Sendable {
 
     /// The outcome the coordinator recorded for each transaction (`nil`: undecided or unknown).
     private func coordinatorOutcomes(of txids: [TxID], concurrency: Int) async throws -> [Outcome?] {
-        let client = client(retry: RetryPolicy(attemptCountMax: 3))
+        let client = client(retry: RetryPolicy(attemptCountMax: 3), of: reader)
         return try await boundedMap(txids, concurrency: concurrency) { txid -> Outcome? in
             do {
                 return try await client.transaction(txid).outcome?.outcome

@@ -61,7 +61,7 @@ struct BankNodeCommand: AsyncParsableCommand {
     @Option(help: "The TCP port to listen on; 0 lets the system choose (printed at start).")
     var port: Int
 
-    @Option(help: "The coordinator's base URL (http://host:port). Prepares naming another coordinator are refused.")
+    @Option(help: "The coordinator's base URL (http://host:port), or a comma-separated list of a cluster's coordinators. Prepares naming another coordinator are refused; an inquiry the named coordinator does not answer goes to the next.")
     var coordinator: String
 
     @Option(help: "A file holding the protocol secret: the coordinator presents it, and this node presents it on its inquiries.")
@@ -141,7 +141,7 @@ struct BankNodeCommand: AsyncParsableCommand {
             secret: secret,
             clientTokens: tokens.client,
             operatorTokens: tokens.operator,
-            coordinators: [coordinator],
+            coordinators: coordinator.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
             protocolConfig: ParticipantConfig(
                 inquiryTimeout: .milliseconds(inquiryTimeoutMs),
                 inquiryRetry: Backoff(initial: .milliseconds(inquiryRetryInitialMs), max: .milliseconds(inquiryRetryMaxMs))
