@@ -122,8 +122,26 @@ public final class CoordinatorService: Service, Sendable {
             logger: logger,
             spawn: { jobQueue.yield($0) })
         var random = SystemRandomNumberGenerator()
+        let opened: (store: PostgresDecisionStore, views: PostgresDecisionViews)? = if let cluster = options.cluster {
+            try await Self.openShared(cluster, name: options.name, logger: logger)
+        } else {
+            nil
+        }
         var shared: (store: any SharedDecisionStore, views: any DecisionViews, duties: ClusterDuties)?
-        if let cluster = options.cluster { shared = try await Self.openShared(cluster, name: options.name, logger: logger) }
+        if let opened, let cluster = options.cluster {
+            shared = (opened.store, opened.views, ClusterDuties(leaseRenewal: cluster.lease / 3, sweepInterval: cluster.sweepInterval))
+        }
+        /// The shared store's connections, closed once the loop has stopped, off the event loops.
+        @Sendable func closeShared() async {
+            guard let opened else { return }
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    opened.store.close()
+                    opened.views.close()
+                    done.resume()
+                }
+            }
+        }
         let (fencing, fenced) = AsyncStream.makeStream(of: Void.self)
         let engine = CoordinatorEngine(
             machine: CoordinatorMachine(identity: CoordinatorID(advertised), config: options.protocolConfig, seed: random.next()),
@@ -169,12 +187,14 @@ public final class CoordinatorService: Service, Sendable {
             }
         } catch {
             await engine.stop()
+            await closeShared()
             logger.error("coordinator stopped", metadata: ["error": "\(error)"])
             connections.shutdown()
             try? await httpClient.shutdown()
             try? await log.close()
             throw error
         }
+        await closeShared()
         connections.shutdown()
         try await httpClient.shutdown()
         try await log.close()
@@ -183,15 +203,14 @@ public final class CoordinatorService: Service, Sendable {
     /// Connects to a cluster's store, migrates it and takes this coordinator's lease, off Swift's
     /// cooperative pool (each step waits for the database).
     static func openShared(_ cluster: ClusterStoreOptions, name: String, logger: Logger) async throws
-        -> (store: any SharedDecisionStore, views: any DecisionViews, duties: ClusterDuties) {
+        -> (store: PostgresDecisionStore, views: PostgresDecisionViews) {
         let store = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<PostgresDecisionStore, any Error>) in
             DispatchQueue.global().async {
                 continuation.resume(with: Result { try PostgresDecisionStore(location: cluster.location, name: name, lease: cluster.lease, logger: logger) })
             }
         }
         logger.notice("joined the coordinator cluster", metadata: ["store": "\(cluster.location)", "name": "\(name)", "epoch": "\(store.epoch)"])
-        return (store, PostgresDecisionViews(location: cluster.location, logger: logger),
-                ClusterDuties(leaseRenewal: cluster.lease / 3, sweepInterval: cluster.sweepInterval))
+        return (store, PostgresDecisionViews(location: cluster.location, logger: logger))
     }
 }
 

@@ -78,8 +78,16 @@ final class PostgresSession: @unchecked Sendable {
         eventLoop = MultiThreadedEventLoopGroup.singleton.next()
     }
 
-    deinit { close() }
+    deinit {
+        // Never waits here: the last reference may go on an event loop. The close runs on the
+        // connection's own loop, which keeps it alive until it is closed (PostgresNIO requires a
+        // connection be closed before it goes).
+        if let connection, !connection.isClosed {
+            connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+        }
+    }
 
+    /// Closes the connection and waits for it (call from the thread that uses the session).
     func close() {
         if let connection { drop(connection) }
     }
