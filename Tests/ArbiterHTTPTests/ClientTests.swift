@@ -1,4 +1,5 @@
 @testable import ArbiterClient
+import ArbiterTesting
 import ArbiterCore
 @testable import ArbiterHTTP
 import AsyncHTTPClient
@@ -257,8 +258,10 @@ struct ClientTests {
 
     @Test("an unreachable coordinator is retried, then reported as unreachable")
     func unreachable() async throws {
-        // Find a port nobody listens on: run a server, note its port, stop it.
-        let port = try await withLiveServer(Router()) { port in port }
+        // A port that refuses connections for the whole test.
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         let error = try await withClient(port: port) { client in
             await #expect(throws: ArbiterClientError.self) {
                 try await client.submit(branches: bankBranches)

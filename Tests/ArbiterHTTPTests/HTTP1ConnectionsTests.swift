@@ -1,3 +1,4 @@
+import ArbiterTesting
 import ArbiterCore
 @testable import ArbiterHTTP
 import AsyncHTTPClient
@@ -145,7 +146,9 @@ struct HTTP1ConnectionsTests {
 
         // A refused connection fails at once; the deadline is long so that a loaded machine's
         // slowness cannot turn the refusal into a timeout.
-        let closedPort = try await withLiveServer(Router()) { port in port }
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let closedPort = refusing.port
         let connections = HTTP1Connections()
         await #expect {
             try await connections.execute(method: .POST, url: "http://127.0.0.1:\(closedPort)/echo", headers: [], body: [1], timeout: .seconds(60), responseSizeMax: 1000)

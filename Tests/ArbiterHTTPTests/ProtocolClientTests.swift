@@ -1,3 +1,4 @@
+import ArbiterTesting
 import ArbiterCore
 @testable import ArbiterHTTP
 import AsyncHTTPClient
@@ -168,7 +169,9 @@ struct ProtocolClientTests {
         }
         #expect(received.all.count == 1, "the unauthorized request reached no handler")
 
-        let closedPort = try await withLiveServer(Router()) { port in port }
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let closedPort = refusing.port
         let http = HTTPClientSettings().makeClient()
         let client = ProtocolClient(httpClient: http, secret: TestSecrets.protocolSecret)
         await #expect {
