@@ -66,6 +66,18 @@ public final class RawConnection {
         }
     }
 
+    /// Like ``waitUntilClosed(milliseconds:)``, for async tests: it polls in short slices and
+    /// sleeps between them, so that it never holds one of Swift's few cooperative threads that the
+    /// server under test may need to close the connection.
+    public func closed(within timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if waitUntilClosed(milliseconds: 1) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return waitUntilClosed(milliseconds: 0)
+    }
+
     private func isReadableEnd() -> Bool {
         var byte: UInt8 = 0
         let count = recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT | MSG_PEEK))

@@ -180,7 +180,7 @@ struct ConnectionLimitTests {
             // Let the server accept them before the others come.
             try await Task.sleep(for: .milliseconds(200))
             let over = try (0..<6).map { _ in try RawConnection(port: port) }
-            for connection in over { #expect(connection.waitUntilClosed(milliseconds: 2000), "a connection over the cap is closed") }
+            for connection in over { #expect(await connection.closed(within: .milliseconds(2000)), "a connection over the cap is closed") }
             #expect(held.allSatisfy { !$0.isClosedByPeer }, "connections under the cap stay open")
             // Room again: a request goes through once the held connections close.
             held.removeAll()
@@ -188,7 +188,7 @@ struct ConnectionLimitTests {
             try await eventually("a request is served again", timeout: .seconds(30)) {
                 let connection = try RawConnection(port: port)
                 connection.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-                _ = connection.waitUntilClosed(milliseconds: 2000)
+                _ = await connection.closed(within: .milliseconds(2000))
                 return hits.count > 0
             }
         }
@@ -203,8 +203,8 @@ struct ConnectionLimitTests {
             let served = try RawConnection(port: port)
             #expect(served.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"))
             // Closed long before the request-read timeout (30 s): by the idle timeout.
-            #expect(silent.waitUntilClosed(milliseconds: 10_000))
-            #expect(served.waitUntilClosed(milliseconds: 10_000))
+            #expect(await silent.closed(within: .milliseconds(10_000)))
+            #expect(await served.closed(within: .milliseconds(10_000)))
             #expect(hits.count == 1)
         }
     }
@@ -219,16 +219,21 @@ struct ConnectionLimitTests {
             let trickle = try RawConnection(port: port)
             var trickleClosed = false
             for byte in "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}" where !trickleClosed {
-                trickleClosed = !trickle.send(String(byte)) || trickle.waitUntilClosed(milliseconds: 100)
+                if !trickle.send(String(byte)) {
+                    trickleClosed = true
+                } else {
+                    trickleClosed = await trickle.closed(within: .milliseconds(100))
+                }
             }
             #expect(trickleClosed, "the trickled request is cut off before it is complete")
             // Both cut off by the request-read timeout, not the 30 s idle timeout; no bound on how
             // long the machine took to get there.
-            #expect(half.waitUntilClosed(milliseconds: 10_000))
+            #expect(await half.closed(within: .milliseconds(10_000)))
             // A whole request in time is served, and its connection then waits for the idle timeout.
             let prompt = try RawConnection(port: port)
             #expect(prompt.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"))
-            #expect(!prompt.waitUntilClosed(milliseconds: 1000), "a served connection is idle, not cut off")
+            let promptClosed = await prompt.closed(within: .milliseconds(1000))
+            #expect(!promptClosed, "a served connection is idle, not cut off")
         }
         #expect(hits.count == 1)
     }
@@ -243,7 +248,7 @@ struct ConnectionLimitTests {
             #expect(connection.send("POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"))
             try await Task.sleep(for: .milliseconds(200))
             #expect(connection.send("{}"))
-            #expect(connection.waitUntilClosed(milliseconds: 5000), "closed by the idle timeout, not left open")
+            #expect(await connection.closed(within: .milliseconds(5000)), "closed by the idle timeout, not left open")
         }
     }
 
