@@ -215,19 +215,21 @@ public final class CoordinatorLoop {
     public var phaseTwoHold: Duration = .milliseconds(2)
     /// Participants in the order the round first sent to them.
     private var peers: [ParticipantID] = []
-    /// The round's answers, given after its write; an answer about a transaction whose records
-    /// the write refused gives its `fenced` form instead (a client hears "pending").
+    /// The round's answers, given after its write. One about a transaction whose records the
+    /// write refused is "pending" instead (another coordinator owns it now).
     private var replies: [Reply] = []
 
-    private struct Reply {
-        var txid: TxID?
-        var deliver: () -> Void
-        var fenced: (() -> Void)?
+    private enum Reply {
+        case submit(TxID, SubmitResult, @Sendable (SubmitResult) -> Void)
+        case inquiry(TxID, InquiryAnswer, @Sendable (InquiryAnswer) -> Void)
+        case retry(RetryResult, @Sendable (RetryResult) -> Void)
 
-        init(_ txid: TxID? = nil, fenced: (() -> Void)? = nil, _ deliver: @escaping () -> Void) {
-            self.txid = txid
-            self.deliver = deliver
-            self.fenced = fenced
+        func deliver(fenced: Set<TxID>) {
+            switch self {
+            case .submit(let txid, let result, let reply): reply(fenced.contains(txid) ? .pending(txid) : result)
+            case .inquiry(let txid, let answer, let reply): reply(fenced.contains(txid) ? .pending : answer)
+            case .retry(let result, let reply): reply(result)
+            }
         }
     }
 
@@ -343,11 +345,8 @@ public final class CoordinatorLoop {
         let answers = replies
         replies.removeAll(keepingCapacity: true)
         for (index, reply) in answers.enumerated() {
-            if index < answeredBeforeFencing, let txid = reply.txid, fenced.contains(txid), let instead = reply.fenced {
-                instead()
-            } else {
-                reply.deliver()
-            }
+            // Answers the fencing itself produced (after a new lookup) stand as they are.
+            reply.deliver(fenced: index < answeredBeforeFencing ? fenced : [])
         }
         observer?.roundEnded(active: machine.activeCount)
     }
@@ -414,11 +413,11 @@ public final class CoordinatorLoop {
         case .retryPhaseTwoNow(let txid, let reply):
             guard let owing = machine.owingAcknowledgement(txid) else {
                 let phase = machine.phase(of: txid)
-                replies.append(Reply { reply(.notOwed(phase)) })
+                replies.append(.retry(.notOwed(phase), reply))
                 return
             }
             apply(machine.handle(.retryPhaseTwoNow(txid)))
-            replies.append(Reply { reply(.resent(owing)) })
+            replies.append(.retry(.resent(owing), reply))
         case .inspect(let read):
             read(machine)
         case .advertise(let identity):
@@ -515,7 +514,7 @@ public final class CoordinatorLoop {
                 answer(txid, only: call) { .rejected(txid, rejection) }
             case .answer(let call, let txid, let inquiryAnswer):
                 if let reply = inquiries.removeValue(forKey: call) {
-                    replies.append(Reply(txid, fenced: { reply(.pending) }) { reply(inquiryAnswer) })
+                    replies.append(.inquiry(txid, inquiryAnswer, reply))
                 }
             case .anomaly(let txid, let text):
                 observer?.anomaly(txid, text)
@@ -539,7 +538,7 @@ public final class CoordinatorLoop {
         list.removeAll { waiter in
             guard wait == nil || waiter.wait == wait else { return false }
             let reply = waiter.reply
-            replies.append(Reply(txid, fenced: { reply(.pending(txid)) }) { reply(value) })
+            replies.append(.submit(txid, value, reply))
             return true
         }
         waiters[txid] = list.isEmpty ? nil : list
@@ -550,7 +549,7 @@ public final class CoordinatorLoop {
         guard var list = waiters[txid], let index = list.firstIndex(where: { $0.call == call }) else { return }
         let reply = list.remove(at: index).reply
         let value = result()
-        replies.append(Reply(txid, fenced: { reply(.pending(txid)) }) { reply(value) })
+        replies.append(.submit(txid, value, reply))
         waiters[txid] = list.isEmpty ? nil : list
     }
 }
