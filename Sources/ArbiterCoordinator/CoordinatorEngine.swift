@@ -8,7 +8,8 @@ import Synchronization
 public import Tracing
 
 /// The coordinator's ``CoordinatorLoop`` run for real: on a thread of its own (``LoopThread``),
-/// over the SQLite decision log and the HTTP transport to participants, with the monotonic clock.
+/// over its SQLite decision log (or, in a cluster, the shared PostgreSQL store) and the HTTP
+/// transport to participants, with the monotonic clock.
 ///
 /// Everything that arrives — clients' submits and inquiries from the HTTP handlers, participants'
 /// replies from the transport, operators' levers — is posted to the loop and answered by it; the
