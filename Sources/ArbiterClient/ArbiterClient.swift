@@ -4,6 +4,7 @@ public import AsyncHTTPClient
 public import Logging
 import NIOHTTP1
 import Foundation
+import Synchronization
 import Tracing
 
 /// A typed client for the coordinator's HTTP API.
@@ -30,9 +31,17 @@ import Tracing
 /// Calls that fail for want of an answer (connection errors, timeouts, 5xx) are retried with
 /// backoff per ``RetryPolicy``. A submit always carries a transaction id, made here when the caller
 /// gives none, so that a retry is the same transaction and not a second one.
+///
+/// A client of a coordinator cluster (several coordinators on one shared decision store) is made
+/// with ``init(coordinators:secret:operatorSecret:httpClient:connections:retry:requestTimeout:responseSizeMax:batching:logger:)``:
+/// calls go to one coordinator until it fails without an answer, then to the next. Sending a
+/// submission again to another coordinator is safe: the id makes it the same transaction, and the
+/// shared store answers it from the first coordinator's record.
 public struct ArbiterClient: Sendable {
-    /// The coordinator's base URL, without a trailing slash.
-    public let coordinator: String
+    /// The base URLs of the coordinators, without trailing slashes, in the order they are tried.
+    public let coordinators: [String]
+    /// The first coordinator's base URL.
+    public var coordinator: String { coordinators[0] }
     private let secret: BearerSecret
     private let operatorSecret: BearerSecret?
     private let httpClient: HTTPClient
@@ -40,10 +49,20 @@ public struct ArbiterClient: Sendable {
     private let requestTimeout: Duration
     private let responseSizeMax: Int
     private let logger: Logger?
-    private let batcher: SubmitBatcher?
-    /// One submit as a plain request (`POST /v1/transactions`): the unbatched path, and a batching
-    /// client's lone submits.
-    private let plainSubmit: SubmitBatcher.PlainSubmit
+    /// One per coordinator, in ``coordinators``' order.
+    private let endpoints: [Endpoint]
+    /// The coordinator calls go to now: the next one after a call to it failed without an answer.
+    private let rotation: Rotation
+
+    /// What the client sends to one coordinator.
+    private struct Endpoint: Sendable {
+        /// Its base URL, without a trailing slash.
+        let base: String
+        /// One submit as a plain request (`POST /v1/transactions`): the unbatched path, and a
+        /// batching client's lone submits.
+        let plainSubmit: SubmitBatcher.PlainSubmit
+        let batcher: SubmitBatcher?
+    }
 
     /// - Parameters:
     ///   - coordinator: The coordinator's base URL (`http://host:port`).
@@ -73,9 +92,44 @@ public struct ArbiterClient: Sendable {
         batching: SubmitBatching? = nil,
         logger: Logger? = nil
     ) {
-        var base = Substring(coordinator)
-        while base.hasSuffix("/") { base = base.dropLast() }
-        self.coordinator = String(base)
+        self.init(
+            coordinators: [coordinator], secret: secret, operatorSecret: operatorSecret, httpClient: httpClient,
+            connections: connections, retry: retry, requestTimeout: requestTimeout, responseSizeMax: responseSizeMax,
+            batching: batching, logger: logger
+        )
+    }
+
+    /// A client of a coordinator cluster: the same parameters as
+    /// ``init(coordinator:secret:operatorSecret:httpClient:connections:retry:requestTimeout:responseSizeMax:batching:logger:)``,
+    /// with the coordinators' base URLs.
+    ///
+    /// Calls go to the first coordinator until a call to it fails without an answer (refused,
+    /// reset, timed out, 5xx); that call's next attempt, and later calls, go to the next
+    /// coordinator, round the list. The first attempt at each coordinator a call has not tried yet
+    /// is sent at once; only a coordinator tried again waits for ``RetryPolicy/backoff``. So
+    /// `retry.attemptCountMax` should be at least the number of coordinators (the default, 4, suits
+    /// up to three).
+    ///
+    /// - Precondition: `coordinators` is not empty.
+    public init(
+        coordinators: [String],
+        secret: BearerSecret,
+        operatorSecret: BearerSecret? = nil,
+        httpClient: HTTPClient,
+        connections: HTTP1Connections? = nil,
+        retry: RetryPolicy = RetryPolicy(),
+        requestTimeout: Duration = .seconds(30),
+        responseSizeMax: Int = 16 << 20,
+        batching: SubmitBatching? = nil,
+        logger: Logger? = nil
+    ) {
+        precondition(!coordinators.isEmpty, "an ArbiterClient needs at least one coordinator URL")
+        let bases = coordinators.map { url in
+            var base = Substring(url)
+            while base.hasSuffix("/") { base = base.dropLast() }
+            return String(base)
+        }
+        self.coordinators = bases
         self.secret = secret
         self.operatorSecret = operatorSecret
         self.httpClient = httpClient
@@ -83,24 +137,34 @@ public struct ArbiterClient: Sendable {
         self.requestTimeout = requestTimeout
         self.responseSizeMax = responseSizeMax
         self.logger = logger
-        let submitURL = String(base) + WireEndpoint.submit.path
-        let plainSubmit: SubmitBatcher.PlainSubmit = { body, timeout, traceparent throws(WireCallError) in
-            try await WireCall.call(
-                httpClient, connections: connections, method: .POST, url: submitURL, body: body, secret: secret,
-                timeout: timeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, traceparent: traceparent,
-                logger: logger
-            )
-        }
-        self.plainSubmit = plainSubmit
-        self.batcher = batching.map {
-            SubmitBatcher(settings: $0, url: String(base) + WireEndpoint.submitBatch.path, plainSubmit: plainSubmit,
-                          secret: secret, httpClient: httpClient, lineSizeMax: responseSizeMax, logger: logger)
+        self.rotation = Rotation()
+        self.endpoints = bases.map { base in
+            let submitURL = base + WireEndpoint.submit.path
+            let plainSubmit: SubmitBatcher.PlainSubmit = { body, timeout, traceparent throws(WireCallError) in
+                try await WireCall.call(
+                    httpClient, connections: connections, method: .POST, url: submitURL, body: body, secret: secret,
+                    timeout: timeout, responseSizeMax: responseSizeMax, as: SubmitResponse.self, traceparent: traceparent,
+                    logger: logger
+                )
+            }
+            let batcher = batching.map {
+                SubmitBatcher(settings: $0, url: base + WireEndpoint.submitBatch.path, plainSubmit: plainSubmit,
+                              secret: secret, httpClient: httpClient, lineSizeMax: responseSizeMax, logger: logger)
+            }
+            return Endpoint(base: base, plainSubmit: plainSubmit, batcher: batcher)
         }
     }
 
     /// How many submit requests this client has sent with ``SubmitBatching``: alone (plain submits)
     /// and batches.
-    var submitRequestCounts: (alone: Int, batches: Int) { batcher?.requestCounts ?? (0, 0) }
+    var submitRequestCounts: (alone: Int, batches: Int) {
+        var sum = (alone: 0, batches: 0)
+        for endpoint in endpoints {
+            let counts = endpoint.batcher?.requestCounts ?? (alone: 0, batches: 0)
+            sum = (sum.alone + counts.alone, sum.batches + counts.batches)
+        }
+        return sum
+    }
 
     /// Runs a transaction and returns its outcome.
     ///
@@ -132,11 +196,11 @@ public struct ArbiterClient: Sendable {
         }
         let attemptTimeout = max(requestTimeout, (timeout ?? .seconds(5)) + .seconds(5))
         let traceparent = ServiceContext.current.flatMap { WireTracing.traceparent(for: $0) }
-        let response = try await withRetries { () async throws(WireCallError) -> SubmitResponse in
-            if let batcher, traceparent == nil {
+        let response = try await withRetries { endpoint async throws(WireCallError) -> SubmitResponse in
+            if let batcher = endpoint.batcher, traceparent == nil {
                 return try await batcher.submit(body, timeout: attemptTimeout).get()
             }
-            return try await plainSubmit(body, attemptTimeout, traceparent)
+            return try await endpoint.plainSubmit(body, attemptTimeout, traceparent)
         }
         guard response.id == txid.rawValue else {
             throw ArbiterClientError(
@@ -151,9 +215,9 @@ public struct ArbiterClient: Sendable {
     ///
     /// - Throws: ``ArbiterClientError`` `not_found` when the coordinator does not know the id.
     public func transaction(_ id: TxID) async throws(ArbiterClientError) -> TransactionView {
-        try await withRetries { () async throws(WireCallError) -> TransactionView in
+        try await withRetries { endpoint async throws(WireCallError) -> TransactionView in
             try await WireCall.call(
-                httpClient, method: .GET, url: coordinator + "/v1/transactions/\(id.rawValue)", body: nil,
+                httpClient, method: .GET, url: endpoint.base + "/v1/transactions/\(id.rawValue)", body: nil,
                 secret: secret, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: TransactionView.self,
                 logger: logger
             )
@@ -173,9 +237,9 @@ public struct ArbiterClient: Sendable {
         if let after { items.append("after=\(PercentEncoding.encoded(after))") }
         let query = items.isEmpty ? "" : "?" + items.joined(separator: "&")
         let token = operatorSecret ?? secret
-        return try await withRetries { () async throws(WireCallError) -> TransactionPage in
+        return try await withRetries { endpoint async throws(WireCallError) -> TransactionPage in
             try await WireCall.call(
-                httpClient, method: .GET, url: coordinator + WireEndpoint.list.path + query, body: nil,
+                httpClient, method: .GET, url: endpoint.base + WireEndpoint.list.path + query, body: nil,
                 secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: TransactionPage.self,
                 logger: logger
             )
@@ -187,9 +251,9 @@ public struct ArbiterClient: Sendable {
     public func stuck(olderThanMs: Int64 = 0, limit: Int? = nil) async throws(ArbiterClientError) -> StuckList {
         let query = "?olderThanMs=\(olderThanMs)" + (limit.map { "&limit=\($0)" } ?? "")
         let token = operatorSecret ?? secret
-        return try await withRetries { () async throws(WireCallError) -> StuckList in
+        return try await withRetries { endpoint async throws(WireCallError) -> StuckList in
             try await WireCall.call(
-                httpClient, method: .GET, url: coordinator + WireEndpoint.operatorStuck.path + query, body: nil,
+                httpClient, method: .GET, url: endpoint.base + WireEndpoint.operatorStuck.path + query, body: nil,
                 secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: StuckList.self, logger: logger)
         }
     }
@@ -199,9 +263,10 @@ public struct ArbiterClient: Sendable {
     /// Not retried on failure: an operator's action runs once per call.
     public func retryPhaseTwo(_ id: TxID, reason: String) async throws(ArbiterClientError) -> RetryResponse {
         let token = operatorSecret ?? secret
+        let endpoint = endpoints[rotation.current(of: endpoints.count)]
         do {
             return try await WireCall.call(
-                httpClient, method: .POST, url: coordinator + "/v1/operator/transactions/\(id.rawValue)/retry",
+                httpClient, method: .POST, url: endpoint.base + "/v1/operator/transactions/\(id.rawValue)/retry",
                 body: RetryRequest(reason: reason), secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax,
                 as: RetryResponse.self, logger: logger)
         } catch {
@@ -216,9 +281,9 @@ public struct ArbiterClient: Sendable {
         if let before { items.append("before=\(before)") }
         let query = items.isEmpty ? "" : "?" + items.joined(separator: "&")
         let token = operatorSecret ?? secret
-        return try await withRetries { () async throws(WireCallError) -> OperatorAuditTrail in
+        return try await withRetries { endpoint async throws(WireCallError) -> OperatorAuditTrail in
             try await WireCall.call(
-                httpClient, method: .GET, url: coordinator + WireEndpoint.operatorAudit.path + query, body: nil,
+                httpClient, method: .GET, url: endpoint.base + WireEndpoint.operatorAudit.path + query, body: nil,
                 secret: token, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: OperatorAuditTrail.self, logger: logger)
         }
     }
@@ -234,9 +299,9 @@ public struct ArbiterClient: Sendable {
     /// ``transaction(_:)``: a one-phase transaction's record at the coordinator is not forced, so
     /// after a crash the coordinator may not know one it reported committed.
     public func outcome(_ id: TxID) async throws(ArbiterClientError) -> InquiryAnswer {
-        let response = try await withRetries { () async throws(WireCallError) -> OutcomeResponse in
+        let response = try await withRetries { endpoint async throws(WireCallError) -> OutcomeResponse in
             try await WireCall.call(
-                httpClient, method: .GET, url: coordinator + "/v1/transactions/\(id.rawValue)/outcome", body: nil,
+                httpClient, method: .GET, url: endpoint.base + "/v1/transactions/\(id.rawValue)/outcome", body: nil,
                 secret: secret, timeout: requestTimeout, responseSizeMax: responseSizeMax, as: OutcomeResponse.self,
                 logger: logger
             )
@@ -274,19 +339,33 @@ public struct ArbiterClient: Sendable {
     }
 
     /// Runs `attempt` until it succeeds, fails in a way a retry cannot fix, or the policy's
-    /// attempts are used up.
-    private func withRetries<T>(_ attempt: () async throws(WireCallError) -> T) async throws(ArbiterClientError) -> T {
+    /// attempts are used up. An attempt that fails without an answer moves the client to the next
+    /// coordinator; the first attempt at a coordinator this call has not tried yet goes at once.
+    private func withRetries<T>(_ attempt: (Endpoint) async throws(WireCallError) -> T) async throws(ArbiterClientError) -> T {
         var random = SystemRandomNumberGenerator()
         var attemptCount = 0
+        var index = rotation.current(of: endpoints.count)
+        var tried: Set<Int> = []
         while true {
             attemptCount += 1
+            tried.insert(index)
             do {
-                return try await attempt()
+                return try await attempt(endpoints[index])
             } catch {
                 guard error.isRetryable, attemptCount < retry.attemptCountMax else {
                     throw ArbiterClientError(error, attemptCount: attemptCount)
                 }
-                let delay = retry.backoff.delay(attempt: attemptCount - 1, random: &random)
+                if endpoints.count > 1 {
+                    index = rotation.failed(index, of: endpoints.count)
+                    if !tried.contains(index) {
+                        logger?.debug(
+                            "trying the next coordinator",
+                            metadata: ["attempt": "\(attemptCount)", "coordinator": "\(endpoints[index].base)", "error": "\(error.message)"]
+                        )
+                        continue
+                    }
+                }
+                let delay = retry.backoff.delay(attempt: attemptCount - tried.count, random: &random)
                 logger?.debug(
                     "retrying a call to the coordinator",
                     metadata: ["attempt": "\(attemptCount)", "delay": "\(delay)", "error": "\(error.message)"]
@@ -297,6 +376,24 @@ public struct ArbiterClient: Sendable {
                     throw ArbiterClientError(code: .cancelled, message: "cancelled while waiting to retry", attemptCount: attemptCount, cause: error)
                 }
             }
+        }
+    }
+}
+
+/// Which coordinator an ``ArbiterClient`` and its copies call now, shared by all of them.
+private final class Rotation: Sendable {
+    private let index = Mutex(0)
+
+    func current(of count: Int) -> Int {
+        index.withLock { $0 % count }
+    }
+
+    /// The coordinator to call after `failed` did not answer: the next one, unless another call
+    /// has already moved on from `failed`.
+    func failed(_ failed: Int, of count: Int) -> Int {
+        index.withLock { index in
+            if index % count == failed { index = (failed + 1) % count }
+            return index % count
         }
     }
 }

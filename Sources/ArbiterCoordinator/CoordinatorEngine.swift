@@ -54,7 +54,7 @@ public final class CoordinatorEngine: Sendable {
         self.thread = LoopThread(name: "arbiter-loop")
         self.core = Core()
         let observer = CoordinatorObserver(metrics: metrics, activity: activity, traces: traces, logger: logger, fencedOut: fencedOut)
-        core.loop = CoordinatorLoop(machine: machine, store: shared?.store ?? SQLiteDecisionStore(log: log), transport: links,
+        core.loop = CoordinatorLoop(machine: machine, store: shared.map { Failpoints.isEnabled ? FailpointSharedStore($0.store) : $0.store } ?? SQLiteDecisionStore(log: log), transport: links,
                                     observer: observer, duties: shared?.duties)
         core.observer = observer
         links.deliver = { [thread] input in thread.post(input) }
@@ -190,19 +190,26 @@ final class SQLiteDecisionStore: DecisionStore {
 
     /// One coordinator owns this log: nothing is refused for ownership.
     func commit(_ records: [CoordinatorRecord], forced: Bool) throws -> [TxID] {
+        try Self.failpoints(around: records, forced: forced) {
+            let durability: Durability = forced ? .forced : .lazy
+            do {
+                try log.commitNow(records, durability: durability)
+            } catch let error as StorageError where error.code == .conflict {
+                try commitOneByOne(records, durability)
+            }
+            return []
+        }
+    }
+
+    /// The crash tests' failpoints around a round's write, whatever the store.
+    static func failpoints(around records: [CoordinatorRecord], forced: Bool, _ write: () throws -> [TxID]) throws -> [TxID] {
         if forced { try Failpoints.hitSync("coordinator.before-decision-force") }
         if records.contains(where: { if case .ended = $0 { true } else { false } }) {
             try Failpoints.hitSync("coordinator.before-end-record")
         }
-        let durability: Durability = forced ? .forced : .lazy
-        do {
-            try log.commitNow(records, durability: durability)
-        } catch {
-            guard error.code == .conflict else { throw error }
-            try commitOneByOne(records, durability)
-        }
+        let refused = try write()
         if forced { try? Failpoints.hitSync("coordinator.after-decision-force") }
-        return []
+        return refused
     }
 
     /// A record contradicts the log (a different decision for a decided transaction, which only a
@@ -225,6 +232,22 @@ final class SQLiteDecisionStore: DecisionStore {
     }
 
     func recover() throws -> [CoordinatorRecord] { try log.recoverNow() }
+}
+
+/// A cluster's shared store with the same failpoints as ``SQLiteDecisionStore``.
+final class FailpointSharedStore: SharedDecisionStore {
+    let store: any SharedDecisionStore
+
+    init(_ store: any SharedDecisionStore) { self.store = store }
+
+    func commit(_ records: [CoordinatorRecord], forced: Bool) throws -> [TxID] {
+        try SQLiteDecisionStore.failpoints(around: records, forced: forced) { try store.commit(records, forced: forced) }
+    }
+
+    func lookup(_ txids: [TxID]) throws -> [LoggedTransaction?] { try store.lookup(txids) }
+    func recover() throws -> [CoordinatorRecord] { try store.recover() }
+    func renewLease() throws -> Bool { try store.renewLease() }
+    func claimOrphans(limit: Int) throws -> [CoordinatorRecord] { try store.claimOrphans(limit: limit) }
 }
 
 /// Metrics, the dashboard's activity, traces and logs, as the loop reports them.

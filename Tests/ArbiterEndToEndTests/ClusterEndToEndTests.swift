@@ -1,133 +1,187 @@
-import ArbiterClient
 import ArbiterCore
-import ArbiterHTTP
 import ArbiterTesting
 import BankCluster
 import Foundation
 import Synchronization
 import Testing
 
-enum CoordinatorLoss: String, CaseIterable, CustomTestStringConvertible {
-    /// SIGKILL: the process is gone.
-    case killed
-    /// SIGSTOP for three leases, then SIGCONT: it resumes believing it owns its transactions.
-    case paused
-
-    var testDescription: String { rawValue }
-}
-
-/// A coordinator cluster as real processes: three `arbiter coordinator --store postgres://…` on a
-/// throwaway PostgreSQL and two banks that know all three. Under load, the coordinator the clients
-/// use dies (SIGKILL) or stops past its lease (SIGSTOP, then SIGCONT); the others take its
-/// transactions over, the clients resubmit to another coordinator with the same ids, and the bank's
-/// invariants must hold once everything has settled.
-@Suite("End to end: a coordinator cluster on PostgreSQL", .serialized,
-       .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (Debian: postgresql)"))
-struct ClusterEndToEndTests {
-    static let lease: Duration = .milliseconds(1000)
-
-    @Test("under load, the coordinator clients use is lost; the others finish its transactions and the bank's invariants hold",
-          arguments: CoordinatorLoss.allCases)
-    func coordinatorLost(_ loss: CoordinatorLoss) async throws {
-        let root = try TemporaryDirectory(prefix: "arbiter-e2e-cluster")
-        let database = try await PostgresServer()
-        let cluster = try BankCluster(options: .init(
-            nodeCount: 2, root: root.path + "/cluster", launcher: .builtProducts(),
-            coordinatorArguments: ["--lease-ms", "\(Self.lease.components.seconds * 1000)", "--sweep-ms", "200", "--prepare-timeout-ms", "2000"],
-            store: database.url, peerCount: 2))
-        do {
-            try await cluster.start()
-            let total = 20_000
-            try await cluster.openAccount("alice", balance: total / 2, at: 0)
-            try await cluster.openAccount("bob", balance: total / 2, at: 1)
-
-            // Four clients move money both ways; each asks the first coordinator, and when it does
-            // not answer, the next one with the same id.
-            let tally = Tally()
-            let order = [BankCluster.Member.coordinator, .peer(0), .peer(1)]
-            let clients = order.map { cluster.client(retry: RetryPolicy(attemptCountMax: 1), of: $0) }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for worker in 0..<4 {
-                    group.addTask {
-                        for number in 0..<15 {
-                            let txid = try TxID("w\(worker)-\(number)")
-                            let (from, to) = number % 2 == 0 ? ("alice", "bob") : ("bob", "alice")
-                            let branches = [cluster.branch(.debit, from, 7, at: from == "alice" ? 0 : 1),
-                                            cluster.branch(.credit, to, 7, at: to == "alice" ? 0 : 1)]
-                            var told: Outcome?
-                            attempts: for attempt in 0..<12 {
-                                for client in clients {
-                                    if let result = try? await client.submit(branches: branches, id: txid, timeout: .seconds(2)) {
-                                        told = result.outcome
-                                        break attempts
-                                    }
-                                }
-                                try await Task.sleep(for: .milliseconds(100 * (attempt + 1)))
-                            }
-                            tally.add(IssuedTransaction(txid: txid, nodes: [0, 1], told: told))
-                        }
-                    }
-                }
-                group.addTask {
-                    try await eventually("a third of the transfers were answered", timeout: .seconds(120), poll: .milliseconds(5)) {
-                        tally.answered >= 20
-                    }
-                    let pid = cluster.process(.coordinator)!.pid
-                    let lostAt = ContinuousClock.now
-                    let cutoff = try await database.psql("SELECT now()").trimmingCharacters(in: .whitespacesAndNewlines)
-                    switch loss {
-                    case .killed: cluster.kill(.coordinator)
-                    case .paused: kill(pid, SIGSTOP)
-                    }
-                    // Takeover: until every transaction the store held open when the coordinator
-                    // was lost has ended (the survivors claimed and finished it).
-                    try await eventually("the lost coordinator's open transactions ended", timeout: .seconds(120), poll: .milliseconds(20)) {
-                        try await database.psql("SELECT count(*) FROM arbiter_transaction WHERE NOT ended AND created_at <= '\(cutoff)'") == "0\n"
-                    }
-                    tally.takeover = ContinuousClock.now - lostAt
-                    if loss == .paused {
-                        try await Task.sleep(for: Self.lease)
-                        kill(pid, SIGCONT)
-                    }
-                }
-                try await group.waitForAll()
-            }
-
-            let lost = ContinuousClock.now
-            try await cluster.waitUntilSettled(timeout: .seconds(120))
-            let transactions = tally.issued
-            let report = try await cluster.checkInvariants(expectedTotal: total, transactions: transactions)
-            print("cluster, coordinator \(loss): \(transactions.count) transfers, \(transactions.filter { $0.told != nil }.count) answered; its open transactions ended \(tally.takeover.map { "\($0)" } ?? "?") after it was lost (lease \(Self.lease)); settled \(ContinuousClock.now - lost) after the load ended\n\(report)")
-            #expect(report.passed, "\(report)")
-            #expect(transactions.allSatisfy { $0.told != nil }, "every client got an answer from some coordinator")
-            // Nothing is left open in the shared store, and no decision was ever changed (the
-            // store's trigger would have refused it, failing a round).
-            #expect(try await database.psql("SELECT count(*) FROM arbiter_transaction WHERE NOT ended") == "0\n")
-            if loss == .paused, cluster.isRunning(.coordinator) {
-                // It resumed after the others had taken its open transactions over.
-                let peers = try String(contentsOfFile: cluster.logFile(.peer(0)), encoding: .utf8)
-                    + String(contentsOfFile: cluster.logFile(.peer(1)), encoding: .utf8)
-                #expect(peers.contains("took over transactions"), "a survivor took the paused coordinator's work over")
-            }
-        } catch {
-            root.keep()
-            await cluster.shutdown()
-            throw error
+extension EndToEnd {
+    /// A coordinator cluster as real processes: three `arbiter coordinator --store postgres://…`
+    /// sharing a throwaway PostgreSQL (lease 1 s), three banks that know all three, and clients
+    /// that fail over between them with the same ids. A coordinator crashes before or after its
+    /// decision, stops past its lease and resumes, PostgreSQL itself restarts, or coordinators are
+    /// killed at random; the bank's invariants must hold over every transaction issued, and the
+    /// shared store must hold no open transaction once everything has settled.
+    ///
+    /// "Takeover" below is the time from a coordinator's loss until every transaction it had open
+    /// in the store has ended, finished by the others (or by itself, restarted).
+    @Suite("Coordinator cluster on PostgreSQL", .serialized,
+           .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (Debian: postgresql)"))
+    struct CoordinatorCluster {
+        enum Crash: String, CaseIterable, CustomTestStringConvertible {
+            case beforeDecision = "coordinator.before-decision-force"
+            case afterDecision = "coordinator.after-decision-force"
+            var testDescription: String { rawValue }
         }
-        await cluster.shutdown()
+
+        @Test("the coordinator the clients use crashes at a decision under load; the others finish its transactions",
+              arguments: Crash.allCases)
+        func crashAtDecision(_ crash: Crash) async throws {
+            let database = try await PostgresServer()
+            try await Scenario.run(
+                "cluster: crash at \(crash.rawValue)", nodeCount: 3, failpoints: [.coordinator: "\(crash.rawValue)=crash@20"],
+                database: database
+            ) { scenario in
+                let load = scenario.workload(workers: 6)
+                try await scenario.underLoad(load) {
+                    try await scenario.waitForFailpoint(crash.rawValue, at: .coordinator)
+                    let lost = ContinuousClock.now
+                    let orphans = try await scenario.openTransactions(of: .coordinator)
+                    if crash == .afterDecision {
+                        // The round it crashed in had forced decisions nobody has acknowledged yet.
+                        #expect(!orphans.isEmpty, "the crashed coordinator left decided transactions open")
+                    }
+                    try await scenario.waitUntilEnded(orphans)
+                    scenario.note("takeover of \(orphans.count) open transaction(s): \(ContinuousClock.now - lost)")
+                    let answered = load.counts.answered
+                    try await eventually("20 more transfers are answered without the crashed coordinator", timeout: .seconds(120), poll: .milliseconds(20)) {
+                        load.counts.answered >= answered + 20
+                    }
+                }
+                if crash == .afterDecision {
+                    #expect(try scenario.peerLogs().contains("took over transactions"), "a survivor took the crashed coordinator's work over")
+                }
+            }
+        }
+
+        @Test("the coordinator the clients use stops past its lease (SIGSTOP) and resumes: it is fenced, nothing is decided twice")
+        func pausedPastLease() async throws {
+            let database = try await PostgresServer()
+            try await Scenario.run("cluster: coordinator paused past its lease", nodeCount: 3, database: database) { scenario in
+                let load = scenario.workload(workers: 6)
+                try await scenario.underLoad(load) {
+                    try await eventually("30 transfers are answered", timeout: .seconds(120), poll: .milliseconds(5)) {
+                        load.counts.answered >= 30
+                    }
+                    let pid = scenario.cluster.process(.coordinator)!.pid
+                    kill(pid, SIGSTOP)
+                    let lost = ContinuousClock.now
+                    let orphans = try await scenario.openTransactions(of: .coordinator)
+                    do {
+                        try await scenario.waitUntilEnded(orphans)
+                    } catch {
+                        kill(pid, SIGCONT)
+                        throw error
+                    }
+                    scenario.note("takeover of \(orphans.count) open transaction(s) while it was stopped: \(ContinuousClock.now - lost)")
+                    // It resumes believing it owns them: its writes for them must be refused.
+                    try await Task.sleep(for: .milliseconds(ClusterTimeouts.leaseMs))
+                    kill(pid, SIGCONT)
+                    let answered = load.counts.answered
+                    try await eventually("20 more transfers are answered after it resumed", timeout: .seconds(120), poll: .milliseconds(20)) {
+                        load.counts.answered >= answered + 20
+                    }
+                }
+                #expect(try scenario.peerLogs().contains("took over transactions"), "a survivor took the paused coordinator's work over")
+            }
+        }
+
+        @Test("PostgreSQL itself restarts under load: the coordinators reconnect and nothing decided is lost")
+        func databaseRestarts() async throws {
+            let database = try await PostgresServer()
+            try await Scenario.run("cluster: PostgreSQL restarted", nodeCount: 3, database: database) { scenario in
+                let load = scenario.workload(workers: 6)
+                try await scenario.underLoad(load) {
+                    try await eventually("30 transfers are answered", timeout: .seconds(120), poll: .milliseconds(5)) {
+                        load.counts.answered >= 30
+                    }
+                    try await database.stop()
+                    scenario.note("PostgreSQL stopped after \(load.counts.answered) answers")
+                    try await Task.sleep(for: .seconds(2))  // The outage (a fault schedule, not a synchronisation).
+                    try await database.start()
+                    let answered = load.counts.answered
+                    scenario.note("PostgreSQL started again; \(answered) answers so far")
+                    try await eventually("30 more transfers are answered after PostgreSQL is back", timeout: .seconds(120), poll: .milliseconds(20)) {
+                        load.counts.answered >= answered + 30
+                    }
+                }
+                for coordinator in scenario.cluster.coordinators {
+                    #expect(scenario.cluster.isRunning(coordinator), "\(coordinator) rode out the outage")
+                }
+            }
+        }
+
+        /// How long coordinators are killed for: `ARBITER_CLUSTER_CHAOS_SECONDS` (default 20).
+        static var chaosSeconds: Int {
+            ProcessInfo.processInfo.environment["ARBITER_CLUSTER_CHAOS_SECONDS"].flatMap(Int.init).map { max(1, $0) } ?? 20
+        }
+
+        /// Every one to three seconds a random coordinator is killed (SIGKILL); it stays down one
+        /// to three leases, so the others take its transactions over, then it restarts under the
+        /// same name. Prints each takeover's time and their median and maximum.
+        @Test("coordinators killed at random under load: every takeover completes and the invariants hold")
+        func chaos() async throws {
+            let seconds = Self.chaosSeconds
+            let database = try await PostgresServer()
+            let takeovers = Mutex<[Duration]>([])
+            try await Scenario.run("cluster chaos \(seconds) s (3 coordinators, 3 banks)", nodeCount: 3, accountsPerNode: 32,
+                                   database: database) { scenario in
+                let cluster = scenario.cluster
+                let load = scenario.workload(workers: 8)
+                var random = SplitMix64(seed: scenario.seed ^ 0x5EED_C1A5_7E25)
+                let clock = ContinuousClock()
+                let end = clock.now + .seconds(seconds)
+                try await scenario.underLoad(load) {
+                    var round = 0
+                    while clock.now < end && round < seconds + 1 {
+                        round += 1
+                        try await Task.sleep(for: .milliseconds(Int.random(in: 1_000...3_000, using: &random)))
+                        guard clock.now < end else { break }
+                        let victim = cluster.coordinators[Int.random(in: 0..<cluster.coordinators.count, using: &random)]
+                        scenario.kill(victim)
+                        let lost = clock.now
+                        let orphans = try await scenario.openTransactions(of: victim)
+                        try await Task.sleep(for: .milliseconds(ClusterTimeouts.leaseMs * Int.random(in: 1...3, using: &random)))
+                        try await scenario.waitUntilEnded(orphans)
+                        let took = clock.now - lost
+                        takeovers.withLock { $0.append(took) }
+                        scenario.note("killed \(victim) with \(orphans.count) open; all ended \(took) later (answers so far: \(load.counts.answered))")
+                        try await scenario.restart(victim)
+                    }
+                    let answered = load.counts.answered
+                    try await eventually("20 more transfers are answered after the last restart", timeout: .seconds(120), poll: .milliseconds(20)) {
+                        load.counts.answered >= answered + 20
+                    }
+                }
+                let times = takeovers.withLock { $0 }.sorted()
+                if let longest = times.last {
+                    scenario.note("takeovers: \(times.count), p50 \(times[times.count / 2]), max \(longest) (lease \(ClusterTimeouts.leaseMs) ms)")
+                }
+            }
+        }
     }
 }
 
-/// What the clients of a test issued, shared by their tasks.
-final class Tally: Sendable {
-    private let state = Mutex<[IssuedTransaction]>([])
-    private let measured = Mutex<Duration?>(nil)
-    /// From the loss of a coordinator until every transaction open then had ended.
-    var takeover: Duration? {
-        get { measured.withLock { $0 } }
-        set { measured.withLock { $0 = newValue } }
+extension Scenario {
+    /// The transactions `coordinator` holds open in the shared store: to be taken over.
+    func openTransactions(of coordinator: BankCluster.Member) async throws -> [String] {
+        guard let database else { return [] }
+        let name = coordinator.description.replacingOccurrences(of: " ", with: "-")
+        let rows = try await database.psql("SELECT txid FROM arbiter_transaction WHERE NOT ended AND owner = '\(name)'")
+        return rows.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
-    func add(_ transaction: IssuedTransaction) { state.withLock { $0.append(transaction) } }
-    var issued: [IssuedTransaction] { state.withLock { $0 } }
-    var answered: Int { state.withLock { $0.count { $0.told != nil } } }
+
+    /// Waits until every transaction of `txids` has ended in the shared store.
+    func waitUntilEnded(_ txids: [String]) async throws {
+        guard let database, !txids.isEmpty else { return }
+        let list = txids.map { "'\($0)'" }.joined(separator: ",")
+        try await eventually("\(txids.count) orphaned transaction(s) end", timeout: .seconds(120), poll: .milliseconds(20)) {
+            try await database.psql("SELECT count(*) FROM arbiter_transaction WHERE NOT ended AND txid IN (\(list))") == "0\n"
+        }
+    }
+
+    /// What the coordinators other than the first wrote to their logs.
+    func peerLogs() throws -> String {
+        try cluster.peers.map { try String(contentsOfFile: cluster.logFile($0), encoding: .utf8) }.joined(separator: "\n")
+    }
 }

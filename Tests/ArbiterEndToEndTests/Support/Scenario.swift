@@ -23,6 +23,9 @@ enum ClusterTimeouts {
     static let settle: Duration = .seconds(120)
     /// How long a failpoint may take to fire under load.
     static let failpointFires: Duration = .seconds(120)
+    /// A cluster's coordinator lease, and how often the coordinators look for orphans.
+    static let leaseMs = 1_000
+    static let cluster = ["--lease-ms", String(leaseMs), "--sweep-ms", "200"]
 }
 
 /// The cluster, workload and counters of one scenario.
@@ -33,6 +36,9 @@ final class Scenario: Sendable {
     let seed: UInt64
     let accountsPerNode: Int
     let balance: Int
+    /// The decision store of a coordinator cluster (``BankCluster/coordinators``); `nil`: one
+    /// coordinator with its SQLite log.
+    let database: PostgresServer?
     private let crashes = Atomic<Int>(0)
     private let workloads = Mutex<[Workload]>([])
     private let notes = Mutex<[String]>([])
@@ -44,7 +50,9 @@ final class Scenario: Sendable {
         cluster.options.nodeCount * accountsPerNode * balance + workloads.withLock { $0.reduce(0) { $0 + $1.netDeposits } }
     }
 
-    private init(name: String, cluster: BankCluster, directory: TemporaryDirectory, seed: UInt64, accountsPerNode: Int, balance: Int) {
+    private init(name: String, cluster: BankCluster, directory: TemporaryDirectory, seed: UInt64, accountsPerNode: Int, balance: Int,
+                 database: PostgresServer?) {
+        self.database = database
         self.name = name
         self.cluster = cluster
         self.directory = directory
@@ -62,7 +70,8 @@ final class Scenario: Sendable {
     /// Runs `body` against a fresh cluster (coordinator and `nodeCount` bank nodes, accounts
     /// opened), then lets it settle, checks the bank's invariants over every transaction issued,
     /// records a row of the results table and expects no violation. Processes get `failpoints` at
-    /// their first start.
+    /// their first start. With `database`, three coordinators share it as their decision store (a
+    /// coordinator cluster) and the clients fail over between them.
     @discardableResult
     static func run(
         _ name: String,
@@ -73,22 +82,25 @@ final class Scenario: Sendable {
         failpoints: [BankCluster.Member: String] = [:],
         settles: Bool = true,
         seed: UInt64? = nil,
+        database: PostgresServer? = nil,
         _ body: (Scenario) async throws -> Void
     ) async throws -> ResultsTable.Row {
         let seed = seed ?? Self.seed()
         let directory = try TemporaryDirectory(prefix: "arbiter-e2e")
         let cluster = try BankCluster(options: .init(
             nodeCount: nodeCount, root: directory.path, launcher: try .builtProducts(),
-            coordinatorArguments: ClusterTimeouts.coordinator, logLevel: logLevel, nodeArguments: ClusterTimeouts.node))
+            coordinatorArguments: ClusterTimeouts.coordinator + (database == nil ? [] : ClusterTimeouts.cluster),
+            logLevel: logLevel, nodeArguments: ClusterTimeouts.node,
+            store: database?.url, peerCount: database == nil ? 0 : 2))
         let scenario = Scenario(name: name, cluster: cluster, directory: directory, seed: seed,
-                                accountsPerNode: accountsPerNode, balance: balance)
+                                accountsPerNode: accountsPerNode, balance: balance, database: database)
         print("▶ \(name) (seed \(seed), data in \(directory.path))")
         let clock = ContinuousClock()
         let started = clock.now
         var report: InvariantReport?
         var failure: (any Error)?
         do {
-            try await cluster.start(.coordinator, failpoints: failpoints[.coordinator])
+            for coordinator in cluster.coordinators { try await cluster.start(coordinator, failpoints: failpoints[coordinator]) }
             for node in cluster.nodes { try await cluster.start(node, failpoints: failpoints[node]) }
             for node in 0..<nodeCount {
                 for index in 0..<accountsPerNode {
@@ -101,6 +113,12 @@ final class Scenario: Sendable {
                 try await cluster.waitUntilSettled(timeout: ClusterTimeouts.settle)
             }
             report = try await cluster.checkInvariants(expectedTotal: scenario.expectedTotal, transactions: scenario.transactions)
+            if settles, let database {
+                // Nothing is left open in the shared store. (No decision was ever changed: the
+                // store's trigger refuses that, which would have failed a coordinator's round.)
+                let open = try await database.psql("SELECT count(*) FROM arbiter_transaction WHERE NOT ended")
+                report?.record("the shared store holds no open transaction", open == "0\n" ? [] : ["\(open.trimmingCharacters(in: .whitespacesAndNewlines)) still open"])
+            }
         } catch {
             failure = error
         }
@@ -127,7 +145,7 @@ final class Scenario: Sendable {
         settings.workers = workers
         settings.transactionTimeout = transactionTimeout
         let index = workloads.withLock { $0.count }
-        let workload = Workload(cluster: cluster, settings: settings, prefix: "\(Self.idSafe(name))-\(seed)-\(index)", seed: seed &+ UInt64(index))
+        let workload = Workload(cluster: cluster, client: { [self] in submitter() }, settings: settings, prefix: "\(Self.idSafe(name))-\(seed)-\(index)", seed: seed &+ UInt64(index))
         workloads.withLock { $0.append(workload) }
         return workload
     }
@@ -178,7 +196,7 @@ final class Scenario: Sendable {
     func submit(_ txid: TxID, _ branches: [Branch], nodes: [Int], timeout: Duration? = nil,
                 answerTimeout: Duration = .seconds(120)) async throws -> SubmitResult? {
         singles.withLock { $0.append(IssuedTransaction(txid: txid, nodes: nodes, told: nil)) }
-        let client = cluster.client(retry: .none)
+        let client = submitter()
         let clock = ContinuousClock()
         let deadline = clock.now + answerTimeout
         var answer: SubmitResult?
@@ -195,6 +213,13 @@ final class Scenario: Sendable {
             if let index = singles.firstIndex(where: { $0.txid == txid }) { singles[index].told = answer?.outcome }
         }
         return answer
+    }
+
+    /// A client for the scenario's transfers: it tries each call once, or, in a coordinator
+    /// cluster, once at each coordinator (the callers retry with the same id).
+    func submitter() -> ArbiterClient {
+        guard database != nil else { return cluster.client(retry: .none) }
+        return cluster.failoverClient(retry: RetryPolicy(attemptCountMax: cluster.coordinators.count), requestTimeout: .seconds(10))
     }
 
     // MARK: - Faults

@@ -59,15 +59,18 @@ final class Workload: Sendable {
     }
 
     let cluster: BankCluster
+    /// Makes each worker's client.
+    let client: @Sendable () -> ArbiterClient
     let settings: Settings
     let prefix: String
     let seed: UInt64
     private let state = Mutex(State())
 
     /// - Parameter prefix: Starts every transaction id; unique per scenario.
-    init(cluster: BankCluster, settings: Settings, prefix: String, seed: UInt64) {
+    init(cluster: BankCluster, client: @escaping @Sendable () -> ArbiterClient, settings: Settings, prefix: String, seed: UInt64) {
         precondition(settings.nodes.count >= 2, "a transfer needs two nodes")
         self.cluster = cluster
+        self.client = client
         self.settings = settings
         self.prefix = prefix
         self.seed = seed
@@ -100,7 +103,7 @@ final class Workload: Sendable {
 
     private func work(_ worker: Int) async {
         var random = SplitMix64(seed: seed &+ UInt64(worker) &* 0x9E37_79B9_7F4A_7C15)
-        let client = cluster.client(retry: .none)
+        let client = client()
         var number = 0
         while !Task.isCancelled {
             number += 1

@@ -167,6 +167,15 @@ public final class BankCluster: Sendable {
                       retry: retry, batching: batching)
     }
 
+    /// A client of every coordinator, the first one first: it fails over to the next when one
+    /// does not answer. The same as ``client(retry:batching:of:)`` for a single coordinator.
+    public func failoverClient(
+        retry: RetryPolicy = RetryPolicy(), requestTimeout: Duration = .seconds(30), batching: SubmitBatching? = nil
+    ) -> ArbiterClient {
+        ArbiterClient(coordinators: coordinators.map(url), secret: clientToken, operatorSecret: operatorSecret,
+                      httpClient: httpClient, retry: retry, requestTimeout: requestTimeout, batching: batching)
+    }
+
     // MARK: - Processes
 
     /// Starts the coordinator, then every node.
