@@ -272,4 +272,45 @@ struct ClientTests {
         #expect(error?.isOutcomeUncertain == true)
         #expect(error?.cause != nil)
     }
+
+    @Test("with several coordinators, a call that gets no answer moves to the next one, and later calls stay there; a 4xx does not move")
+    func failsOverBetweenCoordinators() async throws {
+        let (seenAtA, seenAtB) = (Recorder<String>(), Recorder<String>())
+        // A cannot take submits (503); B answers; the first URL refuses connections.
+        let a = makeCoordinatorStub(seenIDs: seenAtA) { _, _ in throw APIError.unavailable("the decision store is unreachable") }
+        let refusing = try RefusingPort()
+        try await withLiveServer(a) { portA in
+            let b = makeCoordinatorStub(seenIDs: seenAtB) { submission, _ in
+                if submission.id?.rawValue == "taken" { throw APIError.idInUse("taken") }
+                return SubmitResponse(id: submission.id!, outcome: .committed, reason: nil)
+            }
+            try await withLiveServer(b) { portB in
+                let http = HTTPClientSettings().makeClient()
+                let client = ArbiterClient(
+                    coordinators: ["http://127.0.0.1:\(refusing.port)", "http://127.0.0.1:\(portA)/", "http://127.0.0.1:\(portB)"],
+                    secret: TestSecrets.protocolSecret, httpClient: http, retry: fastRetry, requestTimeout: .seconds(10))
+                do {
+                    let first = try await client.submit(branches: bankBranches, id: txid("moved-1"))
+                    #expect(first.outcome == .committed)
+                    #expect(seenAtA.all == ["moved-1"] && seenAtB.all == ["moved-1"], "the same id at A, then at B")
+
+                    // Later calls, from copies of the client too, start at B.
+                    let copy = client
+                    #expect(try await copy.submit(branches: bankBranches, id: txid("moved-2")).outcome == .committed)
+                    #expect(seenAtA.all == ["moved-1"] && seenAtB.all == ["moved-1", "moved-2"])
+
+                    // An answer, even a refusal, is not a reason to ask another coordinator.
+                    await #expect(throws: ArbiterClientError.self) {
+                        try await client.submit(branches: bankBranches, id: txid("taken"))
+                    }
+                    #expect(seenAtA.all == ["moved-1"] && seenAtB.all.filter { $0 == "taken" }.count == 1)
+                } catch {
+                    try await http.shutdown()
+                    throw error
+                }
+                try await http.shutdown()
+            }
+        }
+    }
+
 }
