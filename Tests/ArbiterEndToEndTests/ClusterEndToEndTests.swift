@@ -29,7 +29,7 @@ extension EndToEnd {
         func crashAtDecision(_ crash: Crash) async throws {
             let database = try await PostgresServer()
             try await Scenario.run(
-                "cluster: crash at \(crash.rawValue)", nodeCount: 3, failpoints: [.coordinator: "\(crash.rawValue)=crash@20"],
+                "cluster: crash at \(crash.rawValue)", nodeCount: 3, accountsPerNode: 32, failpoints: [.coordinator: "\(crash.rawValue)=crash@20"],
                 database: database
             ) { scenario in
                 let load = scenario.workload(workers: 6)
@@ -57,7 +57,7 @@ extension EndToEnd {
         @Test("the coordinator the clients use stops past its lease (SIGSTOP) and resumes: it is fenced, nothing is decided twice")
         func pausedPastLease() async throws {
             let database = try await PostgresServer()
-            try await Scenario.run("cluster: coordinator paused past its lease", nodeCount: 3, database: database) { scenario in
+            try await Scenario.run("cluster: coordinator paused past its lease", nodeCount: 3, accountsPerNode: 32, database: database) { scenario in
                 let load = scenario.workload(workers: 6)
                 try await scenario.underLoad(load) {
                     try await eventually("30 transfers are answered", timeout: .seconds(120), poll: .milliseconds(5)) {
@@ -89,7 +89,7 @@ extension EndToEnd {
         @Test("PostgreSQL itself restarts under load: the coordinators reconnect and nothing decided is lost")
         func databaseRestarts() async throws {
             let database = try await PostgresServer()
-            try await Scenario.run("cluster: PostgreSQL restarted", nodeCount: 3, database: database) { scenario in
+            try await Scenario.run("cluster: PostgreSQL restarted", nodeCount: 3, accountsPerNode: 32, database: database) { scenario in
                 let load = scenario.workload(workers: 6)
                 try await scenario.underLoad(load) {
                     try await eventually("30 transfers are answered", timeout: .seconds(120), poll: .milliseconds(5)) {

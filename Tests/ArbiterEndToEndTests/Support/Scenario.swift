@@ -145,7 +145,7 @@ final class Scenario: Sendable {
         settings.workers = workers
         settings.transactionTimeout = transactionTimeout
         let index = workloads.withLock { $0.count }
-        let workload = Workload(cluster: cluster, client: { [self] in submitter() }, settings: settings, prefix: "\(Self.idSafe(name))-\(seed)-\(index)", seed: seed &+ UInt64(index))
+        let workload = Workload(cluster: cluster, client: { [cluster, clustered = database != nil] in Self.submitter(cluster, clustered: clustered) }, settings: settings, prefix: "\(Self.idSafe(name))-\(seed)-\(index)", seed: seed &+ UInt64(index))
         workloads.withLock { $0.append(workload) }
         return workload
     }
@@ -217,8 +217,10 @@ final class Scenario: Sendable {
 
     /// A client for the scenario's transfers: it tries each call once, or, in a coordinator
     /// cluster, once at each coordinator (the callers retry with the same id).
-    func submitter() -> ArbiterClient {
-        guard database != nil else { return cluster.client(retry: .none) }
+    func submitter() -> ArbiterClient { Self.submitter(cluster, clustered: database != nil) }
+
+    private static func submitter(_ cluster: BankCluster, clustered: Bool) -> ArbiterClient {
+        guard clustered else { return cluster.client(retry: .none) }
         return cluster.failoverClient(retry: RetryPolicy(attemptCountMax: cluster.coordinators.count), requestTimeout: .seconds(10))
     }
 

@@ -23,6 +23,12 @@ struct BankDemo: AsyncParsableCommand {
             of all balances is unchanged, no balance is negative, no prepared record or lock remains, \
             and every outcome a client was told is what the banks hold. Exits non-zero if a check \
             fails, and stops every process it started.
+
+            With --coordinators 3 it runs a coordinator cluster instead: three coordinators share a \
+            PostgreSQL decision store (--store, or a throwaway PostgreSQL started from the one \
+            installed on this machine), the banks and clients know all three, and the coordinator \
+            the clients use is killed two thirds of the way in and left down: the others take its \
+            transactions over, and the demo shows how long that took.
             """
     )
 
@@ -44,6 +50,14 @@ struct BankDemo: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Kill a bank and then the coordinator mid-run (SIGKILL) and restart them.")
     var crashes = true
 
+    @Option(help: "How many coordinators. More than one runs a cluster on a shared PostgreSQL store.")
+    var coordinators: Int = 1
+
+    @Option(help: ArgumentHelp(
+        "The cluster's PostgreSQL store, postgres://USER@HOST:PORT/DB (a password in PGPASSWORD). Default: a throwaway PostgreSQL.",
+        valueName: "url"))
+    var store: String?
+
     @Flag(help: "All clients share one ArbiterClient that batches their concurrent submits (POST /v1/transaction-batch).")
     var clientBatching = false
 
@@ -57,16 +71,31 @@ struct BankDemo: AsyncParsableCommand {
         guard nodes >= 2 else { throw ValidationError("--nodes must be at least 2, to transfer between banks") }
         guard accounts >= 2 else { throw ValidationError("--accounts must be at least 2, to transfer within a bank") }
         guard balance > 0, transfers > 0, concurrency > 0 else { throw ValidationError("--balance, --transfers and --concurrency must be positive") }
+        guard (1...9).contains(coordinators) else { throw ValidationError("--coordinators must be between 1 and 9") }
+        guard store == nil || coordinators > 1 else { throw ValidationError("--store is for a cluster: give --coordinators 2 or more") }
+        if coordinators > 1, store == nil, !PostgresServer.isAvailable {
+            throw ValidationError("--coordinators \(coordinators) needs PostgreSQL: install it (Debian: apt-get install postgresql) or name one with --store")
+        }
     }
 
     func run() async throws {
         let directory = try TemporaryDirectory(prefix: "arbiter-demo")
         defer { if !keep { directory.remove() } }
         let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        // A cluster's store: the one named, or a throwaway PostgreSQL that lives as long as the demo.
+        let database: PostgresServer? = coordinators > 1 && store == nil ? try await PostgresServer(database: "arbiter_demo") : nil
+        let storeURL = store ?? database?.url
+        var coordinatorArguments = ["--prepare-timeout-ms", "2000", "--retry-initial-ms", "50", "--retry-max-ms", "1000"]
+        if storeURL != nil { coordinatorArguments += ["--lease-ms", "2000", "--sweep-ms", "250"] }
         let cluster = try BankCluster(options: .init(
             nodeCount: nodes, root: directory.path, launcher: try .builtProducts(),
-            coordinatorArguments: ["--prepare-timeout-ms", "2000", "--retry-initial-ms", "50", "--retry-max-ms", "1000"]))
-        print("Arbiter bank demo — a coordinator and \(nodes) banks, each its own process; data in \(directory.path)\(keep ? "" : " (removed at the end)")")
+            coordinatorArguments: coordinatorArguments, store: storeURL, peerCount: coordinators - 1))
+        if coordinators > 1 {
+            print("Arbiter bank demo — \(coordinators) coordinators sharing the PostgreSQL store \(database == nil ? "given" : "at \(storeURL!) (throwaway)") and \(nodes) banks, each its own process; data in \(directory.path)\(keep ? "" : " (removed at the end)")")
+        } else {
+            print("Arbiter bank demo — a coordinator and \(nodes) banks, each its own process; data in \(directory.path)\(keep ? "" : " (removed at the end)")")
+        }
+        defer { withExtendedLifetime(database) {} }
         let passed: Bool
         do {
             passed = try await demo(cluster, seed: seed)
@@ -80,22 +109,26 @@ struct BankDemo: AsyncParsableCommand {
 
     private func demo(_ cluster: BankCluster, seed: UInt64) async throws -> Bool {
         try await cluster.start()
-        print("coordinator \(cluster.coordinatorURL); banks \((0..<nodes).map { cluster.url(.node($0)) }.joined(separator: ", "))")
+        print("\(coordinators > 1 ? "coordinators \(cluster.coordinators.map(cluster.url).joined(separator: ", "))" : "coordinator \(cluster.coordinatorURL)"); banks \((0..<nodes).map { cluster.url(.node($0)) }.joined(separator: ", "))")
         for node in 0..<nodes {
             for account in 0..<accounts { try await cluster.openAccount(accountID(node, account), balance: balance, at: node) }
         }
         let total = nodes * accounts * balance
         print("opened \(nodes * accounts) accounts of \(cents(balance)): \(cents(total)) in all")
-        print("running \(transfers) transfers from \(concurrency) clients (seed \(seed))\(clientBatching ? " sharing batched requests" : "")\(crashes ? ", with a bank and then the coordinator killed mid-run" : "")")
+        let crashPlan = coordinators > 1 ? ", with a bank killed mid-run, then the coordinator the clients use (left down)" : ", with a bank and then the coordinator killed mid-run"
+        print("running \(transfers) transfers from \(concurrency) clients (seed \(seed))\(clientBatching ? " sharing batched requests" : "")\(crashes ? crashPlan : "")")
 
         let progress = Progress(total: transfers)
         let clock = ContinuousClock()
         let started = clock.now
         // One client per worker, or one batching client they all share.
-        let shared = clientBatching ? cluster.client(retry: RetryPolicy(attemptCountMax: 3), batching: SubmitBatching()) : nil
+        // Each client knows every coordinator and moves to the next when one does not answer.
+        let retry = RetryPolicy(attemptCountMax: max(3, coordinators + 1))
+        let requestTimeout: Duration = .seconds(10)
+        let shared = clientBatching ? cluster.failoverClient(retry: retry, requestTimeout: requestTimeout, batching: SubmitBatching()) : nil
         let results = try await withThrowingTaskGroup(of: [TransferResult].self) { group in
             for worker in 0..<concurrency {
-                let client = shared ?? cluster.client(retry: RetryPolicy(attemptCountMax: 3))
+                let client = shared ?? cluster.failoverClient(retry: retry, requestTimeout: requestTimeout)
                 group.addTask { try await self.client(worker, client, cluster, seed: seed, progress: progress) }
             }
             if crashes {
@@ -109,6 +142,10 @@ struct BankDemo: AsyncParsableCommand {
         progress.finish()
 
         print("waiting for every transaction to end everywhere…")
+        for member in cluster.coordinators where !cluster.isRunning(member) {
+            try await cluster.start(member)
+            print("restarted \(member)")
+        }
         try await cluster.waitUntilSettled()
         let outcomes = results.map { ($0.txid, $0.outcome, $0.nodes) }
         let report = try await cluster.checkInvariants(expectedTotal: total, outcomes: outcomes)
@@ -184,6 +221,7 @@ struct BankDemo: AsyncParsableCommand {
 
     /// Kills a bank a third of the way in and the coordinator two thirds in, restarting each after a
     /// moment, while the clients keep going.
+    /// In a cluster, the coordinator is not restarted: the others take its transactions over.
     private func chaos(_ cluster: BankCluster, progress: Progress) async throws {
         let victim = Int.random(in: 0..<nodes)
         let plan: [(share: Int, member: BankCluster.Member)] = [(transfers / 3, .node(victim)), (2 * transfers / 3, .coordinator)]
@@ -192,12 +230,31 @@ struct BankDemo: AsyncParsableCommand {
                 progress.completed >= share || progress.remaining == 0
             }
             guard progress.remaining > 0 || progress.completed < transfers else { return }
+            if member == .coordinator, coordinators > 1 {
+                try await takeover(cluster, progress: progress)
+                continue
+            }
             progress.note("killing \(member) with SIGKILL")
             cluster.kill(member)
             try await Task.sleep(for: .milliseconds(500))  // Let the clients notice it is gone.
             try await cluster.start(member)
             progress.note("restarted \(member)")
         }
+    }
+
+    /// Kills the clients' first coordinator and shows how long the others took to end every
+    /// transaction that was open in the shared store when it died.
+    private func takeover(_ cluster: BankCluster, progress: Progress) async throws {
+        let survivor = cluster.client(retry: RetryPolicy(attemptCountMax: 3), of: .peer(0))
+        progress.note("killing \(BankCluster.Member.coordinator) with SIGKILL; it stays down")
+        cluster.kill(.coordinator)
+        let killed = ContinuousClock.now
+        let open = Set(try await survivor.stuck(limit: 1000).transactions.map(\.id))
+        try await eventually("the transactions open at the kill end", timeout: .seconds(120), poll: .milliseconds(20)) {
+            let stillOpen = Set(try await survivor.stuck(limit: 1000).transactions.map(\.id))
+            return stillOpen.isDisjoint(with: open)
+        }
+        progress.note("takeover: the \(open.count) transactions open in the store when it died ended \(Self.milliseconds(ContinuousClock.now - killed)) later (lease 2000 ms)")
     }
 
     // MARK: - Summary
