@@ -277,6 +277,7 @@ let package = Package(
                 "ArbiterCore",
                 "ArbiterHTTP",
                 "ArbiterClient",
+                "ArbiterTesting",
                 "BankCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

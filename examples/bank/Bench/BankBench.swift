@@ -1,6 +1,7 @@
 import ArbiterClient
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterTesting
 import ArgumentParser
 import AsyncHTTPClient
 import BankCluster
@@ -51,6 +52,13 @@ struct BankBench: AsyncParsableCommand {
             What a transfer takes beyond the skeleton is the protocol's own work; what the \
             skeleton takes beyond the floor is the cost of the transfer's shape on this machine \
             (the two nodes' requests and fsyncs at once, each hop waking a process).
+
+            --store postgres runs the coordinators on a shared PostgreSQL decision store instead of \
+            SQLite: a throwaway PostgreSQL started in the data directory (synchronous_commit on, \
+            the defaults otherwise), or the one a postgres:// URL names (it must be empty of \
+            Arbiter's tables, or hold only a previous bench's finished transactions). \
+            --coordinators N (with a PostgreSQL store) starts N coordinators sharing it; the client \
+            loops are spread over them round robin, each loop's client failing over to the others.
 
             At the end it waits until nothing is in flight and checks the bank's invariants: the sum \
             of all balances is unchanged, none is negative, nothing stays reserved. It exits non-zero \
@@ -113,6 +121,14 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "Do not count fsyncs with perf.")
     var noPerf = false
 
+    @Option(help: ArgumentHelp(
+        "The coordinators' decision store: sqlite (each coordinator's own log), postgres (a throwaway PostgreSQL in the data directory), or a postgres:// URL.",
+        valueName: "store"))
+    var store: String = "sqlite"
+
+    @Option(help: "Coordinators sharing the PostgreSQL store (1 with sqlite).")
+    var coordinators: Int = 1
+
     @Flag(help: "Keep the data directory (the logs of the processes are in it).")
     var keepData = false
 
@@ -136,6 +152,12 @@ struct BankBench: AsyncParsableCommand {
         }
         guard skeletonSamples >= 0 else { throw ValidationError("--skeleton-samples must be 0 or more") }
         guard fsyncSamples > 0, roundTripSamples > 0 else { throw ValidationError("sample counts must be positive") }
+        guard store == "sqlite" || store == "postgres" || store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") else {
+            throw ValidationError("--store takes sqlite, postgres or a postgres:// URL, got \(store)")
+        }
+        guard (1...9).contains(coordinators), store != "sqlite" || coordinators == 1 else {
+            throw ValidationError("--coordinators takes 1...9, and more than 1 needs --store postgres (or a URL)")
+        }
         if let clientPatienceMs, !(0...10_000).contains(clientPatienceMs) {
             throw ValidationError("--client-patience-ms must be 0...10000, got \(clientPatienceMs)")
         }
@@ -178,7 +200,15 @@ struct BankBench: AsyncParsableCommand {
         // Info level: the harness reads the coordinator's "listening" line; nothing is logged per
         // transaction at that level.
         let clusterTLS = tls ? try BankCluster.TLS(directory: root + "/tls") : nil
-        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS))
+        // A throwaway PostgreSQL lives until this function returns; its data is under the system's
+        // temporary directory, on the same disk as the data directory here.
+        let database: PostgresServer? = store == "postgres" ? try await PostgresServer(database: "arbiter_bench") : nil
+        defer { withExtendedLifetime(database) {} }
+        let storeURL: String? = store == "sqlite" ? nil : (database?.url ?? store)
+        if let storeURL { progress("decision store: PostgreSQL at \(storeURL), \(coordinators) coordinator(s)") }
+        let cluster = try BankCluster(options: .init(
+            nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS,
+            store: storeURL, peerCount: coordinators - 1))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient(tls: cluster.clientTLS)
         let connections = HTTP1Connections(tls: cluster.clientTLS)
@@ -187,7 +217,7 @@ struct BankBench: AsyncParsableCommand {
         var notes: [String] = []
         do {
             try await cluster.start()
-            progress("coordinator \(cluster.coordinatorURL), nodes \(cluster.url(.node(0))) \(cluster.url(.node(1)))")
+            progress("coordinator\(coordinators > 1 ? "s" : "") \(cluster.coordinators.map(cluster.url).joined(separator: " ")), nodes \(cluster.url(.node(0))) \(cluster.url(.node(1)))")
             progress("opening \(accounts) accounts on each node")
             let opening = ContinuousClock.now
             try await openAccounts(cluster)
@@ -321,11 +351,15 @@ struct BankBench: AsyncParsableCommand {
         concurrency: Int, counting: Bool, floors: Floors, root: String
     ) async throws -> (PhaseResult, [(txid: TxID, outcome: Outcome)]) {
         // No retries: a retry would hide inside a latency; a call without an outcome is counted.
-        let client = ArbiterClient(
-            coordinator: cluster.coordinatorURL, secret: cluster.clientToken, httpClient: http, connections: connections, retry: .none,
-            batching: clientBatching ? submitBatching : nil)
+        // One client per coordinator, each starting at its own.
+        let urls = cluster.coordinators.map(cluster.url)
+        let clients = urls.indices.map { first in
+            ArbiterClient(
+                coordinators: Array(urls[first...] + urls[..<first]), secret: cluster.clientToken, httpClient: http,
+                connections: connections, retry: .none, batching: clientBatching ? submitBatching : nil)
+        }
         let load = LoadGenerator(
-            client: client, debitNode: cluster.participant(0), creditNode: cluster.participant(1),
+            clients: clients, debitNode: cluster.participant(0), creditNode: cluster.participant(1),
             accountCount: accounts, wait: wait)
         let clock = ContinuousClock()
         let start = clock.now
@@ -336,7 +370,8 @@ struct BankBench: AsyncParsableCommand {
         async let tallyResult = load.run(concurrency: concurrency, window: window, completions: completions)
 
         // Meanwhile: progress, and the process samples at the window's edges.
-        let roles: [(String, BankCluster.Member)] = [("coordinator", .coordinator), ("bank-a", .node(0)), ("bank-b", .node(1))]
+        let roles: [(String, BankCluster.Member)] = [("coordinator", .coordinator)] + cluster.peers.map { ("\($0)", $0) }
+            + [("bank-a", .node(0)), ("bank-b", .node(1))]
         let monitored = roles.compactMap { role, member in cluster.process(member).map { (role, $0.pid) } }
             + [("load generator", getpid())]
         var counter: FsyncCounter?
@@ -392,7 +427,9 @@ struct BankBench: AsyncParsableCommand {
         let fsyncs = await counter?.stop(pids: monitored.map(\.1)) ?? [:]
 
         // Let phase 2 of the last transfers finish before the next phase starts.
-        await waitUntilIdle(metrics: metrics, coordinator: cluster.coordinatorURL, timeout: .seconds(60))
+        for coordinator in cluster.coordinators {
+            await waitUntilIdle(metrics: metrics, coordinator: cluster.url(coordinator), timeout: .seconds(60))
+        }
 
         let windowSeconds = duration
         let committed = tally.committedCount

@@ -29,7 +29,8 @@ struct LoadTally: Sendable {
 
 /// Drives 2-participant transfers (debit on node A, credit on node B) from `concurrency` clients.
 struct LoadGenerator: Sendable {
-    var client: ArbiterClient
+    /// Client loop i submits through `clients[i % clients.count]` (one per coordinator of a cluster).
+    var clients: [ArbiterClient]
     var debitNode: ParticipantID
     var creditNode: ParticipantID
     var accountCount: Int
@@ -42,7 +43,10 @@ struct LoadGenerator: Sendable {
     ) async -> LoadTally {
         await withTaskGroup(of: LoadTally.self) { group in
             for index in 0..<concurrency {
-                group.addTask { await clientLoop(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ 1, window: window, completions: completions) }
+                let client = clients[index % clients.count]
+                group.addTask {
+                    await clientLoop(client, seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ 1, window: window, completions: completions)
+                }
             }
             var total = LoadTally()
             for await tally in group { total.add(tally) }
@@ -50,7 +54,7 @@ struct LoadGenerator: Sendable {
         }
     }
 
-    private func clientLoop(seed: UInt64, window: Range<ContinuousClock.Instant>, completions: CompletionCounter) async -> LoadTally {
+    private func clientLoop(_ client: ArbiterClient, seed: UInt64, window: Range<ContinuousClock.Instant>, completions: CompletionCounter) async -> LoadTally {
         var random = SplitMix64(seed: seed ^ UInt64(UInt32.random(in: .min ... .max)))
         var tally = LoadTally()
         let clock = ContinuousClock()
