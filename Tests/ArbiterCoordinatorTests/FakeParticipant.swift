@@ -14,6 +14,8 @@ final class FakeParticipant: Sendable {
         case hang
         /// Answers `yes` after a while (holds the link's one open request, so others queue behind it).
         case slow(Duration)
+        /// Answers `yes` once the test calls ``release()``.
+        case held
     }
 
     /// The trace context a message arrived with: its request's `traceparent` header and its own
@@ -41,6 +43,8 @@ final class FakeParticipant: Sendable {
     private let behaviour: Mutex<@Sendable (TxID) -> Behaviour>
     /// While false, commits and aborts get 503 (a participant down during phase 2).
     private let acceptsDecisions = Mutex(true)
+    /// Whether ``Behaviour/held`` prepares may answer.
+    private let released = Mutex(false)
 
     /// The only credential this participant accepts.
     private let secret: BearerSecret
@@ -52,6 +56,8 @@ final class FakeParticipant: Sendable {
 
     var state: Seen { seen.withLock { $0 } }
     func setAcceptsDecisions(_ accepts: Bool) { acceptsDecisions.withLock { $0 = accepts } }
+    /// Lets the held prepares vote.
+    func release() { released.withLock { $0 = true } }
     func setBehaviour(_ behaviour: @escaping @Sendable (TxID) -> Behaviour) { self.behaviour.withLock { $0 = behaviour } }
 
     func router() -> Router<BasicRequestContext> {
@@ -135,6 +141,10 @@ final class FakeParticipant: Sendable {
                 throw APIError.unavailable("hung")
             case .slow(let delay):
                 try await Task.sleep(for: delay)
+                seen.withLock { $0.prepared.append(request.txid) }
+                return .vote(request.txid, .yes)
+            case .held:
+                while !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
                 seen.withLock { $0.prepared.append(request.txid) }
                 return .vote(request.txid, .yes)
             case .no(let reason):

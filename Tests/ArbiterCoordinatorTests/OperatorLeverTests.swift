@@ -90,9 +90,11 @@ struct OperatorLeverTests {
     @Test("an undecided transaction is listed with every branch owing a vote, and a retry of it is refused with 409")
     func undecidedIsStuckAndNotRetryable() async throws {
         let directory = try TemporaryDirectory()
-        let (a, b) = (FakeParticipant(), FakeParticipant { _ in .hang })
+        // B holds its vote until the checks are done, under a deadline no loaded machine reaches.
+        let (a, b) = (FakeParticipant(), FakeParticipant { _ in .held })
+        let patient = CoordinatorConfig(prepareTimeout: .seconds(300), phaseTwoRetry: Self.slowRetry.phaseTwoRetry)
         try await withParticipants([a, b]) { ids in
-            try await withCoordinator(data: directory.path, config: Self.slowRetry) { url, client, http async throws in
+            try await withCoordinator(data: directory.path, config: patient) { url, client, http async throws in
                 let id = txid("hanging-1")
                 let submit = Task { try? await client.submit(branches: [branch(ids[0]), branch(ids[1])], id: id) }
                 try await eventually("the transaction is listed as undecided") {
@@ -104,7 +106,8 @@ struct OperatorLeverTests {
                 #expect(retry.status == 409)
                 let metrics = try await rawRequest(http, .GET, url + "/metrics", token: nil).body
                 #expect(!metrics.contains("arbiter_oldest_undecided_seconds 0\n"))
-                _ = await submit.value
+                b.release()
+                #expect(await submit.value?.outcome == .committed)
             }
         }
     }

@@ -11,6 +11,7 @@
 set -euo pipefail
 BIN=${BIN:-.build/release}
 OUT=${OUT:-$(mktemp -d -t arbiter-stores-XXXXXX)}
+mkdir -p "$OUT"
 ARGS=(--wait decision --concurrency "${CONCURRENCY:-1,16,64}" --duration "${DURATION:-10}" --warmup 3
       --skeleton-samples 0 --no-perf)
 "$BIN/bank-bench" "${ARGS[@]}" --json "$OUT/sqlite.json"
