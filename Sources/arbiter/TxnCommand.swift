@@ -14,8 +14,16 @@ struct TxnCommand: AsyncParsableCommand {
     )
 
     struct Connection: ParsableArguments {
-        @Option(help: "The coordinator's URL.")
+        @Option(help: "The coordinator's URL; for a cluster, several, comma-separated (the next is asked when one does not answer).")
         var coordinator: String = "http://127.0.0.1:7000"
+
+        var coordinators: [String] {
+            coordinator.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+
+        func validate() throws {
+            guard !coordinators.isEmpty else { throw ValidationError("--coordinator needs a URL") }
+        }
 
         @OptionGroup var tls: ClientTLSOptions
     }
@@ -196,7 +204,7 @@ private func withClient(
     _ body: (ArbiterClient) async throws -> Void
 ) async throws {
     let httpClient = HTTPClientSettings().makeClient(tls: try connection.tls.clientTLS())
-    let client = ArbiterClient(coordinator: connection.coordinator, secret: secret, operatorSecret: operatorSecret, httpClient: httpClient)
+    let client = ArbiterClient(coordinators: connection.coordinators, secret: secret, operatorSecret: operatorSecret, httpClient: httpClient)
     do {
         try await body(client)
     } catch let error as ArbiterClientError {
