@@ -73,6 +73,18 @@ public final class PostgresServer: Sendable {
         }
     }
 
+    /// Stops the server as a crash would (immediate shutdown: no checkpoint; the next start
+    /// replays the WAL) and waits until it is gone.
+    public func crash() async throws {
+        guard let pid = postmasterPID else { return }
+        kill(pid, SIGQUIT)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while kill(pid, 0) == 0 {
+            guard ContinuousClock.now < deadline else { throw HarnessError("PostgreSQL (pid \(pid)) did not stop within 60 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// Runs `sql` in the database with `psql` and returns its unaligned output.
     @discardableResult
     public func psql(_ sql: String) async throws -> String {

@@ -73,13 +73,15 @@ final class Scenario: Sendable {
         failpoints: [BankCluster.Member: String] = [:],
         settles: Bool = true,
         seed: UInt64? = nil,
+        postgres: [Int: String] = [:],
         _ body: (Scenario) async throws -> Void
     ) async throws -> ResultsTable.Row {
         let seed = seed ?? Self.seed()
         let directory = try TemporaryDirectory(prefix: "arbiter-e2e")
         let cluster = try BankCluster(options: .init(
             nodeCount: nodeCount, root: directory.path, launcher: try .builtProducts(),
-            coordinatorArguments: ClusterTimeouts.coordinator, logLevel: logLevel, nodeArguments: ClusterTimeouts.node))
+            coordinatorArguments: ClusterTimeouts.coordinator, logLevel: logLevel, nodeArguments: ClusterTimeouts.node,
+            postgres: postgres))
         let scenario = Scenario(name: name, cluster: cluster, directory: directory, seed: seed,
                                 accountsPerNode: accountsPerNode, balance: balance)
         print("▶ \(name) (seed \(seed), data in \(directory.path))")

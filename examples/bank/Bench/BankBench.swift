@@ -1,6 +1,7 @@
 import ArbiterClient
 import ArbiterCore
 import ArbiterHTTP
+import ArbiterTesting
 import ArgumentParser
 import AsyncHTTPClient
 import BankCluster
@@ -119,7 +120,17 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "Run every process with TLS and mutual TLS (certificates made with openssl in the data directory); the load generator presents a client certificate.")
     var tls = false
 
+    @Option(help: "Keep the two banks' accounts in PostgreSQL: two URLs, comma-separated, one empty database each (postgres://USER@HOST:PORT/DB; bank-node --postgres). Their max_prepared_transactions must be at least 64.")
+    var postgres: String?
+
+    @Flag(help: "Keep the two banks' accounts in PostgreSQL, in two throwaway clusters started for the run (Debian's postgresql; max_prepared_transactions 100).")
+    var postgresThrowaway = false
+
     func validate() throws {
+        if let postgres, postgres.split(separator: ",").count != 2 {
+            throw ValidationError("--postgres takes two URLs, comma-separated (one database per bank), got \(postgres)")
+        }
+        if postgres != nil && postgresThrowaway { throw ValidationError("give --postgres or --postgres-throwaway, not both") }
         guard !concurrencies.isEmpty, concurrencies.allSatisfy({ (1...4096).contains($0) }) else {
             throw ValidationError("--concurrency takes a comma-separated list of 1...4096, got \(concurrency)")
         }
@@ -178,7 +189,17 @@ struct BankBench: AsyncParsableCommand {
         // Info level: the harness reads the coordinator's "listening" line; nothing is logged per
         // transaction at that level.
         let clusterTLS = tls ? try BankCluster.TLS(directory: root + "/tls") : nil
-        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS))
+        // The banks on PostgreSQL: the databases given, or two throwaway clusters kept until the end.
+        var throwaway: [PostgresServer] = []
+        var databases = postgres.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        if postgresThrowaway {
+            for _ in 0..<2 { throwaway.append(try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "100"])) }
+            databases = throwaway.map(\.url)
+        }
+        defer { withExtendedLifetime(throwaway) {} }
+        if !databases.isEmpty { progress("banks on PostgreSQL: \(databases.joined(separator: ", "))") }
+        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS,
+                                                     postgres: Dictionary(uniqueKeysWithValues: databases.enumerated().map { ($0.offset, $0.element) })))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient(tls: cluster.clientTLS)
         let connections = HTTP1Connections(tls: cluster.clientTLS)

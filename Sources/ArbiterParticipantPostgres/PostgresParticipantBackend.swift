@@ -1,0 +1,232 @@
+import ArbiterCore
+import ArbiterParticipant
+import ArbiterPostgres
+import ArbiterRuntime
+import ArbiterStorage
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+import Tracing
+
+/// A participant node's state on PostgreSQL: the loop's storage on worker connections
+/// (``PostgresParticipantStorage``), the operators' reads and the start-up checks on a
+/// `PostgresClient` (async, never blocking a thread).
+final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend {
+    let resource: R
+    let settings: PostgresParticipantSettings
+    let client: PostgresClient
+    let logger: Logger
+    private let counters = SharedStatistics()
+    /// The loop's workers, once the node has started.
+    private let workers = Mutex<Workers?>(nil)
+
+    static var component: String { "participant-postgres" }
+    /// The schema versions this build knows, in order.
+    static var migrations: [(version: Int, sql: String)] { [(1, ParticipantPostgresSchemas.participantPostgres)] }
+    /// `pg_advisory_xact_lock`'s key while migrating ("ArbiterP").
+    static var migrationLock: Int64 { 0x4172_6269_7465_7250 }
+
+    init(resource: R, settings: PostgresParticipantSettings, client: PostgresClient, logger: Logger) {
+        self.resource = resource
+        self.settings = settings
+        self.client = client
+        self.logger = logger
+    }
+
+    var location: String { settings.database.description }
+    private var head: String { settings.gidPrefix + ":" }
+
+    // MARK: - Start-up
+
+    /// Checks the server's settings, then migrates Arbiter's tables and the resource's, once,
+    /// under an advisory lock.
+    func prepareDatabase() async throws {
+        let limit: Int
+        do {
+            limit = try await client.withConnection { connection -> Int in
+                let rows = try await connection.query("SHOW max_prepared_transactions", logger: logger)
+                for try await text in rows.decode(String.self) { return Int(text) ?? 0 }
+                return 0
+            }
+        } catch {
+            throw PostgresParticipantError(.unavailable, "cannot reach \(location): \(BlockingConnection.describe(error))")
+        }
+        guard limit > 0 else {
+            throw PostgresParticipantError(.misconfigured, """
+                \(location) has max_prepared_transactions = 0, so it cannot prepare transactions (PREPARE TRANSACTION). \
+                Set max_prepared_transactions to at least \(settings.preparedCountMax) (the participant's preparedCountMax) in \
+                postgresql.conf and restart PostgreSQL
+                """)
+        }
+        guard limit >= settings.preparedCountMax else {
+            throw PostgresParticipantError(.misconfigured, """
+                \(location) has max_prepared_transactions = \(limit), below the participant's preparedCountMax \
+                (\(settings.preparedCountMax)). Raise max_prepared_transactions in postgresql.conf (and restart PostgreSQL), \
+                or lower preparedCountMax (bank-node: --postgres-prepared-max)
+                """)
+        }
+        do {
+            try await client.withConnection { connection in
+                try await migrate(on: connection)
+            }
+        } catch let error as PostgresParticipantError {
+            throw error
+        } catch {
+            throw PostgresParticipantError(.schema, "migrating \(location) failed: \(BlockingConnection.describe(error))")
+        }
+    }
+
+    private func migrate(on connection: PostgresConnection) async throws {
+        try await connection.query("CREATE TABLE IF NOT EXISTS arbiter_schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)", logger: logger)
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+            var current = 0
+            for try await version in try await connection.query(
+                "SELECT version FROM arbiter_schema_version WHERE component = \(Self.component)", logger: logger).decode(Int.self) {
+                current = version
+            }
+            let known = Self.migrations.last!.version
+            guard current <= known else {
+                throw PostgresParticipantError(.schema, """
+                    \(location) holds version \(current) of the participant's schema; this Arbiter knows up to \(known): upgrade Arbiter
+                    """)
+            }
+            for migration in Self.migrations where migration.version > current {
+                for statement in BlockingConnection.statements(migration.sql) {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("""
+                    INSERT INTO arbiter_schema_version (component, version) VALUES (\(Self.component), \(migration.version))
+                    ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version
+                    """, logger: logger)
+            }
+            var applied: Set<String> = []
+            for try await name in try await connection.query("SELECT name FROM arbiter_participant_migration", logger: logger).decode(String.self) {
+                applied.insert(name)
+            }
+            for migration in resource.migrations where !applied.contains(migration.name) {
+                guard !migration.name.hasPrefix("arbiter.") else {
+                    throw PostgresParticipantError(.schema, "the resource's migration \(migration.name) starts with `arbiter.`, which is Arbiter's; rename it")
+                }
+                do {
+                    for statement in BlockingConnection.statements(migration.sql) {
+                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                } catch {
+                    throw PostgresParticipantError(.schema, "the resource's migration \(migration.name) failed: \(BlockingConnection.describe(error))")
+                }
+                try await connection.query("INSERT INTO arbiter_participant_migration (name) VALUES (\(migration.name))", logger: logger)
+            }
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    // MARK: - ParticipantBackend
+
+    func makeStorage(retention: Duration, traceContext: @escaping @Sendable (TxID) -> ServiceContext?) throws -> any ParticipantStorage {
+        let location = settings.database
+        let lockTimeout = settings.lockTimeout
+        let logger = self.logger
+        let pool = Workers(count: settings.connectionCount, name: "arbiter-pg") {
+            BlockingConnection(location: location, lockTimeout: lockTimeout, logger: logger)
+        }
+        workers.withLock { $0 = pool }
+        return PostgresParticipantStorage(resource: resource, workers: pool, prefix: settings.gidPrefix,
+                                          preparedCountMax: settings.preparedCountMax, retention: retention,
+                                          statistics: counters, logger: logger)
+    }
+
+    func probe() async throws {
+        try await rows("UPDATE arbiter_schema_version SET version = version WHERE component = \(Self.component)")
+    }
+
+    func prepared() async throws -> [ParticipantTransaction] {
+        try await rows("""
+            SELECT t.txid, t.state, t.coordinator, t.payload, t.heuristic, t.prepared_at, t.ended_at
+            FROM arbiter_participant_transaction t JOIN pg_prepared_xacts p ON p.gid = \(head) || t.txid AND p.database = current_database()
+            WHERE t.state = 'prepared' ORDER BY t.prepared_at, t.txid
+            """).map { row throws(PostgresParticipantError) in try Rows.decode(row) }
+    }
+
+    func transaction(_ txid: TxID) async throws -> ParticipantTransaction? {
+        try await rows("""
+            SELECT txid, state, coordinator, payload, heuristic, prepared_at, ended_at FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue)
+            """).first.map { row throws(PostgresParticipantError) in try Rows.decode(row) }
+    }
+
+    /// PostgreSQL's row locks are not listed: they live in the rows themselves, not in a table.
+    func locks(of txid: TxID) async throws -> [String] { [] }
+
+    func census(countingEnded: Bool) async throws -> ParticipantCensus {
+        var census = ParticipantCensus()
+        for row in try await rows("""
+            SELECT count(*), min(t.prepared_at)
+            FROM arbiter_participant_transaction t JOIN pg_prepared_xacts p ON p.gid = \(head) || t.txid AND p.database = current_database()
+            WHERE t.state = 'prepared'
+            """) {
+            let (count, oldest) = try row.decode((Int, Date?).self)
+            census.prepared = count
+            census.oldestPreparedAt = oldest
+        }
+        if countingEnded {
+            for row in try await rows("""
+                SELECT count(*) FILTER (WHERE state = 'committed'), count(*) FILTER (WHERE state = 'aborted') FROM arbiter_participant_transaction
+                """) {
+                (census.committed, census.aborted) = try row.decode((Int, Int).self)
+            }
+        }
+        return census
+    }
+
+    func beginOperatorAction(actor: String, action: String, txid: TxID, reason: String) async throws -> Int64 {
+        // The client's connections commit with synchronous_commit on: the row is durable on return.
+        for row in try await rows("""
+            INSERT INTO arbiter_participant_operator_action (actor, action, txid, reason)
+            VALUES (\(actor), \(action), \(txid.rawValue), \(reason)) RETURNING id
+            """) {
+            return try row.decode(Int64.self)
+        }
+        throw PostgresParticipantError(.statementFailed, "recording the operator's action returned no id")
+    }
+
+    func finishOperatorAction(_ id: Int64, result: String) async throws {
+        try await rows("UPDATE arbiter_participant_operator_action SET result = \(result) WHERE id = \(id)")
+    }
+
+    func operatorActions(limit: Int, before: Int64?) async throws -> [OperatorAction] {
+        try await rows("""
+            SELECT id, at, actor, action, txid, reason, result FROM arbiter_participant_operator_action
+            WHERE id < \(before ?? Int64.max) ORDER BY id DESC LIMIT \(limit)
+            """).map { row in
+            let (id, at, actor, action, txid, reason, result) = try row.decode((Int64, Date, String, String, String, String, String?).self)
+            return OperatorAction(id: id, at: at, actor: actor, action: action, txid: txid, reason: reason, result: result)
+        }
+    }
+
+    var statistics: StoreWriterStatistics { counters.snapshot }
+
+    func close() async throws {
+        guard let pool = workers.withLock({ $0 }) else { return }
+        // Stopping waits for the workers' threads: not on Swift's cooperative pool.
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                pool.stop()
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Runs `query` on the client and collects its rows.
+    @discardableResult
+    private func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        var collected: [PostgresRow] = []
+        for try await row in try await client.query(query, logger: logger) { collected.append(row) }
+        return collected
+    }
+}
