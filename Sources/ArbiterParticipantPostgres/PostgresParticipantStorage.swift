@@ -281,15 +281,12 @@ struct PieceContext<R: PostgresResource>: Sendable {
             }
             switch vote {
             case .yes:
-                do {
-                    try connection.run(PostgresQuery(unsafeSQL: "PREPARE TRANSACTION '\(gid)'"))
-                } catch where error.code == .statementFailed {
+                if let refusal = preparing(gid, on: connection) {
+                    guard refusal.code == .statementFailed else { return .failed(refusal, uncertain: true) }
                     // PostgreSQL refused (a temporary table, max_prepared_transactions reached…):
                     // the transaction is gone; vote no.
                     connection.rollbackQuietly()
-                    return try refuse(txid, reason("PostgreSQL refused to prepare the transaction: \(error)"), on: connection)
-                } catch {
-                    return .failed(error, uncertain: true)
+                    return try refuse(txid, reason("PostgreSQL refused to prepare the transaction: \(refusal)"), on: connection)
                 }
                 return PieceOutcome(result: .staged(.yes), prepared: true, flushes: 1)
             case .no(let text):
@@ -307,6 +304,30 @@ struct PieceContext<R: PostgresResource>: Sendable {
             connection.rollbackQuietly()
             return .failed(PostgresParticipantError(.statementFailed, "\(error)"))
         }
+    }
+
+    /// Runs `PREPARE TRANSACTION`; the error when it failed.
+    private func preparing(_ gid: String, on connection: BlockingConnection) -> PostgresParticipantError? {
+        do {
+            try connection.run(PostgresQuery(unsafeSQL: "PREPARE TRANSACTION '\(gid)'"))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Runs `COMMIT PREPARED` or `ROLLBACK PREPARED` (`verb`) of `gid`; `false` when PostgreSQL holds
+    /// no such prepared transaction (SQLSTATE 42704).
+    private func finishPrepared(_ verb: String, _ gid: String, on connection: BlockingConnection) throws(PostgresParticipantError) -> Bool {
+        let failure: PostgresParticipantError
+        do {
+            try connection.run(PostgresQuery(unsafeSQL: "\(verb) PREPARED '\(gid)'"))
+            return true
+        } catch {
+            failure = error
+        }
+        if failure.sqlState == "42704" { return false }
+        throw failure
     }
 
     /// Records a two-phase `no` (lazily: the coordinator aborts on the vote whatever happens here).
@@ -390,10 +411,9 @@ struct PieceContext<R: PostgresResource>: Sendable {
                     preconditionFailure("a prepared record outside a stage")
                 case .committed(let txid, let heuristic):
                     try Failpoints.hitSync("participant.before-commit-force")
-                    do {
-                        try connection.run(PostgresQuery(unsafeSQL: "COMMIT PREPARED '\(gid(txid))'"))
+                    if try finishPrepared("COMMIT", gid(txid), on: connection) {
                         outcome.flushes += 1
-                    } catch where error.sqlState == "42704" {
+                    } else {
                         // PostgreSQL no longer has it: committed by an earlier try whose answer was
                         // lost (the marker says so), or never prepared here.
                         guard try Rows.transactions([txid], on: connection)[txid]?.state == .committed else {
@@ -413,12 +433,8 @@ struct PieceContext<R: PostgresResource>: Sendable {
                     }
                 case .aborted(let txid, let heuristic):
                     if prepared {
-                        do {
-                            try connection.run(PostgresQuery(unsafeSQL: "ROLLBACK PREPARED '\(gid(txid))'"))
-                            outcome.flushes += 1
-                        } catch where error.sqlState == "42704" {
-                            // Rolled back by an earlier try, or never prepared: nothing to undo.
-                        }
+                        // `false`: rolled back by an earlier try, or never prepared: nothing to undo.
+                        if try finishPrepared("ROLLBACK", gid(txid), on: connection) { outcome.flushes += 1 }
                         outcome.prepared = false
                     }
                     if forced || heuristic {

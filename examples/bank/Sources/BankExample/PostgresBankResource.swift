@@ -45,10 +45,10 @@ public struct PostgresBankResource: PostgresResource {
         do {
             let changed = try context.execute("UPDATE bank_accounts SET balance = balance + \(delta) WHERE id = \(account)")
             return changed == 1 ? nil : .no(reason: "no account \(account)")
-        } catch where error.isCheckViolation {
-            return .no(reason: "insufficient funds in \(account) for \(-delta)")
-        } catch where error.sqlState == "22003" {
-            return .no(reason: "crediting \(delta) would overflow the balance of \(account)")
+        } catch {
+            if error.isCheckViolation { return .no(reason: "insufficient funds in \(account) for \(-delta)") }
+            if error.sqlState == "22003" { return .no(reason: "crediting \(delta) would overflow the balance of \(account)") }
+            throw error
         }
     }
 }
