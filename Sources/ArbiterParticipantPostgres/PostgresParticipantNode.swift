@@ -25,7 +25,8 @@ public struct PostgresParticipantSettings: Sendable {
     /// to start when PostgreSQL's `max_prepared_transactions` is below it. Default 64.
     public var preparedCountMax: Int
     /// How long a stage's statement waits for a row lock another transaction holds before it
-    /// fails (SQLSTATE `55P03`) and the vote is `no`. Default 20 ms.
+    /// fails (SQLSTATE `55P03`) and the vote is `no`. Default 1 ms: a stage that waits holds up the
+    /// rest of its round (the loop waits for every piece), and the commits in it keep their locks meanwhile.
     public var lockTimeout: Duration
     /// Connections of the operator routes and the service's own routes (a `PostgresClient`).
     /// Default 8.
@@ -33,7 +34,7 @@ public struct PostgresParticipantSettings: Sendable {
 
     /// Makes settings; every argument but `database` has the documented default.
     public init(database: PostgresLocation, gidPrefix: String = "arbiter", connectionCount: Int = 16, preparedCountMax: Int = 64,
-                lockTimeout: Duration = .milliseconds(20), clientConnectionCountMax: Int = 8) {
+                lockTimeout: Duration = .milliseconds(1), clientConnectionCountMax: Int = 8) {
         self.database = database
         self.gidPrefix = gidPrefix
         self.connectionCount = connectionCount

@@ -78,7 +78,7 @@ struct BankNodeCommand: AsyncParsableCommand {
     var postgresPreparedMax: Int = 64
 
     @Option(help: "With --postgres: milliseconds a branch waits for an account's row lock before voting no.")
-    var postgresLockTimeoutMs: Int = 20
+    var postgresLockTimeoutMs: Int = 1
 
     @Option(help: "The TCP port to listen on; 0 lets the system choose (printed at start).")
     var port: Int
