@@ -41,6 +41,11 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
     private var preparedHere: Set<TxID> = []
     /// Stages whose `PREPARE TRANSACTION` was sent but not answered (the connection broke).
     private var uncertain: Set<TxID> = []
+    /// Transactions committed by earlier rounds whose rows still carry the prepare's time as
+    /// `ended_at`: set to the time of the next round, in one statement beside its work, so that
+    /// retention counts from the end as with SQLite. Lost in a crash, the prepare's time stays
+    /// (retention then counts from the prepare).
+    private var endedTimes: [TxID] = []
 
     /// Deleted per page of the retention sweep.
     static var sweepPage: Int { 1000 }
@@ -85,14 +90,25 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
         let outcomes = Outcomes(count: plans.count)
         let context = PieceContext(resource: resource, prefix: prefix, preparedCountMax: preparedCountMax)
         let frozen = plans
-        workers.runAll(order.map { txid -> Workers.Job in
+        var jobs = order.map { txid -> Workers.Job in
             let indices = groups[txid]!
             return { connection in
                 for index in indices {
                     outcomes.set(index, context.run(frozen[index], on: connection))
                 }
             }
-        })
+        }
+        if !endedTimes.isEmpty {
+            let ended = endedTimes.map(\.rawValue)
+            endedTimes.removeAll(keepingCapacity: true)
+            jobs.append { connection in
+                // Best effort: on failure the prepare's time stays.
+                _ = try? connection.run("""
+                    UPDATE arbiter_participant_transaction SET ended_at = now() WHERE txid = ANY(\(ended)) AND state = 'committed'
+                    """)
+            }
+        }
+        workers.runAll(jobs)
         let results = outcomes.all()
         var unavailable = 0
         var flushes = 0
@@ -106,6 +122,7 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
             case nil: break
             }
             if outcome.unavailable { unavailable += 1 }
+            if outcome.committedAt { endedTimes.append(txid) }
             flushes += outcome.flushes
             lazy += outcome.lazyCommits
         }
@@ -209,6 +226,8 @@ struct PieceOutcome: Sendable {
     var uncertain = false
     /// Failed because the database could not be reached.
     var unavailable = false
+    /// Committed now: its row's `ended_at` is to be set to the commit's time.
+    var committedAt = false
     /// WAL flushes the piece waited for, and commits that did not wait.
     var flushes = 0
     var lazyCommits = 0
@@ -428,8 +447,9 @@ struct PieceContext<R: PostgresResource>: Sendable {
                         try Rows.endForced(txid, .committed, heuristic: true, on: connection)
                         outcome.flushes += 1
                     } else {
-                        try connection.run("UPDATE arbiter_participant_transaction SET ended_at = now() WHERE txid = \(txid.rawValue)")
-                        outcome.lazyCommits += 1
+                        // The marker set `ended_at` to the prepare's time; the commit's time is
+                        // written with the next round's work, many in one statement.
+                        outcome.committedAt = true
                     }
                 case .aborted(let txid, let heuristic):
                     if prepared {

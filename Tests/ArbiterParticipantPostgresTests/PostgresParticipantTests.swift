@@ -62,6 +62,7 @@ struct RunningPostgresNode {
 /// Runs a node on `database` (port chosen by the system) around `body`, then stops it gracefully.
 func withPostgresNode<T>(
     _ database: PostgresServer,
+    retention: Duration = .seconds(3600),
     settings configure: (inout PostgresParticipantSettings) -> Void = { _ in },
     _ body: (RunningPostgresNode) async throws -> T
 ) async throws -> T {
@@ -69,7 +70,7 @@ func withPostgresNode<T>(
     let options = ParticipantOptions(
         port: 0, dataDirectory: "", secret: secret,
         operatorTokens: [NamedToken(name: "test-operator", secret: try BearerSecret(operatorText))],
-        protocolConfig: ParticipantConfig(inquiryTimeout: .seconds(600)),
+        protocolConfig: ParticipantConfig(inquiryTimeout: .seconds(600), retention: retention),
         seed: 42, logger: quietLogger())
     var settings = PostgresParticipantSettings(database: try PostgresLocation(url: database.url), gidPrefix: "test-node", connectionCount: 4)
     configure(&settings)
@@ -250,6 +251,46 @@ struct PostgresParticipantTests {
             try await withPostgresNode(database, settings: { $0.preparedCountMax = 64 }) { _ in }
         } throws: { error in
             "\(error)".contains("max_prepared_transactions = 10")
+        }
+        try await database.stop()
+    }
+
+    @Test("past preparedCountMax a prepare votes no; once one ends, prepares are taken again")
+    func preparedLimit() async throws {
+        let database = try await Self.database()
+        try await withPostgresNode(database, settings: { $0.preparedCountMax = 1 }) { node in
+            try await Self.openAccounts(node, ["hal": 10, "ida": 10])
+            let first = try await node.prepare("t-12", #"{"op":"debit","account":"hal","amount":1}"#)
+            #expect(first.text.contains(#""vote":"yes""#), "\(first)")
+            let second = try await node.prepare("t-13", #"{"op":"debit","account":"ida","amount":1}"#)
+            #expect(second.text.contains(#""vote":"no""#) && second.text.contains("prepared here already"), "\(second)")
+            _ = try await node.send(.POST, "/v1/commit", #"{"txid":"t-12"}"#)
+            let third = try await node.prepare("t-14", #"{"op":"debit","account":"ida","amount":1}"#)
+            #expect(third.text.contains(#""vote":"yes""#), "\(third)")
+            _ = try await node.send(.POST, "/v1/abort", #"{"txid":"t-14"}"#)
+            #expect(try await node.preparedGIDs().isEmpty)
+        }
+        try await database.stop()
+    }
+
+    @Test("ended transactions are deleted once past their retention; those in doubt are kept")
+    func retention() async throws {
+        let database = try await Self.database()
+        try await withPostgresNode(database, retention: .milliseconds(200)) { node in
+            try await Self.openAccounts(node, ["jon": 10, "kim": 10])
+            _ = try await node.prepare("t-15", #"{"op":"debit","account":"jon","amount":1}"#)
+            _ = try await node.send(.POST, "/v1/commit", #"{"txid":"t-15"}"#)
+            _ = try await node.prepare("t-16", #"{"op":"debit","account":"kim","amount":1}"#)
+            let deadline = ContinuousClock.now + .seconds(30)
+            var remaining = ""
+            while ContinuousClock.now < deadline {
+                remaining = try await database.psql("SELECT string_agg(txid, ',' ORDER BY txid) FROM arbiter_participant_transaction")
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                if remaining == "t-16" { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(remaining == "t-16", "the committed row goes, the one in doubt stays: \(remaining)")
+            _ = try await node.send(.POST, "/v1/abort", #"{"txid":"t-16"}"#)
         }
         try await database.stop()
     }
