@@ -100,7 +100,7 @@ final class BlockingConnection {
         do {
             opened = try PostgresConnection.connect(on: eventLoop, configuration: configuration, id: Self.ids.next(), logger: logger).wait()
         } catch {
-            throw PostgresParticipantError(.unavailable, "cannot connect to \(location): \(Self.describe(error))")
+            throw PostgresParticipantError(.unavailable, "cannot connect to \(location) (\(Self.describe(error))); check that it is up and reachable")
         }
         connection = opened
         do {
@@ -137,7 +137,8 @@ final class BlockingConnection {
 
     static func describe(_ error: any Error) -> String {
         if let error = error as? PSQLError {
-            return error.serverInfo?[.message] ?? "\(error.code)"
+            if let message = error.serverInfo?[.message] { return message }
+            return error.underlying.map { "\(error.code): \($0)" } ?? "\(error.code)"
         }
         return "\(error)"
     }

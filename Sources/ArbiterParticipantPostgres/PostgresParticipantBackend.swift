@@ -41,89 +41,95 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
     // MARK: - Start-up
 
     /// Checks the server's settings, then migrates Arbiter's tables and the resource's, once,
-    /// under an advisory lock.
+    /// under an advisory lock. On a connection of its own, on a thread of its own (it blocks), so
+    /// that a database that cannot be reached fails the start at once instead of being waited for.
     func prepareDatabase() async throws {
-        let limit: Int
-        do {
-            limit = try await client.withConnection { connection -> Int in
-                let rows = try await connection.query("SHOW max_prepared_transactions", logger: logger)
-                for try await text in rows.decode(String.self) { return Int(text) ?? 0 }
-                return 0
+        let location = settings.database
+        let preparedCountMax = settings.preparedCountMax
+        let migrations = resource.migrations
+        let logger = self.logger
+        let result: Result<Void, PostgresParticipantError> = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let connection = BlockingConnection(location: location, lockTimeout: .seconds(60), logger: logger)
+                defer { connection.close() }
+                continuation.resume(returning: Result { () throws(PostgresParticipantError) in
+                    try Self.check(connection, preparedCountMax: preparedCountMax)
+                    try Self.migrate(connection, resourceMigrations: migrations)
+                })
             }
-        } catch {
-            throw PostgresParticipantError(.unavailable, "cannot reach \(location): \(BlockingConnection.describe(error))")
         }
+        try result.get()
+    }
+
+    private static func check(_ connection: BlockingConnection, preparedCountMax: Int) throws(PostgresParticipantError) {
+        let location = connection.location
+        let limit = try decoding(connection.run("SHOW max_prepared_transactions").rows.first, as: String.self).flatMap { Int($0) } ?? 0
         guard limit > 0 else {
             throw PostgresParticipantError(.misconfigured, """
                 \(location) has max_prepared_transactions = 0, so it cannot prepare transactions (PREPARE TRANSACTION). \
-                Set max_prepared_transactions to at least \(settings.preparedCountMax) (the participant's preparedCountMax) in \
+                Set max_prepared_transactions to at least \(preparedCountMax) (the participant's preparedCountMax) in \
                 postgresql.conf and restart PostgreSQL
                 """)
         }
-        guard limit >= settings.preparedCountMax else {
+        guard limit >= preparedCountMax else {
             throw PostgresParticipantError(.misconfigured, """
                 \(location) has max_prepared_transactions = \(limit), below the participant's preparedCountMax \
-                (\(settings.preparedCountMax)). Raise max_prepared_transactions in postgresql.conf (and restart PostgreSQL), \
+                (\(preparedCountMax)). Raise max_prepared_transactions in postgresql.conf (and restart PostgreSQL), \
                 or lower preparedCountMax (bank-node: --postgres-prepared-max)
                 """)
         }
-        do {
-            try await client.withConnection { connection in
-                try await migrate(on: connection)
-            }
-        } catch let error as PostgresParticipantError {
-            throw error
-        } catch {
-            throw PostgresParticipantError(.schema, "migrating \(location) failed: \(BlockingConnection.describe(error))")
-        }
     }
 
-    private func migrate(on connection: PostgresConnection) async throws {
-        try await connection.query("CREATE TABLE IF NOT EXISTS arbiter_schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)", logger: logger)
-        try await connection.query("BEGIN", logger: logger)
-        do {
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
-            var current = 0
-            for try await version in try await connection.query(
-                "SELECT version FROM arbiter_schema_version WHERE component = \(Self.component)", logger: logger).decode(Int.self) {
-                current = version
-            }
-            let known = Self.migrations.last!.version
+    private static func migrate(_ connection: BlockingConnection, resourceMigrations: [PostgresMigration]) throws(PostgresParticipantError) {
+        let location = connection.location
+        try connection.run("CREATE TABLE IF NOT EXISTS arbiter_schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        try connection.run("BEGIN")
+        do throws(PostgresParticipantError) {
+            try connection.run("SELECT pg_advisory_xact_lock(\(migrationLock))")
+            let current = try decoding(connection.run(
+                "SELECT version FROM arbiter_schema_version WHERE component = \(component)").rows.first, as: Int.self) ?? 0
+            let known = migrations.last!.version
             guard current <= known else {
                 throw PostgresParticipantError(.schema, """
                     \(location) holds version \(current) of the participant's schema; this Arbiter knows up to \(known): upgrade Arbiter
                     """)
             }
-            for migration in Self.migrations where migration.version > current {
-                for statement in BlockingConnection.statements(migration.sql) {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                }
-                try await connection.query("""
-                    INSERT INTO arbiter_schema_version (component, version) VALUES (\(Self.component), \(migration.version))
+            for migration in migrations where migration.version > current {
+                try connection.script(migration.sql)
+                try connection.run("""
+                    INSERT INTO arbiter_schema_version (component, version) VALUES (\(component), \(migration.version))
                     ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version
-                    """, logger: logger)
+                    """)
             }
             var applied: Set<String> = []
-            for try await name in try await connection.query("SELECT name FROM arbiter_participant_migration", logger: logger).decode(String.self) {
-                applied.insert(name)
+            for row in try connection.run("SELECT name FROM arbiter_participant_migration").rows {
+                if let name = try decoding(row, as: String.self) { applied.insert(name) }
             }
-            for migration in resource.migrations where !applied.contains(migration.name) {
+            for migration in resourceMigrations where !applied.contains(migration.name) {
                 guard !migration.name.hasPrefix("arbiter.") else {
                     throw PostgresParticipantError(.schema, "the resource's migration \(migration.name) starts with `arbiter.`, which is Arbiter's; rename it")
                 }
                 do {
-                    for statement in BlockingConnection.statements(migration.sql) {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                    }
+                    try connection.script(migration.sql)
                 } catch {
-                    throw PostgresParticipantError(.schema, "the resource's migration \(migration.name) failed: \(BlockingConnection.describe(error))")
+                    throw PostgresParticipantError(.schema, "the resource's migration \(migration.name) failed: \(error.message)", sqlState: error.sqlState)
                 }
-                try await connection.query("INSERT INTO arbiter_participant_migration (name) VALUES (\(migration.name))", logger: logger)
+                try connection.run("INSERT INTO arbiter_participant_migration (name) VALUES (\(migration.name))")
             }
-            try await connection.query("COMMIT", logger: logger)
+            try connection.run("COMMIT")
         } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
+            connection.rollbackQuietly()
             throw error
+        }
+    }
+
+    /// The first column of `row`, when there is a row.
+    private static func decoding<T: PostgresDecodable>(_ row: PostgresRow?, as type: T.Type) throws(PostgresParticipantError) -> T? {
+        guard let row else { return nil }
+        do {
+            return try row.decode(T.self)
+        } catch {
+            throw PostgresParticipantError(.schema, "an answer of \(T.self) did not decode: \(error)")
         }
     }
 

@@ -39,7 +39,7 @@ public struct PostgresParticipantError: Error, Hashable, Sendable, CustomStringC
     public var description: String {
         switch code {
         case .statementFailed: "PostgreSQL refused a statement: \(message)\(sqlState.map { " (SQLSTATE \($0))" } ?? "")"
-        case .unavailable: "PostgreSQL unavailable: \(message) (retried; check that the database is up and reachable)"
+        case .unavailable: "PostgreSQL unavailable: \(message)"
         case .misconfigured: "PostgreSQL configuration: \(message)"
         case .schema: "PostgreSQL schema: \(message)"
         case .invalidOptions: "invalid options: \(message)"

@@ -168,7 +168,7 @@ public final class PostgresParticipantNode<R: PostgresResource>: Service, Sendab
                     do {
                         try await backend.prepareDatabase()
                     } catch {
-                        throw ParticipantNodeError(.cannotOpenStorage, "\(error)", cause: error)
+                        throw ParticipantNodeError(.cannotOpenStorage, "\(error)")
                     }
                 })
             } catch {
