@@ -52,5 +52,13 @@ CREATE TABLE arbiter_participant_migration (
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- The node this database belongs to, by the prefix of its prepared transactions' names: recovery
+-- takes the prepared transactions with that prefix as the node's, so a node started with another
+-- prefix (or a second node on the same database) is refused instead of losing them.
+CREATE TABLE arbiter_participant_node (
+    one_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (one_row),
+    gid_prefix TEXT NOT NULL
+);
+
 """#
 }

@@ -47,6 +47,7 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
         let location = settings.database
         let preparedCountMax = settings.preparedCountMax
         let migrations = resource.migrations
+        let prefix = settings.gidPrefix
         let logger = self.logger
         let result: Result<Void, PostgresParticipantError> = await withCheckedContinuation { continuation in
             Thread.detachNewThread {
@@ -54,7 +55,7 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
                 defer { connection.close() }
                 continuation.resume(returning: Result { () throws(PostgresParticipantError) in
                     try Self.check(connection, preparedCountMax: preparedCountMax)
-                    try Self.migrate(connection, resourceMigrations: migrations)
+                    try Self.migrate(connection, resourceMigrations: migrations, prefix: prefix)
                 })
             }
         }
@@ -80,7 +81,7 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
         }
     }
 
-    private static func migrate(_ connection: BlockingConnection, resourceMigrations: [PostgresMigration]) throws(PostgresParticipantError) {
+    private static func migrate(_ connection: BlockingConnection, resourceMigrations: [PostgresMigration], prefix: String) throws(PostgresParticipantError) {
         let location = connection.location
         try connection.run("CREATE TABLE IF NOT EXISTS arbiter_schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
         try connection.run("BEGIN")
@@ -99,6 +100,14 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
                 try connection.run("""
                     INSERT INTO arbiter_schema_version (component, version) VALUES (\(component), \(migration.version))
                     ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version
+                    """)
+            }
+            try connection.run("INSERT INTO arbiter_participant_node (gid_prefix) VALUES (\(prefix)) ON CONFLICT DO NOTHING")
+            let owner = try decoding(connection.run("SELECT gid_prefix FROM arbiter_participant_node").rows.first, as: String.self)
+            guard owner == prefix else {
+                throw PostgresParticipantError(.invalidOptions, """
+                    \(location) belongs to the participant whose prepared transactions are named \(owner ?? "?"):…, not \(prefix):…; \
+                    start it with that prefix (bank-node: --postgres-gid-prefix), or give this node a database of its own
                     """)
             }
             var applied: Set<String> = []

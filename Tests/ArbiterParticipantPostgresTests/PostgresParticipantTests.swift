@@ -294,4 +294,16 @@ struct PostgresParticipantTests {
         }
         try await database.stop()
     }
+
+    @Test("a database belongs to one node: a node with another prefix is refused, and what to do is said")
+    func oneNodePerDatabase() async throws {
+        let database = try await Self.database()
+        try await withPostgresNode(database) { _ in }
+        await #expect {
+            try await withPostgresNode(database, settings: { $0.gidPrefix = "another-node" }) { _ in }
+        } throws: { error in
+            "\(error)".contains("belongs to the participant whose prepared transactions are named test-node")
+        }
+        try await database.stop()
+    }
 }
