@@ -74,12 +74,13 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
             case .stage(let request):
                 let hasRoom = request.onePhase || room > 0
                 if !request.onePhase && hasRoom { room -= 1 }
-                plans.append(.stage(request, uncertain: uncertain.contains(request.txid), hasRoom: hasRoom))
+                plans.append(.stage(request, uncertain: uncertain.contains(request.txid), hasRoom: hasRoom, row: .unwritten))
             case .records(let records, let forced):
                 let txid = records[0].txid
                 plans.append(.records(records, forced: forced, prepared: preparedHere.contains(txid) || uncertain.contains(txid)))
             }
         }
+        writeInDoubtRows(&plans)
         // The pieces of one transaction in order on one worker; transactions concurrently.
         var groups: [TxID: [Int]] = [:]
         var order: [TxID] = []
@@ -151,6 +152,56 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
         return results.map(\.result)
     }
 
+    /// Writes the rows of the round's two-phase stages (`prepared`, with coordinator and payload)
+    /// in one statement, lazily (each `PREPARE TRANSACTION`'s flush takes them to disk), and notes in
+    /// each plan whether its row is written or its transaction ended here already. If the statement
+    /// fails, each stage writes its own row.
+    private func writeInDoubtRows(_ plans: inout [Plan]) {
+        var batch: [Int] = []
+        var seen: Set<TxID> = []
+        for (index, plan) in plans.enumerated() {
+            guard case .stage(let request, false, _, .unwritten) = plan, !request.onePhase, seen.insert(request.txid).inserted else { continue }
+            batch.append(index)
+        }
+        guard batch.count > 1 else { return }
+        let requests = batch.map { index -> PrepareRequest in
+            guard case .stage(let request, _, _, _) = plans[index] else { preconditionFailure("not a stage") }
+            return request
+        }
+        let txids = requests.map(\.txid.rawValue)
+        let coordinators = requests.map(\.coordinator.rawValue)
+        let payloads = requests.map { Data($0.payload.bytes).base64EncodedString() }
+        let written = workers.run { connection -> Result<[TxID: ParticipantTransaction?], PostgresParticipantError> in
+            Result { () throws(PostgresParticipantError) in
+                var fresh: Set<String> = []
+                for row in try connection.run("""
+                    INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
+                    SELECT u.txid, 'prepared', u.coordinator, decode(u.payload, 'base64'), now()
+                    FROM unnest(\(txids)::text[], \(coordinators)::text[], \(payloads)::text[]) AS u(txid, coordinator, payload)
+                    ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
+                    WHERE t.state = 'prepared'
+                    RETURNING t.txid
+                    """).rows {
+                    do {
+                        fresh.insert(try row.decode(String.self))
+                    } catch {
+                        throw PostgresParticipantError(.schema, "the in-doubt rows' ids did not decode: \(error)")
+                    }
+                }
+                let ended = requests.map(\.txid).filter { !fresh.contains($0.rawValue) }
+                let recorded = ended.isEmpty ? [:] : try Rows.transactions(ended, on: connection)
+                var result: [TxID: ParticipantTransaction?] = [:]
+                for request in requests { result[request.txid] = fresh.contains(request.txid.rawValue) ? .some(nil) : .some(recorded[request.txid]) }
+                return result
+            }
+        }
+        guard case .success(let rows) = written else { return }
+        for index in batch {
+            guard case .stage(let request, let uncertain, let hasRoom, _) = plans[index], let found = rows[request.txid] else { continue }
+            plans[index] = .stage(request, uncertain: uncertain, hasRoom: hasRoom, row: found.map { .ended($0.records) } ?? .written)
+        }
+    }
+
     func lookup(_ txids: [TxID]) throws -> [[ParticipantRecord]] {
         guard !txids.isEmpty else { return [] }
         let found = try workers.run { connection -> Result<[TxID: ParticipantTransaction], PostgresParticipantError> in
@@ -206,12 +257,20 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
 
 /// What a piece does, with what it needs to know of the loop's memory.
 enum Plan: Sendable {
-    case stage(PrepareRequest, uncertain: Bool, hasRoom: Bool)
+    /// A two-phase stage's row: not yet written, written by the round's one statement, or found
+    /// ended (the transaction ended here already: nothing is staged).
+    enum Row: Sendable {
+        case unwritten
+        case written
+        case ended([ParticipantRecord])
+    }
+
+    case stage(PrepareRequest, uncertain: Bool, hasRoom: Bool, row: Row)
     case records([ParticipantRecord], forced: Bool, prepared: Bool)
 
     var txid: TxID {
         switch self {
-        case .stage(let request, _, _): request.txid
+        case .stage(let request, _, _, _): request.txid
         case .records(let records, _, _): records[0].txid
         }
     }
@@ -257,9 +316,9 @@ struct PieceContext<R: PostgresResource>: Sendable {
 
     func run(_ plan: Plan, on connection: BlockingConnection) -> PieceOutcome {
         switch plan {
-        case .stage(let request, let uncertain, let hasRoom):
+        case .stage(let request, let uncertain, let hasRoom, let row):
             if request.onePhase { return stageOnePhase(request, on: connection) }
-            return stageTwoPhase(request, uncertain: uncertain, hasRoom: hasRoom, on: connection)
+            return stageTwoPhase(request, uncertain: uncertain, hasRoom: hasRoom, row: row, on: connection)
         case .records(let records, let forced, let prepared):
             return write(records, forced: forced, prepared: prepared, on: connection)
         }
@@ -267,22 +326,30 @@ struct PieceContext<R: PostgresResource>: Sendable {
 
     // MARK: Stages
 
-    private func stageTwoPhase(_ request: PrepareRequest, uncertain: Bool, hasRoom: Bool, on connection: BlockingConnection) -> PieceOutcome {
+    private func stageTwoPhase(_ request: PrepareRequest, uncertain: Bool, hasRoom: Bool, row: Plan.Row,
+                               on connection: BlockingConnection) -> PieceOutcome {
         let txid = request.txid
         let gid = gid(txid)
         do {
             if uncertain, try Rows.isPrepared(gid: gid, on: connection) {
                 return PieceOutcome(result: .staged(.yes), prepared: true)
             }
-            // The lookup and the in-doubt row in one statement; lazy: the PREPARE's flush takes it.
-            let inserted = try connection.run("""
-                INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
-                VALUES (\(txid.rawValue), 'prepared', \(request.coordinator.rawValue), \(ByteBuffer(bytes: request.payload.bytes)), now())
-                ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
-                WHERE t.state = 'prepared'
-                """).count
-            guard inserted == 1 else {
-                return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []), lazyCommits: 0)
+            switch row {
+            case .ended(let records):
+                return PieceOutcome(result: .alreadyRecorded(records))
+            case .written:
+                break
+            case .unwritten:
+                // The lookup and the in-doubt row in one statement; lazy: the PREPARE's flush takes it.
+                let inserted = try connection.run("""
+                    INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
+                    VALUES (\(txid.rawValue), 'prepared', \(request.coordinator.rawValue), \(ByteBuffer(bytes: request.payload.bytes)), now())
+                    ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
+                    WHERE t.state = 'prepared'
+                    """).count
+                guard inserted == 1 else {
+                    return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []))
+                }
             }
             var vote: Vote
             if !hasRoom {
