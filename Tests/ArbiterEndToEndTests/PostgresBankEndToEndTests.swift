@@ -13,7 +13,7 @@ import Testing
        .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (Debian: postgresql)"))
 struct PostgresBankEndToEndTests {
     /// A throwaway PostgreSQL cluster whose `max_prepared_transactions` covers a bank's default.
-    static func database(maxPrepared: Int = 100) async throws -> PostgresServer {
+    static func database(maxPrepared: Int = 200) async throws -> PostgresServer {
         try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "\(maxPrepared)"])
     }
 

@@ -103,7 +103,7 @@ func withPostgresNode<T>(
 
 @Suite("Participant on PostgreSQL", .serialized, .enabled(if: PostgresServer.isAvailable, "needs PostgreSQL (Debian: postgresql)"))
 struct PostgresParticipantTests {
-    static func database(maxPrepared: Int = 100) async throws -> PostgresServer {
+    static func database(maxPrepared: Int = 200) async throws -> PostgresServer {
         try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "\(maxPrepared)"])
     }
 
@@ -248,7 +248,7 @@ struct PostgresParticipantTests {
     func refusesTooFewPreparedTransactions() async throws {
         let database = try await Self.database(maxPrepared: 10)
         await #expect {
-            try await withPostgresNode(database, settings: { $0.preparedCountMax = 64 }) { _ in }
+            try await withPostgresNode(database, settings: { $0.preparedCountMax = 128 }) { _ in }
         } throws: { error in
             "\(error)".contains("max_prepared_transactions = 10")
         }

@@ -120,13 +120,17 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "Run every process with TLS and mutual TLS (certificates made with openssl in the data directory); the load generator presents a client certificate.")
     var tls = false
 
-    @Option(help: "Keep the two banks' accounts in PostgreSQL: two URLs, comma-separated, one empty database each (postgres://USER@HOST:PORT/DB; bank-node --postgres). Their max_prepared_transactions must be at least 64.")
+    @Option(help: "Keep the two banks' accounts in PostgreSQL: two URLs, comma-separated, one empty database each (postgres://USER@HOST:PORT/DB; bank-node --postgres). Their max_prepared_transactions must be at least 128.")
     var postgres: String?
 
-    @Flag(help: "Keep the two banks' accounts in PostgreSQL, in two throwaway clusters started for the run (Debian's postgresql; max_prepared_transactions 100).")
+    @Flag(help: "Keep the two banks' accounts in PostgreSQL, in two throwaway clusters started for the run (Debian's postgresql; max_prepared_transactions 200).")
     var postgresThrowaway = false
 
+    @Option(help: "With --postgres or --postgres-throwaway: each bank's connections that stage, prepare and commit at once (bank-node --postgres-connections).")
+    var postgresConnections: Int = 16
+
     func validate() throws {
+        guard (1...256).contains(postgresConnections) else { throw ValidationError("--postgres-connections must be 1...256") }
         if let postgres, postgres.split(separator: ",").count != 2 {
             throw ValidationError("--postgres takes two URLs, comma-separated (one database per bank), got \(postgres)")
         }
@@ -193,13 +197,14 @@ struct BankBench: AsyncParsableCommand {
         var throwaway: [PostgresServer] = []
         var databases = postgres.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
         if postgresThrowaway {
-            for _ in 0..<2 { throwaway.append(try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "100"])) }
+            for _ in 0..<2 { throwaway.append(try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "200"])) }
             databases = throwaway.map(\.url)
         }
         defer { withExtendedLifetime(throwaway) {} }
         if !databases.isEmpty { progress("banks on PostgreSQL: \(databases.joined(separator: ", "))") }
-        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS,
-                                                     postgres: Dictionary(uniqueKeysWithValues: databases.enumerated().map { ($0.offset, $0.element) })))
+        let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info",
+                                                     nodeArguments: databases.isEmpty ? [] : ["--postgres-connections", "\(postgresConnections)"],
+                                                     tls: clusterTLS, postgres: Dictionary(uniqueKeysWithValues: databases.enumerated().map { ($0.offset, $0.element) })))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient(tls: cluster.clientTLS)
         let connections = HTTP1Connections(tls: cluster.clientTLS)
