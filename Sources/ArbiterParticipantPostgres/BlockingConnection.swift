@@ -54,6 +54,28 @@ final class BlockingConnection {
         }
     }
 
+    /// Sends `queries` one after the other without waiting for each answer in between (PostgreSQL
+    /// runs them in order), then waits for all of them: one wake-up of this thread instead of one
+    /// per statement. Returns each one's rows, changed-row count and command tag; throws the first
+    /// failure (a statement after a failed one in the same transaction fails too, or, for
+    /// `PREPARE TRANSACTION` in a failed transaction, rolls it back: callers check the tag).
+    func runPipelined(_ queries: [PostgresQuery]) throws(PostgresParticipantError) -> [(rows: [PostgresRow], count: Int, command: String)] {
+        let connection = try connected()
+        let futures = queries.map { connection.query($0, logger: logger) }
+        var results: [(rows: [PostgresRow], count: Int, command: String)] = []
+        var firstError: (any Error)?
+        for future in futures {
+            do {
+                let result = try future.wait()
+                results.append((result.rows, result.metadata.rows ?? result.rows.count, result.metadata.command))
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw failure(firstError, connection) }
+        return results
+    }
+
     /// Runs `sql` (no binds), which may hold several statements separated by `;` at line ends.
     func script(_ sql: String) throws(PostgresParticipantError) {
         for statement in Self.statements(sql) {

@@ -334,40 +334,44 @@ struct PieceContext<R: PostgresResource>: Sendable {
             if uncertain, try Rows.isPrepared(gid: gid, on: connection) {
                 return PieceOutcome(result: .staged(.yes), prepared: true)
             }
+            guard hasRoom else {
+                if case .ended(let records) = row { return PieceOutcome(result: .alreadyRecorded(records)) }
+                if case .unwritten = row, !(try writeInDoubtRow(request, on: connection, begin: false)) {
+                    return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []))
+                }
+                return try refuse(txid, "\(preparedCountMax) transactions are prepared here already (the participant's limit); retry when fewer are",
+                                  on: connection)
+            }
             switch row {
             case .ended(let records):
                 return PieceOutcome(result: .alreadyRecorded(records))
             case .written:
-                break
+                try connection.run("BEGIN")
             case .unwritten:
-                // The lookup and the in-doubt row in one statement; lazy: the PREPARE's flush takes it.
-                let inserted = try connection.run("""
-                    INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
-                    VALUES (\(txid.rawValue), 'prepared', \(request.coordinator.rawValue), \(ByteBuffer(bytes: request.payload.bytes)), now())
-                    ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
-                    WHERE t.state = 'prepared'
-                    """).count
-                guard inserted == 1 else {
+                // The lookup, the in-doubt row and BEGIN in one exchange.
+                guard try writeInDoubtRow(request, on: connection, begin: true) else {
+                    connection.rollbackQuietly()
                     return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []))
                 }
             }
-            var vote: Vote
-            if !hasRoom {
-                vote = .no(reason: "\(preparedCountMax) transactions are prepared here already (the participant's limit); retry when fewer are")
-            } else {
-                vote = try stageInTransaction(request, on: connection)
-            }
-            if case .yes = vote {
-                do {
-                    try connection.run("UPDATE arbiter_participant_transaction SET state = 'committed', ended_at = now() WHERE txid = \(txid.rawValue)")
-                    try Failpoints.hitSync("participant.before-prepare-force")
-                } catch let error as PostgresParticipantError where error.code == .statementFailed {
-                    vote = .no(reason: reason("recording the prepare failed: \(error)"))
-                }
-            }
+            let vote = try stageInTransaction(request, on: connection)
             switch vote {
             case .yes:
-                if let refusal = preparing(gid, on: connection) {
+                try Failpoints.hitSync("participant.before-prepare-force")
+                // The marker and the prepare in one exchange. Should the marker fail (the stage
+                // left the transaction failed), PREPARE TRANSACTION rolls it back: the vote is no.
+                let refusal: PostgresParticipantError?
+                do {
+                    let results = try connection.runPipelined([
+                        "UPDATE arbiter_participant_transaction SET state = 'committed', ended_at = now() WHERE txid = \(txid.rawValue)",
+                        PostgresQuery(unsafeSQL: "PREPARE TRANSACTION '\(gid)'"),
+                    ])
+                    refusal = results[1].command == "PREPARE TRANSACTION" ? nil
+                        : PostgresParticipantError(.statementFailed, "PREPARE TRANSACTION answered \(results[1].command)")
+                } catch {
+                    refusal = error
+                }
+                if let refusal {
                     guard refusal.code == .statementFailed else { return .failed(refusal, uncertain: true) }
                     // PostgreSQL refused (a temporary table, max_prepared_transactions reached…):
                     // the transaction is gone; vote no.
@@ -392,14 +396,18 @@ struct PieceContext<R: PostgresResource>: Sendable {
         }
     }
 
-    /// Runs `PREPARE TRANSACTION`; the error when it failed.
-    private func preparing(_ gid: String, on connection: BlockingConnection) -> PostgresParticipantError? {
-        do {
-            try connection.run(PostgresQuery(unsafeSQL: "PREPARE TRANSACTION '\(gid)'"))
-            return nil
-        } catch {
-            return error
-        }
+    /// Writes the transaction's in-doubt row (`prepared`, with coordinator and payload; lazily: the
+    /// PREPARE's flush takes it to disk), unless it ended here already; with `begin`, sends `BEGIN`
+    /// in the same exchange. Returns whether the row was written.
+    @discardableResult
+    private func writeInDoubtRow(_ request: PrepareRequest, on connection: BlockingConnection, begin: Bool) throws(PostgresParticipantError) -> Bool {
+        let insert: PostgresQuery = """
+            INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
+            VALUES (\(request.txid.rawValue), 'prepared', \(request.coordinator.rawValue), \(ByteBuffer(bytes: request.payload.bytes)), now())
+            ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
+            WHERE t.state = 'prepared'
+            """
+        return try connection.runPipelined(begin ? [insert, "BEGIN"] : [insert])[0].count == 1
     }
 
     /// Runs `COMMIT PREPARED` or `ROLLBACK PREPARED` (`verb`) of `gid`; `false` when PostgreSQL holds
@@ -427,17 +435,24 @@ struct PieceContext<R: PostgresResource>: Sendable {
     private func stageOnePhase(_ request: PrepareRequest, on connection: BlockingConnection) -> PieceOutcome {
         let txid = request.txid
         do {
-            if let recorded = try Rows.transactions([txid], on: connection)[txid], recorded.state != .prepared {
-                return PieceOutcome(result: .alreadyRecorded(recorded.records))
+            // The lookup and BEGIN in one exchange.
+            let looked = try connection.runPipelined([
+                "SELECT txid, state, coordinator, payload, heuristic, prepared_at, ended_at FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue)",
+                "BEGIN",
+            ])
+            if let row = looked[0].rows.first {
+                let recorded = try Rows.decode(row)
+                if recorded.state != .prepared {
+                    connection.rollbackQuietly()
+                    return PieceOutcome(result: .alreadyRecorded(recorded.records))
+                }
             }
             let vote = try stageInTransaction(request, on: connection)
             switch vote {
             case .yes:
                 do {
-                    try connection.run("SET LOCAL synchronous_commit = on")
-                    try Rows.end(txid, .committed, heuristic: false, on: connection)
                     try Failpoints.hitSync("participant.before-commit-force")
-                    try connection.run("COMMIT")
+                    try Rows.commitForced([Rows.endQuery(txid, .committed, heuristic: false)], on: connection, begin: false)
                 } catch let error as PostgresParticipantError where error.code == .statementFailed {
                     connection.rollbackQuietly()
                     try Rows.endForced(txid, .aborted, heuristic: false, on: connection)
@@ -462,9 +477,9 @@ struct PieceContext<R: PostgresResource>: Sendable {
         }
     }
 
-    /// Decodes the payload, begins the transaction and runs the resource's stage; every refusal
-    /// and statement error becomes a `no` (the transaction then stays open for the caller to roll
-    /// back). Throws only when the connection broke.
+    /// Decodes the payload and runs the resource's stage in the transaction the caller began;
+    /// every refusal and statement error becomes a `no` (the transaction then stays open for the
+    /// caller to roll back). Throws only when the connection broke.
     private func stageInTransaction(_ request: PrepareRequest, on connection: BlockingConnection) throws(PostgresParticipantError) -> Vote {
         let payload: R.Payload
         do {
@@ -472,7 +487,6 @@ struct PieceContext<R: PostgresResource>: Sendable {
         } catch {
             return .no(reason: reason("the payload does not fit this participant: \(error.message)"))
         }
-        try connection.run("BEGIN")
         do {
             let vote = try resource.stage(payload, in: PostgresStageContext(txid: request.txid, connection: connection))
             if case .no(let text) = vote { return .no(reason: reason(text.isEmpty ? "refused by the resource" : text)) }

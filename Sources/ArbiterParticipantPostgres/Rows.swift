@@ -42,21 +42,35 @@ enum Rows {
     /// there is no row, the end of a row still `prepared`. Lazy unless the connection's
     /// transaction says otherwise.
     static func end(_ txid: TxID, _ state: ParticipantTransactionState, heuristic: Bool, on connection: BlockingConnection) throws(PostgresParticipantError) {
-        try connection.run("""
-            INSERT INTO arbiter_participant_transaction AS t (txid, state, heuristic, ended_at)
-            VALUES (\(txid.rawValue), \(state.rawValue), \(heuristic), now())
-            ON CONFLICT (txid) DO UPDATE SET state = EXCLUDED.state, heuristic = EXCLUDED.heuristic, ended_at = EXCLUDED.ended_at
-            WHERE t.state = 'prepared' OR (t.state = EXCLUDED.state AND EXCLUDED.heuristic)
-            """)
+        try connection.run(endQuery(txid, state, heuristic: heuristic))
     }
 
-    /// ``end(_:_:heuristic:on:)`` in a transaction of its own, flushed to disk before it returns.
+    /// The statement of ``end(_:_:heuristic:on:)``.
+    static func endQuery(_ txid: TxID, _ state: ParticipantTransactionState, heuristic: Bool) -> PostgresQuery {
+        """
+        INSERT INTO arbiter_participant_transaction AS t (txid, state, heuristic, ended_at)
+        VALUES (\(txid.rawValue), \(state.rawValue), \(heuristic), now())
+        ON CONFLICT (txid) DO UPDATE SET state = EXCLUDED.state, heuristic = EXCLUDED.heuristic, ended_at = EXCLUDED.ended_at
+        WHERE t.state = 'prepared' OR (t.state = EXCLUDED.state AND EXCLUDED.heuristic)
+        """
+    }
+
+    /// ``end(_:_:heuristic:on:)`` in a transaction of its own, flushed to disk before it returns
+    /// (its statements in one exchange).
     static func endForced(_ txid: TxID, _ state: ParticipantTransactionState, heuristic: Bool, on connection: BlockingConnection) throws(PostgresParticipantError) {
-        try connection.run("BEGIN")
-        do {
-            try connection.run("SET LOCAL synchronous_commit = on")
-            try end(txid, state, heuristic: heuristic, on: connection)
-            try connection.run("COMMIT")
+        try commitForced([endQuery(txid, state, heuristic: heuristic)], on: connection, begin: true)
+    }
+
+    /// Runs `statements` and commits them with `synchronous_commit` on (the WAL flushed before it
+    /// returns), in one exchange; with `begin`, in a transaction of its own, else in the one the
+    /// connection is in. On a failure the transaction is rolled back and the failure thrown.
+    static func commitForced(_ statements: [PostgresQuery], on connection: BlockingConnection, begin: Bool) throws(PostgresParticipantError) {
+        do throws(PostgresParticipantError) {
+            let results = try connection.runPipelined((begin ? ["BEGIN"] : []) + ["SET LOCAL synchronous_commit = on"] + statements + ["COMMIT"])
+            // COMMIT of a failed transaction answers ROLLBACK (the error came first, and is thrown).
+            guard results.last?.command == "COMMIT" else {
+                throw PostgresParticipantError(.statementFailed, "COMMIT answered \(results.last?.command ?? "nothing")")
+            }
         } catch {
             connection.rollbackQuietly()
             throw error
