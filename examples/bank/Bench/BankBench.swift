@@ -120,21 +120,19 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "Run every process with TLS and mutual TLS (certificates made with openssl in the data directory); the load generator presents a client certificate.")
     var tls = false
 
-    @Option(help: "Keep the two banks' accounts in PostgreSQL: two URLs, comma-separated, one empty database each (postgres://USER@HOST:PORT/DB; bank-node --postgres). Their max_prepared_transactions must be at least 128.")
-    var postgres: String?
+    @Option(help: ArgumentHelp(
+        "Where the two banks keep their accounts: sqlite (each its own file), postgres (two throwaway PostgreSQL clusters, max_prepared_transactions 200), or two postgres:// URLs, comma-separated, one empty database each whose cluster has max_prepared_transactions of at least 128 (bank-node --postgres).",
+        valueName: "store"))
+    var bankStore: String = "sqlite"
 
-    @Flag(help: "Keep the two banks' accounts in PostgreSQL, in two throwaway clusters started for the run (Debian's postgresql; max_prepared_transactions 200).")
-    var postgresThrowaway = false
-
-    @Option(help: "With --postgres or --postgres-throwaway: each bank's connections that stage, prepare and commit at once (bank-node --postgres-connections).")
-    var postgresConnections: Int = 16
+    @Option(help: "With the banks on PostgreSQL: each bank's connections that stage, prepare and commit at once (bank-node --postgres-connections).")
+    var bankPostgresConnections: Int = 16
 
     func validate() throws {
-        guard (1...256).contains(postgresConnections) else { throw ValidationError("--postgres-connections must be 1...256") }
-        if let postgres, postgres.split(separator: ",").count != 2 {
-            throw ValidationError("--postgres takes two URLs, comma-separated (one database per bank), got \(postgres)")
+        guard (1...256).contains(bankPostgresConnections) else { throw ValidationError("--bank-postgres-connections must be 1...256") }
+        guard bankStore == "sqlite" || bankStore == "postgres" || bankStore.split(separator: ",").count == 2 else {
+            throw ValidationError("--bank-store takes sqlite, postgres, or two postgres:// URLs, comma-separated (one database per bank), got \(bankStore)")
         }
-        if postgres != nil && postgresThrowaway { throw ValidationError("give --postgres or --postgres-throwaway, not both") }
         guard !concurrencies.isEmpty, concurrencies.allSatisfy({ (1...4096).contains($0) }) else {
             throw ValidationError("--concurrency takes a comma-separated list of 1...4096, got \(concurrency)")
         }
@@ -195,15 +193,15 @@ struct BankBench: AsyncParsableCommand {
         let clusterTLS = tls ? try BankCluster.TLS(directory: root + "/tls") : nil
         // The banks on PostgreSQL: the databases given, or two throwaway clusters kept until the end.
         var throwaway: [PostgresServer] = []
-        var databases = postgres.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
-        if postgresThrowaway {
+        var databases = bankStore.contains(",") ? bankStore.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } : []
+        if bankStore == "postgres" {
             for _ in 0..<2 { throwaway.append(try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "200"])) }
             databases = throwaway.map(\.url)
         }
         defer { withExtendedLifetime(throwaway) {} }
         if !databases.isEmpty { progress("banks on PostgreSQL: \(databases.joined(separator: ", "))") }
         let cluster = try BankCluster(options: .init(nodeCount: 2, root: root, launcher: launcher, logLevel: "info",
-                                                     nodeArguments: databases.isEmpty ? [] : ["--postgres-connections", "\(postgresConnections)"],
+                                                     nodeArguments: databases.isEmpty ? [] : ["--postgres-connections", "\(bankPostgresConnections)"],
                                                      tls: clusterTLS, postgres: Dictionary(uniqueKeysWithValues: databases.enumerated().map { ($0.offset, $0.element) })))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient(tls: cluster.clientTLS)
