@@ -157,8 +157,20 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
                                           statistics: counters, logger: logger)
     }
 
+    /// Bounded by a few seconds: the client's pool waits for a connection as long as the database
+    /// is away, and a probe must answer (it decides whether a prepare is refused at once).
     func probe() async throws {
-        try await rows("UPDATE arbiter_schema_version SET version = version WHERE component = \(Self.component)")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await self.rows("UPDATE arbiter_schema_version SET version = version WHERE component = \(Self.component)")
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(3))
+                throw PostgresParticipantError(.unavailable, "\(self.location) did not answer within 3 s")
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
     }
 
     func prepared() async throws -> [ParticipantTransaction] {

@@ -116,7 +116,14 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
         var lazy = 0
         for (plan, outcome) in zip(plans, results) {
             let txid = plan.txid
-            if outcome.uncertain { uncertain.insert(txid) } else { uncertain.remove(txid) }
+            // A stage stays uncertain until one of its tries ends (a failed check of the gid
+            // tells nothing).
+            if outcome.uncertain {
+                uncertain.insert(txid)
+            } else if case .failed = outcome.result {
+            } else {
+                uncertain.remove(txid)
+            }
             switch outcome.prepared {
             case true?: preparedHere.insert(txid)
             case false?: preparedHere.remove(txid)
@@ -171,7 +178,7 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
         let txids = requests.map(\.txid.rawValue)
         let coordinators = requests.map(\.coordinator.rawValue)
         let payloads = requests.map { Data($0.payload.bytes).base64EncodedString() }
-        let written = workers.run { connection -> Result<[TxID: ParticipantTransaction?], PostgresParticipantError> in
+        let written = workers.run { connection -> Result<[TxID: Plan.Row], PostgresParticipantError> in
             Result { () throws(PostgresParticipantError) in
                 var fresh: Set<String> = []
                 for row in try connection.run("""
@@ -190,15 +197,21 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
                 }
                 let ended = requests.map(\.txid).filter { !fresh.contains($0.rawValue) }
                 let recorded = ended.isEmpty ? [:] : try Rows.transactions(ended, on: connection)
-                var result: [TxID: ParticipantTransaction?] = [:]
-                for request in requests { result[request.txid] = fresh.contains(request.txid.rawValue) ? .some(nil) : .some(recorded[request.txid]) }
+                var result: [TxID: Plan.Row] = [:]
+                for request in requests {
+                    if fresh.contains(request.txid.rawValue) {
+                        result[request.txid] = .written
+                    } else if let transaction = recorded[request.txid] {
+                        result[request.txid] = .ended(transaction.records)
+                    }
+                }
                 return result
             }
         }
         guard case .success(let rows) = written else { return }
         for index in batch {
-            guard case .stage(let request, let uncertain, let hasRoom, _) = plans[index], let found = rows[request.txid] else { continue }
-            plans[index] = .stage(request, uncertain: uncertain, hasRoom: hasRoom, row: found.map { .ended($0.records) } ?? .written)
+            guard case .stage(let request, let uncertain, let hasRoom, _) = plans[index], let row = rows[request.txid] else { continue }
+            plans[index] = .stage(request, uncertain: uncertain, hasRoom: hasRoom, row: row)
         }
     }
 
