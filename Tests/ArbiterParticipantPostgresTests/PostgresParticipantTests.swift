@@ -63,6 +63,7 @@ struct RunningPostgresNode {
 func withPostgresNode<T>(
     _ database: PostgresServer,
     retention: Duration = .seconds(3600),
+    replyTimeout: Duration = .seconds(10),
     settings configure: (inout PostgresParticipantSettings) -> Void = { _ in },
     _ body: (RunningPostgresNode) async throws -> T
 ) async throws -> T {
@@ -71,6 +72,7 @@ func withPostgresNode<T>(
         port: 0, dataDirectory: "", secret: secret,
         operatorTokens: [NamedToken(name: "test-operator", secret: try BearerSecret(operatorText))],
         protocolConfig: ParticipantConfig(inquiryTimeout: .seconds(600), retention: retention),
+        replyTimeout: replyTimeout,
         seed: 42, logger: quietLogger())
     var settings = PostgresParticipantSettings(database: try PostgresLocation(url: database.url), gidPrefix: "test-node", connectionCount: 4)
     configure(&settings)
@@ -227,7 +229,7 @@ struct PostgresParticipantTests {
         try await database.stop()
     }
 
-    @Test("an operator's heuristic decision rolls back the prepared transaction after a forced audit row")
+    @Test("an operator's heuristic decision rolls back or commits the prepared transaction after a forced audit row")
     func heuristicDecision() async throws {
         let database = try await Self.database()
         try await withPostgresNode(database) { node in
@@ -240,6 +242,13 @@ struct PostgresParticipantTests {
             #expect(try await node.balance("gina") == 40)
             let audit = try await node.send(.GET, "/v1/operator/audit", token: operatorText)
             #expect(audit.text.contains("coordinator lost") && audit.text.contains("done"), "\(audit)")
+
+            _ = try await node.prepare("t-17", #"{"op":"debit","account":"gina","amount":5}"#)
+            let committed = try await node.send(.POST, "/v1/operator/transactions/t-17/decide",
+                #"{"outcome":"committed","iUnderstandThisMayBreakAtomicity":true,"reason":"the coordinator's log says committed"}"#, token: operatorText)
+            #expect(committed.status == 200 && committed.text.contains(#""state":"committed""#) && committed.text.contains(#""heuristic":true"#), "\(committed)")
+            #expect(try await node.balance("gina") == 35)
+            #expect(try await node.preparedGIDs().isEmpty)
         }
         try await database.stop()
     }
@@ -303,6 +312,32 @@ struct PostgresParticipantTests {
             try await withPostgresNode(database, settings: { $0.gidPrefix = "another-node" }) { _ in }
         } throws: { error in
             "\(error)".contains("belongs to the participant whose prepared transactions are named test-node")
+        }
+        try await database.stop()
+    }
+
+    @Test("PostgreSQL stops while a transaction is prepared: the commit waits (503 after the reply timeout), then applies once it is back")
+    func postgresAway() async throws {
+        let database = try await Self.database()
+        try await withPostgresNode(database, replyTimeout: .seconds(2)) { node in
+            try await Self.openAccounts(node, ["lea": 10])
+            _ = try await node.prepare("t-18", #"{"op":"debit","account":"lea","amount":4}"#)
+            try await database.stop()
+            let away = try await node.send(.POST, "/v1/commit", #"{"txid":"t-18"}"#)
+            #expect(away.status == 503, "\(away)")
+            let ready = try await node.send(.GET, "/readyz")
+            #expect(ready.status == 503, "\(ready)")
+            try await database.start()
+            var answer = (status: 0, text: "")
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                answer = try await node.send(.POST, "/v1/commit", #"{"txid":"t-18"}"#)
+                if answer.status == 200 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(answer.status == 200 && answer.text.contains("committed"), "\(answer)")
+            #expect(try await node.balance("lea") == 6)
+            #expect(try await node.preparedGIDs().isEmpty)
         }
         try await database.stop()
     }
