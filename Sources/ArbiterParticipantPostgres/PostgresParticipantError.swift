@@ -36,6 +36,7 @@ public struct PostgresParticipantError: Error, Hashable, Sendable, CustomStringC
     /// Whether a CHECK constraint refused a row (SQLSTATE `23514`).
     public var isCheckViolation: Bool { sqlState == "23514" }
 
+    /// The kind, the message and the SQLSTATE, for logs and replies.
     public var description: String {
         switch code {
         case .statementFailed: "PostgreSQL refused a statement: \(message)\(sqlState.map { " (SQLSTATE \($0))" } ?? "")"

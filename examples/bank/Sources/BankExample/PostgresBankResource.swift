@@ -15,6 +15,7 @@ public struct PostgresBankResource: PostgresResource {
     /// Makes the resource.
     public init() {}
 
+    /// The accounts: a balance in cents that a CHECK keeps from going negative.
     public var migrations: [PostgresMigration] {
         [PostgresMigration(name: "bank.v1", sql: """
             CREATE TABLE bank_accounts (
@@ -24,6 +25,7 @@ public struct PostgresBankResource: PostgresResource {
             """)]
     }
 
+    /// Debits, credits or moves the money at once, in the transaction the library prepares.
     public func stage(_ payload: BankOperation, in context: PostgresStageContext) throws -> Vote {
         switch payload.op {
         case .debit:
