@@ -187,11 +187,33 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
             """).first.map { row throws(PostgresParticipantError) in try Rows.decode(row) }
     }
 
-    /// PostgreSQL's row locks are not listed: they live in the rows themselves, not in a table.
-    func locks(of txid: TxID) async throws -> [String] { [] }
+    /// The tables whose rows the prepared transaction holds, as `table (mode)`: PostgreSQL lists a
+    /// prepared transaction's table locks, not its row locks (those live in the rows), so this says
+    /// where its locked rows are. Arbiter's own table is left out.
+    func locks(of txid: TxID) async throws -> [String] {
+        try await rows("""
+            SELECT DISTINCT c.relname || ' (' || l.mode || ')'
+            FROM pg_prepared_xacts p
+            JOIN pg_locks own ON own.locktype = 'transactionid' AND own.transactionid = p.transaction AND own.pid IS NULL
+            JOIN pg_locks l ON l.virtualtransaction = own.virtualtransaction AND l.pid IS NULL AND l.locktype = 'relation'
+            JOIN pg_class c ON c.oid = l.relation AND c.relkind = 'r' AND c.relname <> 'arbiter_participant_transaction'
+            WHERE p.gid = \(head + txid.rawValue) AND p.database = current_database()
+            ORDER BY 1
+            """).map { row in try row.decode(String.self) }
+    }
 
     func census(countingEnded: Bool) async throws -> ParticipantCensus {
         var census = ParticipantCensus()
+        // The table locks of this node's prepared transactions (see `locks(of:)`).
+        for row in try await rows("""
+            SELECT count(*) FROM pg_prepared_xacts p
+            JOIN pg_locks own ON own.locktype = 'transactionid' AND own.transactionid = p.transaction AND own.pid IS NULL
+            JOIN pg_locks l ON l.virtualtransaction = own.virtualtransaction AND l.pid IS NULL AND l.locktype = 'relation'
+            JOIN pg_class c ON c.oid = l.relation AND c.relkind = 'r' AND c.relname <> 'arbiter_participant_transaction'
+            WHERE starts_with(p.gid, \(head)) AND p.database = current_database()
+            """) {
+            census.locks = try row.decode(Int.self)
+        }
         for row in try await rows("""
             SELECT count(*), min(t.prepared_at)
             FROM arbiter_participant_transaction t JOIN pg_prepared_xacts p ON p.gid = \(head) || t.txid AND p.database = current_database()

@@ -135,7 +135,7 @@ struct PostgresParticipantTests {
             // Invisible until committed.
             #expect(try await node.balance("alice") == 100)
             let inDoubt = try await node.send(.GET, "/v1/operator/in-doubt", token: operatorText)
-            #expect(inDoubt.text.contains("t-1"), "\(inDoubt)")
+            #expect(inDoubt.text.contains("t-1") && inDoubt.text.contains("bank_accounts (RowExclusiveLock)"), "\(inDoubt)")
 
             let ack = try await node.send(.POST, "/v1/commit", #"{"txid":"t-1"}"#)
             #expect(ack.status == 200 && ack.text.contains("committed"), "\(ack)")
