@@ -161,6 +161,10 @@ public final class PostgresParticipantNode<R: PostgresResource>: Service, Sendab
     ///   or cannot be migrated (the message says what to do); the HTTP server's error when it cannot
     ///   listen.
     public func run() async throws {
+        // The client runs once too: a second run is refused before it is started again.
+        guard !server.hasRun else {
+            throw ParticipantNodeError(.alreadyRun, "this node has run already; make a new PostgresParticipantNode on the same database to restart")
+        }
         let client = self.client
         let backend = self.backend
         try await withThrowingTaskGroup(of: Void.self) { group in
