@@ -68,7 +68,8 @@ public final class ParticipantNode<R: Resource>: Service, Sendable {
         options: ParticipantOptions,
         routes: @escaping @Sendable (_ routes: ParticipantRoutes) -> Void = { _ in }
     ) throws(ParticipantNodeError) {
-        if let problem = options.problem() ?? options.databaseProblem() {
+        try ParticipantServer.validated(options)
+        if let problem = options.databaseProblem() {
             throw ParticipantNodeError(.invalidOptions, problem)
         }
         do {

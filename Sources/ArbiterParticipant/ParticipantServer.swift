@@ -43,10 +43,7 @@ package final class ParticipantServer: Sendable {
         options: ParticipantOptions,
         routes: @escaping @Sendable (RouterGroup<BasicRequestContext>) -> Void
     ) throws(ParticipantNodeError) {
-        if let problem = options.problem() {
-            throw ParticipantNodeError(.invalidOptions, problem)
-        }
-        self.coordinators = try Self.normalized(options.coordinators, limits: options.limits)
+        self.coordinators = try Self.validated(options)
         self.backend = backend
         self.options = options
         self.keyring = Keyring(Self.roles(secret: options.secret, clientTokens: options.clientTokens, operatorTokens: options.operatorTokens))
@@ -431,6 +428,16 @@ package final class ParticipantServer: Sendable {
         } catch {
             throw APIError.unavailable("\(error); retry")
         }
+    }
+
+    /// Checks `options` (their database's aside) and returns the accepted coordinators' URLs,
+    /// normalized; a node calls it before it opens anything.
+    @discardableResult
+    package static func validated(_ options: ParticipantOptions) throws(ParticipantNodeError) -> Set<String>? {
+        if let problem = options.problem() {
+            throw ParticipantNodeError(.invalidOptions, problem)
+        }
+        return try normalized(options.coordinators, limits: options.limits)
     }
 
     private static func normalized(_ coordinators: [String]?, limits: WireLimits) throws(ParticipantNodeError) -> Set<String>? {
