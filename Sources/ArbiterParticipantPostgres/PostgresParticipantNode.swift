@@ -22,7 +22,7 @@ public struct PostgresParticipantSettings: Sendable {
     /// Default 16.
     public var connectionCount: Int
     /// The most transactions prepared here at once; beyond, a prepare votes no. The node refuses
-    /// to start when PostgreSQL's `max_prepared_transactions` is below it. Default 128: with clients that
+    /// to start when PostgreSQL's `max_prepared_transactions` is below it. Default 200: with clients that
     /// wait for the decision only, a participant holds up to about twice their concurrency prepared at
     /// once (the ones preparing, and the ones whose commit is on its way).
     public var preparedCountMax: Int
@@ -35,7 +35,7 @@ public struct PostgresParticipantSettings: Sendable {
     public var clientConnectionCountMax: Int
 
     /// Makes settings; every argument but `database` has the documented default.
-    public init(database: PostgresLocation, gidPrefix: String = "arbiter", connectionCount: Int = 16, preparedCountMax: Int = 128,
+    public init(database: PostgresLocation, gidPrefix: String = "arbiter", connectionCount: Int = 16, preparedCountMax: Int = 200,
                 lockTimeout: Duration = .milliseconds(1), clientConnectionCountMax: Int = 8) {
         self.database = database
         self.gidPrefix = gidPrefix

@@ -121,7 +121,7 @@ struct BankBench: AsyncParsableCommand {
     var tls = false
 
     @Option(help: ArgumentHelp(
-        "Where the two banks keep their accounts: sqlite (each its own file), postgres (two throwaway PostgreSQL clusters, max_prepared_transactions 200), or two postgres:// URLs, comma-separated, one empty database each whose cluster has max_prepared_transactions of at least 128 (bank-node --postgres).",
+        "Where the two banks keep their accounts: sqlite (each its own file), postgres (two throwaway PostgreSQL clusters, max_prepared_transactions 200), or two postgres:// URLs, comma-separated, one empty database each whose cluster has max_prepared_transactions of at least 200 (bank-node --postgres).",
         valueName: "store"))
     var bankStore: String = "sqlite"
 

@@ -75,7 +75,7 @@ struct BankNodeCommand: AsyncParsableCommand {
     var postgresConnections: Int = 16
 
     @Option(help: "With --postgres: the most transactions prepared at once (PostgreSQL's max_prepared_transactions must be at least this).")
-    var postgresPreparedMax: Int = 128
+    var postgresPreparedMax: Int = 200
 
     @Option(help: "With --postgres: milliseconds a branch waits for an account's row lock before voting no.")
     var postgresLockTimeoutMs: Int = 1
