@@ -23,6 +23,9 @@
 //                        (library product for users)
 //   ArbiterPostgres      the decision store a coordinator cluster shares, on PostgreSQL (postgres-nio):
 //                        leases, fencing by owner and epoch, takeover
+//   ArbiterParticipantPostgres  the participant library over PostgreSQL: a PostgresResource's stage
+//                        is SQL in a transaction the node prepares (PREPARE TRANSACTION) and commits
+//                        (library product for users)
 //   ArbiterTesting       running real processes and temporary directories in tests, demo, benchmark
 //   ArbiterCommandLine   the flags every Arbiter server takes (TLS, connection limits, OTLP trace
 //                        export) and their other sources (ARBITER_ variables, a configuration
@@ -57,6 +60,7 @@ let package = Package(
         .library(name: "ArbiterCoordinator", targets: ["ArbiterCoordinator"]),
         .library(name: "ArbiterClient", targets: ["ArbiterClient"]),
         .library(name: "ArbiterParticipant", targets: ["ArbiterParticipant"]),
+        .library(name: "ArbiterParticipantPostgres", targets: ["ArbiterParticipantPostgres"]),
         .executable(name: "arbiter", targets: ["arbiter"]),
         .executable(name: "bank-node", targets: ["bank-node"]),
         .executable(name: "bank-demo", targets: ["bank-demo"]),
@@ -181,6 +185,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ArbiterParticipantPostgres",
+            dependencies: [
+                "ArbiterCore", "ArbiterHTTP", "ArbiterRuntime", "ArbiterStorage", "ArbiterParticipant", "ArbiterPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ArbiterTesting",
             dependencies: [
                 // The recording tracer of the tracing tests (one per test process: see W3CRecordingTracer).
@@ -224,10 +242,12 @@ let package = Package(
             dependencies: [
                 "ArbiterCore",
                 "ArbiterParticipant",
+                "ArbiterParticipantPostgres",
                 "ArbiterHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "examples/bank/Sources/BankExample",
             swiftSettings: swiftSettings
@@ -240,6 +260,8 @@ let package = Package(
                 "ArbiterHTTP",
                 "ArbiterRuntime",
                 "ArbiterCommandLine",
+                "ArbiterParticipantPostgres",
+                "ArbiterPostgres",
                 "BankExample",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -300,6 +322,18 @@ let package = Package(
             name: "ArbiterPostgresTests",
             // ArbiterSimulation: the same rules are checked on the simulator's shared store.
             dependencies: ["ArbiterPostgres", "ArbiterCore", "ArbiterRuntime", "ArbiterSimulation", "ArbiterStorage", "ArbiterTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ArbiterParticipantPostgresTests",
+            dependencies: [
+                "ArbiterParticipantPostgres", "ArbiterParticipant", "ArbiterPostgres", "ArbiterCore", "ArbiterHTTP", "ArbiterTesting", "BankExample",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -47,9 +47,9 @@ struct ParticipantDashboardSummary: Encodable, Sendable {
 /// The participant's dashboard: the login routes (``DashboardLogin``), the page, and the summary it
 /// polls. The page decides through `POST /v1/operator/transactions/{txid}/decide`, with the session
 /// cookie and its CSRF token.
-struct ParticipantDashboard<R: Resource>: Sendable {
-    let engine: ParticipantEngine<R>
-    let store: ParticipantStore
+struct ParticipantDashboard: Sendable {
+    let engine: ParticipantEngine
+    let store: any ParticipantBackend
     let keyring: Keyring
     let sessions: DashboardSessions
 
@@ -96,7 +96,7 @@ struct ParticipantDashboard<R: Resource>: Sendable {
         return ParticipantDashboardSummary(
             inDoubt: inDoubt,
             inDoubtCount: prepared.count,
-            audit: try await store.operatorActions(limit: Self.auditShown).map(OperatorAuditEntry.init),
+            audit: try await store.operatorActions(limit: Self.auditShown, before: nil).map(OperatorAuditEntry.init),
             csrf: sessions.session(of: request)?.csrf)
     }
 

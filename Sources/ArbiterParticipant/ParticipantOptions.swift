@@ -126,14 +126,19 @@ public struct ParticipantOptions: Sendable {
         self.connectionLimits = connectionLimits
     }
 
-    /// The problem with these options, if there is one.
-    func problem() -> String? {
-        if !(0...65_535).contains(port) { return "port \(port) is not in 0...65535" }
-        if host.isEmpty { return "host is empty; use 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)" }
+    /// The problem with the SQLite database's options, if there is one.
+    func databaseProblem() -> String? {
         if dataDirectory.isEmpty { return "dataDirectory is empty; name the directory of the participant's database" }
         if databaseFileName.isEmpty || databaseFileName.contains("/") {
             return "databaseFileName \(databaseFileName.debugDescription) must be a plain file name"
         }
+        return nil
+    }
+
+    /// The problem with these options (the database's aside), if there is one.
+    func problem() -> String? {
+        if !(0...65_535).contains(port) { return "port \(port) is not in 0...65535" }
+        if host.isEmpty { return "host is empty; use 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)" }
         if replyTimeout <= .zero || inquiryTimeout <= .zero { return "replyTimeout and inquiryTimeout must be positive" }
         if inquiryConcurrencyMax < 1 || pendingReplyCountMax < 1 {
             return "inquiryConcurrencyMax and pendingReplyCountMax must each be at least 1"

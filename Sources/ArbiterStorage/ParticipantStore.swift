@@ -51,6 +51,18 @@ public struct ParticipantTransaction: Hashable, Sendable {
     /// When it was committed or aborted.
     public let endedAt: Date?
 
+    /// Makes a value from its members (for stores other than SQLite's: a participant on PostgreSQL).
+    public init(txid: TxID, state: ParticipantTransactionState, coordinator: CoordinatorID?, payload: Payload?,
+                isHeuristic: Bool, preparedAt: Date?, endedAt: Date?) {
+        self.txid = txid
+        self.state = state
+        self.coordinator = coordinator
+        self.payload = payload
+        self.isHeuristic = isHeuristic
+        self.preparedAt = preparedAt
+        self.endedAt = endedAt
+    }
+
     /// An abort recorded without a prepare: it exists so that a late prepare votes no.
     public var isTombstone: Bool { state == .aborted && coordinator == nil }
 

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A throwaway PostgreSQL cluster for tests, the demo and the benchmark: `initdb` in a temporary
 /// directory, a server on a free loopback port (and a Unix socket in that directory only), one
@@ -66,6 +66,18 @@ public final class PostgresServer: Sendable {
     public func stop() async throws {
         guard let pid = postmasterPID else { return }
         kill(pid, SIGINT)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while kill(pid, 0) == 0 {
+            guard ContinuousClock.now < deadline else { throw HarnessError("PostgreSQL (pid \(pid)) did not stop within 60 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Stops the server as a crash would (immediate shutdown: no checkpoint; the next start
+    /// replays the WAL) and waits until it is gone.
+    public func crash() async throws {
+        guard let pid = postmasterPID else { return }
+        kill(pid, SIGQUIT)
         let deadline = ContinuousClock.now + .seconds(60)
         while kill(pid, 0) == 0 {
             guard ContinuousClock.now < deadline else { throw HarnessError("PostgreSQL (pid \(pid)) did not stop within 60 s") }

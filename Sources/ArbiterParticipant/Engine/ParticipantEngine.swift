@@ -18,13 +18,13 @@ struct EngineLoad: Sendable {
 }
 
 /// The participant's ``ParticipantLoop`` run for real: on a thread of its own (``LoopThread``),
-/// over the participant's SQLite database (``SQLiteParticipantStorage``) and inquiries over HTTP
-/// (``InquiryLinks``), with the monotonic clock.
+/// over the participant's database (the storage its ``ParticipantBackend`` makes: SQLite, or
+/// PostgreSQL) and inquiries over HTTP (``InquiryLinks``), with the monotonic clock.
 ///
 /// The HTTP handlers post the coordinator's requests and operators' decisions to the loop and wait;
 /// the loop's round stages and writes once (forced when anything must be durable), then answers.
 /// A failed write is retried with backoff and answers nothing meanwhile (`GET /readyz` says so).
-final class ParticipantEngine<R: Resource>: Sendable {
+final class ParticipantEngine: Sendable {
     /// Bounds and timeouts of the engine.
     struct Settings: Sendable {
         var replyTimeout: Duration
@@ -37,8 +37,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         var coordinators: [CoordinatorID] = []
     }
 
-    let resource: R
-    let store: ParticipantStore
+    let backend: any ParticipantBackend
     let settings: Settings
     let logger: Logger
     private let thread = LoopThread<ParticipantLoop.Input>(name: "arbiter-loop")
@@ -78,9 +77,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
         }
     }
 
-    init(resource: R, store: ParticipantStore, config: ParticipantConfig, seed: UInt64, settings: Settings, logger: Logger) {
-        self.resource = resource
-        self.store = store
+    init(backend: any ParticipantBackend, config: ParticipantConfig, seed: UInt64, settings: Settings, logger: Logger) {
+        self.backend = backend
         self.settings = settings
         self.logger = logger
         self.core = Core(config: config, seed: seed)
@@ -94,8 +92,8 @@ final class ParticipantEngine<R: Resource>: Sendable {
     /// - Returns: how many transactions were in doubt.
     func start(client: ProtocolClient) throws -> Int {
         let observer = Observer(logger: logger, shared: shared)
-        let storage = SQLiteParticipantStorage(resource: resource, store: store, retention: core.config.retention,
-                                               traceContext: { [shared] txid in shared.traceContext(of: txid) })
+        let storage = try backend.makeStorage(retention: core.config.retention,
+                                              traceContext: { [shared] txid in shared.traceContext(of: txid) })
         let links = InquiryLinks(client: client, records: inquiries, timeout: settings.inquiryTimeout, concurrencyMax: settings.inquiryConcurrencyMax,
                                  coordinators: settings.coordinators, logger: logger, traceparent: { [shared] txid in
                                      WireTracing.traceparent(for: shared.traceContext(of: txid))
@@ -203,10 +201,7 @@ final class ParticipantEngine<R: Resource>: Sendable {
         }
         guard due else { return }
         do {
-            try await store.write(.forced) { db in
-                // Rewrites one row with its own value: a real write (SQLite writes the page), no change.
-                try db.execute(sql: "UPDATE arbiter_schema_version SET version = version WHERE component = 'participant'")
-            }
+            try await backend.probe()
             let ended = shared.writeFailure.withLock { fault -> StorageFault? in
                 defer { fault = nil }
                 return fault

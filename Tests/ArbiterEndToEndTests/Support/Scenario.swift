@@ -83,6 +83,7 @@ final class Scenario: Sendable {
         settles: Bool = true,
         seed: UInt64? = nil,
         database: PostgresServer? = nil,
+        postgres: [Int: String] = [:],
         _ body: (Scenario) async throws -> Void
     ) async throws -> ResultsTable.Row {
         let seed = seed ?? Self.seed()
@@ -91,7 +92,7 @@ final class Scenario: Sendable {
             nodeCount: nodeCount, root: directory.path, launcher: try .builtProducts(),
             coordinatorArguments: ClusterTimeouts.coordinator + (database == nil ? [] : ClusterTimeouts.cluster),
             logLevel: logLevel, nodeArguments: ClusterTimeouts.node,
-            store: database?.url, peerCount: database == nil ? 0 : 2))
+            store: database?.url, peerCount: database == nil ? 0 : 2, postgres: postgres))
         let scenario = Scenario(name: name, cluster: cluster, directory: directory, seed: seed,
                                 accountsPerNode: accountsPerNode, balance: balance, database: database)
         print("▶ \(name) (seed \(seed), data in \(directory.path))")

@@ -135,7 +135,19 @@ struct BankBench: AsyncParsableCommand {
     @Flag(help: "Run every process with TLS and mutual TLS (certificates made with openssl in the data directory); the load generator presents a client certificate.")
     var tls = false
 
+    @Option(help: ArgumentHelp(
+        "Where the two banks keep their accounts: sqlite (each its own file), postgres (two throwaway PostgreSQL clusters, max_prepared_transactions 200), or two postgres:// URLs, comma-separated, one empty database each whose cluster has max_prepared_transactions of at least 200 (bank-node --postgres).",
+        valueName: "store"))
+    var bankStore: String = "sqlite"
+
+    @Option(help: "With the banks on PostgreSQL: each bank's connections that stage, prepare and commit at once (bank-node --postgres-connections).")
+    var bankPostgresConnections: Int = 16
+
     func validate() throws {
+        guard (1...256).contains(bankPostgresConnections) else { throw ValidationError("--bank-postgres-connections must be 1...256") }
+        guard bankStore == "sqlite" || bankStore == "postgres" || bankStore.split(separator: ",").count == 2 else {
+            throw ValidationError("--bank-store takes sqlite, postgres, or two postgres:// URLs, comma-separated (one database per bank), got \(bankStore)")
+        }
         guard !concurrencies.isEmpty, concurrencies.allSatisfy({ (1...4096).contains($0) }) else {
             throw ValidationError("--concurrency takes a comma-separated list of 1...4096, got \(concurrency)")
         }
@@ -200,15 +212,26 @@ struct BankBench: AsyncParsableCommand {
         // Info level: the harness reads the coordinator's "listening" line; nothing is logged per
         // transaction at that level.
         let clusterTLS = tls ? try BankCluster.TLS(directory: root + "/tls") : nil
-        // A throwaway PostgreSQL lives until this function returns; its data is under the system's
-        // temporary directory, on the same disk as the data directory here.
+        // A throwaway PostgreSQL for the coordinators' store lives until this function returns; its
+        // data is under the system's temporary directory, on the same disk as the data directory here.
         let database: PostgresServer? = store == "postgres" ? try await PostgresServer(database: "arbiter_bench") : nil
         defer { withExtendedLifetime(database) {} }
         let storeURL: String? = store == "sqlite" ? nil : (database?.url ?? store)
         if let storeURL { progress("decision store: PostgreSQL at \(storeURL), \(coordinators) coordinator(s)") }
+        // The banks on PostgreSQL: the databases given, or two throwaway clusters kept until the end.
+        var throwaway: [PostgresServer] = []
+        var databases = bankStore.contains(",") ? bankStore.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } : []
+        if bankStore == "postgres" {
+            for _ in 0..<2 { throwaway.append(try await PostgresServer(database: "bank", settings: ["max_prepared_transactions": "200"])) }
+            databases = throwaway.map(\.url)
+        }
+        defer { withExtendedLifetime(throwaway) {} }
+        if !databases.isEmpty { progress("banks on PostgreSQL: \(databases.joined(separator: ", "))") }
         let cluster = try BankCluster(options: .init(
-            nodeCount: 2, root: root, launcher: launcher, logLevel: "info", tls: clusterTLS,
-            store: storeURL, peerCount: coordinators - 1))
+            nodeCount: 2, root: root, launcher: launcher, logLevel: "info",
+            nodeArguments: databases.isEmpty ? [] : ["--postgres-connections", "\(bankPostgresConnections)"], tls: clusterTLS,
+            store: storeURL, peerCount: coordinators - 1,
+            postgres: Dictionary(uniqueKeysWithValues: databases.enumerated().map { ($0.offset, $0.element) })))
         let maxConcurrency = concurrencies.max() ?? 1
         let http = HTTPClientSettings(connectionsPerHostMax: max(256, maxConcurrency * 2)).makeClient(tls: cluster.clientTLS)
         let connections = HTTP1Connections(tls: cluster.clientTLS)

@@ -73,11 +73,14 @@ public final class BankCluster: Sendable {
         public var store: String?
         /// Coordinators besides the first, in a cluster (each with its own `--name`).
         public var peerCount: Int
+        /// The nodes that keep their accounts in PostgreSQL, by index: the database's URL
+        /// (`bank-node --postgres`). The others use SQLite in their directory.
+        public var postgres: [Int: String]
 
         public init(
             nodeCount: Int = 2, root: String, launcher: Launcher, coordinatorArguments: [String] = [], logLevel: String = "warning",
             nodeArguments: [String] = [], tls: TLS? = nil, environment: [String: String] = [:],
-            store: String? = nil, peerCount: Int = 0
+            store: String? = nil, peerCount: Int = 0, postgres: [Int: String] = [:]
         ) {
             precondition(peerCount == 0 || store != nil, "a cluster's coordinators need a store to share")
             self.nodeCount = nodeCount
@@ -90,6 +93,7 @@ public final class BankCluster: Sendable {
             self.environment = environment
             self.store = store
             self.peerCount = peerCount
+            self.postgres = postgres
         }
     }
 
@@ -207,8 +211,10 @@ public final class BankCluster: Sendable {
             pattern = #"arbiter coordinator listening on https?://127\.0\.0\.1:(\d+)"#
         case .node(let index):
             let (executable, prefix) = options.launcher.node
-            process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + [
-                "--data", directory, "--port", String(port), "--coordinator", coordinators.map(url).joined(separator: ","),
+            // A PostgreSQL node names its prepared transactions after itself: the nodes may share a cluster.
+            let store = options.postgres[index].map { ["--postgres", $0, "--postgres-gid-prefix", "node-\(index)"] } ?? ["--data", directory]
+            process = try ManagedProcess(name: "node \(index)", executable: executable, arguments: prefix + store + [
+                "--port", String(port), "--coordinator", coordinators.map(url).joined(separator: ","),
                 "--secret-file", options.root + "/node-\(index).secret", "--client-secret-file", options.root + "/client-tokens",
                 "--operator-secret-file", options.root + "/operator-tokens",
                 "--log-level", options.logLevel,

@@ -2,6 +2,8 @@ import ArbiterCommandLine
 import ArbiterCore
 import ArbiterHTTP
 import ArbiterParticipant
+import ArbiterParticipantPostgres
+import ArbiterPostgres
 import ArbiterRuntime
 import ArgumentParser
 import BankExample
@@ -19,7 +21,7 @@ import UnixSignals
 struct BankNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bank-node",
-        abstract: "Run a bank: an Arbiter participant that keeps accounts in SQLite.",
+        abstract: "Run a bank: an Arbiter participant that keeps accounts in SQLite, or in PostgreSQL with --postgres.",
         discussion: """
             Serves the participant protocol (POST /v1/prepare, /v1/commit, /v1/abort, /v1/batch, \
             GET /healthz), behind the protocol secret, and the bank's API (POST /accounts, \
@@ -27,6 +29,11 @@ struct BankNodeCommand: AsyncParsableCommand {
             when none are given). With --operator-secret-file, also the operator endpoints under \
             /v1/operator (in-doubt transactions, heuristic decisions, the audit trail). SIGHUP \
             re-reads the client and operator token files.
+
+            With --postgres postgres://USER@HOST:PORT/DATABASE the accounts live in PostgreSQL \
+            (the table bank_accounts, created on first start) and each branch is a plain UPDATE in \
+            a transaction the node prepares (PREPARE TRANSACTION) and commits (COMMIT PREPARED); \
+            PostgreSQL's max_prepared_transactions must be at least --postgres-prepared-max.
 
             Every option may also come from an environment variable, ARBITER_ and its name in \
             capitals (--secret-file: ARBITER_SECRET_FILE), or from the configuration file \
@@ -55,8 +62,23 @@ struct BankNodeCommand: AsyncParsableCommand {
     @Option(help: "Log format on standard error: text, or json (one object per line: time, level, label, message, metadata).")
     var logFormat: String = "text"
 
-    @Option(help: "The directory of the bank's database (created if missing).")
-    var data: String
+    @Option(help: "The directory of the bank's SQLite database (created if missing); not used with --postgres.")
+    var data: String?
+
+    @Option(help: "Keep the accounts in PostgreSQL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the password may instead come from PGPASSWORD).")
+    var postgres: String?
+
+    @Option(help: "With --postgres: the prefix of this node's prepared transactions' names (<prefix>:<txid>); give each node sharing a PostgreSQL cluster its own.")
+    var postgresGidPrefix: String = "bank"
+
+    @Option(help: "With --postgres: connections that stage, prepare and commit at once.")
+    var postgresConnections: Int = 16
+
+    @Option(help: "With --postgres: the most transactions prepared at once (PostgreSQL's max_prepared_transactions must be at least this).")
+    var postgresPreparedMax: Int = 200
+
+    @Option(help: "With --postgres: milliseconds a branch waits for an account's row lock before voting no.")
+    var postgresLockTimeoutMs: Int = 1
 
     @Option(help: "The TCP port to listen on; 0 lets the system choose (printed at start).")
     var port: Int
@@ -110,6 +132,8 @@ struct BankNodeCommand: AsyncParsableCommand {
             throw ValidationError("--inquiry-retry-max-ms (\(inquiryRetryMaxMs)) is below --inquiry-retry-initial-ms (\(inquiryRetryInitialMs))")
         }
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); give text or json") }
+        if data == nil && postgres == nil { throw ValidationError("give --data DIRECTORY (SQLite) or --postgres URL (PostgreSQL)") }
+        if data != nil && postgres != nil { throw ValidationError("give --data (SQLite) or --postgres (PostgreSQL), not both") }
     }
 
     func run() async throws {
@@ -136,7 +160,7 @@ struct BankNodeCommand: AsyncParsableCommand {
         let options = ParticipantOptions(
             host: host,
             port: port,
-            dataDirectory: data,
+            dataDirectory: data ?? "",
             databaseFileName: "bank.sqlite",
             secret: secret,
             clientTokens: tokens.client,
@@ -153,20 +177,20 @@ struct BankNodeCommand: AsyncParsableCommand {
             connectionLimits: transport.connectionLimits
         )
         // Made here so that bad options fail the command at once.
-        let participant: ParticipantNode<BankResource>
+        let participant: BankNode
         do {
-            participant = try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:))
+            participant = try makeNode(options: options)
         } catch {
             throw RuntimeError("\(error)")
         }
         let traceExport: (any Service)?
         do {
-            traceExport = try tracing.bootstrap(serviceName: "bank-node", instance: port == 0 ? URL(fileURLWithPath: data).lastPathComponent : "\(host):\(port)", logger: logger)
+            traceExport = try tracing.bootstrap(serviceName: "bank-node", instance: port == 0 ? URL(fileURLWithPath: data ?? postgresGidPrefix).lastPathComponent : "\(host):\(port)", logger: logger)
         } catch {
             throw RuntimeError("--otlp-endpoint: \(error)")
         }
         let group = ServiceGroup(
-            services: [participant] + (traceExport.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: [participant.service] + (traceExport.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let host = self.host
         let scheme = transport.tlsSettings?.scheme ?? "http"
         // Ends when the service group does; the other tasks then stop.
@@ -196,6 +220,19 @@ struct BankNodeCommand: AsyncParsableCommand {
         }
     }
 
+    /// The bank's node: on SQLite, or on PostgreSQL with `--postgres`.
+    private func makeNode(options: ParticipantOptions) throws -> BankNode {
+        guard let postgres else {
+            return .sqlite(try ParticipantNode(resource: BankResource(), options: options, routes: BankRoutes.add(to:)))
+        }
+        let location = try PostgresLocation(url: postgres, password: ProcessInfo.processInfo.environment["PGPASSWORD"])
+        let settings = PostgresParticipantSettings(
+            database: location, gidPrefix: postgresGidPrefix, connectionCount: postgresConnections,
+            preparedCountMax: postgresPreparedMax, lockTimeout: .milliseconds(postgresLockTimeoutMs))
+        return .postgres(try PostgresParticipantNode(resource: PostgresBankResource(), options: options, postgres: settings,
+                                                     routes: PostgresBankRoutes.add(to:)))
+    }
+
     /// The client and operator tokens in their files.
     private func readTokens() throws -> (client: [NamedToken]?, operator: [NamedToken]) {
         do {
@@ -209,3 +246,30 @@ struct BankNodeCommand: AsyncParsableCommand {
 
 /// The node serving now, and the options the next one gets (SIGHUP changes their tokens).
 
+
+/// A bank node on either store.
+enum BankNode: Sendable {
+    case sqlite(ParticipantNode<BankResource>)
+    case postgres(PostgresParticipantNode<PostgresBankResource>)
+
+    var service: any Service {
+        switch self {
+        case .sqlite(let node): node
+        case .postgres(let node): node
+        }
+    }
+
+    func waitUntilListening() async throws -> Int {
+        switch self {
+        case .sqlite(let node): try await node.waitUntilListening()
+        case .postgres(let node): try await node.waitUntilListening()
+        }
+    }
+
+    func reloadCredentials(clientTokens: [NamedToken]?, operatorTokens: [NamedToken]) {
+        switch self {
+        case .sqlite(let node): node.reloadCredentials(clientTokens: clientTokens, operatorTokens: operatorTokens)
+        case .postgres(let node): node.reloadCredentials(clientTokens: clientTokens, operatorTokens: operatorTokens)
+        }
+    }
+}

@@ -1,0 +1,56 @@
+public import ArbiterCore
+public import ArbiterParticipantPostgres
+import PostgresNIO
+
+// The bank on PostgreSQL: the same payload as the SQLite bank (BankResource.swift), its accounts in
+// a PostgreSQL table, and each branch plain UPDATEs in a transaction that the participant library
+// prepares. Nothing is reserved: the debit is made at once inside the prepared transaction, which
+// holds the account's row lock until the coordinator's decision commits or rolls it back; until
+// then other readers see the balance as it was.
+
+/// The bank's resource on PostgreSQL (see `bank-node --postgres`).
+public struct PostgresBankResource: PostgresResource {
+    public typealias Payload = BankOperation
+
+    /// Makes the resource.
+    public init() {}
+
+    /// The accounts: a balance in cents that a CHECK keeps from going negative.
+    public var migrations: [PostgresMigration] {
+        [PostgresMigration(name: "bank.v1", sql: """
+            CREATE TABLE bank_accounts (
+                id TEXT PRIMARY KEY,
+                balance BIGINT NOT NULL CHECK (balance >= 0)
+            );
+            """)]
+    }
+
+    /// Debits, credits or moves the money at once, in the transaction the library prepares.
+    public func stage(_ payload: BankOperation, in context: PostgresStageContext) throws -> Vote {
+        switch payload.op {
+        case .debit:
+            return try change(payload.account, by: -payload.amount, in: context) ?? .yes
+        case .credit:
+            return try change(payload.account, by: payload.amount, in: context) ?? .yes
+        case .transfer:
+            guard let to = payload.to else { return .no(reason: "a transfer needs `to`") }
+            if let refusal = try change(payload.account, by: -payload.amount, in: context) { return refusal }
+            return try change(to, by: payload.amount, in: context) ?? .yes
+        }
+    }
+
+    /// Adds `delta` to the balance of `account`; a refusal when there is no such account or the
+    /// balance would go below zero (the table's CHECK) or overflow. A row another transaction
+    /// holds makes the UPDATE fail after the lock timeout; that error propagates and the library
+    /// votes no.
+    private func change(_ account: String, by delta: Int, in context: PostgresStageContext) throws -> Vote? {
+        do {
+            let changed = try context.execute("UPDATE bank_accounts SET balance = balance + \(delta) WHERE id = \(account)")
+            return changed == 1 ? nil : .no(reason: "no account \(account)")
+        } catch {
+            if error.isCheckViolation { return .no(reason: "insufficient funds in \(account) for \(-delta)") }
+            if error.sqlState == "22003" { return .no(reason: "crediting \(delta) would overflow the balance of \(account)") }
+            throw error
+        }
+    }
+}
