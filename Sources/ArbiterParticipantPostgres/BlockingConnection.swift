@@ -54,9 +54,9 @@ final class BlockingConnection {
         }
     }
 
-    /// Sends `queries` one after the other without waiting for each answer in between (PostgreSQL
-    /// runs them in order), then waits for all of them: one wake-up of this thread instead of one
-    /// per statement. Returns each one's rows, changed-row count and command tag; throws the first
+    /// Queues `queries` on the connection at once, then waits for all of them: one wake-up of this
+    /// thread instead of one per statement. (postgres-nio still sends each query only once the
+    /// previous one has answered, so each costs a round trip to the server.) Returns each one's rows, changed-row count and command tag; throws the first
     /// failure (a statement after a failed one in the same transaction fails too, or, for
     /// `PREPARE TRANSACTION` in a failed transaction, rolls it back: callers check the tag).
     func runPipelined(_ queries: [PostgresQuery]) throws(PostgresParticipantError) -> [(rows: [PostgresRow], count: Int, command: String)] {
