@@ -58,8 +58,14 @@ struct SQLiteParticipantBackend<R: Resource>: ParticipantBackend {
 
     func probe() async throws {
         try await store.write(.forced) { db in
-            // Rewrites one row with its own value: a real write (SQLite writes the page), no change.
-            try db.execute(sql: "UPDATE arbiter_schema_version SET version = version WHERE component = 'participant'")
+            // A row of about 1 MiB added and removed in one forced transaction: no change, but
+            // as many new pages in the WAL as a large round writes. A one-page write is not
+            // enough: on a full disk it fits in the space a failed larger write left in the WAL,
+            // and the node would call itself ready while its rounds still fail.
+            try db.execute(sql: """
+                INSERT INTO arbiter_schema_version (component, version) VALUES ('arbiter.probe.' || hex(zeroblob(262144)), 0)
+                """)
+            try db.execute(sql: "DELETE FROM arbiter_schema_version WHERE component LIKE 'arbiter.probe.%'")
         }
     }
 
