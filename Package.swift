@@ -88,6 +88,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["JSON", "YAML"]),
         // The decision store a coordinator cluster shares (ArbiterPostgres).
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // Already a dependency of postgres-nio; the PostgreSQL participant's own connections use
+        // its SHA-256, HMAC and MD5 to authenticate (SCRAM-SHA-256, md5).
+        .package(url: "https://github.com/apple/swift-crypto", "3.9.0"..<"5.0.0"),
     ],
     targets: [
         .target(
@@ -189,6 +192,7 @@ let package = Package(
             dependencies: [
                 "ArbiterCore", "ArbiterHTTP", "ArbiterRuntime", "ArbiterStorage", "ArbiterParticipant", "ArbiterPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -133,12 +133,12 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
     }
 
     /// The first column of `row`, when there is a row.
-    private static func decoding<T: PostgresDecodable>(_ row: PostgresRow?, as type: T.Type) throws(PostgresParticipantError) -> T? {
+    private static func decoding<T: PostgresDecodable>(_ row: PostgresStageRow?, as type: T.Type) throws(PostgresParticipantError) -> T? {
         guard let row else { return nil }
         do {
-            return try row.decode(T.self)
+            return try row.decode(T.self, column: 0)
         } catch {
-            throw PostgresParticipantError(.schema, "an answer of \(T.self) did not decode: \(error)")
+            throw PostgresParticipantError(.schema, "an answer of \(T.self) did not decode: \(error.message)")
         }
     }
 
@@ -178,13 +178,13 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
             SELECT t.txid, t.state, t.coordinator, t.payload, t.heuristic, t.prepared_at, t.ended_at
             FROM arbiter_participant_transaction t JOIN pg_prepared_xacts p ON p.gid = \(head) || t.txid AND p.database = current_database()
             WHERE t.state = 'prepared' ORDER BY t.prepared_at, t.txid
-            """).map { row throws(PostgresParticipantError) in try Rows.decode(row) }
+            """).map { row throws(PostgresParticipantError) in try Rows.decode(PostgresStageRow(row)) }
     }
 
     func transaction(_ txid: TxID) async throws -> ParticipantTransaction? {
         try await rows("""
             SELECT txid, state, coordinator, payload, heuristic, prepared_at, ended_at FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue)
-            """).first.map { row throws(PostgresParticipantError) in try Rows.decode(row) }
+            """).first.map { row throws(PostgresParticipantError) in try Rows.decode(PostgresStageRow(row)) }
     }
 
     /// The tables whose rows the prepared transaction holds, as `table (mode)`: PostgreSQL lists a

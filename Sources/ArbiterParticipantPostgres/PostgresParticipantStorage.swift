@@ -189,11 +189,7 @@ final class PostgresParticipantStorage<R: PostgresResource>: ParticipantStorage 
                     WHERE t.state = 'prepared'
                     RETURNING t.txid
                     """).rows {
-                    do {
-                        fresh.insert(try row.decode(String.self))
-                    } catch {
-                        throw PostgresParticipantError(.schema, "the in-doubt rows' ids did not decode: \(error)")
-                    }
+                    fresh.insert(try row.decode(String.self, column: 0))
                 }
                 let ended = requests.map(\.txid).filter { !fresh.contains($0.rawValue) }
                 let recorded = ended.isEmpty ? [:] : try Rows.transactions(ended, on: connection)
@@ -343,84 +339,112 @@ struct PieceContext<R: PostgresResource>: Sendable {
                                on connection: BlockingConnection) -> PieceOutcome {
         let txid = request.txid
         let gid = gid(txid)
+        var sentPrepare = false
         do {
             if uncertain, try Rows.isPrepared(gid: gid, on: connection) {
                 return PieceOutcome(result: .staged(.yes), prepared: true)
             }
+            if case .ended(let records) = row { return PieceOutcome(result: .alreadyRecorded(records)) }
             guard hasRoom else {
-                if case .ended(let records) = row { return PieceOutcome(result: .alreadyRecorded(records)) }
-                if case .unwritten = row, !(try writeInDoubtRow(request, on: connection, begin: false)) {
+                if case .unwritten = row, !(try connection.run(inDoubtRow(request)).count == 1) {
                     return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []))
                 }
                 return try refuse(txid, "\(preparedCountMax) transactions are prepared here already (the participant's limit); retry when fewer are",
                                   on: connection)
             }
-            switch row {
-            case .ended(let records):
-                return PieceOutcome(result: .alreadyRecorded(records))
-            case .written:
-                try connection.run("BEGIN")
-            case .unwritten:
-                // The lookup, the in-doubt row and BEGIN in one exchange.
-                guard try writeInDoubtRow(request, on: connection, begin: true) else {
-                    connection.rollbackQuietly()
-                    return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []))
-                }
+            // The row, BEGIN, the stage's statements, the marker and PREPARE TRANSACTION go to the
+            // server in as few writes as the stage allows: one when nothing needs reading first.
+            let session = StageSession(connection: connection)
+            var rowWritten: Result<Bool, PostgresParticipantError> = .success(true)
+            if case .unwritten = row {
+                session.queue(inDoubtRow(request)) { answer in rowWritten = answer.map { $0.count == 1 } }
             }
-            let vote = try stageInTransaction(request, on: connection)
+            session.queue("BEGIN")
+            var vote = try stageInTransaction(request, session: session)
+            var prepared: Result<WireConnection.Answer, PostgresParticipantError>?
+            if case .yes = vote {
+                if session.hasPendingCheck { try session.flush() }
+                if session.refusal == nil, case .success(true) = rowWritten {
+                    try Failpoints.hitSync("participant.before-prepare-force")
+                    // The marker fails unless the row is still `prepared` (the transaction may have
+                    // ended here while this stage was queued), and PREPARE TRANSACTION of a failed
+                    // transaction rolls it back.
+                    session.queue(marker(txid))
+                    session.queue(PostgresStatement(unsafeSQL: "PREPARE TRANSACTION '\(gid)'")) { prepared = $0 }
+                    sentPrepare = true
+                    try session.flush()
+                    sentPrepare = false
+                } else {
+                    try session.flush()
+                }
+            } else {
+                try session.flush()
+            }
+            if case .success(let answer) = prepared, answer.command == "PREPARE TRANSACTION" {
+                return PieceOutcome(result: .staged(.yes), prepared: true, flushes: 1)
+            }
+            // Not prepared: whatever the connection's transaction is, it is rolled back below.
+            switch rowWritten {
+            case .failure(let error):
+                connection.rollbackQuietly()
+                return .failed(error)
+            case .success(false):
+                connection.rollbackQuietly()
+                return PieceOutcome(result: .alreadyRecorded(try Rows.transactions([txid], on: connection)[txid]?.records ?? []))
+            case .success(true):
+                break
+            }
+            if let refusal = session.refusal {
+                vote = refusal
+            } else if case .yes = vote {
+                // PostgreSQL refused (a temporary table, max_prepared_transactions reached…) or
+                // the transaction had failed: vote no.
+                let failure: PostgresParticipantError? = switch prepared {
+                case .failure(let error)?: error
+                default: session.firstFailure
+                }
+                vote = .no(reason: reason("PostgreSQL refused to prepare the transaction: \(failure.map(String.init(describing:)) ?? "it answered \(String(describing: try? prepared?.get().tag))")"))
+            }
             switch vote {
             case .yes:
-                try Failpoints.hitSync("participant.before-prepare-force")
-                // The marker and the prepare in one exchange. Should the marker fail (the stage
-                // left the transaction failed), PREPARE TRANSACTION rolls it back: the vote is no.
-                let refusal: PostgresParticipantError?
-                do {
-                    let results = try connection.runPipelined([
-                        "UPDATE arbiter_participant_transaction SET state = 'committed', ended_at = now() WHERE txid = \(txid.rawValue)",
-                        PostgresQuery(unsafeSQL: "PREPARE TRANSACTION '\(gid)'"),
-                    ])
-                    refusal = results[1].command == "PREPARE TRANSACTION" ? nil
-                        : PostgresParticipantError(.statementFailed, "PREPARE TRANSACTION answered \(results[1].command)")
-                } catch {
-                    refusal = error
-                }
-                if let refusal {
-                    guard refusal.code == .statementFailed else { return .failed(refusal, uncertain: true) }
-                    // PostgreSQL refused (a temporary table, max_prepared_transactions reached…):
-                    // the transaction is gone; vote no.
-                    connection.rollbackQuietly()
-                    return try refuse(txid, reason("PostgreSQL refused to prepare the transaction: \(refusal)"), on: connection)
-                }
-                return PieceOutcome(result: .staged(.yes), prepared: true, flushes: 1)
+                preconditionFailure("a yes vote that was not prepared")
             case .no(let text):
-                connection.rollbackQuietly()
                 return try refuse(txid, text, on: connection)
             case .readOnly:
-                connection.rollbackQuietly()
-                try connection.run("DELETE FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue) AND state = 'prepared'")
+                try connection.runPipelined(["ROLLBACK", "DELETE FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue) AND state = 'prepared'"])
                 return PieceOutcome(result: .staged(.readOnly), lazyCommits: 1)
             }
         } catch let error as PostgresParticipantError {
             connection.rollbackQuietly()
-            return .failed(error)
+            return .failed(error, uncertain: sentPrepare)
         } catch {
             connection.rollbackQuietly()
-            return .failed(PostgresParticipantError(.statementFailed, "\(error)"))
+            return .failed(PostgresParticipantError(.statementFailed, "\(error)"), uncertain: sentPrepare)
         }
     }
 
-    /// Writes the transaction's in-doubt row (`prepared`, with coordinator and payload; lazily: the
-    /// PREPARE's flush takes it to disk), unless it ended here already; with `begin`, sends `BEGIN`
-    /// in the same exchange. Returns whether the row was written.
-    @discardableResult
-    private func writeInDoubtRow(_ request: PrepareRequest, on connection: BlockingConnection, begin: Bool) throws(PostgresParticipantError) -> Bool {
-        let insert: PostgresQuery = """
-            INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
-            VALUES (\(request.txid.rawValue), 'prepared', \(request.coordinator.rawValue), \(ByteBuffer(bytes: request.payload.bytes)), now())
-            ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
-            WHERE t.state = 'prepared'
-            """
-        return try connection.runPipelined(begin ? [insert, "BEGIN"] : [insert])[0].count == 1
+    /// The transaction's in-doubt row (`prepared`, with coordinator and payload), unless it ended
+    /// here already (then it changes nothing). It commits by itself, lazily: the PREPARE's flush
+    /// takes it to disk.
+    private func inDoubtRow(_ request: PrepareRequest) -> PostgresStatement {
+        """
+        INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at)
+        VALUES (\(request.txid.rawValue), 'prepared', \(request.coordinator.rawValue), \(ByteBuffer(bytes: request.payload.bytes)), now())
+        ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at
+        WHERE t.state = 'prepared'
+        """
+    }
+
+    /// The marker, inside the transaction to be prepared: the row becomes `committed` (seen once
+    /// COMMIT PREPARED made it visible). Fails (division by zero, SQLSTATE 22012) when the row is
+    /// not `prepared`, so that a transaction that ended here meanwhile is never prepared.
+    private func marker(_ txid: TxID) -> PostgresStatement {
+        """
+        WITH marked AS (
+            UPDATE arbiter_participant_transaction SET state = 'committed', ended_at = now()
+            WHERE txid = \(txid.rawValue) AND state = 'prepared' RETURNING 1)
+        SELECT 1 / count(*)::int FROM marked
+        """
     }
 
     /// Runs `COMMIT PREPARED` or `ROLLBACK PREPARED` (`verb`) of `gid`; `false` when PostgreSQL holds
@@ -428,7 +452,7 @@ struct PieceContext<R: PostgresResource>: Sendable {
     private func finishPrepared(_ verb: String, _ gid: String, on connection: BlockingConnection) throws(PostgresParticipantError) -> Bool {
         let failure: PostgresParticipantError
         do {
-            try connection.run(PostgresQuery(unsafeSQL: "\(verb) PREPARED '\(gid)'"))
+            try connection.run(PostgresStatement(unsafeSQL: "\(verb) PREPARED '\(gid)'"))
             return true
         } catch {
             failure = error
@@ -437,30 +461,31 @@ struct PieceContext<R: PostgresResource>: Sendable {
         throw failure
     }
 
-    /// Records a two-phase `no` (lazily: the coordinator aborts on the vote whatever happens here).
+    /// Rolls back the connection's transaction, if any, and records a two-phase `no` (lazily: the
+    /// coordinator aborts on the vote whatever happens here), in one exchange.
     private func refuse(_ txid: TxID, _ text: String, on connection: BlockingConnection) throws(PostgresParticipantError) -> PieceOutcome {
-        try connection.run("""
-            UPDATE arbiter_participant_transaction SET state = 'aborted', ended_at = now() WHERE txid = \(txid.rawValue) AND state = 'prepared'
-            """)
+        try connection.runPipelined(["ROLLBACK", Rows.endQuery(txid, .aborted, heuristic: false)])
         return PieceOutcome(result: .staged(.no(reason: text)), lazyCommits: 1)
     }
 
     private func stageOnePhase(_ request: PrepareRequest, on connection: BlockingConnection) -> PieceOutcome {
         let txid = request.txid
         do {
-            // The lookup and BEGIN in one exchange.
-            let looked = try connection.runPipelined([
-                "SELECT txid, state, coordinator, payload, heuristic, prepared_at, ended_at FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue)",
-                "BEGIN",
-            ])
-            if let row = looked[0].rows.first {
-                let recorded = try Rows.decode(row)
-                if recorded.state != .prepared {
-                    connection.rollbackQuietly()
-                    return PieceOutcome(result: .alreadyRecorded(recorded.records))
-                }
+            let session = StageSession(connection: connection)
+            var recorded: Result<ParticipantTransaction?, PostgresParticipantError> = .success(nil)
+            session.queue("""
+                SELECT txid, state, coordinator, payload, heuristic, prepared_at, ended_at FROM arbiter_participant_transaction WHERE txid = \(txid.rawValue)
+                """) { answer in
+                recorded = answer.flatMap { answer in Result { () throws(PostgresParticipantError) in try answer.rows.first.map(Rows.decode) } }
             }
-            let vote = try stageInTransaction(request, on: connection)
+            session.queue("BEGIN")
+            var vote = try stageInTransaction(request, session: session)
+            try session.flush()
+            if let transaction = try recorded.get(), transaction.state != .prepared {
+                connection.rollbackQuietly()
+                return PieceOutcome(result: .alreadyRecorded(transaction.records))
+            }
+            if let refusal = session.refusal { vote = refusal }
             switch vote {
             case .yes:
                 do {
@@ -490,10 +515,10 @@ struct PieceContext<R: PostgresResource>: Sendable {
         }
     }
 
-    /// Decodes the payload and runs the resource's stage in the transaction the caller began;
-    /// every refusal and statement error becomes a `no` (the transaction then stays open for the
-    /// caller to roll back). Throws only when the connection broke.
-    private func stageInTransaction(_ request: PrepareRequest, on connection: BlockingConnection) throws(PostgresParticipantError) -> Vote {
+    /// Decodes the payload and runs the resource's stage in the session (whose queued BEGIN opens
+    /// the transaction); every refusal and statement error becomes a `no` (the transaction then
+    /// stays open for the caller to roll back). Throws only when the connection broke.
+    private func stageInTransaction(_ request: PrepareRequest, session: StageSession) throws(PostgresParticipantError) -> Vote {
         let payload: R.Payload
         do {
             payload = try WireJSON.decode(R.Payload.self, from: request.payload.bytes)
@@ -501,7 +526,7 @@ struct PieceContext<R: PostgresResource>: Sendable {
             return .no(reason: reason("the payload does not fit this participant: \(error.message)"))
         }
         do {
-            let vote = try resource.stage(payload, in: PostgresStageContext(txid: request.txid, connection: connection))
+            let vote = try resource.stage(payload, in: PostgresStageContext(txid: request.txid, session: session))
             if case .no(let text) = vote { return .no(reason: reason(text.isEmpty ? "refused by the resource" : text)) }
             return vote
         } catch let error as PostgresParticipantError where error.code == .unavailable {

@@ -1,5 +1,5 @@
 public import ArbiterCore
-public import PostgresNIO
+import PostgresNIO
 
 /// The business side of a participant whose data lives in PostgreSQL: what a branch's payload
 /// means to the service, as ordinary SQL run in a PostgreSQL transaction.
@@ -59,33 +59,116 @@ public struct PostgresMigration: Hashable, Sendable {
 /// What ``PostgresResource/stage(_:in:)`` works with: the PostgreSQL transaction that will be
 /// prepared, and the protocol transaction it stages for.
 ///
+/// Two ways to run SQL in it:
+///
+/// - ``execute(_:)`` and ``query(_:)`` wait for the answer: for a stage that needs what a
+///   statement returned before it goes on;
+/// - ``enqueue(_:check:)`` does not wait: the statement goes to the server with the next one that
+///   waits, at the latest with the library's own statements at the prepare, all in one write and
+///   one round trip. A stage made only of queued statements costs one round trip to stage and
+///   prepare when none has a `check`, two when one has (its result must be read before
+///   `PREPARE TRANSACTION` is sent).
+///
 /// Valid only during the call: don't keep it. Don't begin, commit, roll back or prepare
 /// transactions through it (savepoints are fine).
 public struct PostgresStageContext {
     /// The distributed transaction being prepared.
     public let txid: TxID
-    let connection: BlockingConnection
+    let session: StageSession
 
-    init(txid: TxID, connection: BlockingConnection) {
+    init(txid: TxID, session: StageSession) {
         self.txid = txid
-        self.connection = connection
+        self.session = session
     }
 
-    /// Runs `query` in the transaction and returns its rows.
+    /// Runs `statement` in the transaction (after the queued ones) and returns its rows.
     ///
     /// - Throws: ``PostgresParticipantError``: `statementFailed` with the server's SQLSTATE (let
     ///   `55P03`, a row held by another transaction, propagate: the vote becomes `no` at once),
     ///   or `unavailable` when the connection broke (the prepare is retried later).
-    public func query(_ query: PostgresQuery) throws(PostgresParticipantError) -> [PostgresRow] {
-        try connection.run(query).rows
+    public func query(_ statement: PostgresStatement) throws(PostgresParticipantError) -> [PostgresStageRow] {
+        try session.run(statement).get().rows
     }
 
-    /// Runs an `INSERT`, `UPDATE` or `DELETE` in the transaction and returns how many rows it
-    /// changed.
+    /// Runs an `INSERT`, `UPDATE` or `DELETE` in the transaction (after the queued ones) and
+    /// returns how many rows it changed.
     ///
     /// - Throws: as ``query(_:)``.
     @discardableResult
-    public func execute(_ query: PostgresQuery) throws(PostgresParticipantError) -> Int {
-        try connection.run(query).count
+    public func execute(_ statement: PostgresStatement) throws(PostgresParticipantError) -> Int {
+        try session.run(statement).get().count
+    }
+
+    /// Queues `statement` to run in the transaction without waiting for its answer.
+    ///
+    /// `check` reads the outcome once it is known: how many rows the statement changed (or
+    /// returned), or the server's refusal. Return `.no(reason:)` to refuse the transaction, `nil`
+    /// to accept. A refusal that `check` accepts (or that has no `check`) still votes no, with the
+    /// server's message: the transaction failed. Without a `check`, the statement can go to the
+    /// server in the same write as `PREPARE TRANSACTION`; with one, it is answered first.
+    public func enqueue(_ statement: PostgresStatement, check: ((Result<Int, PostgresParticipantError>) -> Vote?)? = nil) {
+        session.enqueue(statement, check: check)
+    }
+}
+
+/// The statements of one stage on one connection: queued ones not yet sent, with what reads their
+/// answers, and the first refusal they gave. Used by one worker thread.
+final class StageSession {
+    typealias Handler = (Result<WireConnection.Answer, PostgresParticipantError>) -> Void
+
+    let connection: BlockingConnection
+    private var queued: [(statement: PostgresStatement, handler: Handler?)] = []
+    /// Whether a queued statement's answer must be read before `PREPARE TRANSACTION` is sent.
+    private(set) var hasPendingCheck = false
+    /// The first refusal: a check's `no`, or a statement the server refused.
+    private(set) var refusal: Vote?
+    /// The server's first refusal of a statement, kept also when a check accepted it.
+    private(set) var firstFailure: PostgresParticipantError?
+
+    init(connection: BlockingConnection) {
+        self.connection = connection
+    }
+
+    /// Queues one of the library's statements; `handler` reads its answer.
+    func queue(_ statement: PostgresStatement, handler: Handler? = nil) {
+        queued.append((statement, handler))
+    }
+
+    func enqueue(_ statement: PostgresStatement, check: ((Result<Int, PostgresParticipantError>) -> Vote?)?) {
+        if check != nil { hasPendingCheck = true }
+        queued.append((statement, { [unowned self] answer in
+            let outcome = answer.map(\.count)
+            if case .failure(let error) = outcome, self.firstFailure == nil { self.firstFailure = error }
+            guard self.refusal == nil else { return }
+            if let vote = check?(outcome), case .no = vote {
+                self.refusal = vote
+            } else if case .failure(let error) = outcome {
+                self.refusal = .no(reason: error.isLockNotAvailable
+                    ? "a row this transaction needs is locked by another transaction (\(error.message)); retry when it has ended"
+                    : "staging failed: \(error)")
+            }
+        }))
+    }
+
+    /// Sends the queued statements and `statement` in one write; returns `statement`'s answer.
+    func run(_ statement: PostgresStatement) throws(PostgresParticipantError) -> Result<WireConnection.Answer, PostgresParticipantError> {
+        queued.append((statement, nil))
+        return try flush().last!
+    }
+
+    /// Sends every queued statement in one write and hands each answer to its handler; returns the
+    /// answers in order. Throws only when the connection broke.
+    @discardableResult
+    func flush() throws(PostgresParticipantError) -> [Result<WireConnection.Answer, PostgresParticipantError>] {
+        guard !queued.isEmpty else { return [] }
+        let sent = queued
+        queued.removeAll()
+        hasPendingCheck = false
+        let answers = try connection.exchange(sent.map(\.statement))
+        for (entry, answer) in zip(sent, answers) {
+            if case .failure(let error) = answer, firstFailure == nil { firstFailure = error }
+            entry.handler?(answer)
+        }
+        return answers
     }
 }

@@ -46,7 +46,7 @@ enum Rows {
     }
 
     /// The statement of ``end(_:_:heuristic:on:)``.
-    static func endQuery(_ txid: TxID, _ state: ParticipantTransactionState, heuristic: Bool) -> PostgresQuery {
+    static func endQuery(_ txid: TxID, _ state: ParticipantTransactionState, heuristic: Bool) -> PostgresStatement {
         """
         INSERT INTO arbiter_participant_transaction AS t (txid, state, heuristic, ended_at)
         VALUES (\(txid.rawValue), \(state.rawValue), \(heuristic), now())
@@ -64,7 +64,7 @@ enum Rows {
     /// Runs `statements` and commits them with `synchronous_commit` on (the WAL flushed before it
     /// returns), in one exchange; with `begin`, in a transaction of its own, else in the one the
     /// connection is in. On a failure the transaction is rolled back and the failure thrown.
-    static func commitForced(_ statements: [PostgresQuery], on connection: BlockingConnection, begin: Bool) throws(PostgresParticipantError) {
+    static func commitForced(_ statements: [PostgresStatement], on connection: BlockingConnection, begin: Bool) throws(PostgresParticipantError) {
         do throws(PostgresParticipantError) {
             let results = try connection.runPipelined((begin ? ["BEGIN"] : []) + ["SET LOCAL synchronous_commit = on"] + statements + ["COMMIT"])
             // COMMIT of a failed transaction answers ROLLBACK (the error came first, and is thrown).
@@ -101,31 +101,34 @@ enum Rows {
             """).rows
         var gids: [String] = []
         for row in unknown {
-            do {
-                gids.append(try row.decode(String.self))
-            } catch {
-                throw PostgresParticipantError(.statementFailed, "reading pg_prepared_xacts: \(error)")
-            }
+            gids.append(try row.decode(String.self, column: 0))
         }
         return Recovered(transactions: transactions, orphanCount: orphans, unknownGIDs: gids)
     }
 
     /// A row of `txid, state, coordinator, payload, heuristic, prepared_at, ended_at`.
-    static func decode(_ row: PostgresRow) throws(PostgresParticipantError) -> ParticipantTransaction {
-        do {
-            let (txid, state, coordinator, payload, heuristic, preparedAt, endedAt) =
-                try row.decode((String, String, String?, ByteBuffer?, Bool, Date?, Date?).self)
+    static func decode(_ row: PostgresStageRow) throws(PostgresParticipantError) -> ParticipantTransaction {
+        do throws(PostgresParticipantError) {
+            let txid = try row.decode(String.self, column: 0)
+            let state = try row.decode(String.self, column: 1)
             guard let parsedState = ParticipantTransactionState(rawValue: state) else {
                 throw PostgresParticipantError(.schema, "transaction \(txid) has state \(state.debugDescription), not prepared, committed or aborted")
             }
+            let id: TxID
+            do {
+                id = try TxID(txid)
+            } catch {
+                throw PostgresParticipantError(.schema, "transaction id \(txid.debugDescription) is not valid: \(error)")
+            }
             return ParticipantTransaction(
-                txid: try TxID(txid), state: parsedState, coordinator: coordinator.map(CoordinatorID.init),
-                payload: payload.map { Payload(Array($0.readableBytesView)) }, isHeuristic: heuristic,
-                preparedAt: preparedAt, endedAt: endedAt)
-        } catch let error as PostgresParticipantError {
+                txid: id, state: parsedState, coordinator: try row.decode(String?.self, column: 2).map(CoordinatorID.init),
+                payload: try row.decode(ByteBuffer?.self, column: 3).map { Payload(Array($0.readableBytesView)) },
+                isHeuristic: try row.decode(Bool.self, column: 4),
+                preparedAt: try row.decode(Date?.self, column: 5), endedAt: try row.decode(Date?.self, column: 6))
+        } catch where error.code == .schema {
             throw error
         } catch {
-            throw PostgresParticipantError(.schema, "a row of arbiter_participant_transaction does not decode: \(error)")
+            throw PostgresParticipantError(.schema, "a row of arbiter_participant_transaction does not decode: \(error.message)")
         }
     }
 }

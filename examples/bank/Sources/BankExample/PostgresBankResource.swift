@@ -25,32 +25,39 @@ public struct PostgresBankResource: PostgresResource {
             """)]
     }
 
-    /// Debits, credits or moves the money at once, in the transaction the library prepares.
+    /// Debits, credits or moves the money at once, in the transaction the library prepares. The
+    /// UPDATEs are queued, not waited for: they reach PostgreSQL in one write with the library's
+    /// own statements, and their checks are read before it sends PREPARE TRANSACTION.
     public func stage(_ payload: BankOperation, in context: PostgresStageContext) throws -> Vote {
         switch payload.op {
         case .debit:
-            return try change(payload.account, by: -payload.amount, in: context) ?? .yes
+            change(payload.account, by: -payload.amount, in: context)
         case .credit:
-            return try change(payload.account, by: payload.amount, in: context) ?? .yes
+            change(payload.account, by: payload.amount, in: context)
         case .transfer:
             guard let to = payload.to else { return .no(reason: "a transfer needs `to`") }
-            if let refusal = try change(payload.account, by: -payload.amount, in: context) { return refusal }
-            return try change(to, by: payload.amount, in: context) ?? .yes
+            change(payload.account, by: -payload.amount, in: context)
+            change(to, by: payload.amount, in: context)
         }
+        return .yes
     }
 
     /// Adds `delta` to the balance of `account`; a refusal when there is no such account or the
     /// balance would go below zero (the table's CHECK) or overflow. A row another transaction
-    /// holds makes the UPDATE fail after the lock timeout; that error propagates and the library
-    /// votes no.
-    private func change(_ account: String, by delta: Int, in context: PostgresStageContext) throws -> Vote? {
-        do {
-            let changed = try context.execute("UPDATE bank_accounts SET balance = balance + \(delta) WHERE id = \(account)")
-            return changed == 1 ? nil : .no(reason: "no account \(account)")
-        } catch {
-            if error.isCheckViolation { return .no(reason: "insufficient funds in \(account) for \(-delta)") }
-            if error.sqlState == "22003" { return .no(reason: "crediting \(delta) would overflow the balance of \(account)") }
-            throw error
+    /// holds makes the UPDATE fail after the lock timeout, and the library votes no with
+    /// PostgreSQL's message.
+    private func change(_ account: String, by delta: Int, in context: PostgresStageContext) {
+        context.enqueue("UPDATE bank_accounts SET balance = balance + \(delta) WHERE id = \(account)") { outcome in
+            switch outcome {
+            case .success(let changed):
+                changed == 1 ? nil : .no(reason: "no account \(account)")
+            case .failure(let error) where error.isCheckViolation:
+                .no(reason: "insufficient funds in \(account) for \(-delta)")
+            case .failure(let error) where error.sqlState == "22003":
+                .no(reason: "crediting \(delta) would overflow the balance of \(account)")
+            case .failure:
+                nil
+            }
         }
     }
 }

@@ -1,0 +1,544 @@
+import ArbiterPostgres
+import Crypto
+import Foundation
+import NIOCore
+import PostgresNIO
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One connection to PostgreSQL speaking its frontend/backend protocol (version 3) over a blocking
+/// socket, from the thread that uses it: no event loop, no hand-off between threads.
+///
+/// It exists for pipelining. A participant's prepare is a handful of statements (its row, `BEGIN`,
+/// the stage's SQL, the marker, `PREPARE TRANSACTION`); sent one at a time, each costs a round
+/// trip to the server and a wake-up of the waiting thread. Here ``enqueue(_:)`` only writes the
+/// statement's messages (`Parse`, `Bind`, `Describe`, `Execute`, `Sync`) into a buffer, and
+/// ``exchange()`` sends everything queued in one write and reads the answers in order: the whole
+/// prepare is one round trip. Each statement ends with its own `Sync`, so each behaves as if sent
+/// alone: outside `BEGIN` it commits by itself, a failure skips nothing after it, and a failure
+/// inside a transaction block leaves the block failed for the statements that follow (and
+/// `PREPARE TRANSACTION` of a failed block answers `ROLLBACK`), as with separate queries.
+///
+/// Values are sent and rows received in PostgresNIO's binary formats, through its public
+/// `PostgresEncodable` and `PostgresDecodable` conformances. Authentication: trust, password,
+/// MD5 and SCRAM-SHA-256. No TLS: the participant and its database are expected to share a host
+/// or a private network (as with the participant's connections before).
+final class WireConnection {
+    /// One statement's answer.
+    struct Answer {
+        var rows: [PostgresStageRow] = []
+        /// The command tag (`UPDATE 1`, `PREPARE TRANSACTION`, `ROLLBACK`…).
+        var tag = ""
+        /// Rows changed (`INSERT`, `UPDATE`, `DELETE`) or returned (`SELECT`).
+        var count: Int {
+            if let last = tag.split(separator: " ").last, let count = Int(last) { return count }
+            return rows.count
+        }
+        var command: String {
+            let words = tag.split(separator: " ")
+            guard let last = words.last, Int(last) != nil else { return tag }
+            return words.dropLast().filter { Int($0) == nil }.joined(separator: " ")
+        }
+    }
+
+    let location: PostgresLocation
+    private var socket: Int32
+    private var output: [UInt8] = []
+    private var pending = 0
+    private var input: [UInt8] = []
+    private var inputStart = 0
+    /// Set once the connection cannot be used any more.
+    private(set) var isBroken = false
+
+    private init(location: PostgresLocation, socket: Int32) {
+        self.location = location
+        self.socket = socket
+    }
+
+    deinit { if socket >= 0 { Glibc.close(socket) } }
+
+    /// Connects, authenticates and starts a session with `settings` (run-time parameters such as
+    /// `lock_timeout`, sent in the start-up message: no round trip of their own).
+    static func open(_ location: PostgresLocation, settings: [(String, String)], timeout: Duration) throws(PostgresParticipantError) -> WireConnection {
+        let socket = try connectSocket(host: location.host, port: location.port, timeout: timeout)
+        let connection = WireConnection(location: location, socket: socket)
+        try connection.start(settings: settings)
+        return connection
+    }
+
+    /// Closes the socket (with a `Terminate` message, so the server ends the session at once).
+    func close() {
+        guard socket >= 0 else { return }
+        if !isBroken {
+            let message = Message(type: UInt8(ascii: "X"))
+            message.finish(into: &output)
+            _ = try? write()
+        }
+        Glibc.close(socket)
+        socket = -1
+        isBroken = true
+    }
+
+    // MARK: - Statements
+
+    /// Queues `statement` for the next ``exchange()``.
+    func enqueue(_ statement: PostgresStatement) {
+        var parse = Message(type: UInt8(ascii: "P"))
+        parse.cString("")
+        parse.cString(statement.sql)
+        parse.int16(statement.parameters.count)
+        for parameter in statement.parameters { parse.int32(Int(parameter.type.rawValue)) }
+        parse.finish(into: &output)
+
+        var bind = Message(type: UInt8(ascii: "B"))
+        bind.cString("")
+        bind.cString("")
+        bind.int16(statement.parameters.count)
+        for parameter in statement.parameters { bind.int16(parameter.format == .binary ? 1 : 0) }
+        bind.int16(statement.parameters.count)
+        for parameter in statement.parameters {
+            if let value = parameter.value {
+                bind.int32(value.readableBytes)
+                bind.bytes(value.readableBytesView)
+            } else {
+                bind.int32(-1)
+            }
+        }
+        bind.int16(1)
+        bind.int16(1)
+        bind.finish(into: &output)
+
+        var describe = Message(type: UInt8(ascii: "D"))
+        describe.byte(UInt8(ascii: "P"))
+        describe.cString("")
+        describe.finish(into: &output)
+
+        var execute = Message(type: UInt8(ascii: "E"))
+        execute.cString("")
+        execute.int32(0)
+        execute.finish(into: &output)
+
+        Message(type: UInt8(ascii: "S")).finish(into: &output)
+        pending += 1
+    }
+
+    /// Sends every queued statement in one write and reads their answers, in order: an answer, or
+    /// the server's refusal of that statement. Throws `unavailable` when the connection broke
+    /// (then some of the statements may have run, and the connection is not to be used again).
+    func exchange() throws(PostgresParticipantError) -> [Result<Answer, PostgresParticipantError>] {
+        guard !isBroken else { throw PostgresParticipantError(.unavailable, "the connection to \(location) is closed") }
+        let count = pending
+        pending = 0
+        do throws(PostgresParticipantError) {
+            try write()
+            var answers: [Result<Answer, PostgresParticipantError>] = []
+            answers.reserveCapacity(count)
+            for _ in 0..<count { answers.append(try readAnswer()) }
+            return answers
+        } catch {
+            output.removeAll(keepingCapacity: true)
+            broke()
+            throw error
+        }
+    }
+
+    /// Reads one statement's messages, up to its `ReadyForQuery`.
+    private func readAnswer() throws(PostgresParticipantError) -> Result<Answer, PostgresParticipantError> {
+        var answer = Answer()
+        var columns: [(name: String, type: PostgresDataType, format: PostgresFormat)] = []
+        var failure: PostgresParticipantError?
+        while true {
+            var (type, body) = try readMessage()
+            switch type {
+            case UInt8(ascii: "1"), UInt8(ascii: "2"), UInt8(ascii: "n"), UInt8(ascii: "I"), UInt8(ascii: "N"),
+                 UInt8(ascii: "S"), UInt8(ascii: "A"), UInt8(ascii: "s"):
+                // ParseComplete, BindComplete, NoData, EmptyQuery, notice, parameter status,
+                // notification, portal suspended: nothing to keep.
+                continue
+            case UInt8(ascii: "T"):
+                let count = body.int16()
+                columns.removeAll(keepingCapacity: true)
+                for _ in 0..<max(0, count) {
+                    let name = body.cString()
+                    _ = body.int32()
+                    _ = body.int16()
+                    let type = PostgresDataType(UInt32(truncatingIfNeeded: body.int32()))
+                    _ = body.int16()
+                    _ = body.int32()
+                    let format: PostgresFormat = body.int16() == 1 ? .binary : .text
+                    columns.append((name, type, format))
+                }
+            case UInt8(ascii: "D"):
+                let count = body.int16()
+                var cells: [PostgresCell] = []
+                cells.reserveCapacity(count)
+                for index in 0..<max(0, count) {
+                    let length = body.int32()
+                    let bytes: ByteBuffer? = length < 0 ? nil : ByteBuffer(bytes: body.take(length))
+                    let column = index < columns.count ? columns[index] : (name: "?column?", type: PostgresDataType.text, format: PostgresFormat.text)
+                    cells.append(PostgresCell(bytes: bytes, dataType: column.type, format: column.format, columnName: column.name, columnIndex: index))
+                }
+                answer.rows.append(PostgresStageRow(cells: cells))
+            case UInt8(ascii: "C"):
+                answer.tag = body.cString()
+            case UInt8(ascii: "E"):
+                let error = Self.serverError(&body)
+                if error.fatal {
+                    broke()
+                    throw PostgresParticipantError(.unavailable, "\(error.message) (SQLSTATE \(error.code))", sqlState: error.code)
+                }
+                failure = PostgresParticipantError(.statementFailed, error.message, sqlState: error.code)
+            case UInt8(ascii: "Z"):
+                if let failure { return .failure(failure) }
+                return .success(answer)
+            default:
+                throw PostgresParticipantError(.unavailable, "\(location) sent an unexpected message (type \(type)); the connection is dropped")
+            }
+        }
+    }
+
+    // MARK: - Start-up and authentication
+
+    private func start(settings: [(String, String)]) throws(PostgresParticipantError) {
+        var startup = Message(type: nil)
+        startup.int32(196_608)
+        startup.cString("user"); startup.cString(location.user)
+        startup.cString("database"); startup.cString(location.database)
+        startup.cString("application_name"); startup.cString("arbiter-participant")
+        if !settings.isEmpty {
+            startup.cString("options")
+            startup.cString(settings.map { "-c \($0.0)=\($0.1)" }.joined(separator: " "))
+        }
+        startup.cString("")
+        startup.finish(into: &output)
+        try write()
+        var scram: Scram?
+        while true {
+            var (type, body) = try readMessage()
+            switch type {
+            case UInt8(ascii: "R"):
+                let kind = body.int32()
+                switch kind {
+                case 0:
+                    continue
+                case 3:
+                    try sendPassword(Array(password().utf8))
+                case 5:
+                    let salt = body.take(4)
+                    let inner = Self.hex(Insecure.MD5.hash(data: Array((try password() + location.user).utf8)))
+                    try sendPassword(Array(("md5" + Self.hex(Insecure.MD5.hash(data: Array(inner.utf8) + salt))).utf8))
+                case 10:
+                    var mechanisms: [String] = []
+                    while body.remaining > 1 { mechanisms.append(body.cString()) }
+                    guard mechanisms.contains("SCRAM-SHA-256") else {
+                        throw PostgresParticipantError(.unavailable, "\(location) offers SASL mechanisms \(mechanisms) and Arbiter speaks only SCRAM-SHA-256")
+                    }
+                    let started = Scram(password: try password())
+                    scram = started
+                    var message = Message(type: UInt8(ascii: "p"))
+                    message.cString("SCRAM-SHA-256")
+                    let first = Array(started.clientFirst.utf8)
+                    message.int32(first.count)
+                    message.bytes(first)
+                    message.finish(into: &output)
+                    try write()
+                case 11:
+                    guard let scram else { throw protocolViolation("a SCRAM continuation before its start") }
+                    let final = try scram.clientFinal(serverFirst: String(decoding: body.rest(), as: UTF8.self), location: location)
+                    var message = Message(type: UInt8(ascii: "p"))
+                    message.bytes(Array(final.utf8))
+                    message.finish(into: &output)
+                    try write()
+                case 12:
+                    guard let scram else { throw protocolViolation("a SCRAM end before its start") }
+                    try scram.verify(serverFinal: String(decoding: body.rest(), as: UTF8.self), location: location)
+                default:
+                    throw PostgresParticipantError(.unavailable, "\(location) asks for an authentication Arbiter does not speak (code \(kind)); use scram-sha-256, md5, password or trust in pg_hba.conf")
+                }
+            case UInt8(ascii: "E"):
+                let error = Self.serverError(&body)
+                throw PostgresParticipantError(.unavailable, "\(location) refused the connection: \(error.message) (SQLSTATE \(error.code))", sqlState: error.code)
+            case UInt8(ascii: "Z"):
+                return
+            default:
+                // Parameter status, backend key data, notices.
+                continue
+            }
+        }
+    }
+
+    private func password() throws(PostgresParticipantError) -> String {
+        guard let password = location.password else {
+            throw PostgresParticipantError(.unavailable, "\(location) asks for a password and none was given (put it in the URL or the password file)")
+        }
+        return password
+    }
+
+    private func sendPassword(_ bytes: [UInt8]) throws(PostgresParticipantError) {
+        var message = Message(type: UInt8(ascii: "p"))
+        message.bytes(bytes)
+        message.byte(0)
+        message.finish(into: &output)
+        try write()
+    }
+
+    private func protocolViolation(_ what: String) -> PostgresParticipantError {
+        PostgresParticipantError(.unavailable, "\(location) broke the protocol: \(what)")
+    }
+
+    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        digest.map { String(format: "%02x", $0) }.joined()
+    }
+
+    // MARK: - Errors
+
+    private static func serverError(_ body: inout Reader) -> (code: String, message: String, fatal: Bool) {
+        var code = "XX000"
+        var message = "an error without a message"
+        var detail: String?
+        var severity = "ERROR"
+        while body.remaining > 0 {
+            let field = body.byte()
+            if field == 0 { break }
+            let value = body.cString()
+            switch field {
+            case UInt8(ascii: "C"): code = value
+            case UInt8(ascii: "M"): message = value
+            case UInt8(ascii: "D"): detail = value
+            case UInt8(ascii: "V"): severity = value
+            default: break
+            }
+        }
+        if let detail { message += " (\(detail))" }
+        // FATAL and PANIC end the session; so do the shutdown and connection classes.
+        let fatal = severity != "ERROR" || code.hasPrefix("57P") || code.hasPrefix("08")
+        return (code, message, fatal)
+    }
+
+    private func broke() {
+        guard !isBroken else { return }
+        isBroken = true
+        if socket >= 0 { Glibc.close(socket); socket = -1 }
+    }
+
+    // MARK: - Bytes on the socket
+
+    private func write() throws(PostgresParticipantError) {
+        defer { output.removeAll(keepingCapacity: true) }
+        var sent = 0
+        while sent < output.count {
+            let count = output.withUnsafeBytes { send(socket, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                broke()
+                throw PostgresParticipantError(.unavailable, "writing to \(location) failed: \(reason)")
+            }
+            sent += count
+        }
+    }
+
+    /// Reads one whole message: its type and its body.
+    private func readMessage() throws(PostgresParticipantError) -> (UInt8, Reader) {
+        try fill(5)
+        let type = input[inputStart]
+        let length = Int(input[inputStart + 1]) << 24 | Int(input[inputStart + 2]) << 16 | Int(input[inputStart + 3]) << 8 | Int(input[inputStart + 4])
+        guard length >= 4 else { throw protocolViolation("a message of length \(length)") }
+        try fill(1 + length)
+        let body = Reader(bytes: Array(input[(inputStart + 5)..<(inputStart + 1 + length)]))
+        inputStart += 1 + length
+        return (type, body)
+    }
+
+    /// Reads until `count` bytes are buffered.
+    private func fill(_ count: Int) throws(PostgresParticipantError) {
+        while input.count - inputStart < count {
+            if inputStart > 0 && inputStart == input.count {
+                input.removeAll(keepingCapacity: true)
+                inputStart = 0
+            } else if inputStart > 65_536 {
+                input.removeFirst(inputStart)
+                inputStart = 0
+            }
+            let chunk = max(65_536, count)
+            let old = input.count
+            input.append(contentsOf: repeatElement(0, count: chunk))
+            let read = input.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + old, chunk, 0) }
+            if read > 0 {
+                input.removeLast(chunk - read)
+                continue
+            }
+            input.removeLast(chunk)
+            if read < 0 && errno == EINTR { continue }
+            let reason = read == 0 ? "the server closed the connection" : String(cString: strerror(errno))
+            broke()
+            throw PostgresParticipantError(.unavailable, "reading from \(location) failed: \(reason)")
+        }
+    }
+
+    private static func connectSocket(host: String, port: Int, timeout: Duration) throws(PostgresParticipantError) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var found: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &found)
+        guard status == 0, let first = found else {
+            throw PostgresParticipantError(.unavailable, "cannot resolve \(host): \(String(cString: gai_strerror(status))); check the host name")
+        }
+        defer { freeaddrinfo(first) }
+        var lastError = "no address"
+        var current: UnsafeMutablePointer<addrinfo>? = first
+        while let address = current {
+            current = address.pointee.ai_next
+            let fd = Glibc.socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+            if fd < 0 { lastError = String(cString: strerror(errno)); continue }
+            // Connect within `timeout` (SO_SNDTIMEO bounds connect on Linux), then no timeout:
+            // a statement may wait for locks or a busy disk as long as the server takes.
+            let seconds = max(1, Int(timeout.components.seconds))
+            var limit = timeval(tv_sec: seconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 {
+                var none = timeval(tv_sec: 0, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
+                return fd
+            }
+            lastError = String(cString: strerror(errno))
+            Glibc.close(fd)
+        }
+        throw PostgresParticipantError(.unavailable, "cannot connect to \(host):\(port) (\(lastError)); check that it is up and reachable")
+    }
+}
+
+// MARK: - Messages
+
+/// An outgoing message: its type byte (none for the start-up message), then its length, then the body.
+private struct Message {
+    let type: UInt8?
+    var body: [UInt8] = []
+
+    init(type: UInt8?) { self.type = type }
+
+    mutating func byte(_ value: UInt8) { body.append(value) }
+    mutating func bytes<C: Collection>(_ values: C) where C.Element == UInt8 { body.append(contentsOf: values) }
+    mutating func int16(_ value: Int) {
+        let value = UInt16(truncatingIfNeeded: value)
+        body.append(UInt8(value >> 8)); body.append(UInt8(value & 0xff))
+    }
+    mutating func int32(_ value: Int) {
+        let value = UInt32(truncatingIfNeeded: value)
+        body.append(UInt8(value >> 24)); body.append(UInt8((value >> 16) & 0xff))
+        body.append(UInt8((value >> 8) & 0xff)); body.append(UInt8(value & 0xff))
+    }
+    mutating func cString(_ value: String) {
+        body.append(contentsOf: value.utf8)
+        body.append(0)
+    }
+
+    func finish(into output: inout [UInt8]) {
+        if let type { output.append(type) }
+        let length = UInt32(body.count + 4)
+        output.append(UInt8(length >> 24)); output.append(UInt8((length >> 16) & 0xff))
+        output.append(UInt8((length >> 8) & 0xff)); output.append(UInt8(length & 0xff))
+        output.append(contentsOf: body)
+    }
+}
+
+/// Reads an incoming message's body; reading past its end yields zeros (a malformed message then
+/// fails where its contents are used, never out of bounds).
+private struct Reader {
+    let bytes: [UInt8]
+    var index = 0
+
+    var remaining: Int { bytes.count - index }
+
+    mutating func byte() -> UInt8 {
+        guard index < bytes.count else { return 0 }
+        defer { index += 1 }
+        return bytes[index]
+    }
+    mutating func int16() -> Int { Int(Int16(bitPattern: UInt16(byte()) << 8 | UInt16(byte()))) }
+    mutating func int32() -> Int {
+        var value: UInt32 = 0
+        for _ in 0..<4 { value = value << 8 | UInt32(byte()) }
+        return Int(Int32(bitPattern: value))
+    }
+    mutating func take(_ count: Int) -> [UInt8] {
+        let end = min(bytes.count, index + max(0, count))
+        defer { index = end }
+        return Array(bytes[index..<end])
+    }
+    mutating func rest() -> [UInt8] { take(remaining) }
+    mutating func cString() -> String {
+        let end = bytes[index...].firstIndex(of: 0) ?? bytes.count
+        defer { index = min(bytes.count, end + 1) }
+        return String(decoding: bytes[index..<end], as: UTF8.self)
+    }
+}
+
+// MARK: - SCRAM-SHA-256
+
+/// The client side of SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL uses it: no channel
+/// binding, the user name taken from the start-up message.
+private struct Scram {
+    let password: String
+    let nonce: String
+    var clientFirstBare: String { "n=,r=\(nonce)" }
+    var clientFirst: String { "n,,\(clientFirstBare)" }
+    private let state = Box()
+
+    private final class Box {
+        var authMessage = ""
+        var serverSignature: [UInt8] = []
+    }
+
+    init(password: String) {
+        self.password = password
+        var random = SystemRandomNumberGenerator()
+        nonce = Data((0..<18).map { _ in UInt8.random(in: .min ... .max, using: &random) }).base64EncodedString()
+    }
+
+    func clientFinal(serverFirst: String, location: PostgresLocation) throws(PostgresParticipantError) -> String {
+        var fields: [Character: String] = [:]
+        for part in serverFirst.split(separator: ",") where part.count >= 2 {
+            fields[part.first!] = String(part.dropFirst(2))
+        }
+        guard let serverNonce = fields["r"], serverNonce.hasPrefix(nonce), let saltText = fields["s"],
+              let salt = Data(base64Encoded: saltText), let iterations = fields["i"].flatMap({ Int($0) }), iterations > 0
+        else { throw PostgresParticipantError(.unavailable, "\(location) sent a malformed SCRAM challenge") }
+        let key = SymmetricKey(data: Array(password.utf8))
+        // Hi(password, salt, i): PBKDF2 with HMAC-SHA-256, one block.
+        var block = Array(HMAC<SHA256>.authenticationCode(for: Array(salt) + [0, 0, 0, 1], using: key))
+        var salted = block
+        for _ in 1..<iterations {
+            block = Array(HMAC<SHA256>.authenticationCode(for: block, using: key))
+            for index in salted.indices { salted[index] ^= block[index] }
+        }
+        let saltedKey = SymmetricKey(data: salted)
+        let clientKey = Array(HMAC<SHA256>.authenticationCode(for: Array("Client Key".utf8), using: saltedKey))
+        let storedKey = Array(SHA256.hash(data: clientKey))
+        let withoutProof = "c=biws,r=\(serverNonce)"
+        let authMessage = "\(clientFirstBare),\(serverFirst),\(withoutProof)"
+        let signature = Array(HMAC<SHA256>.authenticationCode(for: Array(authMessage.utf8), using: SymmetricKey(data: storedKey)))
+        let proof = zip(clientKey, signature).map { $0 ^ $1 }
+        let serverKey = HMAC<SHA256>.authenticationCode(for: Array("Server Key".utf8), using: saltedKey)
+        state.authMessage = authMessage
+        state.serverSignature = Array(HMAC<SHA256>.authenticationCode(for: Array(authMessage.utf8), using: SymmetricKey(data: Array(serverKey))))
+        return "\(withoutProof),p=\(Data(proof).base64EncodedString())"
+    }
+
+    func verify(serverFinal: String, location: PostgresLocation) throws(PostgresParticipantError) {
+        guard serverFinal.hasPrefix("v="), let signature = Data(base64Encoded: String(serverFinal.dropFirst(2))),
+              Array(signature) == state.serverSignature
+        else {
+            throw PostgresParticipantError(.unavailable, "\(location) did not prove it knows the password (SCRAM server signature); refusing the connection")
+        }
+    }
+}
