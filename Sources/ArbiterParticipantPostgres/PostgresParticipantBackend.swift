@@ -24,7 +24,9 @@ final class PostgresParticipantBackend<R: PostgresResource>: ParticipantBackend 
 
     static var component: String { "participant-postgres" }
     /// The schema versions this build knows, in order.
-    static var migrations: [(version: Int, sql: String)] { [(1, ParticipantPostgresSchemas.participantPostgres)] }
+    static var migrations: [(version: Int, sql: String)] {
+        [(1, ParticipantPostgresSchemas.participantPostgres), (2, ParticipantPostgresSchemas.participantPostgresV2)]
+    }
     /// `pg_advisory_xact_lock`'s key while migrating ("ArbiterP").
     static var migrationLock: Int64 { 0x4172_6269_7465_7250 }
 

@@ -35,6 +35,9 @@ public struct PostgresParticipantError: Error, Hashable, Sendable, CustomStringC
     public var isLockNotAvailable: Bool { sqlState == "55P03" }
     /// Whether a CHECK constraint refused a row (SQLSTATE `23514`).
     public var isCheckViolation: Bool { sqlState == "23514" }
+    /// Whether a statement queued with an expected row count changed another number of rows
+    /// (SQLSTATE `ZA001`, raised by `arbiter_expect_changed`).
+    public var isUnexpectedRowCount: Bool { sqlState == "ZA001" }
 
     /// The kind, the message and the SQLSTATE, for logs and replies.
     public var description: String {

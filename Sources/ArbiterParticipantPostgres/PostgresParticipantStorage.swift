@@ -436,14 +436,14 @@ struct PieceContext<R: PostgresResource>: Sendable {
     }
 
     /// The marker, inside the transaction to be prepared: the row becomes `committed` (seen once
-    /// COMMIT PREPARED made it visible). Fails (division by zero, SQLSTATE 22012) when the row is
-    /// not `prepared`, so that a transaction that ended here meanwhile is never prepared.
+    /// COMMIT PREPARED made it visible). Fails (SQLSTATE ZA001) when the row is not `prepared`, so
+    /// that a transaction that ended here meanwhile is never prepared.
     private func marker(_ txid: TxID) -> PostgresStatement {
         """
-        WITH marked AS (
+        WITH changed AS (
             UPDATE arbiter_participant_transaction SET state = 'committed', ended_at = now()
             WHERE txid = \(txid.rawValue) AND state = 'prepared' RETURNING 1)
-        SELECT 1 / count(*)::int FROM marked
+        SELECT arbiter_expect_changed(count(*), 1) FROM changed
         """
     }
 

@@ -63,11 +63,10 @@ public struct PostgresMigration: Hashable, Sendable {
 ///
 /// - ``execute(_:)`` and ``query(_:)`` wait for the answer: for a stage that needs what a
 ///   statement returned before it goes on;
-/// - ``enqueue(_:check:)`` does not wait: the statement goes to the server with the next one that
-///   waits, at the latest with the library's own statements at the prepare, all in one write and
-///   one round trip. A stage made only of queued statements costs one round trip to stage and
-///   prepare when none has a `check`, two when one has (its result must be read before
-///   `PREPARE TRANSACTION` is sent).
+/// - ``enqueue(_:changing:reason:)`` does not wait: the statement goes to the server with the
+///   next one that waits, at the latest with the library's own statements at the prepare, all in
+///   one write. A stage made only of such statements is staged and prepared in one round trip to
+///   PostgreSQL (``enqueue(_:check:)``, whose check runs here, costs a second).
 ///
 /// Valid only during the call: don't keep it. Don't begin, commit, roll back or prepare
 /// transactions through it (savepoints are fine).
@@ -99,14 +98,30 @@ public struct PostgresStageContext {
         try session.run(statement).get().count
     }
 
-    /// Queues `statement` to run in the transaction without waiting for its answer.
+    /// Queues `statement` to run in the transaction without waiting for its answer: it goes to the
+    /// server with the next statement that waits, at the latest in the same write as
+    /// `PREPARE TRANSACTION`.
     ///
-    /// `check` reads the outcome once it is known: how many rows the statement changed (or
+    /// - Parameters:
+    ///   - expected: for an `INSERT`, `UPDATE` or `DELETE` without `RETURNING`: how many rows it
+    ///     must change. The server checks it (the statement runs as
+    ///     `WITH changed AS (… RETURNING 1) SELECT arbiter_expect_changed(count(*), n) FROM changed`),
+    ///     so another count fails the transaction before it could be prepared; the error's
+    ///     ``PostgresParticipantError/isUnexpectedRowCount`` is then true.
+    ///   - reason: what the `no` vote says when the statement fails: given the server's refusal,
+    ///     return a reason for the client, or nil for the library's own (PostgreSQL's message, or
+    ///     that a row is locked). Any failure votes no.
+    public func enqueue(_ statement: PostgresStatement, changing expected: Int? = nil,
+                        reason: ((PostgresParticipantError) -> String?)? = nil) {
+        session.enqueue(statement, changing: expected, reason: reason)
+    }
+
+    /// Queues `statement` and has `check` read its outcome: how many rows it changed (or
     /// returned), or the server's refusal. Return `.no(reason:)` to refuse the transaction, `nil`
-    /// to accept. A refusal that `check` accepts (or that has no `check`) still votes no, with the
-    /// server's message: the transaction failed. Without a `check`, the statement can go to the
-    /// server in the same write as `PREPARE TRANSACTION`; with one, it is answered first.
-    public func enqueue(_ statement: PostgresStatement, check: ((Result<Int, PostgresParticipantError>) -> Vote?)? = nil) {
+    /// to accept (a refusal `check` accepts still votes no, with the server's message). The
+    /// outcome is read before `PREPARE TRANSACTION` is sent, which costs a round trip of its own;
+    /// a check the server can make (``enqueue(_:changing:reason:)``) does not.
+    public func enqueue(_ statement: PostgresStatement, check: @escaping (Result<Int, PostgresParticipantError>) -> Vote?) {
         session.enqueue(statement, check: check)
     }
 }
@@ -134,20 +149,35 @@ final class StageSession {
         queued.append((statement, handler))
     }
 
-    func enqueue(_ statement: PostgresStatement, check: ((Result<Int, PostgresParticipantError>) -> Vote?)?) {
-        if check != nil { hasPendingCheck = true }
+    func enqueue(_ statement: PostgresStatement, changing expected: Int?, reason: ((PostgresParticipantError) -> String?)?) {
+        var statement = statement
+        if let expected {
+            statement.sql = "WITH changed AS (\(statement.sql) RETURNING 1) SELECT arbiter_expect_changed(count(*), \(expected)) FROM changed"
+        }
+        queued.append((statement, { [unowned self] answer in
+            guard case .failure(let error) = answer else { return }
+            self.refuse(error, reason: reason?(error))
+        }))
+    }
+
+    func enqueue(_ statement: PostgresStatement, check: @escaping (Result<Int, PostgresParticipantError>) -> Vote?) {
+        hasPendingCheck = true
         queued.append((statement, { [unowned self] answer in
             let outcome = answer.map(\.count)
-            if case .failure(let error) = outcome, self.firstFailure == nil { self.firstFailure = error }
-            guard self.refusal == nil else { return }
-            if let vote = check?(outcome), case .no = vote {
-                self.refusal = vote
+            if let vote = check(outcome), case .no = vote {
+                if self.refusal == nil { self.refusal = vote }
             } else if case .failure(let error) = outcome {
-                self.refusal = .no(reason: error.isLockNotAvailable
-                    ? "a row this transaction needs is locked by another transaction (\(error.message)); retry when it has ended"
-                    : "staging failed: \(error)")
+                self.refuse(error, reason: nil)
             }
         }))
+    }
+
+    /// Keeps the first refusal: `reason`, or what the library says of `error`.
+    private func refuse(_ error: PostgresParticipantError, reason: String?) {
+        guard refusal == nil else { return }
+        refusal = .no(reason: reason ?? (error.isLockNotAvailable
+            ? "a row this transaction needs is locked by another transaction (\(error.message)); retry when it has ended"
+            : "staging failed: \(error)"))
     }
 
     /// Sends the queued statements and `statement` in one write; returns `statement`'s answer.

@@ -50,6 +50,17 @@ final class WireConnection {
     private var socket: Int32
     private var output: [UInt8] = []
     private var pending = 0
+    /// The named prepared statements this session has, by text and parameter types.
+    private var prepared: [PreparedKey: String] = [:]
+    private var preparedNameCount = 0
+    /// The queued statements that parse a new named statement: forgotten again if the parse fails.
+    private var parsing: [(index: Int, key: PreparedKey)] = []
+    static var preparedCountMax: Int { 256 }
+
+    private struct PreparedKey: Hashable {
+        var sql: String
+        var types: [UInt32]
+    }
     private var input: [UInt8] = []
     private var inputStart = 0
     /// Set once the connection cannot be used any more.
@@ -87,17 +98,38 @@ final class WireConnection {
     // MARK: - Statements
 
     /// Queues `statement` for the next ``exchange()``.
+    ///
+    /// A statement with parameters is parsed once per connection, as a named prepared statement
+    /// kept by its text and parameter types, and only bound and executed after that: PostgreSQL
+    /// then neither parses nor, after a few runs, plans it again (its plan cache). At most
+    /// ``preparedCountMax`` are kept; others go unnamed.
     func enqueue(_ statement: PostgresStatement) {
-        var parse = Message(type: UInt8(ascii: "P"))
-        parse.cString("")
-        parse.cString(statement.sql)
-        parse.int16(statement.parameters.count)
-        for parameter in statement.parameters { parse.int32(Int(parameter.type.rawValue)) }
-        parse.finish(into: &output)
+        var name = ""
+        var parse = true
+        if !statement.parameters.isEmpty {
+            let key = PreparedKey(sql: statement.sql, types: statement.parameters.map(\.type.rawValue))
+            if let known = prepared[key] {
+                name = known
+                parse = false
+            } else if prepared.count < Self.preparedCountMax {
+                preparedNameCount += 1
+                name = "arbiter_\(preparedNameCount)"
+                prepared[key] = name
+                parsing.append((index: pending, key: key))
+            }
+        }
+        if parse {
+            var message = Message(type: UInt8(ascii: "P"))
+            message.cString(name)
+            message.cString(statement.sql)
+            message.int16(statement.parameters.count)
+            for parameter in statement.parameters { message.int32(Int(parameter.type.rawValue)) }
+            message.finish(into: &output)
+        }
 
         var bind = Message(type: UInt8(ascii: "B"))
         bind.cString("")
-        bind.cString("")
+        bind.cString(name)
         bind.int16(statement.parameters.count)
         for parameter in statement.parameters { bind.int16(parameter.format == .binary ? 1 : 0) }
         bind.int16(statement.parameters.count)
@@ -138,24 +170,42 @@ final class WireConnection {
             try write()
             var answers: [Result<Answer, PostgresParticipantError>] = []
             answers.reserveCapacity(count)
-            for _ in 0..<count { answers.append(try readAnswer()) }
+            var parsed: [Bool] = []
+            for _ in 0..<count {
+                let (answer, parseCompleted) = try readAnswer()
+                answers.append(answer)
+                parsed.append(parseCompleted)
+            }
+            // A statement whose parse failed was not prepared: parse it again next time.
+            for entry in parsing where !parsed[entry.index] { prepared[entry.key] = nil }
+            parsing.removeAll()
+            // Statements the server no longer has (after a DISCARD ALL, say) or whose plan no
+            // longer fits (a table changed under them) are all parsed again.
+            if answers.contains(where: { if case .failure(let error) = $0 { error.sqlState == "26000" || error.sqlState == "0A000" } else { false } }) {
+                prepared.removeAll()
+            }
             return answers
         } catch {
             output.removeAll(keepingCapacity: true)
+            parsing.removeAll()
             broke()
             throw error
         }
     }
 
     /// Reads one statement's messages, up to its `ReadyForQuery`.
-    private func readAnswer() throws(PostgresParticipantError) -> Result<Answer, PostgresParticipantError> {
+    /// Also says whether it parsed (a `ParseComplete` came).
+    private func readAnswer() throws(PostgresParticipantError) -> (Result<Answer, PostgresParticipantError>, Bool) {
         var answer = Answer()
+        var parsed = false
         var columns: [(name: String, type: PostgresDataType, format: PostgresFormat)] = []
         var failure: PostgresParticipantError?
         while true {
             var (type, body) = try readMessage()
             switch type {
-            case UInt8(ascii: "1"), UInt8(ascii: "2"), UInt8(ascii: "n"), UInt8(ascii: "I"), UInt8(ascii: "N"),
+            case UInt8(ascii: "1"):
+                parsed = true
+            case UInt8(ascii: "2"), UInt8(ascii: "n"), UInt8(ascii: "I"), UInt8(ascii: "N"),
                  UInt8(ascii: "S"), UInt8(ascii: "A"), UInt8(ascii: "s"):
                 // ParseComplete, BindComplete, NoData, EmptyQuery, notice, parameter status,
                 // notification, portal suspended: nothing to keep.
@@ -194,8 +244,8 @@ final class WireConnection {
                 }
                 failure = PostgresParticipantError(.statementFailed, error.message, sqlState: error.code)
             case UInt8(ascii: "Z"):
-                if let failure { return .failure(failure) }
-                return .success(answer)
+                if let failure { return (.failure(failure), parsed) }
+                return (.success(answer), parsed)
             default:
                 throw PostgresParticipantError(.unavailable, "\(location) sent an unexpected message (type \(type)); the connection is dropped")
             }

@@ -116,12 +116,39 @@ struct PostgresParticipantTests {
         }
     }
 
-    @Test("the embedded schema is byte for byte schemas/participant-postgres.sql")
+    @Test("the embedded schemas are byte for byte schemas/participant-postgres*.sql")
     func schemaFile() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let file = try String(contentsOf: root.appendingPathComponent("schemas/participant-postgres.sql"), encoding: .utf8)
-        #expect(file == ParticipantPostgresSchemas.participantPostgres + "\n" || file == ParticipantPostgresSchemas.participantPostgres,
-                "run schemas/embed-in-swift.sh")
+        for (name, embedded) in [("participant-postgres.sql", ParticipantPostgresSchemas.participantPostgres),
+                                 ("participant-postgres.v2.sql", ParticipantPostgresSchemas.participantPostgresV2)] {
+            let file = try String(contentsOf: root.appendingPathComponent("schemas/" + name), encoding: .utf8)
+            #expect(file == embedded + "\n" || file == embedded, "\(name): run schemas/embed-in-swift.sh")
+        }
+    }
+
+    @Test("a database at schema version 1 is brought to version 2 at start, and its transactions in doubt survive it")
+    func upgradesVersion1() async throws {
+        let database = try await Self.database()
+        // Version 1 as an earlier release left it, with one transaction in doubt.
+        try await database.psql("""
+            CREATE TABLE arbiter_schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+            \(ParticipantPostgresSchemas.participantPostgres)
+            INSERT INTO arbiter_schema_version VALUES ('participant-postgres', 1);
+            INSERT INTO arbiter_participant_node (gid_prefix) VALUES ('test-node');
+            """)
+        try await withPostgresNode(database) { node in
+            try await Self.openAccounts(node, ["ivy": 10])
+            let prepared = try await node.prepare("t-v2", #"{"op":"debit","account":"ivy","amount":3}"#)
+            #expect(prepared.text.contains(#""vote":"yes""#), "\(prepared)")
+        }
+        #expect(try await database.psql("SELECT version FROM arbiter_schema_version WHERE component = 'participant-postgres'") == "2\n")
+        try await withPostgresNode(database) { node in
+            #expect(try await node.preparedGIDs() == ["test-node:t-v2"])
+            let (status, text) = try await node.send(.POST, "/v1/commit", #"{"txid":"t-v2"}"#)
+            #expect(status == 200, "\(text)")
+            #expect(try await node.balance("ivy") == 7)
+        }
+        try await database.stop()
     }
 
     @Test("prepare is a PREPARE TRANSACTION holding the change; commit is COMMIT PREPARED; a repeated commit is answered the same")

@@ -124,6 +124,32 @@ struct WireConnectionTests {
         try await server.stop()
     }
 
+    @Test("a statement with parameters is parsed once per session; one whose parse fails is parsed again next time")
+    func preparedStatements() async throws {
+        let server = try await PostgresServer()
+        let connection = try open(try location(server))
+        defer { connection.close() }
+        for value in 1...3 {
+            #expect(try connection.run("SELECT \(value) + 1").rows[0].decode(Int.self, column: 0) == value + 1)
+        }
+        let missing: Int? = nil
+        #expect(try connection.run("SELECT \(missing)::int8 IS NULL").rows[0].decode(Bool.self, column: 0), "another parameter type, another statement")
+        #expect(try connection.run("SELECT count(*) FROM pg_prepared_statements").rows[0].decode(Int.self, column: 0) == 2)
+
+        // A table missing at the first parse: the statement was not prepared, and works once it exists.
+        #expect(throws: PostgresParticipantError.self) { try connection.run("INSERT INTO later VALUES (\(1))") }
+        _ = try connection.run("CREATE TABLE later (n INT)")
+        #expect(try connection.run("INSERT INTO later VALUES (\(1))").count == 1)
+        #expect(try connection.run("INSERT INTO later VALUES (\(2))").count == 1)
+        #expect(try connection.run("SELECT count(*) FROM pg_prepared_statements").rows[0].decode(Int.self, column: 0) == 3)
+
+        // After DISCARD ALL the session has none: the next use says so, and the one after parses again.
+        _ = try connection.run("DISCARD ALL")
+        #expect(throws: PostgresParticipantError.self) { try connection.run("SELECT \(5) + 1") }
+        #expect(try connection.run("SELECT \(5) + 1").rows[0].decode(Int.self, column: 0) == 6)
+        try await server.stop()
+    }
+
     @Test("a session the server ends breaks the connection with `unavailable`, and a BlockingConnection opens a new one")
     func serverEndsTheSession() async throws {
         let server = try await PostgresServer()

@@ -26,8 +26,9 @@ public struct PostgresBankResource: PostgresResource {
     }
 
     /// Debits, credits or moves the money at once, in the transaction the library prepares. The
-    /// UPDATEs are queued, not waited for: they reach PostgreSQL in one write with the library's
-    /// own statements, and their checks are read before it sends PREPARE TRANSACTION.
+    /// UPDATEs are queued, not waited for, and PostgreSQL itself checks that each found its
+    /// account: they reach it in one write with the library's own statements, so a prepare is one
+    /// round trip.
     public func stage(_ payload: BankOperation, in context: PostgresStageContext) throws -> Vote {
         switch payload.op {
         case .debit:
@@ -42,22 +43,15 @@ public struct PostgresBankResource: PostgresResource {
         return .yes
     }
 
-    /// Adds `delta` to the balance of `account`; a refusal when there is no such account or the
-    /// balance would go below zero (the table's CHECK) or overflow. A row another transaction
-    /// holds makes the UPDATE fail after the lock timeout, and the library votes no with
-    /// PostgreSQL's message.
+    /// Adds `delta` to the balance of `account`; the vote is no when there is no such account or
+    /// the balance would go below zero (the table's CHECK) or overflow. A row another transaction
+    /// holds makes the UPDATE fail after the lock timeout, and the library votes no saying so.
     private func change(_ account: String, by delta: Int, in context: PostgresStageContext) {
-        context.enqueue("UPDATE bank_accounts SET balance = balance + \(delta) WHERE id = \(account)") { outcome in
-            switch outcome {
-            case .success(let changed):
-                changed == 1 ? nil : .no(reason: "no account \(account)")
-            case .failure(let error) where error.isCheckViolation:
-                .no(reason: "insufficient funds in \(account) for \(-delta)")
-            case .failure(let error) where error.sqlState == "22003":
-                .no(reason: "crediting \(delta) would overflow the balance of \(account)")
-            case .failure:
-                nil
-            }
+        context.enqueue("UPDATE bank_accounts SET balance = balance + \(delta) WHERE id = \(account)", changing: 1) { error in
+            if error.isUnexpectedRowCount { return "no account \(account)" }
+            if error.isCheckViolation { return "insufficient funds in \(account) for \(-delta)" }
+            if error.sqlState == "22003" { return "crediting \(delta) would overflow the balance of \(account)" }
+            return nil
         }
     }
 }
