@@ -61,8 +61,10 @@ final class WireConnection {
         var sql: String
         var types: [UInt32]
     }
-    private var input: [UInt8] = []
+    /// Bytes read and not yet taken: `input[inputStart..<inputEnd]`.
+    private var input = [UInt8](repeating: 0, count: 65_536)
     private var inputStart = 0
+    private var inputEnd = 0
     /// Set once the connection cannot be used any more.
     private(set) var isBroken = false
 
@@ -86,8 +88,7 @@ final class WireConnection {
     func close() {
         guard socket >= 0 else { return }
         if !isBroken {
-            let message = Message(type: UInt8(ascii: "X"))
-            message.finish(into: &output)
+            Message(appendingTo: &output, type: UInt8(ascii: "X")).finish(into: &output)
             _ = try? write()
         }
         Glibc.close(socket)
@@ -119,7 +120,7 @@ final class WireConnection {
             }
         }
         if parse {
-            var message = Message(type: UInt8(ascii: "P"))
+            var message = Message(appendingTo: &output, type: UInt8(ascii: "P"))
             message.cString(name)
             message.cString(statement.sql)
             message.int16(statement.parameters.count)
@@ -127,7 +128,7 @@ final class WireConnection {
             message.finish(into: &output)
         }
 
-        var bind = Message(type: UInt8(ascii: "B"))
+        var bind = Message(appendingTo: &output, type: UInt8(ascii: "B"))
         bind.cString("")
         bind.cString(name)
         bind.int16(statement.parameters.count)
@@ -145,17 +146,17 @@ final class WireConnection {
         bind.int16(1)
         bind.finish(into: &output)
 
-        var describe = Message(type: UInt8(ascii: "D"))
+        var describe = Message(appendingTo: &output, type: UInt8(ascii: "D"))
         describe.byte(UInt8(ascii: "P"))
         describe.cString("")
         describe.finish(into: &output)
 
-        var execute = Message(type: UInt8(ascii: "E"))
+        var execute = Message(appendingTo: &output, type: UInt8(ascii: "E"))
         execute.cString("")
         execute.int32(0)
         execute.finish(into: &output)
 
-        Message(type: UInt8(ascii: "S")).finish(into: &output)
+        Message(appendingTo: &output, type: UInt8(ascii: "S")).finish(into: &output)
         pending += 1
     }
 
@@ -255,7 +256,7 @@ final class WireConnection {
     // MARK: - Start-up and authentication
 
     private func start(settings: [(String, String)]) throws(PostgresParticipantError) {
-        var startup = Message(type: nil)
+        var startup = Message(appendingTo: &output, type: nil)
         startup.int32(196_608)
         startup.cString("user"); startup.cString(location.user)
         startup.cString("database"); startup.cString(location.database)
@@ -290,7 +291,7 @@ final class WireConnection {
                     }
                     let started = Scram(password: try password())
                     scram = started
-                    var message = Message(type: UInt8(ascii: "p"))
+                    var message = Message(appendingTo: &output, type: UInt8(ascii: "p"))
                     message.cString("SCRAM-SHA-256")
                     let first = Array(started.clientFirst.utf8)
                     message.int32(first.count)
@@ -300,7 +301,7 @@ final class WireConnection {
                 case 11:
                     guard let scram else { throw protocolViolation("a SCRAM continuation before its start") }
                     let final = try scram.clientFinal(serverFirst: String(decoding: body.rest(), as: UTF8.self), location: location)
-                    var message = Message(type: UInt8(ascii: "p"))
+                    var message = Message(appendingTo: &output, type: UInt8(ascii: "p"))
                     message.bytes(Array(final.utf8))
                     message.finish(into: &output)
                     try write()
@@ -330,7 +331,7 @@ final class WireConnection {
     }
 
     private func sendPassword(_ bytes: [UInt8]) throws(PostgresParticipantError) {
-        var message = Message(type: UInt8(ascii: "p"))
+        var message = Message(appendingTo: &output, type: UInt8(ascii: "p"))
         message.bytes(bytes)
         message.byte(0)
         message.finish(into: &output)
@@ -405,25 +406,27 @@ final class WireConnection {
         return (type, body)
     }
 
-    /// Reads until `count` bytes are buffered.
+    /// Reads until `count` bytes are buffered from `inputStart` on.
     private func fill(_ count: Int) throws(PostgresParticipantError) {
-        while input.count - inputStart < count {
-            if inputStart > 0 && inputStart == input.count {
-                input.removeAll(keepingCapacity: true)
+        while inputEnd - inputStart < count {
+            // Make room: move what is left to the front, and grow for a message larger than the buffer.
+            if inputStart == inputEnd {
                 inputStart = 0
-            } else if inputStart > 65_536 {
-                input.removeFirst(inputStart)
+                inputEnd = 0
+            } else if input.count - inputStart < count || inputEnd == input.count {
+                input.withUnsafeMutableBytes { buffer in
+                    buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + inputStart, byteCount: inputEnd - inputStart)
+                }
+                inputEnd -= inputStart
                 inputStart = 0
             }
-            let chunk = max(65_536, count)
-            let old = input.count
-            input.append(contentsOf: repeatElement(0, count: chunk))
-            let read = input.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + old, chunk, 0) }
+            if input.count < count { input.append(contentsOf: repeatElement(0, count: count - input.count)) }
+            let end = inputEnd
+            let read = input.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + end, $0.count - end, 0) }
             if read > 0 {
-                input.removeLast(chunk - read)
+                inputEnd += read
                 continue
             }
-            input.removeLast(chunk)
             if read < 0 && errno == EINTR { continue }
             let reason = read == 0 ? "the server closed the connection" : String(cString: strerror(errno))
             broke()
@@ -469,12 +472,19 @@ final class WireConnection {
 
 // MARK: - Messages
 
-/// An outgoing message: its type byte (none for the start-up message), then its length, then the body.
+/// An outgoing message, written at the end of the connection's output buffer: its type byte (none
+/// for the start-up message), its length (filled in by ``finish(into:)``), then the body. The
+/// buffer is moved in and out, never copied.
 private struct Message {
-    let type: UInt8?
-    var body: [UInt8] = []
+    private var body: [UInt8] = []
+    private let start: Int
 
-    init(type: UInt8?) { self.type = type }
+    init(appendingTo output: inout [UInt8], type: UInt8?) {
+        swap(&body, &output)
+        if let type { body.append(type) }
+        start = body.count
+        body.append(contentsOf: [0, 0, 0, 0])
+    }
 
     mutating func byte(_ value: UInt8) { body.append(value) }
     mutating func bytes<C: Collection>(_ values: C) where C.Element == UInt8 { body.append(contentsOf: values) }
@@ -492,12 +502,12 @@ private struct Message {
         body.append(0)
     }
 
-    func finish(into output: inout [UInt8]) {
-        if let type { output.append(type) }
-        let length = UInt32(body.count + 4)
-        output.append(UInt8(length >> 24)); output.append(UInt8((length >> 16) & 0xff))
-        output.append(UInt8((length >> 8) & 0xff)); output.append(UInt8(length & 0xff))
-        output.append(contentsOf: body)
+    /// Fills in the length and hands the buffer back.
+    consuming func finish(into output: inout [UInt8]) {
+        let length = UInt32(body.count - start)
+        body[start] = UInt8(length >> 24); body[start + 1] = UInt8((length >> 16) & 0xff)
+        body[start + 2] = UInt8((length >> 8) & 0xff); body[start + 3] = UInt8(length & 0xff)
+        swap(&body, &output)
     }
 }
 

@@ -119,6 +119,13 @@ struct WireConnectionTests {
         #expect(try row.decode([String].self, column: 6) == ["a", "b,c"])
         #expect(try row.decode(Date.self, column: 7) == date)
         #expect(try row.decode(UUID.self, column: 8) == uuid)
+        // Messages larger than the read buffer, and many in one read.
+        let large = String(repeating: "ab", count: 150_000)
+        #expect(try connection.run("SELECT \(large) || 'c'").rows[0].decode(String.self, column: 0) == large + "c")
+        let many = try connection.run("SELECT n, repeat('x', n % 100) FROM generate_series(1, 20000) AS n").rows
+        #expect(many.count == 20_000)
+        #expect(try many.last?.decode(String.self, column: 1) == String(repeating: "x", count: 0))
+        #expect(try many[98].decode(String.self, column: 1) == String(repeating: "x", count: 99))
         #expect(throws: PostgresParticipantError.self) { try row.decode(Int.self, column: 1) }
         #expect(throws: PostgresParticipantError.self) { try row.decode(Int.self, column: 9) }
         try await server.stop()
