@@ -5,11 +5,18 @@ import NIOCore
 import PostgresNIO
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
+private let streamSocket = Int32(SOCK_STREAM.rawValue)
+private let sendFlags = Int32(MSG_NOSIGNAL)
 #elseif canImport(Darwin)
 import Darwin
+private let streamSocket = SOCK_STREAM
+private let sendFlags: Int32 = 0
 #endif
+
+/// `close(2)`, out of reach of the class's own `close()`.
+private func closeDescriptor(_ descriptor: Int32) {
+    _ = close(descriptor)
+}
 
 /// One connection to PostgreSQL speaking its frontend/backend protocol (version 3) over a blocking
 /// socket, from the thread that uses it: no event loop, no hand-off between threads.
@@ -47,7 +54,7 @@ final class WireConnection {
     }
 
     let location: PostgresLocation
-    private var socket: Int32
+    private var descriptor: Int32
     private var output: [UInt8] = []
     private var pending = 0
     /// The named prepared statements this session has, by text and parameter types.
@@ -68,31 +75,31 @@ final class WireConnection {
     /// Set once the connection cannot be used any more.
     private(set) var isBroken = false
 
-    private init(location: PostgresLocation, socket: Int32) {
+    private init(location: PostgresLocation, descriptor: Int32) {
         self.location = location
-        self.socket = socket
+        self.descriptor = descriptor
     }
 
-    deinit { if socket >= 0 { Glibc.close(socket) } }
+    deinit { if descriptor >= 0 { closeDescriptor(descriptor) } }
 
     /// Connects, authenticates and starts a session with `settings` (run-time parameters such as
     /// `lock_timeout`, sent in the start-up message: no round trip of their own).
     static func open(_ location: PostgresLocation, settings: [(String, String)], timeout: Duration) throws(PostgresParticipantError) -> WireConnection {
-        let socket = try connectSocket(host: location.host, port: location.port, timeout: timeout)
-        let connection = WireConnection(location: location, socket: socket)
+        let descriptor = try connectSocket(host: location.host, port: location.port, timeout: timeout)
+        let connection = WireConnection(location: location, descriptor: descriptor)
         try connection.start(settings: settings)
         return connection
     }
 
     /// Closes the socket (with a `Terminate` message, so the server ends the session at once).
     func close() {
-        guard socket >= 0 else { return }
+        guard descriptor >= 0 else { return }
         if !isBroken {
             Message(appendingTo: &output, type: UInt8(ascii: "X")).finish(into: &output)
             _ = try? write()
         }
-        Glibc.close(socket)
-        socket = -1
+        closeDescriptor(descriptor)
+        descriptor = -1
         isBroken = true
     }
 
@@ -374,7 +381,7 @@ final class WireConnection {
     private func broke() {
         guard !isBroken else { return }
         isBroken = true
-        if socket >= 0 { Glibc.close(socket); socket = -1 }
+        if descriptor >= 0 { closeDescriptor(descriptor); descriptor = -1 }
     }
 
     // MARK: - Bytes on the socket
@@ -383,7 +390,7 @@ final class WireConnection {
         defer { output.removeAll(keepingCapacity: true) }
         var sent = 0
         while sent < output.count {
-            let count = output.withUnsafeBytes { send(socket, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            let count = output.withUnsafeBytes { send(descriptor, $0.baseAddress! + sent, $0.count - sent, sendFlags) }
             if count < 0 {
                 if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))
@@ -422,7 +429,7 @@ final class WireConnection {
             }
             if input.count < count { input.append(contentsOf: repeatElement(0, count: count - input.count)) }
             let end = inputEnd
-            let read = input.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + end, $0.count - end, 0) }
+            let read = input.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress! + end, $0.count - end, 0) }
             if read > 0 {
                 inputEnd += read
                 continue
@@ -436,7 +443,7 @@ final class WireConnection {
 
     private static func connectSocket(host: String, port: Int, timeout: Duration) throws(PostgresParticipantError) -> Int32 {
         var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = streamSocket
         hints.ai_family = AF_UNSPEC
         var found: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &found)
@@ -448,14 +455,14 @@ final class WireConnection {
         var current: UnsafeMutablePointer<addrinfo>? = first
         while let address = current {
             current = address.pointee.ai_next
-            let fd = Glibc.socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
             if fd < 0 { lastError = String(cString: strerror(errno)); continue }
             // Connect within `timeout` (SO_SNDTIMEO bounds connect on Linux), then no timeout:
             // a statement may wait for locks or a busy disk as long as the server takes.
             let seconds = max(1, Int(timeout.components.seconds))
             var limit = timeval(tv_sec: seconds, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-            if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 {
+            if connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 {
                 var none = timeval(tv_sec: 0, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
                 var one: Int32 = 1
@@ -464,7 +471,7 @@ final class WireConnection {
                 return fd
             }
             lastError = String(cString: strerror(errno))
-            Glibc.close(fd)
+            closeDescriptor(fd)
         }
         throw PostgresParticipantError(.unavailable, "cannot connect to \(host):\(port) (\(lastError)); check that it is up and reachable")
     }
