@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A throwaway PostgreSQL cluster for tests, the demo and the benchmark: `initdb` in a temporary
 /// directory, a server on a free loopback port (and a Unix socket in that directory only), one
@@ -18,7 +19,9 @@ public final class PostgresServer: Sendable {
     /// Whether a cluster can be started here.
     public static var isAvailable: Bool { binaries != nil }
 
-    public let port: Int
+    /// The server's port: picked just before the first start, and kept.
+    public var port: Int { portValue.withLock { $0 } }
+    private let portValue = Mutex(0)
     public let database: String
     private let directory: TemporaryDirectory
     private let bin: String
@@ -35,26 +38,46 @@ public final class PostgresServer: Sendable {
         self.bin = bin
         self.database = database
         directory = try TemporaryDirectory(prefix: "arbiter-pg")
-        port = try freeLoopbackPort()
         try Self.giveToPostgres(directory.path)
         try await run("\(bin)/initdb", ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"])
         var configuration = [
-            "port": "\(port)", "listen_addresses": "'127.0.0.1'", "unix_socket_directories": "'\(directory.path)'",
+            "listen_addresses": "'127.0.0.1'", "unix_socket_directories": "'\(directory.path)'",
             "max_connections": "100", "max_prepared_transactions": "100",
         ]
         configuration.merge(settings) { $1 }
         let lines = configuration.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: "\n")
-        let conf = dataDirectory + "/postgresql.conf"
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: conf))
-        handle.seekToEndOfFile()
-        handle.write(Data("\n# Arbiter's test cluster\n\(lines)\n".utf8))
-        try handle.close()
-        try await start()
+        try appendConfiguration("\n# Arbiter's test cluster\n\(lines)\n")
+        try await startOnFreePort()
         try await run("\(bin)/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", "postgres",
                                       "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(database)"])
     }
 
     deinit { stopNow() }
+
+    /// The first start, on a port that was free a moment ago. Another test may bind it first (the
+    /// port is only picked, not held): then the server cannot listen, and another port is tried.
+    private func startOnFreePort() async throws {
+        for attempt in 1...5 {
+            let port = try freeLoopbackPort()
+            portValue.withLock { $0 = port }
+            // The last setting in the file wins.
+            try appendConfiguration("port = \(port)\n")
+            let logged = log.utf8.count
+            do {
+                try await start()
+                return
+            } catch where attempt < 5 && String(decoding: log.utf8.dropFirst(logged), as: UTF8.self).contains("could not bind") {
+                continue
+            }
+        }
+    }
+
+    private func appendConfiguration(_ text: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/postgresql.conf"))
+        handle.seekToEndOfFile()
+        handle.write(Data(text.utf8))
+        try handle.close()
+    }
 
     /// Starts the server (again, after ``stop()``), waiting until it accepts connections.
     public func start() async throws {
