@@ -17,6 +17,10 @@ final class BlockingConnection {
     private let settings: [(String, String)]
     private let logger: Logger
     private var wire: WireConnection?
+    /// How long a statement's answer may take before the connection counts as broken: far longer
+    /// than any prepare or commit (a stage waits at most the lock timeout for a row), short enough
+    /// that a hung server or network frees the worker (the round is then retried).
+    static var answerTimeout: Duration { .seconds(120) }
 
     init(location: PostgresLocation, lockTimeout: Duration, logger: Logger) {
         self.location = location
@@ -104,7 +108,7 @@ final class BlockingConnection {
     private func connected() throws(PostgresParticipantError) -> WireConnection {
         if let wire, !wire.isBroken { return wire }
         wire = nil
-        let opened = try WireConnection.open(location, settings: settings, timeout: .seconds(5))
+        let opened = try WireConnection.open(location, settings: settings, timeout: .seconds(5), answerTimeout: Self.answerTimeout)
         wire = opened
         return opened
     }

@@ -82,10 +82,14 @@ final class WireConnection {
 
     deinit { if descriptor >= 0 { closeDescriptor(descriptor) } }
 
-    /// Connects, authenticates and starts a session with `settings` (run-time parameters such as
-    /// `lock_timeout`, sent in the start-up message: no round trip of their own).
-    static func open(_ location: PostgresLocation, settings: [(String, String)], timeout: Duration) throws(PostgresParticipantError) -> WireConnection {
-        let descriptor = try connectSocket(host: location.host, port: location.port, timeout: timeout)
+    /// Connects within `timeout`, authenticates and starts a session with `settings` (run-time
+    /// parameters such as `lock_timeout`, sent in the start-up message: no round trip of their
+    /// own). From then on a read or write that waits longer than `answerTimeout` (a server or
+    /// network that hangs without closing the connection) breaks the connection with
+    /// `unavailable`, so that a worker never waits forever.
+    static func open(_ location: PostgresLocation, settings: [(String, String)], timeout: Duration,
+                     answerTimeout: Duration) throws(PostgresParticipantError) -> WireConnection {
+        let descriptor = try connectSocket(host: location.host, port: location.port, timeout: timeout, answerTimeout: answerTimeout)
         let connection = WireConnection(location: location, descriptor: descriptor)
         try connection.start(settings: settings)
         return connection
@@ -393,7 +397,8 @@ final class WireConnection {
             let count = output.withUnsafeBytes { send(descriptor, $0.baseAddress! + sent, $0.count - sent, sendFlags) }
             if count < 0 {
                 if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
+                let reason = errno == EAGAIN || errno == EWOULDBLOCK ? "the server took nothing in time (it or the network hangs)"
+                    : String(cString: strerror(errno))
                 broke()
                 throw PostgresParticipantError(.unavailable, "writing to \(location) failed: \(reason)")
             }
@@ -435,13 +440,24 @@ final class WireConnection {
                 continue
             }
             if read < 0 && errno == EINTR { continue }
-            let reason = read == 0 ? "the server closed the connection" : String(cString: strerror(errno))
+            let reason = read == 0 ? "the server closed the connection"
+                : errno == EAGAIN || errno == EWOULDBLOCK ? "no answer in time (the server or the network hangs)"
+                : String(cString: strerror(errno))
             broke()
             throw PostgresParticipantError(.unavailable, "reading from \(location) failed: \(reason)")
         }
     }
 
-    private static func connectSocket(host: String, port: Int, timeout: Duration) throws(PostgresParticipantError) -> Int32 {
+    private static func timeval(_ duration: Duration) -> timeval {
+        let microseconds = max(1000, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000)
+        #if canImport(Darwin)
+        return Darwin.timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int32(microseconds % 1_000_000))
+        #else
+        return Glibc.timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
+        #endif
+    }
+
+    private static func connectSocket(host: String, port: Int, timeout: Duration, answerTimeout: Duration) throws(PostgresParticipantError) -> Int32 {
         var hints = addrinfo()
         hints.ai_socktype = streamSocket
         hints.ai_family = AF_UNSPEC
@@ -457,14 +473,14 @@ final class WireConnection {
             current = address.pointee.ai_next
             let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
             if fd < 0 { lastError = String(cString: strerror(errno)); continue }
-            // Connect within `timeout` (SO_SNDTIMEO bounds connect on Linux), then no timeout:
-            // a statement may wait for locks or a busy disk as long as the server takes.
-            let seconds = max(1, Int(timeout.components.seconds))
-            var limit = timeval(tv_sec: seconds, tv_usec: 0)
+            // Connect within `timeout` (SO_SNDTIMEO bounds connect on Linux), then wait at most
+            // `answerTimeout` for any read or write.
+            var limit = Self.timeval(timeout)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             if connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 {
-                var none = timeval(tv_sec: 0, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+                var answer = Self.timeval(answerTimeout)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &answer, socklen_t(MemoryLayout<timeval>.size))
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &answer, socklen_t(MemoryLayout<timeval>.size))
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                 setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -6,6 +6,9 @@ import Logging
 import NIOCore
 import PostgresNIO
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // The participant's own PostgreSQL connection against a real server: each way of logging in, what
 // a pipelined exchange does when a statement in it fails, values through the binary formats, and
@@ -19,7 +22,7 @@ private func location(_ server: PostgresServer, user: String = "postgres", passw
 }
 
 private func open(_ location: PostgresLocation) throws(PostgresParticipantError) -> WireConnection {
-    try WireConnection.open(location, settings: [("lock_timeout", "50")], timeout: .seconds(5))
+    try WireConnection.open(location, settings: [("lock_timeout", "50")], timeout: .seconds(5), answerTimeout: .seconds(60))
 }
 
 @Suite("The participant's PostgreSQL connection", .enabled(if: PostgresServer.isAvailable, "PostgreSQL is not installed"))
@@ -179,6 +182,31 @@ struct WireConnectionTests {
         let said = ["terminating connection", "check that it is up", "reading from"]
         #expect(said.contains { down?.message.contains($0) == true }, "\(String(describing: down))")
     }
+}
+
+@Test("a server that accepts and never answers breaks the connection after the answer timeout, instead of holding the thread")
+func silentServer() throws {
+    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(listener) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    try withUnsafeMutablePointer(to: &address) { pointer in
+        try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+            guard bind(listener, raw, length) == 0, listen(listener, 4) == 0, getsockname(listener, raw, &length) == 0 else {
+                throw PostgresParticipantError(.unavailable, "cannot listen")
+            }
+        }
+    }
+    let port = Int(UInt16(bigEndian: address.sin_port))
+    let silent = #expect(throws: PostgresParticipantError.self) {
+        try WireConnection.open(try PostgresLocation(url: "postgres://postgres@127.0.0.1:\(port)/none"), settings: [],
+                                timeout: .seconds(5), answerTimeout: .milliseconds(300))
+    }
+    #expect(silent?.code == .unavailable)
+    #expect(silent?.message.contains("no answer in time") == true, "\(String(describing: silent))")
 }
 
 extension WireConnection {
