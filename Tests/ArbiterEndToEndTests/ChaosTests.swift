@@ -23,39 +23,20 @@ extension EndToEnd {
             try await Scenario.run("chaos \(seconds) s (3 banks, 8 clients)", nodeCount: 3, accountsPerNode: 64) { scenario in
                 let cluster = scenario.cluster
                 let load = scenario.workload(workers: 8)
-                var random = SplitMix64(seed: scenario.seed ^ 0xC4A0_5C4A_05C4_A05C)
-                let clock = ContinuousClock()
-                let end = clock.now + .seconds(seconds)
-                try await scenario.underLoad(load) {
-                    var round = 0
-                    // Bounded: one round per second at least, until the time is up.
-                    while clock.now < end && round < seconds + 1 {
-                        round += 1
-                        // The fault schedule (not a synchronisation): a random pause, then a kill.
-                        try await Task.sleep(for: .milliseconds(Int.random(in: 1_000...4_000, using: &random)))
-                        guard clock.now < end else { break }
-                        var victims = [cluster.members[Int.random(in: 0..<cluster.members.count, using: &random)]]
-                        if Int.random(in: 0..<5, using: &random) == 0 {
-                            let other = cluster.members[Int.random(in: 0..<cluster.members.count, using: &random)]
-                            if other != victims[0] { victims.append(other) }
-                        }
-                        for victim in victims { scenario.kill(victim) }
-                        scenario.note("t+\(Self.elapsed(clock, end, seconds))s: killed \(victims.map(\.description).joined(separator: " and ")) (answers so far: \(load.counts.answered))")
-                        try await Task.sleep(for: .milliseconds(Int.random(in: 0...1_000, using: &random)))
-                        for victim in victims { try await scenario.restart(victim) }
+                let started = ContinuousClock.now
+                try await scenario.chaos(for: seconds, under: load, seed: 0xC4A0_5C4A_05C4_A05C, pause: 1_000...4_000) { random in
+                    var victims = [cluster.members[Int.random(in: 0..<cluster.members.count, using: &random)]]
+                    if Int.random(in: 0..<5, using: &random) == 0 {
+                        let other = cluster.members[Int.random(in: 0..<cluster.members.count, using: &random)]
+                        if other != victims[0] { victims.append(other) }
                     }
-                    // Faults have stopped: the cluster must make progress again.
-                    let answered = load.counts.answered
-                    try await eventually("20 more transfers are answered after the last restart", timeout: .seconds(120), poll: .milliseconds(20)) {
-                        load.counts.answered >= answered + 20
-                    }
+                    for victim in victims { scenario.kill(victim) }
+                    let elapsed = (ContinuousClock.now - started).components.seconds
+                    scenario.note("t+\(elapsed)s: killed \(victims.map(\.description).joined(separator: " and ")) (answers so far: \(load.counts.answered))")
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 0...1_000, using: &random)))
+                    for victim in victims { try await scenario.restart(victim) }
                 }
-                scenario.note("load stopped: \(load.counts)")
             }
-        }
-
-        static func elapsed(_ clock: ContinuousClock, _ end: ContinuousClock.Instant, _ seconds: Int) -> Int {
-            seconds - Int((end - clock.now).components.seconds)
         }
     }
 }

@@ -128,35 +128,23 @@ extension EndToEnd {
                                    database: database) { scenario in
                 let cluster = scenario.cluster
                 let load = scenario.workload(workers: 8)
-                var random = SplitMix64(seed: scenario.seed ^ 0x5EED_C1A5_7E25)
-                let clock = ContinuousClock()
-                let end = clock.now + .seconds(seconds)
-                try await scenario.underLoad(load) {
-                    var round = 0
-                    while clock.now < end && round < seconds + 1 {
-                        round += 1
-                        try await Task.sleep(for: .milliseconds(Int.random(in: 1_000...3_000, using: &random)))
-                        guard clock.now < end else { break }
-                        let victim = cluster.coordinators[Int.random(in: 0..<cluster.coordinators.count, using: &random)]
-                        scenario.kill(victim)
-                        let lost = clock.now
-                        let orphans = try await scenario.openTransactions(of: victim)
-                        // The takeover is timed while the victim stays down; if it outlasts the
-                        // down time, the restarted victim finishes the rest itself.
-                        async let ended: Duration = {
-                            try await scenario.waitUntilEnded(orphans)
-                            return clock.now - lost
-                        }()
-                        try await Task.sleep(for: .milliseconds(ClusterTimeouts.leaseMs * Int.random(in: 1...3, using: &random)))
-                        try await scenario.restart(victim)
-                        let took = try await ended
-                        if !orphans.isEmpty { takeovers.withLock { $0.append(took) } }
-                        scenario.note("killed \(victim) with \(orphans.count) open\(orphans.isEmpty ? "" : "; all ended \(took) later") (answers so far: \(load.counts.answered))")
-                    }
-                    let answered = load.counts.answered
-                    try await eventually("20 more transfers are answered after the last restart", timeout: .seconds(120), poll: .milliseconds(20)) {
-                        load.counts.answered >= answered + 20
-                    }
+                try await scenario.chaos(for: seconds, under: load, seed: 0x5EED_C1A5_7E25, pause: 1_000...3_000) { random in
+                    let victim = cluster.coordinators[Int.random(in: 0..<cluster.coordinators.count, using: &random)]
+                    scenario.kill(victim)
+                    let clock = ContinuousClock()
+                    let lost = clock.now
+                    let orphans = try await scenario.openTransactions(of: victim)
+                    // The takeover is timed while the victim stays down; if it outlasts the
+                    // down time, the restarted victim finishes the rest itself.
+                    async let ended: Duration = {
+                        try await scenario.waitUntilEnded(orphans)
+                        return clock.now - lost
+                    }()
+                    try await Task.sleep(for: .milliseconds(ClusterTimeouts.leaseMs * Int.random(in: 1...3, using: &random)))
+                    try await scenario.restart(victim)
+                    let took = try await ended
+                    if !orphans.isEmpty { takeovers.withLock { $0.append(took) } }
+                    scenario.note("killed \(victim) with \(orphans.count) open\(orphans.isEmpty ? "" : "; all ended \(took) later") (answers so far: \(load.counts.answered))")
                 }
                 let times = takeovers.withLock { $0 }.sorted()
                 if let longest = times.last {

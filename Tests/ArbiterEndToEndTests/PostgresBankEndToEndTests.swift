@@ -135,27 +135,13 @@ struct PostgresBankEndToEndTests {
                                postgres: [0: try await Self.bankDatabase(database, "bank0"), 2: try await Self.bankDatabase(database, "bank2")]) { scenario in
             let cluster = scenario.cluster
             let load = scenario.workload(workers: 8)
-            var random = SplitMix64(seed: scenario.seed ^ 0x5051_4C43_4841_4F53)
-            let clock = ContinuousClock()
-            let end = clock.now + .seconds(seconds)
-            try await scenario.underLoad(load) {
-                var round = 0
-                while clock.now < end && round < seconds + 1 {
-                    round += 1
-                    try await Task.sleep(for: .milliseconds(Int.random(in: 1_000...4_000, using: &random)))
-                    guard clock.now < end else { break }
-                    let victim = cluster.members[Int.random(in: 0..<cluster.members.count, using: &random)]
-                    scenario.kill(victim)
-                    scenario.note("killed \(victim) (answers so far: \(load.counts.answered))")
-                    try await Task.sleep(for: .milliseconds(Int.random(in: 0...1_000, using: &random)))
-                    try await scenario.restart(victim)
-                }
-                let answered = load.counts.answered
-                try await eventually("20 more transfers are answered after the last restart", timeout: .seconds(120), poll: .milliseconds(20)) {
-                    load.counts.answered >= answered + 20
-                }
+            try await scenario.chaos(for: seconds, under: load, seed: 0x5051_4C43_4841_4F53, pause: 1_000...4_000) { random in
+                let victim = cluster.members[Int.random(in: 0..<cluster.members.count, using: &random)]
+                scenario.kill(victim)
+                scenario.note("killed \(victim) (answers so far: \(load.counts.answered))")
+                try await Task.sleep(for: .milliseconds(Int.random(in: 0...1_000, using: &random)))
+                try await scenario.restart(victim)
             }
-            scenario.note("load stopped: \(load.counts)")
         }
         #expect(try await Self.preparedCount(database) == 0, "no prepared transaction is left in PostgreSQL")
         try await database.stop()

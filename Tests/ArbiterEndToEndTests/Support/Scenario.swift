@@ -170,6 +170,35 @@ final class Scenario: Sendable {
         }
     }
 
+    /// Chaos under `workload`: for `seconds`, a random pause in `pause` (ms), then `fault` (which
+    /// kills and restarts what it picks, with `random`), again and again (at most one round per
+    /// second). When the time is up the faults stop, and the cluster must make progress: 20 more
+    /// transfers are answered. Then the workload stops as in ``underLoad(_:_:)``.
+    func chaos(
+        for seconds: Int, under workload: Workload, seed: UInt64, pause: ClosedRange<Int>,
+        _ fault: (inout SplitMix64) async throws -> Void
+    ) async throws {
+        var random = SplitMix64(seed: self.seed ^ seed)
+        let clock = ContinuousClock()
+        let end = clock.now + .seconds(seconds)
+        try await underLoad(workload) {
+            var round = 0
+            while clock.now < end && round < seconds + 1 {
+                round += 1
+                // The fault schedule (not a synchronisation): a random pause, then a fault.
+                try await Task.sleep(for: .milliseconds(Int.random(in: pause, using: &random)))
+                guard clock.now < end else { break }
+                try await fault(&random)
+            }
+            // Faults have stopped: the cluster must make progress again.
+            let answered = workload.counts.answered
+            try await eventually("20 more transfers are answered after the last restart", timeout: .seconds(120), poll: .milliseconds(20)) {
+                workload.counts.answered >= answered + 20
+            }
+        }
+        note("load stopped: \(workload.counts)")
+    }
+
     /// Transactions issued by every workload, and the single transactions the scenario ran itself.
     var transactions: [IssuedTransaction] {
         workloads.withLock { $0.flatMap(\.transactions) } + singles.withLock { $0 }
