@@ -50,3 +50,12 @@ public struct PostgresParticipantError: Error, Hashable, Sendable, CustomStringC
         }
     }
 }
+
+extension PostgresParticipantError {
+    /// The `no` vote's reason when a stage's statement failed with this error.
+    var stageRefusal: String {
+        isLockNotAvailable
+            ? "a row this transaction needs is locked by another transaction (\(message)); retry when it has ended"
+            : "staging failed: \(self)"
+    }
+}

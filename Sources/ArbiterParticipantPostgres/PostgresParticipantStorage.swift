@@ -394,8 +394,8 @@ struct PieceContext<R: PostgresResource>: Sendable {
             case .success(true):
                 break
             }
-            if let refusal = session.refusal {
-                vote = refusal
+            if case .no(let text)? = session.refusal {
+                vote = .no(reason: reason(text))
             } else if case .yes = vote {
                 // PostgreSQL refused (a temporary table, max_prepared_transactions reached…) or
                 // the transaction had failed: vote no.
@@ -485,7 +485,7 @@ struct PieceContext<R: PostgresResource>: Sendable {
                 connection.rollbackQuietly()
                 return PieceOutcome(result: .alreadyRecorded(transaction.records))
             }
-            if let refusal = session.refusal { vote = refusal }
+            if case .no(let text)? = session.refusal { vote = .no(reason: reason(text)) }
             switch vote {
             case .yes:
                 do {
@@ -531,8 +531,8 @@ struct PieceContext<R: PostgresResource>: Sendable {
             return vote
         } catch let error as PostgresParticipantError where error.code == .unavailable {
             throw error
-        } catch let error as PostgresParticipantError where error.isLockNotAvailable {
-            return .no(reason: "a row this transaction needs is locked by another transaction (\(error.message)); retry when it has ended")
+        } catch let error as PostgresParticipantError {
+            return .no(reason: reason(error.stageRefusal))
         } catch {
             return .no(reason: reason("staging failed: \(error)"))
         }

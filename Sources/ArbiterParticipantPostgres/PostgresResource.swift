@@ -175,9 +175,7 @@ final class StageSession {
     /// Keeps the first refusal: `reason`, or what the library says of `error`.
     private func refuse(_ error: PostgresParticipantError, reason: String?) {
         guard refusal == nil else { return }
-        refusal = .no(reason: reason ?? (error.isLockNotAvailable
-            ? "a row this transaction needs is locked by another transaction (\(error.message)); retry when it has ended"
-            : "staging failed: \(error)"))
+        refusal = .no(reason: reason ?? error.stageRefusal)
     }
 
     /// Sends the queued statements and `statement` in one write; returns `statement`'s answer.

@@ -280,6 +280,7 @@ final class WireConnection {
         startup.finish(into: &output)
         try write()
         var scram: Scram?
+        var serverSignature: [UInt8]?
         while true {
             var (type, body) = try readMessage()
             switch type {
@@ -311,14 +312,15 @@ final class WireConnection {
                     try write()
                 case 11:
                     guard let scram else { throw protocolViolation("a SCRAM continuation before its start") }
-                    let final = try scram.clientFinal(serverFirst: String(decoding: body.rest(), as: UTF8.self), location: location)
+                    let (final, signature) = try scram.clientFinal(serverFirst: String(decoding: body.rest(), as: UTF8.self), location: location)
+                    serverSignature = signature
                     var message = Message(appendingTo: &output, type: UInt8(ascii: "p"))
                     message.bytes(Array(final.utf8))
                     message.finish(into: &output)
                     try write()
                 case 12:
-                    guard let scram else { throw protocolViolation("a SCRAM end before its start") }
-                    try scram.verify(serverFinal: String(decoding: body.rest(), as: UTF8.self), location: location)
+                    guard let serverSignature else { throw protocolViolation("a SCRAM end before its continuation") }
+                    try Scram.verify(serverFinal: String(decoding: body.rest(), as: UTF8.self), expected: serverSignature, location: location)
                 default:
                     throw PostgresParticipantError(.unavailable, "\(location) asks for an authentication Arbiter does not speak (code \(kind)); use scram-sha-256, md5, password or trust in pg_hba.conf")
                 }
@@ -575,12 +577,6 @@ private struct Scram {
     let nonce: String
     var clientFirstBare: String { "n=,r=\(nonce)" }
     var clientFirst: String { "n,,\(clientFirstBare)" }
-    private let state = Box()
-
-    private final class Box {
-        var authMessage = ""
-        var serverSignature: [UInt8] = []
-    }
 
     init(password: String) {
         self.password = password
@@ -588,7 +584,9 @@ private struct Scram {
         nonce = Data((0..<18).map { _ in UInt8.random(in: .min ... .max, using: &random) }).base64EncodedString()
     }
 
-    func clientFinal(serverFirst: String, location: PostgresLocation) throws(PostgresParticipantError) -> String {
+    /// The client's final message for the server's first, and the signature the server must
+    /// answer with to prove it knows the password.
+    func clientFinal(serverFirst: String, location: PostgresLocation) throws(PostgresParticipantError) -> (message: String, serverSignature: [UInt8]) {
         var fields: [Character: String] = [:]
         for part in serverFirst.split(separator: ",") where part.count >= 2 {
             fields[part.first!] = String(part.dropFirst(2))
@@ -612,14 +610,13 @@ private struct Scram {
         let signature = Array(HMAC<SHA256>.authenticationCode(for: Array(authMessage.utf8), using: SymmetricKey(data: storedKey)))
         let proof = zip(clientKey, signature).map { $0 ^ $1 }
         let serverKey = HMAC<SHA256>.authenticationCode(for: Array("Server Key".utf8), using: saltedKey)
-        state.authMessage = authMessage
-        state.serverSignature = Array(HMAC<SHA256>.authenticationCode(for: Array(authMessage.utf8), using: SymmetricKey(data: Array(serverKey))))
-        return "\(withoutProof),p=\(Data(proof).base64EncodedString())"
+        let serverSignature = Array(HMAC<SHA256>.authenticationCode(for: Array(authMessage.utf8), using: SymmetricKey(data: Array(serverKey))))
+        return ("\(withoutProof),p=\(Data(proof).base64EncodedString())", serverSignature)
     }
 
-    func verify(serverFinal: String, location: PostgresLocation) throws(PostgresParticipantError) {
+    static func verify(serverFinal: String, expected: [UInt8], location: PostgresLocation) throws(PostgresParticipantError) {
         guard serverFinal.hasPrefix("v="), let signature = Data(base64Encoded: String(serverFinal.dropFirst(2))),
-              Array(signature) == state.serverSignature
+              Array(signature) == expected
         else {
             throw PostgresParticipantError(.unavailable, "\(location) did not prove it knows the password (SCRAM server signature); refusing the connection")
         }
