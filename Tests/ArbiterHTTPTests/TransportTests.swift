@@ -177,10 +177,14 @@ struct ConnectionLimitTests {
         try await withTransportServer(countingRouter(hits), limits: ConnectionLimits(connectionsMax: 4)) { port in
             var held: [RawConnection] = []
             for _ in 0..<4 { held.append(try RawConnection(port: port)) }
-            // Let the server accept them before the others come.
-            try await Task.sleep(for: .milliseconds(200))
+            // The server has accepted them once it has served a request on each (kept alive), and
+            // only then do the others come: however late a busy test process accepts.
+            for connection in held {
+                #expect(connection.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"))
+            }
+            try await eventually("the four connections under the cap are served", timeout: .seconds(60)) { hits.count == 4 }
             let over = try (0..<6).map { _ in try RawConnection(port: port) }
-            for connection in over { #expect(await connection.closed(within: .milliseconds(2000)), "a connection over the cap is closed") }
+            for connection in over { #expect(await connection.closed(within: .seconds(30)), "a connection over the cap is closed") }
             #expect(held.allSatisfy { !$0.isClosedByPeer }, "connections under the cap stay open")
             // Room again: a request goes through once the held connections close.
             held.removeAll()
@@ -189,7 +193,7 @@ struct ConnectionLimitTests {
                 let connection = try RawConnection(port: port)
                 connection.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
                 _ = await connection.closed(within: .milliseconds(2000))
-                return hits.count > 0
+                return hits.count > 4
             }
         }
     }

@@ -116,14 +116,17 @@ struct SharedDecisionStoreTests {
     func takeover(_ kind: SharedStoreKind) async throws {
         let (server, open) = try await kind.database()
         defer { withExtendedLifetime(server) {} }
-        let dying = try open("A", .milliseconds(300))
+        // B first: the simulated store renews every lease with the length of the last one opened.
         let survivor = try open("B", .seconds(30))
+        let dying = try open("A", .seconds(2))
         let (t1, t2, t3) = (try TxID("t1"), try TxID("t2"), try TxID("t3"))
         #expect(try dying.commit([
             .begun(t1, branches: branches()),
             .begun(t2, branches: branches()), .decided(t2, .committed, notify: [p0, p1], reason: nil), .acknowledged(t2, p0),
             .begun(t3, branches: branches()), .decided(t3, .aborted, notify: [], reason: "no"), .ended(t3),
         ], forced: true) == [])
+        // Renewed just before B looks: held for 2 s from now, however long the writes above took.
+        #expect(try dying.renewLease())
         #expect(try survivor.claimOrphans(limit: 10) == [], "the lease is still held")
         var claimed: [CoordinatorRecord] = []
         try await eventually("A's lease expired and B claimed its work", timeout: .seconds(30), poll: .milliseconds(50)) {
