@@ -36,7 +36,9 @@ extension EndToEnd {
                 try await scenario.underLoad(load) {
                     try await scenario.waitForFailpoint(crash.rawValue, at: .coordinator)
                     let lost = ContinuousClock.now
-                    let orphans = try await scenario.openTransactions(of: .coordinator)
+                    // Open when the crash was seen, whoever owns them by the time the query runs:
+                    // on a loaded machine a survivor may have claimed them already (lease 1 s).
+                    let orphans = try await scenario.openTransactions(at: Date())
                     if crash == .afterDecision {
                         // The round it crashed in had forced decisions nobody has acknowledged yet.
                         #expect(!orphans.isEmpty, "the crashed coordinator left decided transactions open")
@@ -66,7 +68,7 @@ extension EndToEnd {
                     let pid = scenario.cluster.process(.coordinator)!.pid
                     kill(pid, SIGSTOP)
                     let lost = ContinuousClock.now
-                    let orphans = try await scenario.openTransactions(of: .coordinator)
+                    let orphans = try await scenario.openTransactions(at: Date())
                     do {
                         try await scenario.waitUntilEnded(orphans)
                     } catch {
@@ -165,6 +167,18 @@ extension Scenario {
         guard let database else { return [] }
         let name = coordinator.description.replacingOccurrences(of: " ", with: "-")
         let rows = try await database.psql("SELECT txid FROM arbiter_transaction WHERE NOT ended AND owner = '\(name)'")
+        return rows.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// The transactions open in the shared store at `moment` (begun before it, not ended by then),
+    /// whoever owns them now: in a scenario whose clients use one coordinator, that one's.
+    func openTransactions(at moment: Date) async throws -> [String] {
+        guard let database else { return [] }
+        let seconds = String(format: "%.6f", moment.timeIntervalSince1970)
+        let rows = try await database.psql("""
+            SELECT txid FROM arbiter_transaction
+            WHERE created_at <= to_timestamp(\(seconds)) AND (NOT ended OR ended_at > to_timestamp(\(seconds)))
+            """)
         return rows.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
 

@@ -53,12 +53,12 @@ extension EndToEnd {
                 let answer = try await scenario.submit(txid, [
                     Branch(participant: ParticipantID("bank-0"), payload: Payload(#"{"op":"debit","account":"\#(Workload.accountID(0, 0))","amount":7}"#)),
                     Branch(participant: ParticipantID("bank-1"), payload: Payload(#"{"op":"credit","account":"\#(Workload.accountID(1, 0))","amount":7}"#)),
-                ], nodes: [0, 1])
+                ], nodes: [0, 1], timeout: .seconds(30))
                 #expect(answer?.outcome == .committed)
                 // The id the client tried to pre-abort is still free.
                 let future = try await scenario.submit(try TxID("future-id"), [
                     cluster.branch(.debit, Workload.accountID(0, 1), 1, at: 0), cluster.branch(.credit, Workload.accountID(1, 1), 1, at: 1),
-                ], nodes: [0, 1])
+                ], nodes: [0, 1], timeout: .seconds(30))
                 #expect(future?.outcome == .committed)
             }
         }

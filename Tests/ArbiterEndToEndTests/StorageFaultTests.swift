@@ -124,7 +124,9 @@ extension EndToEnd {
                 #expect(refused != nil, "the coordinator never refused a submit on a full disk")
                 let started = clock.now
                 let fast = try await transfer()
-                #expect(fast.status == 503 && clock.now - started < .seconds(2), "refused at once: \(fast.body)")
+                // At once: a submit that waited for the disk would take its whole deadline or hang;
+                // the bound leaves room for a loaded machine's HTTP round trip.
+                #expect(fast.status == 503 && clock.now - started < .seconds(10), "refused at once: \(fast.body)")
                 #expect(try await rawRequest(http, .GET, cluster.coordinatorURL + "/readyz", token: nil).status == 503)
                 #expect(try await rawRequest(http, .GET, cluster.coordinatorURL + "/healthz", token: nil).status == 200)
                 #expect(cluster.isRunning(.coordinator))
@@ -134,7 +136,9 @@ extension EndToEnd {
                 try await eventually("the coordinator is ready again", timeout: .seconds(60)) {
                     await readiness(http, cluster.coordinatorURL) == 200
                 }
-                #expect(try await transfer().body.contains(#""outcome":"committed""#))
+                try await eventually("a transfer commits again", timeout: .seconds(60)) {
+                    try await transfer().body.contains(#""outcome":"committed""#)
+                }
 
                 // 2. A bank's disk fills. The bank stays up, says so on /readyz, and refuses protocol
                 //    writes at once: transfers through it abort instead of hanging.

@@ -19,7 +19,9 @@ extension EndToEnd {
             try await Scenario.run("participant down during prepare",
                                    failpoints: [.node(1): "participant.before-vote=delay(60000)"]) { scenario in
                 let cluster = scenario.cluster
-                async let first = scenario.transfer("t1", from: (0, 0), to: (1, 0), amount: 100)
+                // A long deadline: node 1 must be seen holding t1 prepared before the coordinator
+                // gives up on it; the kill below makes it abort anyway.
+                async let first = scenario.transfer("t1", from: (0, 0), to: (1, 0), amount: 100, timeout: .seconds(30))
                 let t1 = try TxID("\(Scenario.idSafe(scenario.name))-\(scenario.seed)-t1")
                 try await eventually("node 1 holds t1 prepared (its vote held back)") {
                     try await cluster.inDoubt(at: 1).contains { $0.txid == t1.rawValue }

@@ -124,7 +124,7 @@ struct TransportEndToEndTests {
 
             // Every connection of the flood is closed by the servers once the timeouts pass.
             let waiting = ContinuousClock.now
-            try await eventually("every flood connection is closed", timeout: .seconds(15), poll: .milliseconds(100)) {
+            try await eventually("every flood connection is closed", timeout: .seconds(60), poll: .milliseconds(100)) {
                 floods.allSatisfy { $0.openCount() == 0 }
             }
             let closedWithin = ContinuousClock.now - waiting

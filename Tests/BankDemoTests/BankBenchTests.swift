@@ -12,7 +12,7 @@ struct BankBenchTests {
         defer { directory.remove() }
         let json = directory.path + "/results.json"
         let bench = try ManagedProcess(name: "bank-bench", executable: try builtProduct("bank-bench"), arguments: [
-            "--concurrency", "1", "--wait", "decision", "--duration", "1", "--warmup", "0", "--accounts", "50",
+            "--concurrency", "1", "--wait", "decision", "--duration", "3", "--warmup", "1", "--accounts", "50",
             "--fsync-samples", "10", "--round-trip-samples", "20", "--skeleton-samples", "25", "--no-perf",
             "--data-directory", directory.path + "/data", "--json", json,
         ])
