@@ -155,15 +155,22 @@ struct StoreWriterTests {
             // committed state.
             let inside = Flag()
             let release = Flag()
+            let failed = Flag()
             let loop = Thread {
-                try? writer.writeNow(.lazy) { db in
-                    try insert("after")(db)
-                    inside.set()
-                    while !release.isSet { usleep(100) }
+                do {
+                    try writer.writeNow(.lazy) { db in
+                        try insert("after")(db)
+                        inside.set()
+                        while !release.isSet { usleep(100) }
+                    }
+                } catch {
+                    Issue.record("the round failed: \(error)")
+                    failed.set()
                 }
             }
             loop.start()
-            try await eventually("the round is open") { inside.isSet }
+            try await eventually("the round is open", timeout: .seconds(120)) { inside.isSet || failed.isSet }
+            try #require(!failed.isSet)
             #expect(try await names(writer) == ["visible"])
             release.set()
             try await eventually("the round committed") { try await names(writer) == ["visible", "after"] }
