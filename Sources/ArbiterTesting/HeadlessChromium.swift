@@ -258,8 +258,9 @@ public struct BrowserPage: Sendable {
     }
 
     /// Clicks the element `selector` finds, as a person would (a mouse press and release at its
-    /// centre, scrolled into view).
-    public func click(_ selector: String) async throws {
+    /// centre, scrolled into view). With `between`, a script expression is run (and awaited)
+    /// after the press and before the release: what the page may do while a button is held down.
+    public func click(_ selector: String, between: String? = nil) async throws {
         let box = try HeadlessChromium.object(Array(try await evaluate("""
             (() => { const e = document.querySelector(\(Self.literal(selector)));
               if (!e) throw new Error("nothing matches " + \(Self.literal(selector)));
@@ -268,6 +269,7 @@ public struct BrowserPage: Sendable {
             """).utf8))
         let x = (box["x"] as? NSNumber)?.doubleValue ?? 0, y = (box["y"] as? NSNumber)?.doubleValue ?? 0
         for type in ["mousePressed", "mouseReleased"] {
+            if type == "mouseReleased", let between { _ = try await evaluate(between) }
             try await browser.call("Input.dispatchMouseEvent",
                                    ["type": type, "x": x, "y": y, "button": "left", "clickCount": 1], session: session)
         }

@@ -81,6 +81,25 @@ struct DashboardBrowserTests {
         }
     }
 
+    @Test("a click on a row's button counts when the page's poll redraws the table between the press and the release")
+    func clickAcrossARedraw() async throws {
+        let chromium = try #require(chromiumPath)
+        try await withTransfersInDoubt { node, _ in
+            try await HeadlessChromium.with(chromium) { browser in
+                let page = try await browser.newPage()
+                try await logIn(page, node.url)
+                _ = try await page.evaluate("document.querySelector(\"button[data-decide='transfer-19']\").dataset.marked = 'yes'")
+                try await page.click("button[data-decide='transfer-19']", between: "refresh()")
+                try await page.waitUntil("the decision form of transfer-19 is open",
+                    "!document.getElementById('decision').hidden && document.getElementById('decision-facts').innerText.includes('transfer-19')")
+                // Released, the table is redrawn by the next poll again.
+                _ = try await page.evaluate("refresh()")
+                try await page.waitUntil("the table is redrawn after the release",
+                    "document.querySelector(\"button[data-decide='transfer-19']\") !== null && !document.querySelector(\"button[data-decide='transfer-19']\").dataset.marked")
+            }
+        }
+    }
+
     @Test("the page sends nothing without an outcome, a reason and the tick, the decide route refuses a session's request without the flag, the reason or the CSRF token, and the page shows a refusal")
     func decisionRefusedWithoutTheGuard() async throws {
         let chromium = try #require(chromiumPath)

@@ -45,9 +45,20 @@ public enum DashboardHTML {
     /// JavaScript helpers for a page's script: `esc(s)` escapes text for HTML; `rows(id, items,
     /// render, empty)` fills the table body `id` with a row per item, or one row saying `empty`
     /// across the table's columns; `age(ms)` reads a duration as seconds or minutes.
+    ///
+    /// `rows` leaves its table as it is while a pointer is pressed (the next poll redraws it): a
+    /// button in a row rebuilt between the press and the release would be replaced, and the click
+    /// would do nothing.
     public static let scriptHelpers = #"""
     const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}[c]));
+    let pressed = false;
+    document.addEventListener("pointerdown", () => { pressed = true; }, true);
+    // Cleared after the click that follows the release has been dispatched.
+    document.addEventListener("pointerup", () => { setTimeout(() => { pressed = false; }, 0); }, true);
+    document.addEventListener("pointercancel", () => { pressed = false; }, true);
+    window.addEventListener("blur", () => { pressed = false; });
     function rows(id, items, render, empty) {
+      if (pressed) return;
       const body = document.getElementById(id), columns = body.closest("table").querySelectorAll("thead th").length;
       body.innerHTML = items.length ? items.map(render).join("") : `<tr><td colspan="${columns}" class="empty">${empty}</td></tr>`;
     }
