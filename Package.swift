@@ -313,7 +313,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "examples/bank/Bench",
-            exclude: ["plot.py"],
+            exclude: ["plot.py", "stores.sh", "pgbench-xa-floor.sql", "pgbench-arbiter-branch.sql"],
             swiftSettings: swiftSettings
         ),
         // Tests: one target per module, then the demo's and the end-to-end suites.

@@ -164,21 +164,21 @@ extension EndToEnd {
 extension Scenario {
     /// The transactions `coordinator` holds open in the shared store: to be taken over.
     func openTransactions(of coordinator: BankCluster.Member) async throws -> [String] {
-        guard let database else { return [] }
         let name = coordinator.description.replacingOccurrences(of: " ", with: "-")
-        let rows = try await database.psql("SELECT txid FROM arbiter_transaction WHERE NOT ended AND owner = '\(name)'")
-        return rows.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        return try await txids(where: "NOT ended AND owner = '\(name)'")
     }
 
     /// The transactions open in the shared store at `moment` (begun before it, not ended by then),
     /// whoever owns them now: in a scenario whose clients use one coordinator, that one's.
     func openTransactions(at moment: Date) async throws -> [String] {
+        let time = "to_timestamp(\(String(format: "%.6f", moment.timeIntervalSince1970)))"
+        return try await txids(where: "created_at <= \(time) AND (NOT ended OR ended_at > \(time))")
+    }
+
+    /// The ids of the shared store's transactions that `condition` (SQL) selects.
+    private func txids(where condition: String) async throws -> [String] {
         guard let database else { return [] }
-        let seconds = String(format: "%.6f", moment.timeIntervalSince1970)
-        let rows = try await database.psql("""
-            SELECT txid FROM arbiter_transaction
-            WHERE created_at <= to_timestamp(\(seconds)) AND (NOT ended OR ended_at > to_timestamp(\(seconds)))
-            """)
+        let rows = try await database.psql("SELECT txid FROM arbiter_transaction WHERE \(condition)")
         return rows.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
 

@@ -155,7 +155,7 @@ struct StoreWriterTests {
             // committed state.
             let inside = Flag()
             let release = Flag()
-            let failed = Flag()
+            let failure = FailureNote()
             let loop = Thread {
                 do {
                     try writer.writeNow(.lazy) { db in
@@ -164,13 +164,12 @@ struct StoreWriterTests {
                         while !release.isSet { usleep(100) }
                     }
                 } catch {
-                    Issue.record("the round failed: \(error)")
-                    failed.set()
+                    failure.set("\(error)")
                 }
             }
             loop.start()
-            try await eventually("the round is open", timeout: .seconds(120)) { inside.isSet || failed.isSet }
-            try #require(!failed.isSet)
+            try await eventually("the round is open", timeout: .seconds(120)) { inside.isSet || failure.text != nil }
+            try #require(failure.text == nil, "the round failed: \(failure.text ?? "")")
             #expect(try await names(writer) == ["visible"])
             release.set()
             try await eventually("the round committed") { try await names(writer) == ["visible", "after"] }

@@ -44,6 +44,13 @@ final class Flag: Sendable {
     var isSet: Bool { value.withLock { $0 } }
 }
 
+/// What a thread of the test's own saw go wrong, for the test to report.
+final class FailureNote: Sendable {
+    private let value = Mutex<String?>(nil)
+    func set(_ text: String) { value.withLock { $0 = text } }
+    var text: String? { value.withLock { $0 } }
+}
+
 /// Writer options for tests: the defaults, with a logger that stays quiet unless something fails.
 func testOptions() -> StoreWriter.Options {
     var logger = Logger(label: "arbiter.storage.tests")

@@ -9,7 +9,7 @@
 \set id random(1, 100000)
 \set t random(1, 1000000000)
 \startpipeline
-INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at) VALUES ('x' || :t, 'prepared', 'http://127.0.0.1:1', '\x7b7d', now()) ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator WHERE t.state = 'prepared';
+INSERT INTO arbiter_participant_transaction AS t (txid, state, coordinator, payload, prepared_at) VALUES ('x' || :t, 'prepared', 'http://127.0.0.1:1', '\x7b7d', now()) ON CONFLICT (txid) DO UPDATE SET coordinator = EXCLUDED.coordinator, payload = EXCLUDED.payload, prepared_at = EXCLUDED.prepared_at WHERE t.state = 'prepared';
 BEGIN;
 WITH changed AS (UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :id RETURNING 1) SELECT arbiter_expect_changed(count(*), 1) FROM changed;
 WITH changed AS (UPDATE arbiter_participant_transaction SET state = 'committed', ended_at = now() WHERE txid = 'x' || :t AND state = 'prepared' RETURNING 1) SELECT arbiter_expect_changed(count(*), 1) FROM changed;
